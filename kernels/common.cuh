@@ -1,0 +1,156 @@
+// Shared helpers for the blurpool kernels: element types, the parameter block every kernel
+// takes, layout indexing and blur padding. Self-contained (no CUDA headers) so that the same
+// text compiles with nvcc ahead of time and with NVRTC at run time.
+#pragma once
+
+#define BP_MAX_TAPS 16
+
+// Pad modes and activations: the numbers must match src/cuda/params.rs.
+#define BP_PAD_REFLECT 0
+#define BP_PAD_REPLICATE 1
+#define BP_PAD_ZERO 2
+#define BP_ACT_IDENTITY 0
+#define BP_ACT_RELU 1
+#define BP_ACT_RELU6 2
+
+// One parameter block for every operator, passed by value. Field order and types are mirrored
+// by `BpParams` in src/cuda/params.rs (312 bytes, no implicit padding).
+struct BpParams {
+    long long n, c, h, w;   // input extents
+    long long cout, ho, wo; // output extents (cout == c for pooling)
+    long long hm, wm;       // the map the blur reads: max map, conv map, blurred map, or the input
+    long long total;        // n * cout * ho * wo
+    double rcp_cout, rcp_ho, rcp_wo; // 1/cout, 1/ho, 1/wo: index splitting without 64-bit division
+    int mkh, mkw, mpy, mpx; // dense max window and its (-inf) padding
+    int fy, fx, pad_top, pad_left, mode, sy, sx; // blur taps, leading padding, pad mode, strides
+    int ckh, ckw, cpy, cpx, groups, act, has_bias, csy, csx; // convolution
+    float ty[BP_MAX_TAPS];  // effective vertical weights (already normalised when asked)
+    float tx[BP_MAX_TAPS];  // effective horizontal weights
+};
+static_assert(sizeof(BpParams) == 312, "BpParams layout must match src/cuda/params.rs");
+
+// Storage types for the half formats: raw bits, converted explicitly so no header is needed.
+struct bp_f16 { unsigned short bits; };
+struct bp_bf16 { unsigned short bits; };
+
+__device__ __forceinline__ float bp_to_f32(float v) { return v; }
+__device__ __forceinline__ float bp_to_f32(bp_f16 v) {
+    float r;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(r) : "h"(v.bits));
+    return r;
+}
+__device__ __forceinline__ float bp_to_f32(bp_bf16 v) {
+    return __uint_as_float(((unsigned int)v.bits) << 16);
+}
+
+template <typename T> __device__ __forceinline__ T bp_from_f32(float v);
+template <> __device__ __forceinline__ float bp_from_f32<float>(float v) { return v; }
+template <> __device__ __forceinline__ bp_f16 bp_from_f32<bp_f16>(float v) {
+    bp_f16 r;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r.bits) : "f"(v));
+    return r;
+}
+// Round to nearest even, NaN kept quiet; written out so it needs no sm_80 instruction.
+template <> __device__ __forceinline__ bp_bf16 bp_from_f32<bp_bf16>(float v) {
+    unsigned int u = __float_as_uint(v);
+    bp_bf16 r;
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+        r.bits = (unsigned short)((u >> 16) | 0x40u);
+    } else {
+        u += 0x7fffu + ((u >> 16) & 1u);
+        r.bits = (unsigned short)(u >> 16);
+    }
+    return r;
+}
+
+// q = a / d, r = a % d for 0 <= a < 2^53 without a 64-bit integer division (a subroutine call
+// whose calling convention made ptxas spill): estimate with the host-computed reciprocal in
+// double precision, which is off by at most one, then correct.
+__device__ __forceinline__ void bp_divmod(long long a, long long d, double rcp, long long &q, long long &r) {
+    long long qq = (long long)((double)a * rcp);
+    long long rr = a - qq * d;
+    if (rr < 0) { --qq; rr += d; } else if (rr >= d) { ++qq; rr -= d; }
+    q = qq;
+    r = rr;
+}
+
+// Layout tags: offset of element (n, c, y, x) in a contiguous tensor of extents (C, H, W).
+struct bp_nchw {
+    static __device__ __forceinline__ long long offset(long long n, long long c, long long y, long long x,
+                                                       long long C, long long H, long long W) {
+        return ((n * C + c) * H + y) * W + x;
+    }
+    // Splits a linear output index into (n, c, y, x).
+    static __device__ __forceinline__ void split(long long idx, const BpParams &p, long long &n, long long &c,
+                                                 long long &y, long long &x) {
+        bp_divmod(idx, p.wo, p.rcp_wo, idx, x);
+        bp_divmod(idx, p.ho, p.rcp_ho, idx, y);
+        bp_divmod(idx, p.cout, p.rcp_cout, n, c);
+    }
+};
+struct bp_nhwc {
+    static __device__ __forceinline__ long long offset(long long n, long long c, long long y, long long x,
+                                                       long long C, long long H, long long W) {
+        return ((n * H + y) * W + x) * C + c;
+    }
+    static __device__ __forceinline__ void split(long long idx, const BpParams &p, long long &n, long long &c,
+                                                 long long &y, long long &x) {
+        bp_divmod(idx, p.cout, p.rcp_cout, idx, c);
+        bp_divmod(idx, p.wo, p.rcp_wo, idx, x);
+        bp_divmod(idx, p.ho, p.rcp_ho, n, y);
+    }
+};
+
+// Maps a padded coordinate into 0..len, or -1 for a zero-padded cell. Reflect assumes the
+// overhang is < len (validated on the host, as PyTorch's ReflectionPad2d requires).
+__device__ __forceinline__ long long bp_source_index(long long i, long long len, int mode) {
+    if (i >= 0 && i < len) return i;
+    if (mode == BP_PAD_ZERO) return -1;
+    if (mode == BP_PAD_REPLICATE) return i < 0 ? 0 : len - 1;
+    return i < 0 ? -i : 2 * (len - 1) - i;
+}
+
+__device__ __forceinline__ float bp_activate(float v, int act) {
+    // Comparisons are false for NaN, so NaN passes through as in PyTorch.
+    if (act == BP_ACT_RELU) return v < 0.f ? 0.f : v;
+    if (act == BP_ACT_RELU6) return v < 0.f ? 0.f : (v > 6.f ? 6.f : v);
+    return v;
+}
+
+// PyTorch's max_pool2d rule: row-major scan, `v > best || isnan(v)`, padding never wins.
+template <typename T, typename L>
+__device__ __forceinline__ float bp_window_max(const T *__restrict__ x, const BpParams &p, long long n,
+                                               long long c, long long r, long long q) {
+    float best = __int_as_float(0xff800000); // -inf
+    for (int a = 0; a < p.mkh; ++a) {
+        long long y = r + a - p.mpy;
+        if (y < 0 || y >= p.h) continue;
+        for (int b = 0; b < p.mkw; ++b) {
+            long long xx = q + b - p.mpx;
+            if (xx < 0 || xx >= p.w) continue;
+            float v = bp_to_f32(x[L::offset(n, c, y, xx, p.c, p.h, p.w)]);
+            if (v > best || v != v) best = v;
+        }
+    }
+    return best;
+}
+
+#define BP_GRID_STRIDE_LOOP(idx, total)                                                   \
+    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < (total); \
+         idx += (long long)gridDim.x * blockDim.x)
+
+// Instantiates `extern "C"` entry points NAME_<dtype>_<layout> of a kernel template
+// NAME_impl<T, L>(const BpParams, ARGS...). Symbol names are built the same way in src/cuda.
+#define BP_INSTANTIATE_ONE(NAME, T, TN, L, LN)                                                \
+    extern "C" __global__ void                                   \
+        NAME##_##TN##_##LN(const BpParams p, const T *__restrict__ x,                     \
+                           const T *__restrict__ w, const T *__restrict__ b, T *__restrict__ y) { \
+        NAME##_impl<T, L>(p, x, w, b, y);                                                 \
+    }
+#define BP_INSTANTIATE(NAME)                                 \
+    BP_INSTANTIATE_ONE(NAME, float, f32, bp_nchw, nchw)      \
+    BP_INSTANTIATE_ONE(NAME, float, f32, bp_nhwc, nhwc)      \
+    BP_INSTANTIATE_ONE(NAME, bp_f16, f16, bp_nchw, nchw)     \
+    BP_INSTANTIATE_ONE(NAME, bp_f16, f16, bp_nhwc, nhwc)     \
+    BP_INSTANTIATE_ONE(NAME, bp_bf16, bf16, bp_nchw, nchw)   \
+    BP_INSTANTIATE_ONE(NAME, bp_bf16, bf16, bp_nhwc, nhwc)

@@ -1,0 +1,611 @@
+//! The CUDA launch layer over cudarc.
+//!
+//! [`Kernels`] holds the compiled module for one context (loaded once per context and cached).
+//! Each operator's `forward` takes the caller's stream, the input as any cudarc device buffer
+//! (`CudaSlice`, `CudaView`), the output as a mutable one (`CudaViewMut`, `CudaSlice`), checks
+//! lengths against the shapes and launches one kernel; nothing is allocated per call. The
+//! `forward_raw` entries take bare `CUdeviceptr`s for pipelines that own their memory.
+
+mod params;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cudarc::driver::sys::{CUdevice_attribute, CUdeviceptr, CUstream};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
+use cudarc::nvrtc::Ptx;
+
+pub use params::BpParams;
+
+use crate::error::{Error, Result};
+use crate::ops::{BlurConv2d, BlurPool2d, ConvBlurPool2d, MaxBlurPool2d, MaxPool2d};
+use crate::tensor::{DType, Element, Layout, Shape4};
+
+/// What `build.rs` produced: the fatbin (if nvcc was found), its archs, and the sources.
+pub mod build {
+    include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
+}
+
+/// Environment variable that forces the NVRTC path even when a fatbin was built.
+pub const FORCE_NVRTC_ENV: &str = "BLURPOOL_FORCE_NVRTC";
+
+/// Threads per block for every kernel (they are grid-stride loops over outputs).
+const BLOCK: u32 = 256;
+
+/// The kernel families, one `extern "C"` entry per dtype × layout each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KernelKind {
+    /// Dense max, stride 1.
+    MaxPool,
+    /// Blur + subsample.
+    BlurPool,
+    /// Fused max + blur + subsample.
+    MaxBlurPool,
+    /// Fused conv + bias + activation + blur + subsample.
+    ConvBlurPool,
+    /// Fused blur + strided conv + bias + activation.
+    BlurConv,
+}
+
+impl KernelKind {
+    /// Every kernel family.
+    pub const ALL: [KernelKind; 5] =
+        [KernelKind::MaxPool, KernelKind::BlurPool, KernelKind::MaxBlurPool, KernelKind::ConvBlurPool, KernelKind::BlurConv];
+
+    fn stem(self) -> &'static str {
+        match self {
+            KernelKind::MaxPool => "bp_maxpool",
+            KernelKind::BlurPool => "bp_blurpool",
+            KernelKind::MaxBlurPool => "bp_maxblurpool",
+            KernelKind::ConvBlurPool => "bp_convblurpool",
+            KernelKind::BlurConv => "bp_blurconv",
+        }
+    }
+
+    /// The `extern "C"` symbol for a dtype and layout, e.g. `bp_maxblurpool_f16_nhwc`.
+    pub fn symbol(self, dtype: DType, layout: Layout) -> String {
+        format!("{}_{}_{}", self.stem(), dtype.name(), layout.name())
+    }
+}
+
+/// Where the loaded module came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelSource {
+    /// The fatbin compiled by nvcc at build time (SASS for these archs + PTX).
+    Fatbin { archs: &'static str, nvcc: &'static str },
+    /// Compiled at run time by NVRTC for this device's architecture.
+    Nvrtc { arch: String },
+}
+
+/// Whether a CUDA driver library can be loaded on this machine. Check this before creating a
+/// `CudaContext`: cudarc panics (rather than erring) when libcuda is absent.
+pub fn driver_available() -> bool {
+    // SAFETY: only probes whether the shared library can be opened; calls no CUDA function.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+/// Opens device `ordinal` (the primary context, shared with the runtime API and PyTorch), or
+/// says why not: no driver, or the driver's own error (e.g. no device).
+pub fn open_device(ordinal: usize) -> Result<Arc<CudaContext>> {
+    if !driver_available() {
+        return Err(Error::NoCudaDriver);
+    }
+    Ok(CudaContext::new(ordinal)?)
+}
+
+/// The blurpool kernels loaded into one CUDA context.
+pub struct Kernels {
+    ctx: Arc<CudaContext>,
+    _module: Arc<CudaModule>,
+    functions: HashMap<(KernelKind, DType, Layout), CudaFunction>,
+    source: KernelSource,
+    max_blocks: u32,
+}
+
+impl std::fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernels").field("ordinal", &self.ctx.ordinal()).field("source", &self.source).finish()
+    }
+}
+
+type Cache = Mutex<Vec<(usize, Arc<Kernels>)>>;
+
+fn cache() -> &'static Cache {
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+impl Kernels {
+    /// The kernels for `ctx`, loading the module the first time this context asks (later calls
+    /// return the same `Arc`). Uses the build-time fatbin, or NVRTC when there is none or when
+    /// `BLURPOOL_FORCE_NVRTC=1`.
+    pub fn for_context(ctx: &Arc<CudaContext>) -> Result<Arc<Kernels>> {
+        let key = ctx.cu_ctx() as usize;
+        let mut cached = cache().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, k)) = cached.iter().find(|(k, _)| *k == key) {
+            return Ok(k.clone());
+        }
+        let force_nvrtc = std::env::var(FORCE_NVRTC_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
+        let kernels = Arc::new(Kernels::load(ctx, force_nvrtc)?);
+        // The cached Arc keeps the context alive, so its handle cannot be reused by another.
+        cached.push((key, kernels.clone()));
+        Ok(kernels)
+    }
+
+    /// Loads a fresh, uncached module (`nvrtc` forces run-time compilation). Prefer
+    /// [`Kernels::for_context`]; this exists to compare the two paths.
+    pub fn load(ctx: &Arc<CudaContext>, nvrtc: bool) -> Result<Kernels> {
+        let (ptx, source) = match build::FATBIN {
+            Some(fatbin) if !nvrtc => (
+                Ptx::from_binary(fatbin.to_vec()),
+                KernelSource::Fatbin { archs: build::ARCHS, nvcc: build::NVCC_RELEASE },
+            ),
+            _ => {
+                let (major, minor) = ctx.compute_capability()?;
+                let arch = format!("compute_{major}{minor}");
+                (compile_nvrtc(&arch)?, KernelSource::Nvrtc { arch })
+            }
+        };
+        let module = ctx.load_module(ptx).map_err(|e| Error::KernelLoad {
+            detail: match &source {
+                KernelSource::Fatbin { archs, .. } => {
+                    let cc = ctx.compute_capability().map(|(a, b)| format!("sm_{a}{b}")).unwrap_or_default();
+                    format!("fatbin built for {archs}, device is {cc}; rebuild with BLURPOOL_CUDA_ARCHS or set {FORCE_NVRTC_ENV}=1")
+                }
+                KernelSource::Nvrtc { arch } => format!("NVRTC output for {arch}"),
+            },
+            source: e,
+        })?;
+        let mut functions = HashMap::new();
+        for kind in KernelKind::ALL {
+            for dtype in DType::ALL {
+                for layout in Layout::ALL {
+                    let f = module.load_function(&kind.symbol(dtype, layout)).map_err(|e| Error::KernelLoad {
+                        detail: format!("symbol {}", kind.symbol(dtype, layout)),
+                        source: e,
+                    })?;
+                    functions.insert((kind, dtype, layout), f);
+                }
+            }
+        }
+        let sms = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1) as u32;
+        Ok(Kernels { ctx: ctx.clone(), _module: module, functions, source, max_blocks: sms * 32 })
+    }
+
+    /// The context these kernels belong to.
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    /// Whether the module came from the fatbin or from NVRTC.
+    pub fn source(&self) -> &KernelSource {
+        &self.source
+    }
+
+    /// Wraps a stream owned by someone else (PyTorch's `current_stream().cuda_stream`, a C++
+    /// pipeline's `cudaStream_t`) without taking ownership.
+    ///
+    /// # Safety
+    /// `raw` must be a live stream of this context and outlive the returned wrapper.
+    pub unsafe fn borrow_stream(&self, raw: CUstream) -> Arc<CudaStream> {
+        // SAFETY: forwarded to the caller's contract above; the wrapper never destroys `raw`.
+        unsafe { self.ctx.wrap_borrowed_stream(raw) }
+    }
+
+    fn check_stream(&self, stream: &CudaStream) -> Result<()> {
+        if stream.context().cu_ctx() != self.ctx.cu_ctx() {
+            return Err(Error::ContextMismatch);
+        }
+        Ok(())
+    }
+
+    /// Launches `kind` for `dtype`/`layout` with raw pointers (x, weight, bias, y).
+    ///
+    /// # Safety
+    /// The pointers must address device memory of this context holding at least the elements
+    /// `params` describes (weight/bias only for conv kernels, else may be 0), and stay valid
+    /// until the kernel has run on `stream`.
+    unsafe fn launch_raw(
+        &self,
+        kind: KernelKind,
+        dtype: DType,
+        layout: Layout,
+        stream: &CudaStream,
+        params: &BpParams,
+        ptrs: [CUdeviceptr; 4],
+    ) -> Result<()> {
+        self.check_stream(stream)?;
+        if params.total == 0 {
+            return Ok(());
+        }
+        let func = &self.functions[&(kind, dtype, layout)];
+        let blocks = (params.total as u64).div_ceil(BLOCK as u64).min(self.max_blocks as u64) as u32;
+        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
+        let [x, w, b, y] = ptrs;
+        let mut builder = stream.launch_builder(func);
+        builder.arg(params).arg(&x).arg(&w).arg(&b).arg(&y);
+        // SAFETY: the kernel signature is (BpParams, const T*, const T*, const T*, T*), matching
+        // the five arguments pushed; pointer validity is the caller's contract above.
+        unsafe { builder.launch(cfg) }?;
+        Ok(())
+    }
+
+    /// Typed launch over cudarc buffers: checks lengths and keeps the buffers' stream-ordering
+    /// guards alive until the launch is queued.
+    #[allow(clippy::too_many_arguments)]
+    fn launch_typed<T: Element>(
+        &self,
+        kind: KernelKind,
+        layout: Layout,
+        stream: &Arc<CudaStream>,
+        params: &BpParams,
+        x: (&dyn DevicePtr<T>, usize),
+        weights: Option<(&dyn DevicePtr<T>, usize)>,
+        bias: Option<(&dyn DevicePtr<T>, usize)>,
+        y: (&mut dyn DevicePtrMut<T>, usize),
+    ) -> Result<()> {
+        check_buffer("input", x.0.len(), x.1)?;
+        check_buffer("output", y.0.len(), y.1)?;
+        if let Some((wbuf, need)) = weights {
+            check_buffer("weight", wbuf.len(), need)?;
+        }
+        if let Some((bbuf, need)) = bias {
+            check_buffer("bias", bbuf.len(), need)?;
+        }
+        self.check_stream(stream)?;
+        let (xp, _gx) = x.0.device_ptr(stream);
+        let (wp, _gw) = match weights {
+            Some((wbuf, _)) => {
+                let (p, g) = wbuf.device_ptr(stream);
+                (p, Some(g))
+            }
+            None => (0, None),
+        };
+        let (bp, _gb) = match bias {
+            Some((bbuf, _)) => {
+                let (p, g) = bbuf.device_ptr(stream);
+                (p, Some(g))
+            }
+            None => (0, None),
+        };
+        let (yp, _gy) = y.0.device_ptr_mut(stream);
+        // SAFETY: every pointer comes from a live cudarc buffer of the checked length, whose
+        // guard (held until the end of this scope) orders it on `stream`.
+        unsafe { self.launch_raw(kind, T::DTYPE, layout, stream, params, [xp, wp, bp, yp]) }
+    }
+}
+
+fn check_buffer(what: &'static str, got: usize, expected: usize) -> Result<()> {
+    if got != expected {
+        return Err(Error::BufferLength { what, expected, got });
+    }
+    Ok(())
+}
+
+/// Compiles the embedded kernel sources with NVRTC for `arch` (e.g. `compute_90`).
+pub fn compile_nvrtc(arch: &str) -> Result<Ptx> {
+    // SAFETY: only probes whether libnvrtc can be opened.
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(Error::Nvrtc(
+            "libnvrtc was not found, and the crate was built without nvcc (no fatbin): install the CUDA toolkit's \
+             NVRTC, or rebuild with nvcc (scripts/install-nvcc.sh)"
+                .into(),
+        ));
+    }
+    let opts = cudarc::nvrtc::CompileOptions {
+        options: vec![format!("--gpu-architecture={arch}"), "-std=c++17".into()],
+        name: Some("blurpool_all.cu".into()),
+        ..Default::default()
+    };
+    cudarc::nvrtc::compile_ptx_with_opts(nvrtc_source(), opts).map_err(|e| Error::Nvrtc(format!("{e:?}")))
+}
+
+/// The single translation unit NVRTC compiles: headers first, then every .cu with its local
+/// `#include "…cuh"` lines dropped (the headers are already inlined above them).
+pub fn nvrtc_source() -> String {
+    let mut src = String::new();
+    for (name, text) in build::SOURCES {
+        src.push_str(&format!("// ---- {name} ----\n"));
+        for line in text.lines() {
+            let t = line.trim_start();
+            if t.starts_with("#include \"") && t.trim_end().ends_with(".cuh\"") {
+                continue;
+            }
+            src.push_str(line);
+            src.push('\n');
+        }
+    }
+    src
+}
+
+impl MaxPool2d {
+    /// Dense max (stride 1) on the GPU: `x` is `input`, `y` the map of `output_shape(input)`.
+    pub fn forward<T: Element>(
+        &self,
+        kernels: &Kernels,
+        stream: &Arc<CudaStream>,
+        input: Shape4,
+        layout: Layout,
+        x: &impl DevicePtr<T>,
+        y: &mut impl DevicePtrMut<T>,
+    ) -> Result<Shape4> {
+        let (out, params) = self.params(input)?;
+        kernels.launch_typed::<T>(KernelKind::MaxPool, layout, stream, &params, (x, input.numel()?), None, None, (y, out.numel()?))?;
+        Ok(out)
+    }
+
+    /// [`MaxPool2d::forward`] on raw device pointers of element type `dtype`.
+    ///
+    /// # Safety
+    /// `x` and `y` must be device allocations of this context holding `input` and
+    /// `output_shape(input)` elements of `dtype`, valid until the kernel has run on `stream`.
+    pub unsafe fn forward_raw(
+        &self,
+        kernels: &Kernels,
+        stream: &CudaStream,
+        dtype: DType,
+        input: Shape4,
+        layout: Layout,
+        x: CUdeviceptr,
+        y: CUdeviceptr,
+    ) -> Result<Shape4> {
+        let (out, params) = self.params(input)?;
+        // SAFETY: the caller guarantees the buffers (see above).
+        unsafe { kernels.launch_raw(KernelKind::MaxPool, dtype, layout, stream, &params, [x, 0, 0, y]) }?;
+        Ok(out)
+    }
+
+    fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
+        let out = self.output_shape(input)?;
+        Ok((out, BpParams::new(input, out, (out.h, out.w))?.with_max(self.kernel(), self.padding())?))
+    }
+}
+
+impl BlurPool2d {
+    /// Blur + subsample on the GPU.
+    pub fn forward<T: Element>(
+        &self,
+        kernels: &Kernels,
+        stream: &Arc<CudaStream>,
+        input: Shape4,
+        layout: Layout,
+        x: &impl DevicePtr<T>,
+        y: &mut impl DevicePtrMut<T>,
+    ) -> Result<Shape4> {
+        let (out, params) = self.params(input)?;
+        kernels.launch_typed::<T>(KernelKind::BlurPool, layout, stream, &params, (x, input.numel()?), None, None, (y, out.numel()?))?;
+        Ok(out)
+    }
+
+    /// [`BlurPool2d::forward`] on raw device pointers of element type `dtype`.
+    ///
+    /// # Safety
+    /// As [`MaxPool2d::forward_raw`].
+    pub unsafe fn forward_raw(
+        &self,
+        kernels: &Kernels,
+        stream: &CudaStream,
+        dtype: DType,
+        input: Shape4,
+        layout: Layout,
+        x: CUdeviceptr,
+        y: CUdeviceptr,
+    ) -> Result<Shape4> {
+        let (out, params) = self.params(input)?;
+        // SAFETY: the caller guarantees the buffers (see above).
+        unsafe { kernels.launch_raw(KernelKind::BlurPool, dtype, layout, stream, &params, [x, 0, 0, y]) }?;
+        Ok(out)
+    }
+
+    fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
+        let out = self.output_shape(input)?;
+        Ok((out, BpParams::new(input, out, (input.h, input.w))?.with_blur(self.blur())?))
+    }
+}
+
+impl MaxBlurPool2d {
+    /// Fused max + blur + subsample on the GPU: one kernel, the max map never reaches memory.
+    pub fn forward<T: Element>(
+        &self,
+        kernels: &Kernels,
+        stream: &Arc<CudaStream>,
+        input: Shape4,
+        layout: Layout,
+        x: &impl DevicePtr<T>,
+        y: &mut impl DevicePtrMut<T>,
+    ) -> Result<Shape4> {
+        let (out, params) = self.params(input)?;
+        kernels.launch_typed::<T>(KernelKind::MaxBlurPool, layout, stream, &params, (x, input.numel()?), None, None, (y, out.numel()?))?;
+        Ok(out)
+    }
+
+    /// [`MaxBlurPool2d::forward`] on raw device pointers of element type `dtype`.
+    ///
+    /// # Safety
+    /// As [`MaxPool2d::forward_raw`].
+    pub unsafe fn forward_raw(
+        &self,
+        kernels: &Kernels,
+        stream: &CudaStream,
+        dtype: DType,
+        input: Shape4,
+        layout: Layout,
+        x: CUdeviceptr,
+        y: CUdeviceptr,
+    ) -> Result<Shape4> {
+        let (out, params) = self.params(input)?;
+        // SAFETY: the caller guarantees the buffers (see above).
+        unsafe { kernels.launch_raw(KernelKind::MaxBlurPool, dtype, layout, stream, &params, [x, 0, 0, y]) }?;
+        Ok(out)
+    }
+
+    /// The unfused path, "separate max + blur": the dense max kernel writes the max map into
+    /// `max_map` (of `max_map_shape(input)`), then the blur kernel reads it. This is what the
+    /// libraries do and what the benchmarks compare the fused kernel against.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_separate<T: Element>(
+        &self,
+        kernels: &Kernels,
+        stream: &Arc<CudaStream>,
+        input: Shape4,
+        layout: Layout,
+        x: &impl DevicePtr<T>,
+        max_map: &mut (impl DevicePtr<T> + DevicePtrMut<T>),
+        y: &mut impl DevicePtrMut<T>,
+    ) -> Result<Shape4> {
+        // Validate the whole operator (incl. reflect vs the max map) before launching anything.
+        self.output_shape(input)?;
+        let m = self.max_pool().forward(kernels, stream, input, layout, x, max_map)?;
+        BlurPool2d::new(self.blur().clone()).forward(kernels, stream, m, layout, &*max_map, y)
+    }
+
+    fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
+        let out = self.output_shape(input)?;
+        let m = self.max_map_shape(input)?;
+        let p = BpParams::new(input, out, (m.h, m.w))?
+            .with_max(self.max_pool().kernel(), self.max_pool().padding())?
+            .with_blur(self.blur())?;
+        Ok((out, p))
+    }
+}
+
+/// Optional bias buffer for the conv operators (`None` when the spec has no bias).
+pub type Bias<'a, T> = Option<&'a dyn DevicePtr<T>>;
+
+fn check_bias_presence(spec_has_bias: bool, given: bool) -> Result<()> {
+    if spec_has_bias != given {
+        return Err(Error::Conv(if spec_has_bias {
+            "the operator was built with a bias but none was passed".into()
+        } else {
+            "a bias was passed but the operator was built without one".into()
+        }));
+    }
+    Ok(())
+}
+
+impl ConvBlurPool2d {
+    /// Fused conv (stride 1) + bias + activation + blur + subsample: the full-resolution conv
+    /// output never reaches memory. `weight` is Cout×(Cin/groups)×kh×kw, `bias` Cout.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward<T: Element>(
+        &self,
+        kernels: &Kernels,
+        stream: &Arc<CudaStream>,
+        input: Shape4,
+        layout: Layout,
+        x: &impl DevicePtr<T>,
+        weight: &impl DevicePtr<T>,
+        bias: Bias<'_, T>,
+        y: &mut impl DevicePtrMut<T>,
+    ) -> Result<Shape4> {
+        check_bias_presence(self.conv().has_bias(), bias.is_some())?;
+        let (out, params) = self.params(input)?;
+        let c = self.conv();
+        kernels.launch_typed::<T>(
+            KernelKind::ConvBlurPool,
+            layout,
+            stream,
+            &params,
+            (x, input.numel()?),
+            Some((weight, c.weight_len())),
+            bias.map(|b| (b, c.bias_len())),
+            (y, out.numel()?),
+        )?;
+        Ok(out)
+    }
+
+    /// [`ConvBlurPool2d::forward`] on raw device pointers (`bias` = 0 when there is none).
+    ///
+    /// # Safety
+    /// As [`MaxPool2d::forward_raw`]; `weight` holds `conv().weight_len()` elements and `bias`
+    /// (if the spec has one) `conv().bias_len()`.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn forward_raw(
+        &self,
+        kernels: &Kernels,
+        stream: &CudaStream,
+        dtype: DType,
+        input: Shape4,
+        layout: Layout,
+        x: CUdeviceptr,
+        weight: CUdeviceptr,
+        bias: CUdeviceptr,
+        y: CUdeviceptr,
+    ) -> Result<Shape4> {
+        check_bias_presence(self.conv().has_bias(), bias != 0)?;
+        let (out, params) = self.params(input)?;
+        // SAFETY: the caller guarantees the buffers (see above).
+        unsafe { kernels.launch_raw(KernelKind::ConvBlurPool, dtype, layout, stream, &params, [x, weight, bias, y]) }?;
+        Ok(out)
+    }
+
+    fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
+        let out = self.output_shape(input)?;
+        let z = self.conv_map_shape(input)?;
+        let p = BpParams::new(input, out, (z.h, z.w))?.with_conv(self.conv(), (1, 1))?.with_blur(self.blur())?;
+        Ok((out, p))
+    }
+}
+
+impl BlurConv2d {
+    /// Fused blur (stride 1) + strided conv + bias + activation: the blurred map never
+    /// reaches memory.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward<T: Element>(
+        &self,
+        kernels: &Kernels,
+        stream: &Arc<CudaStream>,
+        input: Shape4,
+        layout: Layout,
+        x: &impl DevicePtr<T>,
+        weight: &impl DevicePtr<T>,
+        bias: Bias<'_, T>,
+        y: &mut impl DevicePtrMut<T>,
+    ) -> Result<Shape4> {
+        check_bias_presence(self.conv().has_bias(), bias.is_some())?;
+        let (out, params) = self.params(input)?;
+        let c = self.conv();
+        kernels.launch_typed::<T>(
+            KernelKind::BlurConv,
+            layout,
+            stream,
+            &params,
+            (x, input.numel()?),
+            Some((weight, c.weight_len())),
+            bias.map(|b| (b, c.bias_len())),
+            (y, out.numel()?),
+        )?;
+        Ok(out)
+    }
+
+    /// [`BlurConv2d::forward`] on raw device pointers (`bias` = 0 when there is none).
+    ///
+    /// # Safety
+    /// As [`ConvBlurPool2d::forward_raw`].
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn forward_raw(
+        &self,
+        kernels: &Kernels,
+        stream: &CudaStream,
+        dtype: DType,
+        input: Shape4,
+        layout: Layout,
+        x: CUdeviceptr,
+        weight: CUdeviceptr,
+        bias: CUdeviceptr,
+        y: CUdeviceptr,
+    ) -> Result<Shape4> {
+        check_bias_presence(self.conv().has_bias(), bias != 0)?;
+        let (out, params) = self.params(input)?;
+        // SAFETY: the caller guarantees the buffers (see above).
+        unsafe { kernels.launch_raw(KernelKind::BlurConv, dtype, layout, stream, &params, [x, weight, bias, y]) }?;
+        Ok(out)
+    }
+
+    fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
+        let out = self.output_shape(input)?;
+        let b = self.blur_map_shape(input)?;
+        let p = BpParams::new(input, out, (b.h, b.w))?.with_conv(self.conv(), self.stride())?.with_blur(self.blur())?;
+        Ok((out, p))
+    }
+}

@@ -1,0 +1,149 @@
+//! The parameter block every kernel takes by value; mirrors `struct BpParams` in
+//! kernels/common.cuh field for field.
+
+use crate::error::{Error, Result};
+use crate::ops::{Activation, Blur, Conv2dSpec, PadMode, MAX_TAPS};
+use crate::tensor::Shape4;
+
+/// Kernel parameter block (312 bytes, no implicit padding: 13 i64/f64, 20 i32, 32 f32).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BpParams {
+    pub n: i64,
+    pub c: i64,
+    pub h: i64,
+    pub w: i64,
+    pub cout: i64,
+    pub ho: i64,
+    pub wo: i64,
+    pub hm: i64,
+    pub wm: i64,
+    pub total: i64,
+    pub rcp_cout: f64,
+    pub rcp_ho: f64,
+    pub rcp_wo: f64,
+    pub mkh: i32,
+    pub mkw: i32,
+    pub mpy: i32,
+    pub mpx: i32,
+    pub fy: i32,
+    pub fx: i32,
+    pub pad_top: i32,
+    pub pad_left: i32,
+    pub mode: i32,
+    pub sy: i32,
+    pub sx: i32,
+    pub ckh: i32,
+    pub ckw: i32,
+    pub cpy: i32,
+    pub cpx: i32,
+    pub groups: i32,
+    pub act: i32,
+    pub has_bias: i32,
+    pub csy: i32,
+    pub csx: i32,
+    pub ty: [f32; MAX_TAPS],
+    pub tx: [f32; MAX_TAPS],
+}
+
+const _: () = assert!(std::mem::size_of::<BpParams>() == 312);
+
+// SAFETY: BpParams is #[repr(C)], Copy, has no pointers and no implicit padding (asserted size
+// = sum of field sizes), and its layout matches `struct BpParams` in kernels/common.cuh, which
+// static_asserts the same size.
+unsafe impl cudarc::driver::DeviceRepr for BpParams {}
+
+/// Largest element count the kernels index (their index split is exact below 2^53).
+const MAX_INDEX: usize = 1 << 53;
+
+fn small(what: &'static str, v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| Error::ShapeOverflow(format!("{what} = {v} does not fit in 32 bits")))
+}
+
+fn pad_mode_code(mode: PadMode) -> i32 {
+    match mode {
+        PadMode::Reflect => 0,
+        PadMode::Replicate => 1,
+        PadMode::Zero => 2,
+    }
+}
+
+fn act_code(act: Activation) -> i32 {
+    match act {
+        Activation::Identity => 0,
+        Activation::Relu => 1,
+        Activation::Relu6 => 2,
+    }
+}
+
+impl BpParams {
+    /// Input and output extents, plus the map the blur reads (`map`: (hm, wm)).
+    pub(crate) fn new(input: Shape4, output: Shape4, map: (usize, usize)) -> Result<BpParams> {
+        let n_in = input.numel()?;
+        let n_out = output.numel()?;
+        if n_in >= MAX_INDEX || n_out >= MAX_INDEX {
+            return Err(Error::ShapeOverflow(format!("{input} → {output} exceeds 2^53 elements")));
+        }
+        small("channels", input.c.max(output.c))?;
+        let rcp = |v: usize| if v == 0 { 0.0 } else { 1.0 / v as f64 };
+        Ok(BpParams {
+            n: input.n as i64,
+            c: input.c as i64,
+            h: input.h as i64,
+            w: input.w as i64,
+            cout: output.c as i64,
+            ho: output.h as i64,
+            wo: output.w as i64,
+            hm: map.0 as i64,
+            wm: map.1 as i64,
+            total: n_out as i64,
+            rcp_cout: rcp(output.c),
+            rcp_ho: rcp(output.h),
+            rcp_wo: rcp(output.w),
+            ..Default::default()
+        })
+    }
+
+    pub(crate) fn with_max(mut self, kernel: (usize, usize), padding: (usize, usize)) -> Result<Self> {
+        self.mkh = small("max window height", kernel.0)?;
+        self.mkw = small("max window width", kernel.1)?;
+        self.mpy = small("max padding", padding.0)?;
+        self.mpx = small("max padding", padding.1)?;
+        Ok(self)
+    }
+
+    pub(crate) fn with_blur(mut self, blur: &Blur) -> Result<Self> {
+        let (wy, wx) = (blur.filter().weights_y(), blur.filter().weights_x());
+        self.fy = wy.len() as i32;
+        self.fx = wx.len() as i32;
+        for (dst, src) in self.ty.iter_mut().zip(&wy) {
+            *dst = *src as f32;
+        }
+        for (dst, src) in self.tx.iter_mut().zip(&wx) {
+            *dst = *src as f32;
+        }
+        let pad = blur.pad();
+        self.pad_top = small("blur padding", pad.top)?;
+        self.pad_left = small("blur padding", pad.left)?;
+        self.mode = pad_mode_code(blur.mode());
+        let (sy, sx) = blur.stride();
+        self.sy = small("stride", sy)?;
+        self.sx = small("stride", sx)?;
+        Ok(self)
+    }
+
+    pub(crate) fn with_conv(mut self, conv: &Conv2dSpec, stride: (usize, usize)) -> Result<Self> {
+        let (kh, kw) = conv.kernel();
+        let (py, px) = conv.padding();
+        self.ckh = small("conv kernel height", kh)?;
+        self.ckw = small("conv kernel width", kw)?;
+        self.cpy = small("conv padding", py)?;
+        self.cpx = small("conv padding", px)?;
+        self.groups = small("groups", conv.groups())?;
+        self.act = act_code(conv.activation());
+        self.has_bias = conv.has_bias() as i32;
+        self.csy = small("conv stride", stride.0)?;
+        self.csx = small("conv stride", stride.1)?;
+        Ok(self)
+    }
+}

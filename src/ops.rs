@@ -1,0 +1,685 @@
+//! Operator configurations: what each operator computes (SPEC.md), validated when built.
+//!
+//! Every constructor checks what it can without an input shape; `output_shape` checks the rest
+//! (reflect padding against the map it pads, inputs too small to give an output, channel
+//! counts). Both return [`Error`] variants that say what is wrong.
+
+use crate::error::{Axis, Error, Result};
+use crate::tensor::Shape4;
+
+/// Largest number of taps per axis of a blur filter (binomial presets use at most 7).
+pub const MAX_TAPS: usize = 16;
+
+/// Integer taps of the binomial filters 1..=7 (row F−1 of Pascal's triangle).
+const BINOMIAL: [&[f64]; 7] = [
+    &[1.0],
+    &[1.0, 1.0],
+    &[1.0, 2.0, 1.0],
+    &[1.0, 3.0, 3.0, 1.0],
+    &[1.0, 4.0, 6.0, 4.0, 1.0],
+    &[1.0, 5.0, 10.0, 10.0, 5.0, 1.0],
+    &[1.0, 6.0, 15.0, 20.0, 15.0, 6.0, 1.0],
+];
+
+/// A separable low-pass filter: vertical taps `a_y` and horizontal taps `a_x`, applied as the
+/// cross-correlation with `a_y ⊗ a_x`, normalised by `(Σa_y)(Σa_x)` unless built unnormalised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    taps_y: Vec<f64>,
+    taps_x: Vec<f64>,
+    normalize: bool,
+}
+
+impl Filter {
+    /// The binomial filter of size 1..=7 on both axes ([1], [1,1], [1,2,1], …), normalised.
+    pub fn binomial(size: usize) -> Result<Filter> {
+        if !(1..=BINOMIAL.len()).contains(&size) {
+            return Err(Error::BinomialSize(size));
+        }
+        Filter::separable(BINOMIAL[size - 1], BINOMIAL[size - 1])
+    }
+
+    /// Custom taps, the same on both axes, normalised.
+    pub fn symmetric(taps: &[f64]) -> Result<Filter> {
+        Filter::separable(taps, taps)
+    }
+
+    /// Custom vertical and horizontal taps (sizes may differ), normalised.
+    pub fn separable(taps_y: &[f64], taps_x: &[f64]) -> Result<Filter> {
+        for taps in [taps_y, taps_x] {
+            if taps.is_empty() || taps.len() > MAX_TAPS {
+                return Err(Error::FilterSize { size: taps.len(), max: MAX_TAPS });
+            }
+            if let Some((index, &value)) = taps.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                return Err(Error::NonFiniteTap { index, value });
+            }
+            if taps.iter().sum::<f64>() == 0.0 {
+                return Err(Error::ZeroTapSum);
+            }
+        }
+        Ok(Filter { taps_y: taps_y.to_vec(), taps_x: taps_x.to_vec(), normalize: true })
+    }
+
+    /// Custom taps used exactly as given (composer's convention), no normalisation.
+    pub fn unnormalized(taps_y: &[f64], taps_x: &[f64]) -> Result<Filter> {
+        for taps in [taps_y, taps_x] {
+            if taps.is_empty() || taps.len() > MAX_TAPS {
+                return Err(Error::FilterSize { size: taps.len(), max: MAX_TAPS });
+            }
+            if let Some((index, &value)) = taps.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                return Err(Error::NonFiniteTap { index, value });
+            }
+        }
+        Ok(Filter { taps_y: taps_y.to_vec(), taps_x: taps_x.to_vec(), normalize: false })
+    }
+
+    /// Number of vertical taps (Fy).
+    pub fn size_y(&self) -> usize {
+        self.taps_y.len()
+    }
+
+    /// Number of horizontal taps (Fx).
+    pub fn size_x(&self) -> usize {
+        self.taps_x.len()
+    }
+
+    /// Whether the taps are divided by their sum.
+    pub fn is_normalized(&self) -> bool {
+        self.normalize
+    }
+
+    /// The effective vertical weights (normalised if the filter is).
+    pub fn weights_y(&self) -> Vec<f64> {
+        Self::weights(&self.taps_y, self.normalize)
+    }
+
+    /// The effective horizontal weights (normalised if the filter is).
+    pub fn weights_x(&self) -> Vec<f64> {
+        Self::weights(&self.taps_x, self.normalize)
+    }
+
+    fn weights(taps: &[f64], normalize: bool) -> Vec<f64> {
+        let sum: f64 = if normalize { taps.iter().sum() } else { 1.0 };
+        taps.iter().map(|t| t / sum).collect()
+    }
+}
+
+/// How the blur reads outside the map it filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PadMode {
+    /// Mirror without repeating the edge (PyTorch `ReflectionPad2d`): −1 → 1, H → H−2.
+    Reflect,
+    /// Clamp to the edge (PyTorch `ReplicationPad2d`).
+    Replicate,
+    /// Zeros (PyTorch `ZeroPad2d`, `F.pad(mode='constant')`, conv2d's own padding).
+    Zero,
+}
+
+impl PadMode {
+    /// All modes.
+    pub const ALL: [PadMode; 3] = [PadMode::Reflect, PadMode::Replicate, PadMode::Zero];
+
+    /// Maps a padded coordinate `i` (may be negative or ≥ `n`) into `0..n`, or `None` for a
+    /// zero-padded cell. Reflect is only valid for |overhang| < n, which configs ensure.
+    #[inline]
+    pub fn source_index(self, i: i64, n: usize) -> Option<usize> {
+        let n = n as i64;
+        if (0..n).contains(&i) {
+            return Some(i as usize);
+        }
+        match self {
+            PadMode::Zero => None,
+            PadMode::Replicate => Some(i.clamp(0, n - 1) as usize),
+            PadMode::Reflect => {
+                let r = if i < 0 { -i } else { 2 * (n - 1) - i };
+                Some(r as usize)
+            }
+        }
+    }
+
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PadMode::Reflect => "reflect",
+            PadMode::Replicate => "replicate",
+            PadMode::Zero => "zero",
+        }
+    }
+}
+
+impl std::str::FromStr for PadMode {
+    type Err = Error;
+    /// Accepts the spellings of the libraries: `reflect`/`refl`, `replicate`/`repl`,
+    /// `zero`/`zeros`/`constant`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "reflect" | "refl" | "reflection" => Ok(PadMode::Reflect),
+            "replicate" | "repl" | "replication" | "edge" => Ok(PadMode::Replicate),
+            "zero" | "zeros" | "constant" => Ok(PadMode::Zero),
+            _ => Err(Error::UnknownName {
+                what: "pad mode",
+                got: s.into(),
+                expected: "reflect, replicate, zero (or constant)",
+            }),
+        }
+    }
+}
+
+/// Explicit padding per side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Pad2d {
+    pub top: usize,
+    pub bottom: usize,
+    pub left: usize,
+    pub right: usize,
+}
+
+impl Pad2d {
+    /// Padding on each side.
+    pub const fn new(top: usize, bottom: usize, left: usize, right: usize) -> Self {
+        Pad2d { top, bottom, left, right }
+    }
+
+    /// The same padding on all four sides.
+    pub const fn uniform(p: usize) -> Self {
+        Pad2d { top: p, bottom: p, left: p, right: p }
+    }
+
+    /// `before` on top and left, `after` on bottom and right.
+    pub const fn before_after(before: usize, after: usize) -> Self {
+        Pad2d { top: before, bottom: after, left: before, right: after }
+    }
+}
+
+/// The blur-and-subsample stage shared by every operator: filter, padding of the map it reads,
+/// and strides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blur {
+    filter: Filter,
+    pad: Pad2d,
+    mode: PadMode,
+    stride_y: usize,
+    stride_x: usize,
+}
+
+impl Blur {
+    /// A blur with the given filter, strides (sy, sx), padding and pad mode.
+    pub fn new(filter: Filter, stride: (usize, usize), pad: Pad2d, mode: PadMode) -> Result<Blur> {
+        if stride.0 == 0 {
+            return Err(Error::ZeroStride { axis: Axis::Height });
+        }
+        if stride.1 == 0 {
+            return Err(Error::ZeroStride { axis: Axis::Width });
+        }
+        Ok(Blur { filter, pad, mode, stride_y: stride.0, stride_x: stride.1 })
+    }
+
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+    pub fn pad(&self) -> Pad2d {
+        self.pad
+    }
+    pub fn mode(&self) -> PadMode {
+        self.mode
+    }
+    /// (sy, sx).
+    pub fn stride(&self) -> (usize, usize) {
+        (self.stride_y, self.stride_x)
+    }
+
+    /// Output extent along one axis for a map of extent `len`, with every check that applies.
+    pub(crate) fn output_len(&self, what: &'static str, axis: Axis, len: usize) -> Result<usize> {
+        let (before, after, taps, stride) = match axis {
+            Axis::Height => (self.pad.top, self.pad.bottom, self.filter.size_y(), self.stride_y),
+            Axis::Width => (self.pad.left, self.pad.right, self.filter.size_x(), self.stride_x),
+        };
+        if self.mode == PadMode::Reflect && before.max(after) >= len {
+            return Err(Error::ReflectPadTooLarge { axis, pad: before.max(after), size: len });
+        }
+        let padded = len + before + after;
+        if padded < taps {
+            return Err(Error::InputTooSmall {
+                what,
+                axis,
+                size: len,
+                detail: format!(
+                    "padded to {padded} it is shorter than the {taps}-tap filter, so there is no output"
+                ),
+            });
+        }
+        Ok((padded - taps) / stride + 1)
+    }
+
+    /// Output (H, W) for a map of (h, w).
+    pub(crate) fn output_hw(&self, what: &'static str, h: usize, w: usize) -> Result<(usize, usize)> {
+        Ok((self.output_len(what, Axis::Height, h)?, self.output_len(what, Axis::Width, w)?))
+    }
+}
+
+/// BlurPool2d: blur + subsample of the input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlurPool2d {
+    blur: Blur,
+}
+
+impl BlurPool2d {
+    /// Blur-pool with the given blur stage.
+    pub fn new(blur: Blur) -> Self {
+        BlurPool2d { blur }
+    }
+    pub fn blur(&self) -> &Blur {
+        &self.blur
+    }
+    /// Output shape for `input`, or the reason there is none.
+    pub fn output_shape(&self, input: Shape4) -> Result<Shape4> {
+        input.check_input()?;
+        let (h, w) = self.blur.output_hw("BlurPool2d", input.h, input.w)?;
+        Ok(Shape4::new(input.n, input.c, h, w))
+    }
+}
+
+/// Dense (stride 1) max pooling with a kh×kw window and −∞ padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MaxPool2d {
+    kernel: (usize, usize),
+    padding: (usize, usize),
+}
+
+impl MaxPool2d {
+    /// Window (kh, kw) and padding (py, px); PyTorch's rule: padding ≤ window/2.
+    pub fn new(kernel: (usize, usize), padding: (usize, usize)) -> Result<MaxPool2d> {
+        for (axis, k, p) in [(Axis::Height, kernel.0, padding.0), (Axis::Width, kernel.1, padding.1)] {
+            if k == 0 {
+                return Err(Error::ZeroWindow { what: "max-pool window", axis });
+            }
+            if p > k / 2 {
+                return Err(Error::MaxPoolPadding { axis, pad: p, kernel: k });
+            }
+        }
+        Ok(MaxPool2d { kernel, padding })
+    }
+    /// (kh, kw).
+    pub fn kernel(&self) -> (usize, usize) {
+        self.kernel
+    }
+    /// (py, px).
+    pub fn padding(&self) -> (usize, usize) {
+        self.padding
+    }
+
+    fn map_len(&self, axis: Axis, len: usize) -> Result<usize> {
+        let (k, p) = match axis {
+            Axis::Height => (self.kernel.0, self.padding.0),
+            Axis::Width => (self.kernel.1, self.padding.1),
+        };
+        if len + 2 * p < k {
+            return Err(Error::InputTooSmall {
+                what: "MaxPool2d",
+                axis,
+                size: len,
+                detail: format!("with padding {p} it is smaller than the window {k}"),
+            });
+        }
+        Ok(len + 2 * p - k + 1)
+    }
+
+    /// Output shape (stride 1): H + 2p − kh + 1.
+    pub fn output_shape(&self, input: Shape4) -> Result<Shape4> {
+        input.check_input()?;
+        Ok(Shape4::new(
+            input.n,
+            input.c,
+            self.map_len(Axis::Height, input.h)?,
+            self.map_len(Axis::Width, input.w)?,
+        ))
+    }
+}
+
+/// MaxBlurPool2d = BlurPool2d ∘ MaxPool2d(stride 1); the blur pads the max map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaxBlurPool2d {
+    max: MaxPool2d,
+    blur: Blur,
+}
+
+impl MaxBlurPool2d {
+    /// Dense max followed by the blur stage.
+    pub fn new(max: MaxPool2d, blur: Blur) -> Self {
+        MaxBlurPool2d { max, blur }
+    }
+    pub fn max_pool(&self) -> &MaxPool2d {
+        &self.max
+    }
+    pub fn blur(&self) -> &Blur {
+        &self.blur
+    }
+    /// Shape of the max map (never materialised by the fused kernel).
+    pub fn max_map_shape(&self, input: Shape4) -> Result<Shape4> {
+        self.max.output_shape(input)
+    }
+    /// Output shape for `input`, or the reason there is none.
+    pub fn output_shape(&self, input: Shape4) -> Result<Shape4> {
+        let m = self.max.output_shape(input)?;
+        let (h, w) = self.blur.output_hw("MaxBlurPool2d", m.h, m.w)?;
+        Ok(Shape4::new(m.n, m.c, h, w))
+    }
+}
+
+/// Pointwise activation after a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Activation {
+    #[default]
+    Identity,
+    Relu,
+    Relu6,
+}
+
+impl Activation {
+    /// All activations.
+    pub const ALL: [Activation; 3] = [Activation::Identity, Activation::Relu, Activation::Relu6];
+
+    /// Applies the activation (NaN passes through, as in PyTorch).
+    #[inline]
+    pub fn apply(self, v: f64) -> f64 {
+        match self {
+            Activation::Identity => v,
+            Activation::Relu => {
+                if v < 0.0 {
+                    0.0
+                } else {
+                    v
+                }
+            }
+            Activation::Relu6 => {
+                if v < 0.0 {
+                    0.0
+                } else if v > 6.0 {
+                    6.0
+                } else {
+                    v
+                }
+            }
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Identity => "identity",
+            Activation::Relu => "relu",
+            Activation::Relu6 => "relu6",
+        }
+    }
+}
+
+impl std::str::FromStr for Activation {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "identity" | "none" | "linear" => Ok(Activation::Identity),
+            "relu" => Ok(Activation::Relu),
+            "relu6" => Ok(Activation::Relu6),
+            _ => Err(Error::UnknownName {
+                what: "activation",
+                got: s.into(),
+                expected: "identity, relu, relu6",
+            }),
+        }
+    }
+}
+
+/// A 2-D convolution's geometry: weights Cout×(Cin/groups)×kh×kw (PyTorch's layout, whatever
+/// the activations' layout), optional bias, zero padding, groups, activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Conv2dSpec {
+    in_channels: usize,
+    out_channels: usize,
+    kernel: (usize, usize),
+    padding: (usize, usize),
+    groups: usize,
+    bias: bool,
+    activation: Activation,
+}
+
+impl Conv2dSpec {
+    /// Validates channel/group divisibility and the window.
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: (usize, usize),
+        padding: (usize, usize),
+        groups: usize,
+        bias: bool,
+        activation: Activation,
+    ) -> Result<Conv2dSpec> {
+        if in_channels == 0 || out_channels == 0 {
+            return Err(Error::Conv(format!(
+                "in_channels ({in_channels}) and out_channels ({out_channels}) must be at least 1"
+            )));
+        }
+        if groups == 0 {
+            return Err(Error::Conv("groups must be at least 1".into()));
+        }
+        if in_channels % groups != 0 || out_channels % groups != 0 {
+            return Err(Error::Conv(format!(
+                "groups ({groups}) must divide both in_channels ({in_channels}) and out_channels ({out_channels})"
+            )));
+        }
+        if kernel.0 == 0 {
+            return Err(Error::ZeroWindow { what: "convolution kernel", axis: Axis::Height });
+        }
+        if kernel.1 == 0 {
+            return Err(Error::ZeroWindow { what: "convolution kernel", axis: Axis::Width });
+        }
+        Ok(Conv2dSpec { in_channels, out_channels, kernel, padding, groups, bias, activation })
+    }
+
+    /// Depthwise convolution (groups = in = out channels).
+    pub fn depthwise(
+        channels: usize,
+        kernel: (usize, usize),
+        padding: (usize, usize),
+        bias: bool,
+        activation: Activation,
+    ) -> Result<Conv2dSpec> {
+        Conv2dSpec::new(channels, channels, kernel, padding, channels, bias, activation)
+    }
+
+    pub fn in_channels(&self) -> usize {
+        self.in_channels
+    }
+    pub fn out_channels(&self) -> usize {
+        self.out_channels
+    }
+    /// (kh, kw).
+    pub fn kernel(&self) -> (usize, usize) {
+        self.kernel
+    }
+    /// (py, px), zero padding.
+    pub fn padding(&self) -> (usize, usize) {
+        self.padding
+    }
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+    pub fn has_bias(&self) -> bool {
+        self.bias
+    }
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+    /// Number of weight elements: Cout·(Cin/groups)·kh·kw.
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * (self.in_channels / self.groups) * self.kernel.0 * self.kernel.1
+    }
+    /// Number of bias elements expected (Cout, or 0 without bias).
+    pub fn bias_len(&self) -> usize {
+        if self.bias {
+            self.out_channels
+        } else {
+            0
+        }
+    }
+
+    fn check_input_channels(&self, input: Shape4) -> Result<()> {
+        input.check_input()?;
+        if input.c != self.in_channels {
+            return Err(Error::ChannelMismatch { expected: self.in_channels, got: input.c });
+        }
+        Ok(())
+    }
+
+    /// Output extent of the convolution along an axis at the given stride.
+    fn conv_len(&self, what: &'static str, axis: Axis, len: usize, stride: usize) -> Result<usize> {
+        let (k, p) = match axis {
+            Axis::Height => (self.kernel.0, self.padding.0),
+            Axis::Width => (self.kernel.1, self.padding.1),
+        };
+        if len + 2 * p < k {
+            return Err(Error::InputTooSmall {
+                what,
+                axis,
+                size: len,
+                detail: format!("with conv padding {p} it is smaller than the kernel {k}"),
+            });
+        }
+        Ok((len + 2 * p - k) / stride + 1)
+    }
+}
+
+/// ConvBlurPool2d = BlurPool2d ∘ act ∘ Conv2d(stride 1): antialiased-cnns' and timm's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvBlurPool2d {
+    conv: Conv2dSpec,
+    blur: Blur,
+}
+
+impl ConvBlurPool2d {
+    /// Convolution at stride 1, activation, then the blur stage.
+    pub fn new(conv: Conv2dSpec, blur: Blur) -> Self {
+        ConvBlurPool2d { conv, blur }
+    }
+    pub fn conv(&self) -> &Conv2dSpec {
+        &self.conv
+    }
+    pub fn blur(&self) -> &Blur {
+        &self.blur
+    }
+    /// Shape of the full-resolution conv output (never materialised by the fused kernel).
+    pub fn conv_map_shape(&self, input: Shape4) -> Result<Shape4> {
+        self.conv.check_input_channels(input)?;
+        let h = self.conv.conv_len("ConvBlurPool2d", Axis::Height, input.h, 1)?;
+        let w = self.conv.conv_len("ConvBlurPool2d", Axis::Width, input.w, 1)?;
+        Ok(Shape4::new(input.n, self.conv.out_channels, h, w))
+    }
+    /// Output shape for `input`, or the reason there is none.
+    pub fn output_shape(&self, input: Shape4) -> Result<Shape4> {
+        let z = self.conv_map_shape(input)?;
+        let (h, w) = self.blur.output_hw("ConvBlurPool2d", z.h, z.w)?;
+        Ok(Shape4::new(z.n, z.c, h, w))
+    }
+}
+
+/// BlurConv2d = act ∘ Conv2d(stride s) ∘ Blur(stride 1): composer's and ffcv's `blur_first` order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlurConv2d {
+    blur: Blur,
+    conv: Conv2dSpec,
+    stride: (usize, usize),
+}
+
+impl BlurConv2d {
+    /// `blur` must have stride 1 (the subsampling is the convolution's `stride`).
+    pub fn new(blur: Blur, conv: Conv2dSpec, stride: (usize, usize)) -> Result<BlurConv2d> {
+        if blur.stride() != (1, 1) {
+            return Err(Error::Conv(format!(
+                "BlurConv2d blurs at stride 1 and subsamples in the convolution, but the blur has stride {:?}",
+                blur.stride()
+            )));
+        }
+        if stride.0 == 0 {
+            return Err(Error::ZeroStride { axis: Axis::Height });
+        }
+        if stride.1 == 0 {
+            return Err(Error::ZeroStride { axis: Axis::Width });
+        }
+        Ok(BlurConv2d { blur, conv, stride })
+    }
+    pub fn blur(&self) -> &Blur {
+        &self.blur
+    }
+    pub fn conv(&self) -> &Conv2dSpec {
+        &self.conv
+    }
+    /// The convolution's (sy, sx).
+    pub fn stride(&self) -> (usize, usize) {
+        self.stride
+    }
+    /// Shape of the blurred map (never materialised by the fused kernel).
+    pub fn blur_map_shape(&self, input: Shape4) -> Result<Shape4> {
+        self.conv.check_input_channels(input)?;
+        let (h, w) = self.blur.output_hw("BlurConv2d", input.h, input.w)?;
+        Ok(Shape4::new(input.n, input.c, h, w))
+    }
+    /// Output shape for `input`, or the reason there is none.
+    pub fn output_shape(&self, input: Shape4) -> Result<Shape4> {
+        let b = self.blur_map_shape(input)?;
+        let h = self.conv.conv_len("BlurConv2d", Axis::Height, b.h, self.stride.0)?;
+        let w = self.conv.conv_len("BlurConv2d", Axis::Width, b.w, self.stride.1)?;
+        Ok(Shape4::new(b.n, self.conv.out_channels, h, w))
+    }
+}
+
+/// Any of the operators, for code that handles them uniformly (tests, the CLI, the C ABI).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operator {
+    MaxPool(MaxPool2d),
+    BlurPool(BlurPool2d),
+    MaxBlurPool(MaxBlurPool2d),
+    ConvBlurPool(ConvBlurPool2d),
+    BlurConv(BlurConv2d),
+}
+
+impl Operator {
+    /// Output shape for `input`, or the reason there is none.
+    pub fn output_shape(&self, input: Shape4) -> Result<Shape4> {
+        match self {
+            Operator::MaxPool(op) => op.output_shape(input),
+            Operator::BlurPool(op) => op.output_shape(input),
+            Operator::MaxBlurPool(op) => op.output_shape(input),
+            Operator::ConvBlurPool(op) => op.output_shape(input),
+            Operator::BlurConv(op) => op.output_shape(input),
+        }
+    }
+
+    /// The convolution, for the operators that have one.
+    pub fn conv(&self) -> Option<&Conv2dSpec> {
+        match self {
+            Operator::ConvBlurPool(op) => Some(op.conv()),
+            Operator::BlurConv(op) => Some(op.conv()),
+            _ => None,
+        }
+    }
+
+    /// Short name (`max_pool`, `blur_pool`, `max_blur_pool`, `conv_blur_pool`, `blur_conv`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operator::MaxPool(_) => "max_pool",
+            Operator::BlurPool(_) => "blur_pool",
+            Operator::MaxBlurPool(_) => "max_blur_pool",
+            Operator::ConvBlurPool(_) => "conv_blur_pool",
+            Operator::BlurConv(_) => "blur_conv",
+        }
+    }
+}
+
+macro_rules! operator_from {
+    ($($ty:ident => $var:ident),*) => {$(
+        impl From<$ty> for Operator {
+            fn from(op: $ty) -> Operator {
+                Operator::$var(op)
+            }
+        }
+    )*};
+}
+operator_from!(MaxPool2d => MaxPool, BlurPool2d => BlurPool, MaxBlurPool2d => MaxBlurPool, ConvBlurPool2d => ConvBlurPool, BlurConv2d => BlurConv);
