@@ -45,7 +45,11 @@ pub enum Error {
     ZeroWindow { what: &'static str, axis: Axis },
     /// Max-pool padding larger than half the window (PyTorch's rule).
     #[error("max-pool {axis} padding {pad} must be at most half the window ({kernel}/2)")]
-    MaxPoolPadding { axis: Axis, pad: usize, kernel: usize },
+    MaxPoolPadding {
+        axis: Axis,
+        pad: usize,
+        kernel: usize,
+    },
     /// Reflect padding needs pad < the padded map's size.
     #[error(
         "reflect padding {pad} on the {axis} axis needs a map larger than {pad}, but the map \
@@ -58,7 +62,12 @@ pub enum Error {
     NegativePadding { side: &'static str, value: i64 },
     /// The input is too small to produce any output.
     #[error("{what}: input {axis} {size} is too small: {detail}")]
-    InputTooSmall { what: &'static str, axis: Axis, size: usize, detail: String },
+    InputTooSmall {
+        what: &'static str,
+        axis: Axis,
+        size: usize,
+        detail: String,
+    },
     /// Channels, groups or weight shape do not fit together.
     #[error("convolution: {0}")]
     Conv(String),
@@ -70,13 +79,21 @@ pub enum Error {
     ZeroDim { what: &'static str },
     /// A buffer's length does not match the shape.
     #[error("{what} buffer has {got} elements but the shape needs {expected}")]
-    BufferLength { what: &'static str, expected: usize, got: usize },
+    BufferLength {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
     /// Shapes whose element count overflows.
     #[error("shape {0} has more elements than fit in memory addresses")]
     ShapeOverflow(String),
     /// A string naming a pad mode, activation, layout or dtype was not recognised.
     #[error("unknown {what} {got:?}: expected one of {expected}")]
-    UnknownName { what: &'static str, got: String, expected: &'static str },
+    UnknownName {
+        what: &'static str,
+        got: String,
+        expected: &'static str,
+    },
     /// A buffer's element type differs from the one requested.
     #[error("dtype mismatch: the call says {expected:?} but the buffer holds {got:?}")]
     DTypeMismatch { expected: DType, got: DType },
@@ -91,7 +108,10 @@ pub enum Error {
     ContextMismatch,
     /// Loading the kernel module failed.
     #[error("loading the blurpool kernels failed ({detail}): {source}")]
-    KernelLoad { detail: String, source: cudarc::driver::DriverError },
+    KernelLoad {
+        detail: String,
+        source: cudarc::driver::DriverError,
+    },
     /// Runtime compilation of the kernels with NVRTC failed.
     #[error("NVRTC could not compile the blurpool kernels: {0}")]
     Nvrtc(String),

@@ -30,7 +30,11 @@ pub mod ops;
 pub mod presets;
 pub mod reference;
 pub mod tensor;
+pub mod verify;
 
 pub use error::{Axis, Error, Result};
-pub use ops::{Activation, Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, Filter, MaxBlurPool2d, MaxPool2d, Operator, Pad2d, PadMode, MAX_TAPS};
+pub use ops::{
+    Activation, Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, Filter, MaxBlurPool2d,
+    MaxPool2d, Operator, Pad2d, PadMode, MAX_TAPS,
+};
 pub use tensor::{DType, Element, Layout, Shape4};

@@ -48,7 +48,10 @@ impl Filter {
     pub fn separable(taps_y: &[f64], taps_x: &[f64]) -> Result<Filter> {
         for taps in [taps_y, taps_x] {
             if taps.is_empty() || taps.len() > MAX_TAPS {
-                return Err(Error::FilterSize { size: taps.len(), max: MAX_TAPS });
+                return Err(Error::FilterSize {
+                    size: taps.len(),
+                    max: MAX_TAPS,
+                });
             }
             if let Some((index, &value)) = taps.iter().enumerate().find(|(_, v)| !v.is_finite()) {
                 return Err(Error::NonFiniteTap { index, value });
@@ -57,20 +60,31 @@ impl Filter {
                 return Err(Error::ZeroTapSum);
             }
         }
-        Ok(Filter { taps_y: taps_y.to_vec(), taps_x: taps_x.to_vec(), normalize: true })
+        Ok(Filter {
+            taps_y: taps_y.to_vec(),
+            taps_x: taps_x.to_vec(),
+            normalize: true,
+        })
     }
 
     /// Custom taps used exactly as given (composer's convention), no normalisation.
     pub fn unnormalized(taps_y: &[f64], taps_x: &[f64]) -> Result<Filter> {
         for taps in [taps_y, taps_x] {
             if taps.is_empty() || taps.len() > MAX_TAPS {
-                return Err(Error::FilterSize { size: taps.len(), max: MAX_TAPS });
+                return Err(Error::FilterSize {
+                    size: taps.len(),
+                    max: MAX_TAPS,
+                });
             }
             if let Some((index, &value)) = taps.iter().enumerate().find(|(_, v)| !v.is_finite()) {
                 return Err(Error::NonFiniteTap { index, value });
             }
         }
-        Ok(Filter { taps_y: taps_y.to_vec(), taps_x: taps_x.to_vec(), normalize: false })
+        Ok(Filter {
+            taps_y: taps_y.to_vec(),
+            taps_x: taps_x.to_vec(),
+            normalize: false,
+        })
     }
 
     /// Number of vertical taps (Fy).
@@ -177,17 +191,32 @@ pub struct Pad2d {
 impl Pad2d {
     /// Padding on each side.
     pub const fn new(top: usize, bottom: usize, left: usize, right: usize) -> Self {
-        Pad2d { top, bottom, left, right }
+        Pad2d {
+            top,
+            bottom,
+            left,
+            right,
+        }
     }
 
     /// The same padding on all four sides.
     pub const fn uniform(p: usize) -> Self {
-        Pad2d { top: p, bottom: p, left: p, right: p }
+        Pad2d {
+            top: p,
+            bottom: p,
+            left: p,
+            right: p,
+        }
     }
 
     /// `before` on top and left, `after` on bottom and right.
     pub const fn before_after(before: usize, after: usize) -> Self {
-        Pad2d { top: before, bottom: after, left: before, right: after }
+        Pad2d {
+            top: before,
+            bottom: after,
+            left: before,
+            right: after,
+        }
     }
 }
 
@@ -211,7 +240,13 @@ impl Blur {
         if stride.1 == 0 {
             return Err(Error::ZeroStride { axis: Axis::Width });
         }
-        Ok(Blur { filter, pad, mode, stride_y: stride.0, stride_x: stride.1 })
+        Ok(Blur {
+            filter,
+            pad,
+            mode,
+            stride_y: stride.0,
+            stride_x: stride.1,
+        })
     }
 
     pub fn filter(&self) -> &Filter {
@@ -231,11 +266,25 @@ impl Blur {
     /// Output extent along one axis for a map of extent `len`, with every check that applies.
     pub(crate) fn output_len(&self, what: &'static str, axis: Axis, len: usize) -> Result<usize> {
         let (before, after, taps, stride) = match axis {
-            Axis::Height => (self.pad.top, self.pad.bottom, self.filter.size_y(), self.stride_y),
-            Axis::Width => (self.pad.left, self.pad.right, self.filter.size_x(), self.stride_x),
+            Axis::Height => (
+                self.pad.top,
+                self.pad.bottom,
+                self.filter.size_y(),
+                self.stride_y,
+            ),
+            Axis::Width => (
+                self.pad.left,
+                self.pad.right,
+                self.filter.size_x(),
+                self.stride_x,
+            ),
         };
         if self.mode == PadMode::Reflect && before.max(after) >= len {
-            return Err(Error::ReflectPadTooLarge { axis, pad: before.max(after), size: len });
+            return Err(Error::ReflectPadTooLarge {
+                axis,
+                pad: before.max(after),
+                size: len,
+            });
         }
         let padded = len + before + after;
         if padded < taps {
@@ -252,8 +301,16 @@ impl Blur {
     }
 
     /// Output (H, W) for a map of (h, w).
-    pub(crate) fn output_hw(&self, what: &'static str, h: usize, w: usize) -> Result<(usize, usize)> {
-        Ok((self.output_len(what, Axis::Height, h)?, self.output_len(what, Axis::Width, w)?))
+    pub(crate) fn output_hw(
+        &self,
+        what: &'static str,
+        h: usize,
+        w: usize,
+    ) -> Result<(usize, usize)> {
+        Ok((
+            self.output_len(what, Axis::Height, h)?,
+            self.output_len(what, Axis::Width, w)?,
+        ))
     }
 }
 
@@ -289,12 +346,22 @@ pub struct MaxPool2d {
 impl MaxPool2d {
     /// Window (kh, kw) and padding (py, px); PyTorch's rule: padding ≤ window/2.
     pub fn new(kernel: (usize, usize), padding: (usize, usize)) -> Result<MaxPool2d> {
-        for (axis, k, p) in [(Axis::Height, kernel.0, padding.0), (Axis::Width, kernel.1, padding.1)] {
+        for (axis, k, p) in [
+            (Axis::Height, kernel.0, padding.0),
+            (Axis::Width, kernel.1, padding.1),
+        ] {
             if k == 0 {
-                return Err(Error::ZeroWindow { what: "max-pool window", axis });
+                return Err(Error::ZeroWindow {
+                    what: "max-pool window",
+                    axis,
+                });
             }
             if p > k / 2 {
-                return Err(Error::MaxPoolPadding { axis, pad: p, kernel: k });
+                return Err(Error::MaxPoolPadding {
+                    axis,
+                    pad: p,
+                    kernel: k,
+                });
             }
         }
         Ok(MaxPool2d { kernel, padding })
@@ -466,12 +533,26 @@ impl Conv2dSpec {
             )));
         }
         if kernel.0 == 0 {
-            return Err(Error::ZeroWindow { what: "convolution kernel", axis: Axis::Height });
+            return Err(Error::ZeroWindow {
+                what: "convolution kernel",
+                axis: Axis::Height,
+            });
         }
         if kernel.1 == 0 {
-            return Err(Error::ZeroWindow { what: "convolution kernel", axis: Axis::Width });
+            return Err(Error::ZeroWindow {
+                what: "convolution kernel",
+                axis: Axis::Width,
+            });
         }
-        Ok(Conv2dSpec { in_channels, out_channels, kernel, padding, groups, bias, activation })
+        Ok(Conv2dSpec {
+            in_channels,
+            out_channels,
+            kernel,
+            padding,
+            groups,
+            bias,
+            activation,
+        })
     }
 
     /// Depthwise convolution (groups = in = out channels).
@@ -482,7 +563,9 @@ impl Conv2dSpec {
         bias: bool,
         activation: Activation,
     ) -> Result<Conv2dSpec> {
-        Conv2dSpec::new(channels, channels, kernel, padding, channels, bias, activation)
+        Conv2dSpec::new(
+            channels, channels, kernel, padding, channels, bias, activation,
+        )
     }
 
     pub fn in_channels(&self) -> usize {
@@ -524,7 +607,10 @@ impl Conv2dSpec {
     fn check_input_channels(&self, input: Shape4) -> Result<()> {
         input.check_input()?;
         if input.c != self.in_channels {
-            return Err(Error::ChannelMismatch { expected: self.in_channels, got: input.c });
+            return Err(Error::ChannelMismatch {
+                expected: self.in_channels,
+                got: input.c,
+            });
         }
         Ok(())
     }
@@ -568,8 +654,12 @@ impl ConvBlurPool2d {
     /// Shape of the full-resolution conv output (never materialised by the fused kernel).
     pub fn conv_map_shape(&self, input: Shape4) -> Result<Shape4> {
         self.conv.check_input_channels(input)?;
-        let h = self.conv.conv_len("ConvBlurPool2d", Axis::Height, input.h, 1)?;
-        let w = self.conv.conv_len("ConvBlurPool2d", Axis::Width, input.w, 1)?;
+        let h = self
+            .conv
+            .conv_len("ConvBlurPool2d", Axis::Height, input.h, 1)?;
+        let w = self
+            .conv
+            .conv_len("ConvBlurPool2d", Axis::Width, input.w, 1)?;
         Ok(Shape4::new(input.n, self.conv.out_channels, h, w))
     }
     /// Output shape for `input`, or the reason there is none.
@@ -624,8 +714,12 @@ impl BlurConv2d {
     /// Output shape for `input`, or the reason there is none.
     pub fn output_shape(&self, input: Shape4) -> Result<Shape4> {
         let b = self.blur_map_shape(input)?;
-        let h = self.conv.conv_len("BlurConv2d", Axis::Height, b.h, self.stride.0)?;
-        let w = self.conv.conv_len("BlurConv2d", Axis::Width, b.w, self.stride.1)?;
+        let h = self
+            .conv
+            .conv_len("BlurConv2d", Axis::Height, b.h, self.stride.0)?;
+        let w = self
+            .conv
+            .conv_len("BlurConv2d", Axis::Width, b.w, self.stride.1)?;
         Ok(Shape4::new(b.n, self.conv.out_channels, h, w))
     }
 }

@@ -3,7 +3,10 @@
 //! presets"). Each is checked against the library's own output by the golden tests.
 
 use crate::error::{Error, Result};
-use crate::ops::{Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, Filter, MaxBlurPool2d, MaxPool2d, Pad2d, PadMode};
+use crate::ops::{
+    Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, Filter, MaxBlurPool2d, MaxPool2d,
+    Pad2d, PadMode,
+};
 
 /// adobe/antialiased-cnns (`antialiased_cnns.BlurPool`, and the MaxPool2d(k, 1) → BlurPool and
 /// conv(s1) → act → BlurPool patterns of its models).
@@ -29,7 +32,12 @@ pub mod antialiased_cnns {
     }
 
     /// `BlurPool(C, pad_type, filt_size, stride, pad_off)`.
-    pub fn blur_pool(pad_type: PadMode, filt_size: usize, stride: usize, pad_off: i64) -> Result<BlurPool2d> {
+    pub fn blur_pool(
+        pad_type: PadMode,
+        filt_size: usize,
+        stride: usize,
+        pad_off: i64,
+    ) -> Result<BlurPool2d> {
         Ok(BlurPool2d::new(blur(pad_type, filt_size, stride, pad_off)?))
     }
 
@@ -44,7 +52,10 @@ pub mod antialiased_cnns {
         pad_off: i64,
     ) -> Result<MaxBlurPool2d> {
         let max = MaxPool2d::new((max_kernel, max_kernel), (max_padding, max_padding))?;
-        Ok(MaxBlurPool2d::new(max, blur(pad_type, filt_size, stride, pad_off)?))
+        Ok(MaxBlurPool2d::new(
+            max,
+            blur(pad_type, filt_size, stride, pad_off)?,
+        ))
     }
 
     /// conv(stride 1) → act → `BlurPool(Cout, ...)` (ResNet blocks, MobileNetV2, AlexNet).
@@ -55,7 +66,10 @@ pub mod antialiased_cnns {
         stride: usize,
         pad_off: i64,
     ) -> Result<ConvBlurPool2d> {
-        Ok(ConvBlurPool2d::new(conv, blur(pad_type, filt_size, stride, pad_off)?))
+        Ok(ConvBlurPool2d::new(
+            conv,
+            blur(pad_type, filt_size, stride, pad_off)?,
+        ))
     }
 }
 
@@ -70,7 +84,12 @@ pub mod kornia {
     fn blur(kernel_size: usize, stride: usize) -> Result<Blur> {
         let before = kernel_size.max(1).saturating_sub(1) / 2;
         let pad = Pad2d::before_after(before, kernel_size / 2);
-        Blur::new(Filter::binomial(kernel_size)?, (stride, stride), pad, PadMode::Zero)
+        Blur::new(
+            Filter::binomial(kernel_size)?,
+            (stride, stride),
+            pad,
+            PadMode::Zero,
+        )
     }
 
     /// `blur_pool2d(x, kernel_size, stride)`.
@@ -80,7 +99,11 @@ pub mod kornia {
 
     /// `max_blur_pool2d(x, kernel_size, stride, max_pool_size)` (`ceil_mode` has no effect in
     /// kornia: the max runs at stride 1 without padding).
-    pub fn max_blur_pool2d(kernel_size: usize, stride: usize, max_pool_size: usize) -> Result<MaxBlurPool2d> {
+    pub fn max_blur_pool2d(
+        kernel_size: usize,
+        stride: usize,
+        max_pool_size: usize,
+    ) -> Result<MaxBlurPool2d> {
         let max = MaxPool2d::new((max_pool_size, max_pool_size), (0, 0))?;
         Ok(MaxBlurPool2d::new(max, blur(kernel_size, stride)?))
     }
@@ -97,7 +120,12 @@ pub mod timm {
     /// The blur stage of `BlurPool2d(channels, filt_size, stride, pad_mode)`.
     pub fn blur(filt_size: usize, stride: usize, pad_mode: PadMode) -> Result<Blur> {
         let p = ((stride.max(1) - 1) + (filt_size.max(1) - 1)) / 2;
-        Blur::new(Filter::binomial(filt_size)?, (stride, stride), Pad2d::uniform(p), pad_mode)
+        Blur::new(
+            Filter::binomial(filt_size)?,
+            (stride, stride),
+            Pad2d::uniform(p),
+            pad_mode,
+        )
     }
 
     /// `BlurPool2d(channels, filt_size, stride, pad_mode)`.
@@ -106,8 +134,16 @@ pub mod timm {
     }
 
     /// `ConvNormAct`/ResNet blocks with `aa_layer`: conv(stride 1) → act → BlurPool2d.
-    pub fn conv_blur_pool(conv: Conv2dSpec, filt_size: usize, stride: usize, pad_mode: PadMode) -> Result<ConvBlurPool2d> {
-        Ok(ConvBlurPool2d::new(conv, blur(filt_size, stride, pad_mode)?))
+    pub fn conv_blur_pool(
+        conv: Conv2dSpec,
+        filt_size: usize,
+        stride: usize,
+        pad_mode: PadMode,
+    ) -> Result<ConvBlurPool2d> {
+        Ok(ConvBlurPool2d::new(
+            conv,
+            blur(filt_size, stride, pad_mode)?,
+        ))
     }
 }
 
@@ -153,7 +189,10 @@ pub mod composer {
         padding: (usize, usize),
         filter: Option<Taps<'_>>,
     ) -> Result<MaxBlurPool2d> {
-        Ok(MaxBlurPool2d::new(MaxPool2d::new(kernel_size, padding)?, blur(stride, filter)?))
+        Ok(MaxBlurPool2d::new(
+            MaxPool2d::new(kernel_size, padding)?,
+            blur(stride, filter)?,
+        ))
     }
 
     /// `BlurConv2d(..., blur_first)`: which fused operator it is.
@@ -167,11 +206,22 @@ pub mod composer {
 
     /// `BlurConv2d(in, out, kernel_size, stride, padding, groups, bias, blur_first)` with the
     /// default filter; `conv` carries channels, kernel, padding, groups, bias.
-    pub fn blur_conv2d(conv: Conv2dSpec, stride: (usize, usize), blur_first: bool) -> Result<BlurConv> {
+    pub fn blur_conv2d(
+        conv: Conv2dSpec,
+        stride: (usize, usize),
+        blur_first: bool,
+    ) -> Result<BlurConv> {
         if blur_first {
-            Ok(BlurConv::BlurFirst(BlurConv2d::new(blur((1, 1), None)?, conv, stride)?))
+            Ok(BlurConv::BlurFirst(BlurConv2d::new(
+                blur((1, 1), None)?,
+                conv,
+                stride,
+            )?))
         } else {
-            Ok(BlurConv::ConvFirst(ConvBlurPool2d::new(conv, blur(stride, None)?)))
+            Ok(BlurConv::ConvFirst(ConvBlurPool2d::new(
+                conv,
+                blur(stride, None)?,
+            )))
         }
     }
 }

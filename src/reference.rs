@@ -6,7 +6,9 @@
 //! rounded to the element type. No tiling, no fusion, no cleverness.
 
 use crate::error::{Error, Result};
-use crate::ops::{Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, MaxBlurPool2d, MaxPool2d, Operator};
+use crate::ops::{
+    Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, MaxBlurPool2d, MaxPool2d, Operator,
+};
 use crate::tensor::{Element, Layout, Shape4};
 
 /// A dense f64 N×C×H×W array in NCHW order.
@@ -18,7 +20,10 @@ pub struct Map {
 
 impl Map {
     fn zeros(shape: Shape4) -> Map {
-        Map { shape, data: vec![0.0; shape.n * shape.c * shape.h * shape.w] }
+        Map {
+            shape,
+            data: vec![0.0; shape.n * shape.c * shape.h * shape.w],
+        }
     }
 
     #[inline]
@@ -67,7 +72,11 @@ impl Map {
 
 pub(crate) fn check_len(what: &'static str, expected: usize, got: usize) -> Result<()> {
     if expected != got {
-        return Err(Error::BufferLength { what, expected, got });
+        return Err(Error::BufferLength {
+            what,
+            expected,
+            got,
+        });
     }
     Ok(())
 }
@@ -118,11 +127,15 @@ pub fn blur_map(blur: &Blur, x: &Map, what: &'static str) -> Result<Map> {
                 for j in 0..wo {
                     let mut acc = 0.0;
                     for (u, &a) in wy.iter().enumerate() {
-                        let Some(r) = mode.source_index((i * sy + u) as i64 - pad.top as i64, x.shape.h) else {
+                        let Some(r) =
+                            mode.source_index((i * sy + u) as i64 - pad.top as i64, x.shape.h)
+                        else {
                             continue;
                         };
                         for (v, &b) in wx.iter().enumerate() {
-                            let Some(q) = mode.source_index((j * sx + v) as i64 - pad.left as i64, x.shape.w) else {
+                            let Some(q) =
+                                mode.source_index((j * sx + v) as i64 - pad.left as i64, x.shape.w)
+                            else {
                                 continue;
                             };
                             acc += a * b * x.at(n, c, r, q);
@@ -148,7 +161,10 @@ pub fn conv_map(
     check_len("weight", conv.weight_len(), weight.len())?;
     check_len("bias", conv.bias_len(), bias.map_or(0, |b| b.len()))?;
     if x.shape.c != conv.in_channels() {
-        return Err(Error::ChannelMismatch { expected: conv.in_channels(), got: x.shape.c });
+        return Err(Error::ChannelMismatch {
+            expected: conv.in_channels(),
+            got: x.shape.c,
+        });
     }
     let (kh, kw) = conv.kernel();
     let (py, px) = conv.padding();
@@ -209,19 +225,37 @@ fn widen<T: Element>(v: &[T]) -> Vec<f64> {
 }
 
 /// Dense MaxPool2d (stride 1).
-pub fn max_pool<T: Element>(op: &MaxPool2d, shape: Shape4, layout: Layout, x: &[T], y: &mut [T]) -> Result<()> {
+pub fn max_pool<T: Element>(
+    op: &MaxPool2d,
+    shape: Shape4,
+    layout: Layout,
+    x: &[T],
+    y: &mut [T],
+) -> Result<()> {
     op.output_shape(shape)?;
     dense_max_map(op, &Map::from_slice(shape, layout, x)?)?.write_to(layout, y)
 }
 
 /// BlurPool2d.
-pub fn blur_pool<T: Element>(op: &BlurPool2d, shape: Shape4, layout: Layout, x: &[T], y: &mut [T]) -> Result<()> {
+pub fn blur_pool<T: Element>(
+    op: &BlurPool2d,
+    shape: Shape4,
+    layout: Layout,
+    x: &[T],
+    y: &mut [T],
+) -> Result<()> {
     op.output_shape(shape)?;
     blur_map(op.blur(), &Map::from_slice(shape, layout, x)?, "BlurPool2d")?.write_to(layout, y)
 }
 
 /// MaxBlurPool2d: dense max, then blur + subsample of the max map.
-pub fn max_blur_pool<T: Element>(op: &MaxBlurPool2d, shape: Shape4, layout: Layout, x: &[T], y: &mut [T]) -> Result<()> {
+pub fn max_blur_pool<T: Element>(
+    op: &MaxBlurPool2d,
+    shape: Shape4,
+    layout: Layout,
+    x: &[T],
+    y: &mut [T],
+) -> Result<()> {
     op.output_shape(shape)?;
     let m = dense_max_map(op.max_pool(), &Map::from_slice(shape, layout, x)?)?;
     blur_map(op.blur(), &m, "MaxBlurPool2d")?.write_to(layout, y)
@@ -239,7 +273,14 @@ pub fn conv_blur_pool<T: Element>(
 ) -> Result<()> {
     op.output_shape(shape)?;
     let bias = bias.map(widen);
-    let z = conv_map(op.conv(), (1, 1), &Map::from_slice(shape, layout, x)?, &widen(weight), bias.as_deref(), "ConvBlurPool2d")?;
+    let z = conv_map(
+        op.conv(),
+        (1, 1),
+        &Map::from_slice(shape, layout, x)?,
+        &widen(weight),
+        bias.as_deref(),
+        "ConvBlurPool2d",
+    )?;
     blur_map(op.blur(), &z, "ConvBlurPool2d")?.write_to(layout, y)
 }
 
@@ -256,7 +297,15 @@ pub fn blur_conv<T: Element>(
     op.output_shape(shape)?;
     let b = blur_map(op.blur(), &Map::from_slice(shape, layout, x)?, "BlurConv2d")?;
     let bias = bias.map(widen);
-    conv_map(op.conv(), op.stride(), &b, &widen(weight), bias.as_deref(), "BlurConv2d")?.write_to(layout, y)
+    conv_map(
+        op.conv(),
+        op.stride(),
+        &b,
+        &widen(weight),
+        bias.as_deref(),
+        "BlurConv2d",
+    )?
+    .write_to(layout, y)
 }
 
 /// Runs any operator (`weight`/`bias` only for the conv operators, else ignored and may be empty).

@@ -40,7 +40,11 @@ impl std::str::FromStr for DType {
             "f32" | "float32" | "float" => Ok(DType::F32),
             "f16" | "float16" | "half" => Ok(DType::F16),
             "bf16" | "bfloat16" => Ok(DType::BF16),
-            _ => Err(Error::UnknownName { what: "dtype", got: s.into(), expected: "f32, f16, bf16" }),
+            _ => Err(Error::UnknownName {
+                what: "dtype",
+                got: s.into(),
+                expected: "f32, f16, bf16",
+            }),
         }
     }
 }
@@ -73,7 +77,11 @@ impl std::str::FromStr for Layout {
         match s.to_ascii_lowercase().as_str() {
             "nchw" | "contiguous" => Ok(Layout::Nchw),
             "nhwc" | "channels_last" => Ok(Layout::Nhwc),
-            _ => Err(Error::UnknownName { what: "layout", got: s.into(), expected: "nchw, nhwc" }),
+            _ => Err(Error::UnknownName {
+                what: "layout",
+                got: s.into(),
+                expected: "nchw, nhwc",
+            }),
         }
     }
 }
@@ -113,7 +121,11 @@ impl Shape4 {
 
     /// Checks C, H, W ≥ 1 (N may be 0: an empty batch is a no-op) and that the size fits.
     pub(crate) fn check_input(&self) -> Result<()> {
-        for (what, v) in [("channels (C)", self.c), ("height (H)", self.h), ("width (W)", self.w)] {
+        for (what, v) in [
+            ("channels (C)", self.c),
+            ("height (H)", self.h),
+            ("width (W)", self.w),
+        ] {
             if v == 0 {
                 return Err(Error::ZeroDim { what });
             }

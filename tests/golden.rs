@@ -11,7 +11,11 @@ const F32_REL_TOL: f64 = 1e-5;
 
 fn check_group(group: &str, min_cases: usize) {
     let cases = load_golden(group);
-    assert!(cases.len() >= min_cases, "{group}: only {} cases", cases.len());
+    assert!(
+        cases.len() >= min_cases,
+        "{group}: only {} cases",
+        cases.len()
+    );
     let mut failures = Vec::new();
     let mut worst = (0.0f64, String::new());
     for case in &cases {
@@ -25,7 +29,10 @@ fn check_group(group: &str, min_cases: usize) {
         match op.output_shape(case.input_shape) {
             Ok(s) if s == case.output_shape => {}
             Ok(s) => {
-                failures.push(format!("{}: output shape {s}, library gives {}", case.name, case.output_shape));
+                failures.push(format!(
+                    "{}: output shape {s}, library gives {}",
+                    case.name, case.output_shape
+                ));
                 continue;
             }
             Err(e) => {
@@ -35,7 +42,15 @@ fn check_group(group: &str, min_cases: usize) {
         }
         let mut y = vec![f32::NAN; case.y.len()];
         let w = case.weight.as_deref().unwrap_or(&[]);
-        if let Err(e) = reference::run(&op, case.input_shape, Layout::Nchw, &case.x, w, case.bias.as_deref(), &mut y) {
+        if let Err(e) = reference::run(
+            &op,
+            case.input_shape,
+            Layout::Nchw,
+            &case.x,
+            w,
+            case.bias.as_deref(),
+            &mut y,
+        ) {
             failures.push(format!("{}: reference failed: {e}", case.name));
             continue;
         }
@@ -45,14 +60,28 @@ fn check_group(group: &str, min_cases: usize) {
                     worst = (e, case.name.clone());
                 }
                 if e > F32_REL_TOL {
-                    failures.push(format!("{}: rel err {e:.3e} at {k}: got {}, want {}", case.name, y[k], case.y[k]));
+                    failures.push(format!(
+                        "{}: rel err {e:.3e} at {k}: got {}, want {}",
+                        case.name, y[k], case.y[k]
+                    ));
                 }
             }
             Err(msg) => failures.push(format!("{}: {msg}", case.name)),
         }
     }
-    println!("{group}: {} cases, worst relative error {:.3e} ({})", cases.len(), worst.0, worst.1);
-    assert!(failures.is_empty(), "{group}: {} of {} cases fail:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    println!(
+        "{group}: {} cases, worst relative error {:.3e} ({})",
+        cases.len(),
+        worst.0,
+        worst.1
+    );
+    assert!(
+        failures.is_empty(),
+        "{group}: {} of {} cases fail:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -89,7 +118,10 @@ fn seed_example_matches() {
 #[test]
 fn golden_comparison_detects_a_wrong_value() {
     let cases = common::load_golden("seed");
-    let case = cases.iter().find(|c| c.name == "maxblurpool_signal").expect("seed case");
+    let case = cases
+        .iter()
+        .find(|c| c.name == "maxblurpool_signal")
+        .expect("seed case");
     let mut y = case.y.clone();
     y[3] *= 1.0 + 1e-4;
     let (e, k) = max_rel_err(&y, &case.y).unwrap();

@@ -12,7 +12,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::sys::{CUdevice_attribute, CUdeviceptr, CUstream};
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig,
+    PushKernelArg,
+};
 use cudarc::nvrtc::Ptx;
 
 pub use params::BpParams;
@@ -49,8 +52,13 @@ pub enum KernelKind {
 
 impl KernelKind {
     /// Every kernel family.
-    pub const ALL: [KernelKind; 5] =
-        [KernelKind::MaxPool, KernelKind::BlurPool, KernelKind::MaxBlurPool, KernelKind::ConvBlurPool, KernelKind::BlurConv];
+    pub const ALL: [KernelKind; 5] = [
+        KernelKind::MaxPool,
+        KernelKind::BlurPool,
+        KernelKind::MaxBlurPool,
+        KernelKind::ConvBlurPool,
+        KernelKind::BlurConv,
+    ];
 
     fn stem(self) -> &'static str {
         match self {
@@ -72,7 +80,10 @@ impl KernelKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelSource {
     /// The fatbin compiled by nvcc at build time (SASS for these archs + PTX).
-    Fatbin { archs: &'static str, nvcc: &'static str },
+    Fatbin {
+        archs: &'static str,
+        nvcc: &'static str,
+    },
     /// Compiled at run time by NVRTC for this device's architecture.
     Nvrtc { arch: String },
 }
@@ -104,7 +115,10 @@ pub struct Kernels {
 
 impl std::fmt::Debug for Kernels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kernels").field("ordinal", &self.ctx.ordinal()).field("source", &self.source).finish()
+        f.debug_struct("Kernels")
+            .field("ordinal", &self.ctx.ordinal())
+            .field("source", &self.source)
+            .finish()
     }
 }
 
@@ -138,7 +152,10 @@ impl Kernels {
         let (ptx, source) = match build::FATBIN {
             Some(fatbin) if !nvrtc => (
                 Ptx::from_binary(fatbin.to_vec()),
-                KernelSource::Fatbin { archs: build::ARCHS, nvcc: build::NVCC_RELEASE },
+                KernelSource::Fatbin {
+                    archs: build::ARCHS,
+                    nvcc: build::NVCC_RELEASE,
+                },
             ),
             _ => {
                 let (major, minor) = ctx.compute_capability()?;
@@ -160,16 +177,26 @@ impl Kernels {
         for kind in KernelKind::ALL {
             for dtype in DType::ALL {
                 for layout in Layout::ALL {
-                    let f = module.load_function(&kind.symbol(dtype, layout)).map_err(|e| Error::KernelLoad {
-                        detail: format!("symbol {}", kind.symbol(dtype, layout)),
-                        source: e,
-                    })?;
+                    let f = module
+                        .load_function(&kind.symbol(dtype, layout))
+                        .map_err(|e| Error::KernelLoad {
+                            detail: format!("symbol {}", kind.symbol(dtype, layout)),
+                            source: e,
+                        })?;
                     functions.insert((kind, dtype, layout), f);
                 }
             }
         }
-        let sms = ctx.attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1) as u32;
-        Ok(Kernels { ctx: ctx.clone(), _module: module, functions, source, max_blocks: sms * 32 })
+        let sms = ctx
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?
+            .max(1) as u32;
+        Ok(Kernels {
+            ctx: ctx.clone(),
+            _module: module,
+            functions,
+            source,
+            max_blocks: sms * 32,
+        })
     }
 
     /// The context these kernels belong to.
@@ -219,8 +246,14 @@ impl Kernels {
             return Ok(());
         }
         let func = &self.functions[&(kind, dtype, layout)];
-        let blocks = (params.total as u64).div_ceil(BLOCK as u64).min(self.max_blocks as u64) as u32;
-        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
+        let blocks = (params.total as u64)
+            .div_ceil(BLOCK as u64)
+            .min(self.max_blocks as u64) as u32;
+        let cfg = LaunchConfig {
+            grid_dim: (blocks, 1, 1),
+            block_dim: (BLOCK, 1, 1),
+            shared_mem_bytes: 0,
+        };
         let [x, w, b, y] = ptrs;
         let mut builder = stream.launch_builder(func);
         builder.arg(params).arg(&x).arg(&w).arg(&b).arg(&y);
@@ -277,7 +310,11 @@ impl Kernels {
 
 fn check_buffer(what: &'static str, got: usize, expected: usize) -> Result<()> {
     if got != expected {
-        return Err(Error::BufferLength { what, expected, got });
+        return Err(Error::BufferLength {
+            what,
+            expected,
+            got,
+        });
     }
     Ok(())
 }
@@ -297,7 +334,8 @@ pub fn compile_nvrtc(arch: &str) -> Result<Ptx> {
         name: Some("blurpool_all.cu".into()),
         ..Default::default()
     };
-    cudarc::nvrtc::compile_ptx_with_opts(nvrtc_source(), opts).map_err(|e| Error::Nvrtc(format!("{e:?}")))
+    cudarc::nvrtc::compile_ptx_with_opts(nvrtc_source(), opts)
+        .map_err(|e| Error::Nvrtc(format!("{e:?}")))
 }
 
 /// The single translation unit NVRTC compiles: headers first, then every .cu with its local
@@ -330,7 +368,16 @@ impl MaxPool2d {
         y: &mut impl DevicePtrMut<T>,
     ) -> Result<Shape4> {
         let (out, params) = self.params(input)?;
-        kernels.launch_typed::<T>(KernelKind::MaxPool, layout, stream, &params, (x, input.numel()?), None, None, (y, out.numel()?))?;
+        kernels.launch_typed::<T>(
+            KernelKind::MaxPool,
+            layout,
+            stream,
+            &params,
+            (x, input.numel()?),
+            None,
+            None,
+            (y, out.numel()?),
+        )?;
         Ok(out)
     }
 
@@ -351,13 +398,25 @@ impl MaxPool2d {
     ) -> Result<Shape4> {
         let (out, params) = self.params(input)?;
         // SAFETY: the caller guarantees the buffers (see above).
-        unsafe { kernels.launch_raw(KernelKind::MaxPool, dtype, layout, stream, &params, [x, 0, 0, y]) }?;
+        unsafe {
+            kernels.launch_raw(
+                KernelKind::MaxPool,
+                dtype,
+                layout,
+                stream,
+                &params,
+                [x, 0, 0, y],
+            )
+        }?;
         Ok(out)
     }
 
     fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
         let out = self.output_shape(input)?;
-        Ok((out, BpParams::new(input, out, (out.h, out.w))?.with_max(self.kernel(), self.padding())?))
+        Ok((
+            out,
+            BpParams::new(input, out, (out.h, out.w))?.with_max(self.kernel(), self.padding())?,
+        ))
     }
 }
 
@@ -373,7 +432,16 @@ impl BlurPool2d {
         y: &mut impl DevicePtrMut<T>,
     ) -> Result<Shape4> {
         let (out, params) = self.params(input)?;
-        kernels.launch_typed::<T>(KernelKind::BlurPool, layout, stream, &params, (x, input.numel()?), None, None, (y, out.numel()?))?;
+        kernels.launch_typed::<T>(
+            KernelKind::BlurPool,
+            layout,
+            stream,
+            &params,
+            (x, input.numel()?),
+            None,
+            None,
+            (y, out.numel()?),
+        )?;
         Ok(out)
     }
 
@@ -393,13 +461,25 @@ impl BlurPool2d {
     ) -> Result<Shape4> {
         let (out, params) = self.params(input)?;
         // SAFETY: the caller guarantees the buffers (see above).
-        unsafe { kernels.launch_raw(KernelKind::BlurPool, dtype, layout, stream, &params, [x, 0, 0, y]) }?;
+        unsafe {
+            kernels.launch_raw(
+                KernelKind::BlurPool,
+                dtype,
+                layout,
+                stream,
+                &params,
+                [x, 0, 0, y],
+            )
+        }?;
         Ok(out)
     }
 
     fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
         let out = self.output_shape(input)?;
-        Ok((out, BpParams::new(input, out, (input.h, input.w))?.with_blur(self.blur())?))
+        Ok((
+            out,
+            BpParams::new(input, out, (input.h, input.w))?.with_blur(self.blur())?,
+        ))
     }
 }
 
@@ -415,7 +495,16 @@ impl MaxBlurPool2d {
         y: &mut impl DevicePtrMut<T>,
     ) -> Result<Shape4> {
         let (out, params) = self.params(input)?;
-        kernels.launch_typed::<T>(KernelKind::MaxBlurPool, layout, stream, &params, (x, input.numel()?), None, None, (y, out.numel()?))?;
+        kernels.launch_typed::<T>(
+            KernelKind::MaxBlurPool,
+            layout,
+            stream,
+            &params,
+            (x, input.numel()?),
+            None,
+            None,
+            (y, out.numel()?),
+        )?;
         Ok(out)
     }
 
@@ -435,7 +524,16 @@ impl MaxBlurPool2d {
     ) -> Result<Shape4> {
         let (out, params) = self.params(input)?;
         // SAFETY: the caller guarantees the buffers (see above).
-        unsafe { kernels.launch_raw(KernelKind::MaxBlurPool, dtype, layout, stream, &params, [x, 0, 0, y]) }?;
+        unsafe {
+            kernels.launch_raw(
+                KernelKind::MaxBlurPool,
+                dtype,
+                layout,
+                stream,
+                &params,
+                [x, 0, 0, y],
+            )
+        }?;
         Ok(out)
     }
 
@@ -455,7 +553,9 @@ impl MaxBlurPool2d {
     ) -> Result<Shape4> {
         // Validate the whole operator (incl. reflect vs the max map) before launching anything.
         self.output_shape(input)?;
-        let m = self.max_pool().forward(kernels, stream, input, layout, x, max_map)?;
+        let m = self
+            .max_pool()
+            .forward(kernels, stream, input, layout, x, max_map)?;
         BlurPool2d::new(self.blur().clone()).forward(kernels, stream, m, layout, &*max_map, y)
     }
 
@@ -494,7 +594,7 @@ impl ConvBlurPool2d {
         input: Shape4,
         layout: Layout,
         x: &impl DevicePtr<T>,
-        weight: &impl DevicePtr<T>,
+        weight: &dyn DevicePtr<T>,
         bias: Bias<'_, T>,
         y: &mut impl DevicePtrMut<T>,
     ) -> Result<Shape4> {
@@ -535,14 +635,25 @@ impl ConvBlurPool2d {
         check_bias_presence(self.conv().has_bias(), bias != 0)?;
         let (out, params) = self.params(input)?;
         // SAFETY: the caller guarantees the buffers (see above).
-        unsafe { kernels.launch_raw(KernelKind::ConvBlurPool, dtype, layout, stream, &params, [x, weight, bias, y]) }?;
+        unsafe {
+            kernels.launch_raw(
+                KernelKind::ConvBlurPool,
+                dtype,
+                layout,
+                stream,
+                &params,
+                [x, weight, bias, y],
+            )
+        }?;
         Ok(out)
     }
 
     fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
         let out = self.output_shape(input)?;
         let z = self.conv_map_shape(input)?;
-        let p = BpParams::new(input, out, (z.h, z.w))?.with_conv(self.conv(), (1, 1))?.with_blur(self.blur())?;
+        let p = BpParams::new(input, out, (z.h, z.w))?
+            .with_conv(self.conv(), (1, 1))?
+            .with_blur(self.blur())?;
         Ok((out, p))
     }
 }
@@ -558,7 +669,7 @@ impl BlurConv2d {
         input: Shape4,
         layout: Layout,
         x: &impl DevicePtr<T>,
-        weight: &impl DevicePtr<T>,
+        weight: &dyn DevicePtr<T>,
         bias: Bias<'_, T>,
         y: &mut impl DevicePtrMut<T>,
     ) -> Result<Shape4> {
@@ -598,14 +709,91 @@ impl BlurConv2d {
         check_bias_presence(self.conv().has_bias(), bias != 0)?;
         let (out, params) = self.params(input)?;
         // SAFETY: the caller guarantees the buffers (see above).
-        unsafe { kernels.launch_raw(KernelKind::BlurConv, dtype, layout, stream, &params, [x, weight, bias, y]) }?;
+        unsafe {
+            kernels.launch_raw(
+                KernelKind::BlurConv,
+                dtype,
+                layout,
+                stream,
+                &params,
+                [x, weight, bias, y],
+            )
+        }?;
         Ok(out)
     }
 
     fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
         let out = self.output_shape(input)?;
         let b = self.blur_map_shape(input)?;
-        let p = BpParams::new(input, out, (b.h, b.w))?.with_conv(self.conv(), self.stride())?.with_blur(self.blur())?;
+        let p = BpParams::new(input, out, (b.h, b.w))?
+            .with_conv(self.conv(), self.stride())?
+            .with_blur(self.blur())?;
         Ok((out, p))
+    }
+}
+
+impl crate::ops::Operator {
+    /// Runs any operator on the GPU (`weight`/`bias` only for the conv operators; pass `None`
+    /// for the others).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward<T: Element>(
+        &self,
+        kernels: &Kernels,
+        stream: &Arc<CudaStream>,
+        input: Shape4,
+        layout: Layout,
+        x: &impl DevicePtr<T>,
+        weight: Option<&dyn DevicePtr<T>>,
+        bias: Bias<'_, T>,
+        y: &mut impl DevicePtrMut<T>,
+    ) -> Result<Shape4> {
+        use crate::ops::Operator as O;
+        let need_weight =
+            || weight.ok_or_else(|| Error::Conv("this operator needs a weight buffer".into()));
+        match self {
+            O::MaxPool(op) => op.forward(kernels, stream, input, layout, x, y),
+            O::BlurPool(op) => op.forward(kernels, stream, input, layout, x, y),
+            O::MaxBlurPool(op) => op.forward(kernels, stream, input, layout, x, y),
+            O::ConvBlurPool(op) => {
+                op.forward(kernels, stream, input, layout, x, need_weight()?, bias, y)
+            }
+            O::BlurConv(op) => {
+                op.forward(kernels, stream, input, layout, x, need_weight()?, bias, y)
+            }
+        }
+    }
+
+    /// [`Operator::forward`] on raw device pointers (`weight`/`bias` = 0 where unused).
+    ///
+    /// # Safety
+    /// As the operator's own `forward_raw`.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn forward_raw(
+        &self,
+        kernels: &Kernels,
+        stream: &CudaStream,
+        dtype: DType,
+        input: Shape4,
+        layout: Layout,
+        x: CUdeviceptr,
+        weight: CUdeviceptr,
+        bias: CUdeviceptr,
+        y: CUdeviceptr,
+    ) -> Result<Shape4> {
+        use crate::ops::Operator as O;
+        // SAFETY: forwarded to the caller's contract.
+        unsafe {
+            match self {
+                O::MaxPool(op) => op.forward_raw(kernels, stream, dtype, input, layout, x, y),
+                O::BlurPool(op) => op.forward_raw(kernels, stream, dtype, input, layout, x, y),
+                O::MaxBlurPool(op) => op.forward_raw(kernels, stream, dtype, input, layout, x, y),
+                O::ConvBlurPool(op) => {
+                    op.forward_raw(kernels, stream, dtype, input, layout, x, weight, bias, y)
+                }
+                O::BlurConv(op) => {
+                    op.forward_raw(kernels, stream, dtype, input, layout, x, weight, bias, y)
+                }
+            }
+        }
     }
 }

@@ -57,7 +57,8 @@ unsafe impl cudarc::driver::DeviceRepr for BpParams {}
 const MAX_INDEX: usize = 1 << 53;
 
 fn small(what: &'static str, v: usize) -> Result<i32> {
-    i32::try_from(v).map_err(|_| Error::ShapeOverflow(format!("{what} = {v} does not fit in 32 bits")))
+    i32::try_from(v)
+        .map_err(|_| Error::ShapeOverflow(format!("{what} = {v} does not fit in 32 bits")))
 }
 
 fn pad_mode_code(mode: PadMode) -> i32 {
@@ -82,7 +83,9 @@ impl BpParams {
         let n_in = input.numel()?;
         let n_out = output.numel()?;
         if n_in >= MAX_INDEX || n_out >= MAX_INDEX {
-            return Err(Error::ShapeOverflow(format!("{input} → {output} exceeds 2^53 elements")));
+            return Err(Error::ShapeOverflow(format!(
+                "{input} → {output} exceeds 2^53 elements"
+            )));
         }
         small("channels", input.c.max(output.c))?;
         let rcp = |v: usize| if v == 0 { 0.0 } else { 1.0 / v as f64 };
@@ -104,7 +107,11 @@ impl BpParams {
         })
     }
 
-    pub(crate) fn with_max(mut self, kernel: (usize, usize), padding: (usize, usize)) -> Result<Self> {
+    pub(crate) fn with_max(
+        mut self,
+        kernel: (usize, usize),
+        padding: (usize, usize),
+    ) -> Result<Self> {
         self.mkh = small("max window height", kernel.0)?;
         self.mkw = small("max window width", kernel.1)?;
         self.mpy = small("max padding", padding.0)?;

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use blurpool::ops::Operator;
 use blurpool::presets::{antialiased_cnns, composer, kornia, timm};
-use blurpool::{Activation, Blur, Conv2dSpec, Filter, MaxBlurPool2d, MaxPool2d, Pad2d, PadMode, Shape4};
+use blurpool::{
+    Activation, Blur, Conv2dSpec, Filter, MaxBlurPool2d, MaxPool2d, Pad2d, PadMode, Shape4,
+};
 use safetensors::SafeTensors;
 use serde_json::Value;
 
@@ -33,16 +35,25 @@ fn shape4(dims: &[usize]) -> Shape4 {
 fn f32s(st: &SafeTensors, name: &str) -> Option<(Vec<f32>, Vec<usize>)> {
     let t = st.tensor(name).ok()?;
     assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name} must be f32");
-    let data = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let data = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
     Some((data, t.shape().to_vec()))
 }
 
 /// Reads `tests/golden/<group>.safetensors`.
 pub fn load_golden(group: &str) -> Vec<GoldenCase> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{group}.safetensors"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{group}.safetensors"));
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let (_, meta) = SafeTensors::read_metadata(&bytes).expect("safetensors header");
-    let meta: HashMap<String, String> = meta.metadata().clone().expect("golden files carry __metadata__");
+    let meta: HashMap<String, String> = meta
+        .metadata()
+        .clone()
+        .expect("golden files carry __metadata__");
     let cases: Vec<Value> = serde_json::from_str(&meta["cases"]).expect("cases JSON");
     let st = SafeTensors::deserialize(&bytes).expect("safetensors");
     cases
@@ -71,20 +82,33 @@ pub fn load_golden(group: &str) -> Vec<GoldenCase> {
 }
 
 fn u(v: &Value, key: &str) -> usize {
-    v[key].as_u64().unwrap_or_else(|| panic!("arg {key} in {v}")) as usize
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("arg {key} in {v}")) as usize
 }
 fn i(v: &Value, key: &str) -> i64 {
-    v[key].as_i64().unwrap_or_else(|| panic!("arg {key} in {v}"))
+    v[key]
+        .as_i64()
+        .unwrap_or_else(|| panic!("arg {key} in {v}"))
 }
 fn pair(v: &Value, key: &str) -> (usize, usize) {
-    let a = v[key].as_array().unwrap_or_else(|| panic!("arg {key} in {v}"));
-    (a[0].as_u64().unwrap() as usize, a[1].as_u64().unwrap() as usize)
+    let a = v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("arg {key} in {v}"));
+    (
+        a[0].as_u64().unwrap() as usize,
+        a[1].as_u64().unwrap() as usize,
+    )
 }
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or_else(|| panic!("arg {key} in {v}"))
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("arg {key} in {v}"))
 }
 fn taps(v: &Value, key: &str) -> Option<Vec<f64>> {
-    v[key].as_array().map(|a| a.iter().map(|t| t.as_f64().unwrap()).collect())
+    v[key]
+        .as_array()
+        .map(|a| a.iter().map(|t| t.as_f64().unwrap()).collect())
 }
 
 impl GoldenCase {
@@ -94,7 +118,15 @@ impl GoldenCase {
         let conv = |kernel: (usize, usize), padding: (usize, usize), act: Activation| {
             let ws = self.weight_shape.as_ref().expect("conv case has a weight");
             let groups = u(a, "groups");
-            Conv2dSpec::new(self.input_shape.c, ws[0], kernel, padding, groups, a["bias"].as_bool().unwrap(), act)
+            Conv2dSpec::new(
+                self.input_shape.c,
+                ws[0],
+                kernel,
+                padding,
+                groups,
+                a["bias"].as_bool().unwrap(),
+                act,
+            )
         };
         Ok(match (self.lib.as_str(), self.op.as_str()) {
             ("antialiased_cnns", "blur_pool") => Operator::BlurPool(antialiased_cnns::blur_pool(
@@ -103,14 +135,16 @@ impl GoldenCase {
                 u(a, "stride"),
                 i(a, "pad_off"),
             )?),
-            ("antialiased_cnns", "max_blur_pool") => Operator::MaxBlurPool(antialiased_cnns::max_blur_pool(
-                u(a, "max_kernel"),
-                u(a, "max_padding"),
-                s(a, "pad_type").parse()?,
-                u(a, "filt_size"),
-                u(a, "stride"),
-                i(a, "pad_off"),
-            )?),
+            ("antialiased_cnns", "max_blur_pool") => {
+                Operator::MaxBlurPool(antialiased_cnns::max_blur_pool(
+                    u(a, "max_kernel"),
+                    u(a, "max_padding"),
+                    s(a, "pad_type").parse()?,
+                    u(a, "filt_size"),
+                    u(a, "stride"),
+                    i(a, "pad_off"),
+                )?)
+            }
             ("antialiased_cnns", "conv_blur_pool") => {
                 let k = u(a, "kernel_size");
                 let p = u(a, "padding");
@@ -122,15 +156,19 @@ impl GoldenCase {
                     i(a, "pad_off"),
                 )?)
             }
-            ("kornia", "blur_pool2d") => Operator::BlurPool(kornia::blur_pool2d(u(a, "kernel_size"), u(a, "stride"))?),
+            ("kornia", "blur_pool2d") => {
+                Operator::BlurPool(kornia::blur_pool2d(u(a, "kernel_size"), u(a, "stride"))?)
+            }
             ("kornia", "max_blur_pool2d") => Operator::MaxBlurPool(kornia::max_blur_pool2d(
                 u(a, "kernel_size"),
                 u(a, "stride"),
                 u(a, "max_pool_size"),
             )?),
-            ("timm", "blur_pool2d") => {
-                Operator::BlurPool(timm::blur_pool2d(u(a, "filt_size"), u(a, "stride"), s(a, "pad_mode").parse()?)?)
-            }
+            ("timm", "blur_pool2d") => Operator::BlurPool(timm::blur_pool2d(
+                u(a, "filt_size"),
+                u(a, "stride"),
+                s(a, "pad_mode").parse()?,
+            )?),
             ("composer", "blur_2d") => {
                 let (ty, tx) = (taps(a, "taps_y"), taps(a, "taps_x"));
                 let filter = ty.as_deref().zip(tx.as_deref());
@@ -147,8 +185,16 @@ impl GoldenCase {
                 )?)
             }
             ("composer", "blur_conv2d") => {
-                let spec = conv(pair(a, "kernel_size"), pair(a, "padding"), Activation::Identity)?;
-                match composer::blur_conv2d(spec, pair(a, "stride"), a["blur_first"].as_bool().unwrap())? {
+                let spec = conv(
+                    pair(a, "kernel_size"),
+                    pair(a, "padding"),
+                    Activation::Identity,
+                )?;
+                match composer::blur_conv2d(
+                    spec,
+                    pair(a, "stride"),
+                    a["blur_first"].as_bool().unwrap(),
+                )? {
                     composer::BlurConv::BlurFirst(op) => Operator::BlurConv(op),
                     composer::BlurConv::ConvFirst(op) => Operator::ConvBlurPool(op),
                 }
@@ -160,7 +206,12 @@ impl GoldenCase {
                     Operator::MaxPool(max)
                 } else {
                     // A strided max-pool is the dense max subsampled: a 1-tap blur with the stride.
-                    let subsample = Blur::new(Filter::binomial(1)?, stride, Pad2d::default(), PadMode::Zero)?;
+                    let subsample = Blur::new(
+                        Filter::binomial(1)?,
+                        stride,
+                        Pad2d::default(),
+                        PadMode::Zero,
+                    )?;
                     Operator::MaxBlurPool(MaxBlurPool2d::new(max, subsample))
                 }
             }
@@ -175,7 +226,10 @@ impl GoldenCase {
 /// Returns (error, index of the worst element) or Err(description) on a non-finite mismatch.
 pub fn max_rel_err(got: &[f32], want: &[f32]) -> Result<(f64, usize), String> {
     assert_eq!(got.len(), want.len());
-    let scale = want.iter().filter(|v| v.is_finite()).fold(0f64, |m, v| m.max(v.abs() as f64));
+    let scale = want
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0f64, |m, v| m.max(v.abs() as f64));
     let floor = (1e-2 * scale).max(f64::MIN_POSITIVE);
     let mut worst = (0.0, 0);
     for (k, (&g, &w)) in got.iter().zip(want).enumerate() {

@@ -1,0 +1,395 @@
+//! `blurpool`: the crate's command line.
+//!
+//! * `blurpool` (= `blurpool run`): with a GPU, verifies every kernel against the CPU reference
+//!   and times fused vs separate max + blur at a default shape; without one, says so and runs
+//!   the CPU reference on the paper's seed example.
+//! * `blurpool demo`: the seed example (CPU only).
+//! * `blurpool verify`: the GPU verification alone.
+//! * `blurpool bench`: fused vs separate at a chosen shape, with the copy roofline.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use blurpool::ops::Operator;
+use blurpool::presets::antialiased_cnns;
+use blurpool::verify::{check_case, random_vec, Gpu};
+use blurpool::{reference, Activation, Conv2dSpec, DType, Element, Layout, PadMode, Shape4};
+use clap::{Parser, Subcommand};
+use cudarc::driver::{sys::CUevent_flags, CudaSlice, CudaStream};
+use half::{bf16, f16};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+#[derive(Parser)]
+#[command(
+    name = "blurpool",
+    version,
+    about = "Fused anti-aliased downsampling kernels: verify and time them"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Verify every kernel and time fused vs separate (GPU), or run the seed demo (no GPU).
+    Run,
+    /// Max-pool vs max-blur-pool on the paper's 0,0,1,1,… signal and its one-pixel shift (CPU).
+    Demo,
+    /// Check every kernel against the CPU reference on random data.
+    Verify {
+        /// Seed for the random inputs (default: from the clock).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Time fused MaxBlurPool vs the separate max + blur kernels at one shape.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args, Clone)]
+struct BenchArgs {
+    #[arg(long, default_value_t = 32)]
+    n: usize,
+    #[arg(long, default_value_t = 64)]
+    c: usize,
+    #[arg(long, default_value_t = 112)]
+    h: usize,
+    #[arg(long, default_value_t = 112)]
+    w: usize,
+    /// f32, f16 or bf16.
+    #[arg(long, default_value = "f16")]
+    dtype: DType,
+    /// nchw or nhwc.
+    #[arg(long, default_value = "nhwc")]
+    layout: Layout,
+    /// Timed launches per measurement.
+    #[arg(long, default_value_t = 50)]
+    iters: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(),
+        Command::Demo => {
+            demo();
+            Ok(())
+        }
+        Command::Verify { seed } => Gpu::open(0)
+            .map_err(|e| format!("no usable GPU: {e}"))
+            .and_then(|g| verify(&g, seed)),
+        Command::Bench(args) => Gpu::open(0)
+            .map_err(|e| format!("no usable GPU: {e}"))
+            .and_then(|g| bench(&g, &args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    match Gpu::open(0) {
+        Ok(g) => {
+            verify(&g, None)?;
+            for layout in Layout::ALL {
+                bench(
+                    &g,
+                    &BenchArgs {
+                        n: 32,
+                        c: 64,
+                        h: 112,
+                        w: 112,
+                        dtype: DType::F16,
+                        layout,
+                        iters: 50,
+                    },
+                )?;
+            }
+            Ok(())
+        }
+        Err(e) => {
+            println!("No GPU here ({e}).");
+            println!("The CUDA kernels need one; running the CPU reference on the seed example instead.\n");
+            demo();
+            Ok(())
+        }
+    }
+}
+
+/// The paper's Figure 1 in numbers: max-pooling is not shift-invariant, max-blur-pooling nearly is.
+fn demo() {
+    let w = 16;
+    let signal: Vec<f32> = (0..w)
+        .map(|i| if (i / 2) % 2 == 1 { 1.0 } else { 0.0 })
+        .collect();
+    let shifted: Vec<f32> = (0..w)
+        .map(|i| if i == 0 { 0.0 } else { signal[i - 1] })
+        .collect();
+    let shape = Shape4::new(1, 1, 4, w);
+    let rows = |row: &[f32]| {
+        row.iter()
+            .cycle()
+            .take(4 * w)
+            .copied()
+            .collect::<Vec<f32>>()
+    };
+    // MaxPool2d(2, stride 2) is the dense 2×2 max subsampled by 2 (a 1-tap blur).
+    let maxpool = Operator::MaxBlurPool(
+        antialiased_cnns::max_blur_pool(2, 0, PadMode::Zero, 1, 2, 0).expect("valid"),
+    );
+    // antialiased-cnns: MaxPool2d(2, stride 1) → BlurPool(filt_size=4, stride 2, reflect).
+    let maxblur = Operator::MaxBlurPool(
+        antialiased_cnns::max_blur_pool(2, 0, PadMode::Reflect, 4, 2, 0).expect("valid"),
+    );
+    let first_row = |op: &Operator, x: &[f32]| {
+        let out = op.output_shape(shape).expect("valid shape");
+        let mut y = vec![0f32; out.numel().expect("small")];
+        reference::run(op, shape, Layout::Nchw, &rows(x), &[], None, &mut y).expect("reference");
+        y[..out.w].to_vec()
+    };
+    let fmt = |v: &[f32]| {
+        v.iter()
+            .map(|x| format!("{x:5.3}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!("Seed example (Zhang 2019): x = 0,0,1,1,0,0,1,1,… and x shifted right by one pixel");
+    println!(
+        "  input          {}",
+        signal.iter().map(|v| format!("{v:.0}")).collect::<String>()
+    );
+    println!(
+        "  input, shifted {}",
+        shifted
+            .iter()
+            .map(|v| format!("{v:.0}"))
+            .collect::<String>()
+    );
+    let (a, b) = (first_row(&maxpool, &signal), first_row(&maxpool, &shifted));
+    let (c, d) = (first_row(&maxblur, &signal), first_row(&maxblur, &shifted));
+    println!("\nMaxPool2d(2, stride 2):");
+    println!("  x        {}", fmt(&a));
+    println!("  shift(x) {}", fmt(&b));
+    println!("MaxBlurPool (max 2×2 stride 1 → binomial blur 4, stride 2, reflect):");
+    println!("  x        {}", fmt(&c));
+    println!("  shift(x) {}", fmt(&d));
+    let change = |p: &[f32], q: &[f32]| {
+        p.iter().zip(q).map(|(u, v)| (u - v).abs()).sum::<f32>() / p.len() as f32
+    };
+    // The ends see the border; the interior is what shift-invariance is about.
+    let interior = |p: &[f32]| p[1..p.len() - 1].to_vec();
+    println!(
+        "\nMean |change| under the one-pixel shift: max-pool {:.3}, max-blur-pool {:.3} (interior: {:.3} vs {:.3})",
+        change(&a, &b),
+        change(&c, &d),
+        change(&interior(&a), &interior(&b)),
+        change(&interior(&c), &interior(&d)),
+    );
+}
+
+/// One representative configuration per operator × dtype × layout × pad mode, on odd sizes.
+fn verify(g: &Gpu, seed: Option<u64>) -> Result<(), String> {
+    let seed = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    println!(
+        "Verifying every kernel against the CPU reference on {} (seed {seed}, kernels: {:?})",
+        g.ctx.name().unwrap_or_default(),
+        g.kernels.source()
+    );
+    let mut rng = StdRng::seed_from_u64(seed);
+    let shape = Shape4::new(2, 6, 19, 23);
+    let mut cases: Vec<Operator> = Vec::new();
+    for mode in PadMode::ALL {
+        for filt in [1, 3, 4, 7] {
+            cases.push(Operator::BlurPool(
+                antialiased_cnns::blur_pool(mode, filt, 2, 0).map_err(|e| e.to_string())?,
+            ));
+            cases.push(Operator::MaxBlurPool(
+                antialiased_cnns::max_blur_pool(2, 0, mode, filt, 2, 0)
+                    .map_err(|e| e.to_string())?,
+            ));
+        }
+        cases.push(Operator::MaxPool(
+            blurpool::MaxPool2d::new((3, 3), (1, 1)).map_err(|e| e.to_string())?,
+        ));
+        for (cout, groups, act) in [
+            (6, 6, Activation::Relu6),
+            (8, 1, Activation::Relu),
+            (4, 2, Activation::Identity),
+        ] {
+            let conv = Conv2dSpec::new(6, cout, (3, 3), (1, 1), groups, true, act)
+                .map_err(|e| e.to_string())?;
+            cases.push(Operator::ConvBlurPool(
+                antialiased_cnns::conv_blur_pool(conv, mode, 3, 2, 0).map_err(|e| e.to_string())?,
+            ));
+            let blur = antialiased_cnns::blur(mode, 3, 1, 0).map_err(|e| e.to_string())?;
+            cases.push(Operator::BlurConv(
+                blurpool::BlurConv2d::new(blur, conv, (2, 2)).map_err(|e| e.to_string())?,
+            ));
+        }
+    }
+    println!(
+        "{:<16} {:>6} {:>6} {:>6}",
+        "operator", "cases", "passed", "failed"
+    );
+    let mut total_failed = 0;
+    for name in [
+        "max_pool",
+        "blur_pool",
+        "max_blur_pool",
+        "conv_blur_pool",
+        "blur_conv",
+    ] {
+        let (mut run, mut failed) = (0, 0);
+        for op in cases.iter().filter(|o| o.name() == name) {
+            for layout in Layout::ALL {
+                for dtype in DType::ALL {
+                    let r = match dtype {
+                        DType::F32 => check_case::<f32>(g, &mut rng, op, shape, layout),
+                        DType::F16 => check_case::<f16>(g, &mut rng, op, shape, layout),
+                        DType::BF16 => check_case::<bf16>(g, &mut rng, op, shape, layout),
+                    };
+                    run += 1;
+                    if let Err(e) = r {
+                        failed += 1;
+                        eprintln!("FAIL {e}");
+                    }
+                }
+            }
+        }
+        println!("{name:<16} {run:>6} {:>6} {failed:>6}", run - failed);
+        total_failed += failed;
+    }
+    if total_failed > 0 {
+        return Err(format!("{total_failed} kernel checks failed"));
+    }
+    println!("All kernels match the CPU reference.\n");
+    Ok(())
+}
+
+/// GPU time of `f` per call: CUDA events on the stream around `iters` back-to-back calls.
+fn time_gpu(
+    stream: &Arc<CudaStream>,
+    iters: usize,
+    mut f: impl FnMut(usize) -> blurpool::Result<()>,
+) -> Result<Duration, String> {
+    let ctx = stream.context();
+    let err = |e: cudarc::driver::DriverError| e.to_string();
+    let start = ctx
+        .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+        .map_err(err)?;
+    let end = ctx
+        .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+        .map_err(err)?;
+    for i in 0..3 {
+        f(i).map_err(|e| e.to_string())?;
+    }
+    start.record(stream).map_err(err)?;
+    for i in 0..iters {
+        f(i).map_err(|e| e.to_string())?;
+    }
+    end.record(stream).map_err(err)?;
+    let ms = start.elapsed_ms(&end).map_err(err)?;
+    Ok(Duration::from_secs_f64(ms as f64 * 1e-3 / iters as f64))
+}
+
+fn bench(g: &Gpu, args: &BenchArgs) -> Result<(), String> {
+    match args.dtype {
+        DType::F32 => bench_typed::<f32>(g, args),
+        DType::F16 => bench_typed::<f16>(g, args),
+        DType::BF16 => bench_typed::<bf16>(g, args),
+    }
+}
+
+fn bench_typed<T: Element>(g: &Gpu, a: &BenchArgs) -> Result<(), String> {
+    let e = |e: blurpool::Error| e.to_string();
+    let d = |e: cudarc::driver::DriverError| e.to_string();
+    let stream = &g.stream;
+    let op = antialiased_cnns::max_blur_pool(2, 0, PadMode::Reflect, 4, 2, 0).map_err(e)?;
+    let shape = Shape4::new(a.n, a.c, a.h, a.w);
+    let (m, out) = (
+        op.max_map_shape(shape).map_err(e)?,
+        op.output_shape(shape).map_err(e)?,
+    );
+    let (n_in, n_m, n_out) = (
+        shape.numel().map_err(e)?,
+        m.numel().map_err(e)?,
+        out.numel().map_err(e)?,
+    );
+    let sz = std::mem::size_of::<T>();
+    // Rotate among enough inputs that together exceed 2× the L2 cache, so L2 is not what is timed.
+    let l2 = g
+        .ctx
+        .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)
+        .map_err(d)? as usize;
+    let copies = (2 * l2).div_ceil(n_in * sz).clamp(1, 8);
+    let mut rng = StdRng::seed_from_u64(7);
+    let host: Vec<T> = random_vec(&mut rng, n_in, 1.0);
+    let xs: Vec<CudaSlice<T>> = (0..copies)
+        .map(|_| stream.clone_htod(&host))
+        .collect::<Result<_, _>>()
+        .map_err(d)?;
+    let mut y = stream.alloc_zeros::<T>(n_out).map_err(d)?;
+    let mut mm = stream.alloc_zeros::<T>(n_m).map_err(d)?;
+    // Copy roofline: device-to-device copy of the input, bytes read + written.
+    let mut dst = stream.alloc_zeros::<T>(n_in).map_err(d)?;
+    let t_copy = time_gpu(stream, a.iters, |i| {
+        Ok(stream.memcpy_dtod(&xs[i % copies], &mut dst)?)
+    })?;
+    let copy_bw = 2.0 * (n_in * sz) as f64 / t_copy.as_secs_f64();
+    let t_fused = time_gpu(stream, a.iters, |i| {
+        op.forward(&g.kernels, stream, shape, a.layout, &xs[i % copies], &mut y)
+            .map(|_| ())
+    })?;
+    let t_sep = time_gpu(stream, a.iters, |i| {
+        op.forward_separate(
+            &g.kernels,
+            stream,
+            shape,
+            a.layout,
+            &xs[i % copies],
+            &mut mm,
+            &mut y,
+        )
+        .map(|_| ())
+    })?;
+    g.ctx.check_err().map_err(d)?;
+    let min_bytes = ((n_in + n_out) * sz) as f64;
+    println!(
+        "MaxBlurPool (antialiased-cnns: max 2×2 s1 → blur 4 s2 reflect), {} {:?} {}, copy roofline {:.0} GB/s ({} input buffers)",
+        shape,
+        a.layout,
+        T::DTYPE.name(),
+        copy_bw / 1e9,
+        copies
+    );
+    println!(
+        "{:<22} {:>10} {:>10} {:>10} {:>10}",
+        "path", "time µs", "GB/s*", "% roof", "vs fused"
+    );
+    for (name, t) in [
+        ("fused (1 kernel)", t_fused),
+        ("separate max + blur", t_sep),
+    ] {
+        let bw = min_bytes / t.as_secs_f64();
+        println!(
+            "{name:<22} {:>10.1} {:>10.0} {:>9.1}% {:>9.2}×",
+            t.as_secs_f64() * 1e6,
+            bw / 1e9,
+            100.0 * bw / copy_bw,
+            t.as_secs_f64() / t_fused.as_secs_f64()
+        );
+    }
+    println!("* GB/s over the minimum bytes (input read once + output written once), same run.\n");
+    Ok(())
+}
