@@ -43,7 +43,7 @@ fn f32s(st: &SafeTensors, name: &str) -> Option<(Vec<f32>, Vec<usize>)> {
     Some((data, t.shape().to_vec()))
 }
 
-/// Reads `tests/golden/<group>.safetensors`.
+/// Reads `tests/golden/<group>.safetensors` (or `$BLURPOOL_GOLDEN_DIR/<group>.safetensors`).
 pub fn load_golden(group: &str) -> Vec<GoldenCase> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
