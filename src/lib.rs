@@ -24,6 +24,7 @@
 //! # Ok::<(), blurpool::Error>(())
 //! ```
 
+pub mod backward;
 pub mod cuda;
 pub mod error;
 pub mod ops;
