@@ -356,61 +356,60 @@ pub fn nvrtc_source() -> String {
     src
 }
 
+/// `forward` (cudarc buffers) and `forward_raw` (device pointers) of a pooling operator whose
+/// `params(input)` gives its output shape and parameter block.
+macro_rules! pooling_entries {
+    ($op:ident, $kind:expr, $what:literal) => {
+        impl $op {
+            #[doc = concat!($what, " on the GPU: `x` holds `input`, `y` receives `output_shape(input)`; one kernel on `stream`.")]
+            pub fn forward<T: Element>(
+                &self,
+                kernels: &Kernels,
+                stream: &Arc<CudaStream>,
+                input: Shape4,
+                layout: Layout,
+                x: &impl DevicePtr<T>,
+                y: &mut impl DevicePtrMut<T>,
+            ) -> Result<Shape4> {
+                let (out, params) = self.params(input)?;
+                kernels.launch_typed::<T>($kind, layout, stream, &params, (x, input.numel()?), None, None, (y, out.numel()?))?;
+                Ok(out)
+            }
+
+            #[doc = concat!($what, " on raw device pointers of element type `dtype`.")]
+            ///
+            /// # Safety
+            /// `x` and `y` must be device allocations of the kernels' context holding `input` and
+            /// `output_shape(input)` elements of `dtype`, valid until the kernel has run on `stream`.
+            #[allow(clippy::too_many_arguments)]
+            pub unsafe fn forward_raw(
+                &self,
+                kernels: &Kernels,
+                stream: &CudaStream,
+                dtype: DType,
+                input: Shape4,
+                layout: Layout,
+                x: CUdeviceptr,
+                y: CUdeviceptr,
+            ) -> Result<Shape4> {
+                let (out, params) = self.params(input)?;
+                // SAFETY: the caller guarantees the buffers (see above).
+                unsafe { kernels.launch_raw($kind, dtype, layout, stream, &params, [x, 0, 0, y]) }?;
+                Ok(out)
+            }
+        }
+    };
+}
+
+pooling_entries!(MaxPool2d, KernelKind::MaxPool, "Dense max (stride 1)");
+pooling_entries!(BlurPool2d, KernelKind::BlurPool, "Blur + subsample");
+pooling_entries!(
+    MaxBlurPool2d,
+    KernelKind::MaxBlurPool,
+    "Fused max + blur + subsample (the max map never reaches memory)"
+);
+
 impl MaxPool2d {
-    /// Dense max (stride 1) on the GPU: `x` is `input`, `y` the map of `output_shape(input)`.
-    pub fn forward<T: Element>(
-        &self,
-        kernels: &Kernels,
-        stream: &Arc<CudaStream>,
-        input: Shape4,
-        layout: Layout,
-        x: &impl DevicePtr<T>,
-        y: &mut impl DevicePtrMut<T>,
-    ) -> Result<Shape4> {
-        let (out, params) = self.params(input)?;
-        kernels.launch_typed::<T>(
-            KernelKind::MaxPool,
-            layout,
-            stream,
-            &params,
-            (x, input.numel()?),
-            None,
-            None,
-            (y, out.numel()?),
-        )?;
-        Ok(out)
-    }
-
-    /// [`MaxPool2d::forward`] on raw device pointers of element type `dtype`.
-    ///
-    /// # Safety
-    /// `x` and `y` must be device allocations of this context holding `input` and
-    /// `output_shape(input)` elements of `dtype`, valid until the kernel has run on `stream`.
-    pub unsafe fn forward_raw(
-        &self,
-        kernels: &Kernels,
-        stream: &CudaStream,
-        dtype: DType,
-        input: Shape4,
-        layout: Layout,
-        x: CUdeviceptr,
-        y: CUdeviceptr,
-    ) -> Result<Shape4> {
-        let (out, params) = self.params(input)?;
-        // SAFETY: the caller guarantees the buffers (see above).
-        unsafe {
-            kernels.launch_raw(
-                KernelKind::MaxPool,
-                dtype,
-                layout,
-                stream,
-                &params,
-                [x, 0, 0, y],
-            )
-        }?;
-        Ok(out)
-    }
-
     fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
         let out = self.output_shape(input)?;
         Ok((
@@ -421,59 +420,6 @@ impl MaxPool2d {
 }
 
 impl BlurPool2d {
-    /// Blur + subsample on the GPU.
-    pub fn forward<T: Element>(
-        &self,
-        kernels: &Kernels,
-        stream: &Arc<CudaStream>,
-        input: Shape4,
-        layout: Layout,
-        x: &impl DevicePtr<T>,
-        y: &mut impl DevicePtrMut<T>,
-    ) -> Result<Shape4> {
-        let (out, params) = self.params(input)?;
-        kernels.launch_typed::<T>(
-            KernelKind::BlurPool,
-            layout,
-            stream,
-            &params,
-            (x, input.numel()?),
-            None,
-            None,
-            (y, out.numel()?),
-        )?;
-        Ok(out)
-    }
-
-    /// [`BlurPool2d::forward`] on raw device pointers of element type `dtype`.
-    ///
-    /// # Safety
-    /// As [`MaxPool2d::forward_raw`].
-    pub unsafe fn forward_raw(
-        &self,
-        kernels: &Kernels,
-        stream: &CudaStream,
-        dtype: DType,
-        input: Shape4,
-        layout: Layout,
-        x: CUdeviceptr,
-        y: CUdeviceptr,
-    ) -> Result<Shape4> {
-        let (out, params) = self.params(input)?;
-        // SAFETY: the caller guarantees the buffers (see above).
-        unsafe {
-            kernels.launch_raw(
-                KernelKind::BlurPool,
-                dtype,
-                layout,
-                stream,
-                &params,
-                [x, 0, 0, y],
-            )
-        }?;
-        Ok(out)
-    }
-
     fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
         let out = self.output_shape(input)?;
         Ok((
@@ -484,59 +430,6 @@ impl BlurPool2d {
 }
 
 impl MaxBlurPool2d {
-    /// Fused max + blur + subsample on the GPU: one kernel, the max map never reaches memory.
-    pub fn forward<T: Element>(
-        &self,
-        kernels: &Kernels,
-        stream: &Arc<CudaStream>,
-        input: Shape4,
-        layout: Layout,
-        x: &impl DevicePtr<T>,
-        y: &mut impl DevicePtrMut<T>,
-    ) -> Result<Shape4> {
-        let (out, params) = self.params(input)?;
-        kernels.launch_typed::<T>(
-            KernelKind::MaxBlurPool,
-            layout,
-            stream,
-            &params,
-            (x, input.numel()?),
-            None,
-            None,
-            (y, out.numel()?),
-        )?;
-        Ok(out)
-    }
-
-    /// [`MaxBlurPool2d::forward`] on raw device pointers of element type `dtype`.
-    ///
-    /// # Safety
-    /// As [`MaxPool2d::forward_raw`].
-    pub unsafe fn forward_raw(
-        &self,
-        kernels: &Kernels,
-        stream: &CudaStream,
-        dtype: DType,
-        input: Shape4,
-        layout: Layout,
-        x: CUdeviceptr,
-        y: CUdeviceptr,
-    ) -> Result<Shape4> {
-        let (out, params) = self.params(input)?;
-        // SAFETY: the caller guarantees the buffers (see above).
-        unsafe {
-            kernels.launch_raw(
-                KernelKind::MaxBlurPool,
-                dtype,
-                layout,
-                stream,
-                &params,
-                [x, 0, 0, y],
-            )
-        }?;
-        Ok(out)
-    }
-
     /// The unfused path, "separate max + blur": the dense max kernel writes the max map into
     /// `max_map` (of `max_map_shape(input)`), then the blur kernel reads it. This is what the
     /// libraries do and what the benchmarks compare the fused kernel against.
@@ -583,71 +476,77 @@ fn check_bias_presence(spec_has_bias: bool, given: bool) -> Result<()> {
     Ok(())
 }
 
+/// `forward`/`forward_raw` of a conv operator: weight Cout×(Cin/groups)×kh×kw and optional
+/// bias (Cout) in the activations' dtype.
+macro_rules! conv_entries {
+    ($op:ident, $kind:expr, $what:literal) => {
+        impl $op {
+            #[doc = concat!($what, " on the GPU: one kernel on `stream`; `weight` is Cout×(Cin/groups)×kh×kw, `bias` Cout.")]
+            #[allow(clippy::too_many_arguments)]
+            pub fn forward<T: Element>(
+                &self,
+                kernels: &Kernels,
+                stream: &Arc<CudaStream>,
+                input: Shape4,
+                layout: Layout,
+                x: &impl DevicePtr<T>,
+                weight: &dyn DevicePtr<T>,
+                bias: Bias<'_, T>,
+                y: &mut impl DevicePtrMut<T>,
+            ) -> Result<Shape4> {
+                check_bias_presence(self.conv().has_bias(), bias.is_some())?;
+                let (out, params) = self.params(input)?;
+                let c = self.conv();
+                kernels.launch_typed::<T>(
+                    $kind,
+                    layout,
+                    stream,
+                    &params,
+                    (x, input.numel()?),
+                    Some((weight, c.weight_len())),
+                    bias.map(|b| (b, c.bias_len())),
+                    (y, out.numel()?),
+                )?;
+                Ok(out)
+            }
+
+            #[doc = concat!($what, " on raw device pointers (`bias` = 0 when there is none).")]
+            ///
+            /// # Safety
+            /// `x`, `weight`, `bias` (if the spec has one) and `y` must be device allocations of
+            /// the kernels' context holding `input`, `conv().weight_len()`, `conv().bias_len()`
+            /// and `output_shape(input)` elements of `dtype`, valid until the kernel has run.
+            #[allow(clippy::too_many_arguments)]
+            pub unsafe fn forward_raw(
+                &self,
+                kernels: &Kernels,
+                stream: &CudaStream,
+                dtype: DType,
+                input: Shape4,
+                layout: Layout,
+                x: CUdeviceptr,
+                weight: CUdeviceptr,
+                bias: CUdeviceptr,
+                y: CUdeviceptr,
+            ) -> Result<Shape4> {
+                check_bias_presence(self.conv().has_bias(), bias != 0)?;
+                let (out, params) = self.params(input)?;
+                // SAFETY: the caller guarantees the buffers (see above).
+                unsafe { kernels.launch_raw($kind, dtype, layout, stream, &params, [x, weight, bias, y]) }?;
+                Ok(out)
+            }
+        }
+    };
+}
+
+conv_entries!(
+    ConvBlurPool2d,
+    KernelKind::ConvBlurPool,
+    "Fused conv (stride 1) + bias + activation + blur + subsample (the conv output never reaches memory)"
+);
+conv_entries!(BlurConv2d, KernelKind::BlurConv, "Fused blur (stride 1) + strided conv + bias + activation (the blurred map never reaches memory)");
+
 impl ConvBlurPool2d {
-    /// Fused conv (stride 1) + bias + activation + blur + subsample: the full-resolution conv
-    /// output never reaches memory. `weight` is Cout×(Cin/groups)×kh×kw, `bias` Cout.
-    #[allow(clippy::too_many_arguments)]
-    pub fn forward<T: Element>(
-        &self,
-        kernels: &Kernels,
-        stream: &Arc<CudaStream>,
-        input: Shape4,
-        layout: Layout,
-        x: &impl DevicePtr<T>,
-        weight: &dyn DevicePtr<T>,
-        bias: Bias<'_, T>,
-        y: &mut impl DevicePtrMut<T>,
-    ) -> Result<Shape4> {
-        check_bias_presence(self.conv().has_bias(), bias.is_some())?;
-        let (out, params) = self.params(input)?;
-        let c = self.conv();
-        kernels.launch_typed::<T>(
-            KernelKind::ConvBlurPool,
-            layout,
-            stream,
-            &params,
-            (x, input.numel()?),
-            Some((weight, c.weight_len())),
-            bias.map(|b| (b, c.bias_len())),
-            (y, out.numel()?),
-        )?;
-        Ok(out)
-    }
-
-    /// [`ConvBlurPool2d::forward`] on raw device pointers (`bias` = 0 when there is none).
-    ///
-    /// # Safety
-    /// As [`MaxPool2d::forward_raw`]; `weight` holds `conv().weight_len()` elements and `bias`
-    /// (if the spec has one) `conv().bias_len()`.
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn forward_raw(
-        &self,
-        kernels: &Kernels,
-        stream: &CudaStream,
-        dtype: DType,
-        input: Shape4,
-        layout: Layout,
-        x: CUdeviceptr,
-        weight: CUdeviceptr,
-        bias: CUdeviceptr,
-        y: CUdeviceptr,
-    ) -> Result<Shape4> {
-        check_bias_presence(self.conv().has_bias(), bias != 0)?;
-        let (out, params) = self.params(input)?;
-        // SAFETY: the caller guarantees the buffers (see above).
-        unsafe {
-            kernels.launch_raw(
-                KernelKind::ConvBlurPool,
-                dtype,
-                layout,
-                stream,
-                &params,
-                [x, weight, bias, y],
-            )
-        }?;
-        Ok(out)
-    }
-
     fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
         let out = self.output_shape(input)?;
         let z = self.conv_map_shape(input)?;
@@ -659,69 +558,6 @@ impl ConvBlurPool2d {
 }
 
 impl BlurConv2d {
-    /// Fused blur (stride 1) + strided conv + bias + activation: the blurred map never
-    /// reaches memory.
-    #[allow(clippy::too_many_arguments)]
-    pub fn forward<T: Element>(
-        &self,
-        kernels: &Kernels,
-        stream: &Arc<CudaStream>,
-        input: Shape4,
-        layout: Layout,
-        x: &impl DevicePtr<T>,
-        weight: &dyn DevicePtr<T>,
-        bias: Bias<'_, T>,
-        y: &mut impl DevicePtrMut<T>,
-    ) -> Result<Shape4> {
-        check_bias_presence(self.conv().has_bias(), bias.is_some())?;
-        let (out, params) = self.params(input)?;
-        let c = self.conv();
-        kernels.launch_typed::<T>(
-            KernelKind::BlurConv,
-            layout,
-            stream,
-            &params,
-            (x, input.numel()?),
-            Some((weight, c.weight_len())),
-            bias.map(|b| (b, c.bias_len())),
-            (y, out.numel()?),
-        )?;
-        Ok(out)
-    }
-
-    /// [`BlurConv2d::forward`] on raw device pointers (`bias` = 0 when there is none).
-    ///
-    /// # Safety
-    /// As [`ConvBlurPool2d::forward_raw`].
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn forward_raw(
-        &self,
-        kernels: &Kernels,
-        stream: &CudaStream,
-        dtype: DType,
-        input: Shape4,
-        layout: Layout,
-        x: CUdeviceptr,
-        weight: CUdeviceptr,
-        bias: CUdeviceptr,
-        y: CUdeviceptr,
-    ) -> Result<Shape4> {
-        check_bias_presence(self.conv().has_bias(), bias != 0)?;
-        let (out, params) = self.params(input)?;
-        // SAFETY: the caller guarantees the buffers (see above).
-        unsafe {
-            kernels.launch_raw(
-                KernelKind::BlurConv,
-                dtype,
-                layout,
-                stream,
-                &params,
-                [x, weight, bias, y],
-            )
-        }?;
-        Ok(out)
-    }
-
     fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
         let out = self.output_shape(input)?;
         let b = self.blur_map_shape(input)?;
