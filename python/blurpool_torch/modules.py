@@ -1,0 +1,181 @@
+"""nn.Module drop-ins with the libraries' constructor arguments.
+
+Each module holds its :class:`~blurpool_torch.Desc` (built once, in ``__init__``, so bad
+arguments fail there), runs the fused CUDA kernel in ``forward`` and the CPU reference in
+``reference``. Forward only (no autograd formula yet).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from . import ops
+from ._lib import Desc
+
+
+def _check_channels(layer: str, channels: Optional[int], x: Tensor):
+    if channels is not None and isinstance(x, Tensor) and x.dim() == 4 and x.shape[1] != channels:
+        raise ValueError(f"{layer} was built for {channels} channels but the input has {x.shape[1]}")
+
+
+class _DescModule(nn.Module):
+    desc: Desc
+    channels: Optional[int] = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_channels(type(self).__name__, self.channels, x)
+        return ops.apply(x, self.desc)
+
+    def reference(self, x: Tensor) -> Tensor:
+        """The same layer by the CPU reference (CPU tensors)."""
+        _check_channels(type(self).__name__, self.channels, x)
+        return ops.reference(x, self.desc)
+
+
+class BlurPool(_DescModule):
+    """antialiased-cnns ``BlurPool(channels, pad_type='reflect', filt_size=4, stride=2, pad_off=0)``."""
+
+    def __init__(self, channels: int, pad_type: str = "reflect", filt_size: int = 4, stride: int = 2, pad_off: int = 0):
+        super().__init__()
+        self.channels = channels
+        self.pad_type, self.filt_size, self.stride, self.pad_off = pad_type, filt_size, stride, pad_off
+        self.desc = Desc.antialiased_cnns_blur_pool(pad_type, filt_size, stride, pad_off)
+
+    def extra_repr(self):
+        return (
+            f"{self.channels}, pad_type={self.pad_type!r}, filt_size={self.filt_size}, "
+            f"stride={self.stride}, pad_off={self.pad_off}"
+        )
+
+
+class MaxBlurPool(_DescModule):
+    """antialiased-cnns' models' ``nn.Sequential(nn.MaxPool2d(max_kernel, stride=1,
+    padding=max_padding), BlurPool(channels, pad_type, filt_size, stride, pad_off))``, fused."""
+
+    def __init__(
+        self,
+        channels: int,
+        max_kernel: int = 2,
+        max_padding: int = 0,
+        pad_type: str = "reflect",
+        filt_size: int = 4,
+        stride: int = 2,
+        pad_off: int = 0,
+    ):
+        super().__init__()
+        self.channels = channels
+        self.desc = Desc.antialiased_cnns_max_blur_pool(max_kernel, max_padding, pad_type, filt_size, stride, pad_off)
+        self._repr = (
+            f"{channels}, max_kernel={max_kernel}, max_padding={max_padding}, pad_type={pad_type!r}, "
+            f"filt_size={filt_size}, stride={stride}, pad_off={pad_off}"
+        )
+
+    def extra_repr(self):
+        return self._repr
+
+
+class MaxBlurPool2D(_DescModule):
+    """kornia ``MaxBlurPool2D(kernel_size, stride=2, max_pool_size=2, ceil_mode=False)``, fused."""
+
+    def __init__(self, kernel_size: int, stride: int = 2, max_pool_size: int = 2, ceil_mode: bool = False):
+        super().__init__()
+        self.kernel_size, self.stride, self.max_pool_size, self.ceil_mode = kernel_size, stride, max_pool_size, ceil_mode
+        self.desc = ops.max_blur_pool2d_desc(kernel_size, stride, max_pool_size, ceil_mode)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, max_pool_size={self.max_pool_size}"
+
+
+class BlurPool2d(_DescModule):
+    """timm ``BlurPool2d(channels=None, filt_size=3, stride=2, pad_mode='reflect')``
+    (``pad_mode`` 'reflect' or 'constant')."""
+
+    def __init__(self, channels: Optional[int] = None, filt_size: int = 3, stride: int = 2, pad_mode: str = "reflect"):
+        super().__init__()
+        self.channels = channels
+        self.filt_size, self.stride, self.pad_mode = filt_size, stride, pad_mode
+        self.desc = Desc.timm_blur_pool2d(filt_size, stride, pad_mode)
+
+    def extra_repr(self):
+        return f"channels={self.channels}, filt_size={self.filt_size}, stride={self.stride}, pad_mode={self.pad_mode!r}"
+
+
+class ConvBlurPool2d(nn.Module):
+    """A blurred strided convolution, fused: ``BlurPool(act(Conv2d(stride=1)(x)))`` as in
+    antialiased-cnns' and timm's models (``style``), with ``nn.Conv2d``'s parameters
+    (``weight`` Cout×Cin/groups×kh×kw, ``bias``) and initialisation.
+
+    ``ConvBlurPool2d.from_conv(conv, ...)`` reuses an existing stride-1 ``nn.Conv2d``'s
+    parameters (e.g. when porting antialiased-cnns' ``conv(stride 1) → ReLU → BlurPool``)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        padding=0,
+        groups: int = 1,
+        bias: bool = True,
+        activation: str = "identity",
+        filt_size: int = 4,
+        stride: int = 2,
+        pad_type: str = "reflect",
+        pad_off: int = 0,
+        style: str = "antialiased_cnns",
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        self.desc = ops.conv_blur_pool2d_desc(
+            in_channels, out_channels, kernel_size, padding, groups, bias, activation, filt_size, stride, pad_type,
+            pad_off, style,
+        )  # fmt: skip
+        r = self.desc.raw
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(
+            torch.empty(out_channels, in_channels // groups, r.conv_kernel_y, r.conv_kernel_x, **factory)
+        )
+        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        self.reset_parameters()
+        self._repr = (
+            f"{in_channels}, {out_channels}, kernel_size={(r.conv_kernel_y, r.conv_kernel_x)}, "
+            f"padding={(r.conv_pad_y, r.conv_pad_x)}, groups={groups}, bias={bias}, activation={activation!r}, "
+            f"filt_size={filt_size}, stride={stride}, pad_type={pad_type!r}, pad_off={pad_off}, style={style!r}"
+        )
+
+    def reset_parameters(self):
+        # nn.Conv2d's initialisation.
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.weight.shape[1] * self.weight.shape[2] * self.weight.shape[3]
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, activation="identity", **blur) -> "ConvBlurPool2d":
+        """Wraps a stride-1, dilation-1, zero-padded ``nn.Conv2d`` (its parameters are shared)."""
+        if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.padding_mode != "zeros":
+            raise ValueError("from_conv needs a Conv2d with stride 1, dilation 1 and padding_mode='zeros'")
+        if isinstance(conv.padding, str):
+            raise ValueError("from_conv needs numeric padding")
+        m = cls(
+            conv.in_channels, conv.out_channels, conv.kernel_size, conv.padding, conv.groups,
+            conv.bias is not None, activation, device="meta", **blur,
+        )  # fmt: skip
+        m.weight = conv.weight
+        m.bias = conv.bias
+        return m
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.apply(x, self.desc, self.weight, self.bias)
+
+    def reference(self, x: Tensor) -> Tensor:
+        """The same layer by the CPU reference (CPU tensors and parameters)."""
+        return ops.reference(x, self.desc, self.weight.detach(), None if self.bias is None else self.bias.detach())
+
+    def extra_repr(self):
+        return self._repr
