@@ -666,19 +666,7 @@ pub unsafe extern "C" fn blurpool_forward(
         let k = &*kernels;
         // SAFETY: the caller guarantees the device buffers (this function's contract); their
         // element counts match the shapes validated above.
-        unsafe {
-            match &op {
-                Operator::MaxPool(o) => o.forward_raw(k, &stream, dtype, input, layout, x, y),
-                Operator::BlurPool(o) => o.forward_raw(k, &stream, dtype, input, layout, x, y),
-                Operator::MaxBlurPool(o) => o.forward_raw(k, &stream, dtype, input, layout, x, y),
-                Operator::ConvBlurPool(o) => {
-                    o.forward_raw(k, &stream, dtype, input, layout, x, weight, bias, y)
-                }
-                Operator::BlurConv(o) => {
-                    o.forward_raw(k, &stream, dtype, input, layout, x, weight, bias, y)
-                }
-            }
-        }?;
+        unsafe { op.forward_raw(k, &stream, dtype, input, layout, x, weight, bias, y) }?;
         Ok(())
     })
 }
