@@ -35,9 +35,13 @@ struct bp_bf16 { unsigned short bits; };
 
 __device__ __forceinline__ float bp_to_f32(float v) { return v; }
 __device__ __forceinline__ float bp_to_f32(bp_f16 v) {
+#ifdef BP_HOST_EMULATION
+    return bp_emu_f16_to_f32(v.bits);
+#else
     float r;
     asm("cvt.f32.f16 %0, %1;" : "=f"(r) : "h"(v.bits));
     return r;
+#endif
 }
 __device__ __forceinline__ float bp_to_f32(bp_bf16 v) {
     return __uint_as_float(((unsigned int)v.bits) << 16);
@@ -47,7 +51,11 @@ template <typename T> __device__ __forceinline__ T bp_from_f32(float v);
 template <> __device__ __forceinline__ float bp_from_f32<float>(float v) { return v; }
 template <> __device__ __forceinline__ bp_f16 bp_from_f32<bp_f16>(float v) {
     bp_f16 r;
+#ifdef BP_HOST_EMULATION
+    r.bits = bp_emu_f32_to_f16(v);
+#else
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r.bits) : "f"(v));
+#endif
     return r;
 }
 // Round to nearest even, NaN kept quiet; written out so it needs no sm_80 instruction.
@@ -139,14 +147,27 @@ __device__ __forceinline__ float bp_window_max(const T *__restrict__ x, const Bp
     for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < (total); \
          idx += (long long)gridDim.x * blockDim.x)
 
+// Host emulation (emu/, tests only) registers every entry point under its symbol name.
+#ifdef BP_HOST_EMULATION
+#define BP_EMU_REGISTER(SYM, T)                                                                      \
+    static bp_emu_registrar SYM##_registrar(#SYM, [](const void *p, const void *a, const void *b,    \
+                                                     const void *c, void *o) {                      \
+        SYM(*(const BpParams *)p, (const T *)a, (const T *)b, (const T *)c, (T *)o);                 \
+    });
+#else
+#define BP_EMU_REGISTER(SYM, T)
+#endif
+
 // Instantiates `extern "C"` entry points NAME_<dtype>_<layout> of a kernel template
-// NAME_impl<T, L>(const BpParams, ARGS...). Symbol names are built the same way in src/cuda.
+// NAME_impl<T, L>(const BpParams, a, b, c, out) — four pointers for every kernel (forward:
+// x, weight, bias, y). Symbol names are built the same way in src/cuda.
 #define BP_INSTANTIATE_ONE(NAME, T, TN, L, LN)                                                \
     extern "C" __global__ void                                   \
         NAME##_##TN##_##LN(const BpParams p, const T *__restrict__ x,                     \
                            const T *__restrict__ w, const T *__restrict__ b, T *__restrict__ y) { \
         NAME##_impl<T, L>(p, x, w, b, y);                                                 \
-    }
+    }                                                                                     \
+    BP_EMU_REGISTER(NAME##_##TN##_##LN, T)
 #define BP_INSTANTIATE(NAME)                                 \
     BP_INSTANTIATE_ONE(NAME, float, f32, bp_nchw, nchw)      \
     BP_INSTANTIATE_ONE(NAME, float, f32, bp_nhwc, nhwc)      \

@@ -216,9 +216,33 @@ pub fn run_gpu<T: Element>(
     Ok(all[..n_out].to_vec())
 }
 
+/// Something that runs an operator's kernel on host data and returns the output: the GPU, or
+/// the host emulator of the kernels (emu/, tests only). Err is the message of the refusal.
+pub trait Runner {
+    fn run<T: Element>(
+        &self,
+        op: &Operator,
+        shape: Shape4,
+        layout: Layout,
+        data: &CaseData<T>,
+    ) -> Result<Vec<T>, String>;
+}
+
+impl Runner for Gpu {
+    fn run<T: Element>(
+        &self,
+        op: &Operator,
+        shape: Shape4,
+        layout: Layout,
+        data: &CaseData<T>,
+    ) -> Result<Vec<T>, String> {
+        run_gpu(self, &self.stream, op, shape, layout, data, false).map_err(|e| e.to_string())
+    }
+}
+
 /// Compares one case; Err describes the first bad element.
 pub fn check_case<T: Element>(
-    g: &Gpu,
+    g: &impl Runner,
     rng: &mut StdRng,
     op: &Operator,
     shape: Shape4,
@@ -230,8 +254,8 @@ pub fn check_case<T: Element>(
         Ok(out) => out,
         Err(e) => {
             // Invalid for this shape: the GPU entry must refuse it the same way.
-            return match run_gpu(g, &g.stream, op, shape, layout, &data, false) {
-                Err(ge) if ge.to_string() == e.to_string() => Ok(()),
+            return match g.run(op, shape, layout, &data) {
+                Err(ge) if ge == e.to_string() => Ok(()),
                 other => Err(format!(
                     "{}: reference refuses ({e}) but GPU gave {:?}",
                     ctx(),
@@ -268,7 +292,8 @@ pub fn check_case<T: Element>(
         &mut sums,
     )
     .unwrap();
-    let got = run_gpu(g, &g.stream, op, shape, layout, &data, false)
+    let got = g
+        .run(op, shape, layout, &data)
         .map_err(|e| format!("{}: {e}", ctx()))?;
     let n = terms(op);
     for (k, ((&gv, &wv), &sv)) in got.iter().zip(&want).zip(&sums).enumerate() {

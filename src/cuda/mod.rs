@@ -33,7 +33,15 @@ pub mod build {
 pub const FORCE_NVRTC_ENV: &str = "BLURPOOL_FORCE_NVRTC";
 
 /// Threads per block for every kernel (they are grid-stride loops over outputs).
-const BLOCK: u32 = 256;
+pub const BLOCK: u32 = 256;
+
+/// Blocks launched for `total` outputs: enough to cover them, at most `max_blocks` (the
+/// grid-stride loop covers the rest).
+pub fn grid_blocks(total: i64, max_blocks: u32) -> u32 {
+    (total.max(0) as u64)
+        .div_ceil(BLOCK as u64)
+        .clamp(1, max_blocks.max(1) as u64) as u32
+}
 
 /// The kernel families, one `extern "C"` entry per dtype × layout each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -246,9 +254,7 @@ impl Kernels {
             return Ok(());
         }
         let func = &self.functions[&(kind, dtype, layout)];
-        let blocks = (params.total as u64)
-            .div_ceil(BLOCK as u64)
-            .min(self.max_blocks as u64) as u32;
+        let blocks = grid_blocks(params.total, self.max_blocks);
         let cfg = LaunchConfig {
             grid_dim: (blocks, 1, 1),
             block_dim: (BLOCK, 1, 1),
@@ -568,7 +574,34 @@ impl BlurConv2d {
     }
 }
 
+/// What one launch of an operator consists of: the kernel family, the output shape and the
+/// parameter block, exactly as `forward` launches it. For tools that run the same kernels
+/// elsewhere (the host emulator in `emu/`), and for inspecting what a launch will do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LaunchPlan {
+    pub kind: KernelKind,
+    pub output: Shape4,
+    pub params: BpParams,
+}
+
 impl crate::ops::Operator {
+    /// The launch `forward` makes for `input`, or the error it would return.
+    pub fn plan(&self, input: Shape4) -> Result<LaunchPlan> {
+        use crate::ops::Operator as O;
+        let (kind, (output, params)) = match self {
+            O::MaxPool(op) => (KernelKind::MaxPool, op.params(input)?),
+            O::BlurPool(op) => (KernelKind::BlurPool, op.params(input)?),
+            O::MaxBlurPool(op) => (KernelKind::MaxBlurPool, op.params(input)?),
+            O::ConvBlurPool(op) => (KernelKind::ConvBlurPool, op.params(input)?),
+            O::BlurConv(op) => (KernelKind::BlurConv, op.params(input)?),
+        };
+        Ok(LaunchPlan {
+            kind,
+            output,
+            params,
+        })
+    }
+
     /// Runs any operator on the GPU (`weight`/`bias` only for the conv operators; pass `None`
     /// for the others).
     #[allow(clippy::too_many_arguments)]

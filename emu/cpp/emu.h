@@ -1,0 +1,65 @@
+// Host emulation of the little of CUDA the blurpool kernels use, so the same kernel text
+// compiles as C++ (with BP_HOST_EMULATION defined) and runs on the CPU: one coroutine per CUDA
+// thread, a block's threads interleaved at __syncthreads(), blocks one after another.
+// It checks indexing, padding, tails and barrier discipline; it says nothing about speed,
+// memory ordering between blocks, or warp-synchronous code (none of which the kernels rely on).
+#pragma once
+#include <cstring>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+// A block's threads all run on the calling OS thread, so a per-OS-thread static is exactly a
+// per-block shared array (and parallel test threads each get their own).
+#define __shared__ static thread_local
+
+struct bp_emu_dim3 {
+    unsigned x, y, z;
+};
+extern thread_local bp_emu_dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+// Every thread of the block must reach the same sequence of barriers; the emulator reports a
+// launch whose threads diverge at one (on a GPU that is undefined behaviour).
+void __syncthreads();
+
+inline float __uint_as_float(unsigned u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+inline unsigned __float_as_uint(float f) {
+    unsigned u;
+    std::memcpy(&u, &f, 4);
+    return u;
+}
+inline float __int_as_float(int i) {
+    float f;
+    std::memcpy(&f, &i, 4);
+    return f;
+}
+inline int __float_as_int(float f) {
+    int i;
+    std::memcpy(&i, &f, 4);
+    return i;
+}
+
+// IEEE binary16 through the compiler's _Float16 (round to nearest even, like cvt.rn.f16.f32).
+inline float bp_emu_f16_to_f32(unsigned short bits) {
+    _Float16 h;
+    std::memcpy(&h, &bits, 2);
+    return (float)h;
+}
+inline unsigned short bp_emu_f32_to_f16(float v) {
+    _Float16 h = (_Float16)v;
+    unsigned short bits;
+    std::memcpy(&bits, &h, 2);
+    return bits;
+}
+
+// Kernel registry: the instantiation macros in common.cuh register every entry point by its
+// symbol name, with its pointer arguments type-erased.
+typedef void (*bp_emu_entry)(const void *params, const void *a, const void *b, const void *c, void *out);
+struct bp_emu_registrar {
+    bp_emu_registrar(const char *name, bp_emu_entry entry);
+};

@@ -1,0 +1,150 @@
+//! The CUDA kernels themselves, run on the CPU by the host emulator (emu/), against the CPU
+//! reference over the same matrix as tests/gpu.rs: every operator × dtype × layout × pad mode ×
+//! filter × stride × window × size, fresh random data, outputs poisoned, every element checked
+//! with the tolerances of src/verify.rs.
+//!
+//! This runs everywhere, GPU or not. It checks the kernels' index arithmetic, padding, tails,
+//! grid-stride loops and barrier discipline (each launch uses a small grid so the grid-stride
+//! loop wraps), and, through guard zones around every buffer, that no kernel writes outside its
+//! output or lets a read outside its inputs reach a result (guards hold NaN). It does not stand
+//! in for a GPU run: f16 conversion goes through the host compiler, memory is host memory, and
+//! nothing here says anything about speed (tests/gpu.rs and the GPU bundle do that part).
+
+mod matrix;
+
+use std::ffi::c_void;
+
+use blurpool::cuda::{grid_blocks, BLOCK};
+use blurpool::ops::Operator;
+use blurpool::verify::{CaseData, Runner, POISON};
+use blurpool::{Element, Layout, Shape4};
+
+/// The emulator as a verify::Runner. `max_blocks` stands in for the GPU's SMs × 32: small, so
+/// every launch of more than a few hundred outputs exercises the grid-stride loop.
+pub struct Emu {
+    pub max_blocks: u32,
+}
+
+/// Elements of guard on each side of every buffer.
+const GUARD: usize = 64;
+
+/// `data` with GUARD NaNs on each side: an out-of-bounds read that reaches a result makes it
+/// NaN, which the comparison rejects.
+fn guarded<T: Element>(data: &[T], fill: T) -> Vec<T> {
+    let mut v = vec![fill; data.len() + 2 * GUARD];
+    v[GUARD..GUARD + data.len()].copy_from_slice(data);
+    v
+}
+
+impl Runner for Emu {
+    fn run<T: Element>(
+        &self,
+        op: &Operator,
+        shape: Shape4,
+        layout: Layout,
+        data: &CaseData<T>,
+    ) -> Result<Vec<T>, String> {
+        let plan = op.plan(shape).map_err(|e| e.to_string())?;
+        let n_out = plan.output.numel().map_err(|e| e.to_string())?;
+        let nan = T::from_f64(f64::NAN);
+        let x = guarded(&data.x, nan);
+        let w = guarded(&data.w, nan);
+        let b = guarded(data.b.as_deref().unwrap_or(&[]), nan);
+        let guard_value = T::from_f64(-12345.0);
+        let mut y = guarded(&vec![T::from_f64(POISON); n_out], guard_value);
+        if plan.params.total > 0 {
+            let grid = grid_blocks(plan.params.total, self.max_blocks);
+            let at = |v: &[T]| v[GUARD..].as_ptr() as *const c_void;
+            // SAFETY: params is the BpParams block the GPU launch would pass; every buffer holds
+            // the elements the shapes need plus GUARD on each side, and outlives the call.
+            unsafe {
+                blurpool_emu::launch(
+                    &plan.kind.symbol(T::DTYPE, layout),
+                    grid,
+                    BLOCK,
+                    &plan.params as *const _ as *const c_void,
+                    at(&x),
+                    at(&w),
+                    at(&b),
+                    y[GUARD..].as_mut_ptr() as *mut c_void,
+                )
+            }?;
+        }
+        let bits = |v: T| bytemuck::bytes_of(&v).to_vec();
+        for (i, &g) in y[..GUARD].iter().chain(&y[GUARD + n_out..]).enumerate() {
+            if bits(g) != bits(guard_value) {
+                return Err(format!(
+                    "the kernel wrote outside its output (guard element {i} changed to {})",
+                    g.to_f64()
+                ));
+            }
+        }
+        Ok(y[GUARD..GUARD + n_out].to_vec())
+    }
+}
+
+const EMU: Emu = Emu { max_blocks: 3 };
+
+#[test]
+fn every_kernel_entry_is_emulated() {
+    let names = blurpool_emu::kernel_names();
+    for kind in blurpool::cuda::KernelKind::ALL {
+        for dtype in blurpool::DType::ALL {
+            for layout in Layout::ALL {
+                let s = kind.symbol(dtype, layout);
+                assert!(names.contains(&s), "{s} is not registered: {names:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn unknown_kernel_is_an_error() {
+    // SAFETY: the launch fails on the name before touching any pointer.
+    let r = unsafe {
+        blurpool_emu::launch(
+            "bp_nothing",
+            1,
+            32,
+            std::ptr::null(),
+            std::ptr::null(),
+            std::ptr::null(),
+            std::ptr::null(),
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(r.unwrap_err(), "no kernel named bp_nothing");
+}
+
+#[test]
+fn max_pool_emulated() {
+    matrix::run_matrix(&EMU, "max_pool (emulated)", &matrix::max_pool_cases());
+}
+
+#[test]
+fn blur_pool_emulated() {
+    matrix::run_matrix(&EMU, "blur_pool (emulated)", &matrix::blur_pool_cases());
+}
+
+#[test]
+fn max_blur_pool_emulated() {
+    matrix::run_matrix(
+        &EMU,
+        "max_blur_pool (emulated)",
+        &matrix::max_blur_pool_cases(),
+    );
+}
+
+#[test]
+fn conv_blur_pool_emulated() {
+    matrix::run_matrix(
+        &EMU,
+        "conv_blur_pool (emulated)",
+        &matrix::conv_blur_pool_cases(),
+    );
+}
+
+#[test]
+fn blur_conv_emulated() {
+    matrix::run_matrix(&EMU, "blur_conv (emulated)", &matrix::blur_conv_cases());
+}

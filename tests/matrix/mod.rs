@@ -1,0 +1,235 @@
+//! The test matrix shared by the GPU tests (tests/gpu.rs) and the host-emulated kernel tests
+//! (tests/emulated.rs): every operator × pad mode × filter 1..7 and a custom one × strides ×
+//! max windows × sizes 1×1, prime, odd, even, wide, tall (batch and channels that divide no
+//! block shape); conv groups 1, Cin and between, kernels 1/3/5/7, bias, each activation.
+//! `run_matrix` runs each case in every dtype × layout.
+#![allow(dead_code)]
+
+use blurpool::ops::Operator;
+use blurpool::verify::{check_case, Runner};
+use blurpool::{
+    Activation, Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, DType, Filter, Layout,
+    MaxBlurPool2d, MaxPool2d, Pad2d, PadMode, Shape4,
+};
+use half::{bf16, f16};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+/// The seed of the random data: BLURPOOL_TEST_SEED, or the clock (printed either way).
+pub fn seed() -> u64 {
+    let s = std::env::var("BLURPOOL_TEST_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("BLURPOOL_TEST_SEED={s}");
+    s
+}
+
+/// Runs `cases` over every dtype and layout; prints counts and fails with the first failures.
+pub fn run_matrix(g: &impl Runner, test: &str, cases: &[(Operator, Shape4)]) -> usize {
+    let mut rng = StdRng::seed_from_u64(seed());
+    let (mut run, mut failures) = (0usize, Vec::new());
+    for (op, shape) in cases {
+        for layout in Layout::ALL {
+            for dtype in DType::ALL {
+                let r = match dtype {
+                    DType::F32 => check_case::<f32>(g, &mut rng, op, *shape, layout),
+                    DType::F16 => check_case::<f16>(g, &mut rng, op, *shape, layout),
+                    DType::BF16 => check_case::<bf16>(g, &mut rng, op, *shape, layout),
+                };
+                run += 1;
+                if let Err(e) = r {
+                    failures.push(e);
+                }
+            }
+        }
+    }
+    println!(
+        "{test}: {run} cases run, {} passed, {} failed",
+        run - failures.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{test}: {} failures, first ones:\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    run
+}
+
+/// Sizes: 1×1, prime, odd, even, wide, tall; batch and channels that divide nothing.
+pub const SIZES: [Shape4; 6] = [
+    Shape4::new(1, 1, 1, 1),
+    Shape4::new(2, 3, 13, 17),
+    Shape4::new(1, 5, 9, 11),
+    Shape4::new(3, 2, 8, 10),
+    Shape4::new(1, 3, 3, 41),
+    Shape4::new(2, 1, 37, 4),
+];
+
+/// Filters 1..=7 and a custom non-binomial, asymmetric one (different taps per axis).
+pub fn filters() -> Vec<Filter> {
+    let mut f: Vec<Filter> = (1..=7).map(|k| Filter::binomial(k).unwrap()).collect();
+    f.push(Filter::separable(&[0.1, 0.6, 0.3], &[0.2, 0.5, 0.2, 0.1]).unwrap());
+    f
+}
+
+pub const STRIDES: [(usize, usize); 4] = [(1, 1), (2, 2), (3, 3), (2, 3)];
+
+/// Blur stages: every pad mode × filter × stride, with antialiased-cnns-style asymmetric
+/// padding ⌊(F−1)/2⌋ / ⌈(F−1)/2⌉ per axis.
+pub fn blurs() -> Vec<Blur> {
+    let mut out = Vec::new();
+    for mode in PadMode::ALL {
+        for f in filters() {
+            for stride in STRIDES {
+                let (fy, fx) = (f.size_y(), f.size_x());
+                let pad = Pad2d::new((fy - 1) / 2, fy / 2, (fx - 1) / 2, fx / 2);
+                out.push(Blur::new(f.clone(), stride, pad, mode).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Dense max: windows 1..3, with and without padding, every size.
+pub fn max_pool_cases() -> Vec<(Operator, Shape4)> {
+    let mut cases = Vec::new();
+    for (k, p) in [
+        ((1, 1), (0, 0)),
+        ((2, 2), (0, 0)),
+        ((2, 2), (1, 1)),
+        ((3, 3), (0, 0)),
+        ((3, 3), (1, 1)),
+        ((2, 3), (1, 1)),
+    ] {
+        for s in SIZES {
+            cases.push((Operator::MaxPool(MaxPool2d::new(k, p).unwrap()), s));
+        }
+    }
+    cases
+}
+
+/// BlurPool: every blur stage × every size.
+pub fn blur_pool_cases() -> Vec<(Operator, Shape4)> {
+    blurs()
+        .into_iter()
+        .flat_map(|b| SIZES.map(|s| (Operator::BlurPool(BlurPool2d::new(b.clone())), s)))
+        .collect()
+}
+
+/// MaxBlurPool: every blur stage × max windows 1..3 with and without padding.
+pub fn max_blur_pool_cases() -> Vec<(Operator, Shape4)> {
+    let windows = [
+        ((1, 1), (0, 0)),
+        ((2, 2), (0, 0)),
+        ((2, 2), (1, 1)),
+        ((3, 3), (0, 0)),
+        ((3, 3), (1, 1)),
+    ];
+    let mut cases = Vec::new();
+    for (i, b) in blurs().into_iter().enumerate() {
+        for (k, p) in windows {
+            // Every size for the common window; the others rotate through the sizes.
+            let sizes: Vec<Shape4> = if k == (2, 2) && p == (0, 0) {
+                SIZES.to_vec()
+            } else {
+                vec![SIZES[i % SIZES.len()], SIZES[(i + 3) % SIZES.len()]]
+            };
+            for s in sizes {
+                cases.push((
+                    Operator::MaxBlurPool(MaxBlurPool2d::new(
+                        MaxPool2d::new(k, p).unwrap(),
+                        b.clone(),
+                    )),
+                    s,
+                ));
+            }
+        }
+    }
+    cases
+}
+
+/// (Cin, Cout, groups): dense, depthwise, in between.
+pub const CONV_GROUPS: [(usize, usize, usize); 3] = [(3, 4, 1), (4, 4, 4), (4, 6, 2)];
+
+pub fn conv_specs() -> Vec<Conv2dSpec> {
+    let mut out = Vec::new();
+    for (cin, cout, g) in CONV_GROUPS {
+        for k in [1, 3, 5, 7] {
+            for bias in [false, true] {
+                for act in Activation::ALL {
+                    out.push(
+                        Conv2dSpec::new(cin, cout, (k, k), (k / 2, k / 2), g, bias, act).unwrap(),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// ConvBlurPool: groups 1, Cin and between × kernels 1/3/5/7 × bias × activations.
+pub fn conv_blur_pool_cases() -> Vec<(Operator, Shape4)> {
+    let mut cases = Vec::new();
+    let fs = [
+        Filter::binomial(3).unwrap(),
+        Filter::binomial(4).unwrap(),
+        Filter::separable(&[0.1, 0.6, 0.3], &[0.2, 0.5, 0.2, 0.1]).unwrap(),
+    ];
+    for (i, conv) in conv_specs().into_iter().enumerate() {
+        let mode = PadMode::ALL[i % 3];
+        let f = fs[i % fs.len()].clone();
+        let stride = STRIDES[1 + i % 3];
+        let pad = Pad2d::new(
+            (f.size_y() - 1) / 2,
+            f.size_y() / 2,
+            (f.size_x() - 1) / 2,
+            f.size_x() / 2,
+        );
+        let blur = Blur::new(f, stride, pad, mode).unwrap();
+        for s in [
+            Shape4::new(2, conv.in_channels(), 9, 11),
+            Shape4::new(1, conv.in_channels(), 8, 13),
+        ] {
+            cases.push((
+                Operator::ConvBlurPool(ConvBlurPool2d::new(conv, blur.clone())),
+                s,
+            ));
+        }
+    }
+    cases
+}
+
+/// BlurConv: the same conv specs after a stride-1 blur, strided conv.
+pub fn blur_conv_cases() -> Vec<(Operator, Shape4)> {
+    let mut cases = Vec::new();
+    for (i, conv) in conv_specs().into_iter().enumerate() {
+        let mode = PadMode::ALL[i % 3];
+        let f = Filter::binomial([1, 3, 4, 5][i % 4]).unwrap();
+        let p = f.size_y() / 2;
+        let blur = Blur::new(f, (1, 1), Pad2d::new(p, p, p, p), mode).unwrap();
+        let stride = STRIDES[1 + i % 3];
+        for s in [
+            Shape4::new(2, conv.in_channels(), 9, 11),
+            Shape4::new(1, conv.in_channels(), 10, 7),
+        ] {
+            cases.push((
+                Operator::BlurConv(BlurConv2d::new(blur.clone(), conv, stride).unwrap()),
+                s,
+            ));
+        }
+    }
+    cases
+}
