@@ -14,20 +14,24 @@
 #define BP_ACT_RELU6 2
 
 // One parameter block for every operator, passed by value. Field order and types are mirrored
-// by `BpParams` in src/cuda/params.rs (312 bytes, no implicit padding).
+// by `BpParams` in src/cuda/params.rs (368 bytes, no implicit padding). Spatial extents fit in
+// 32 bits (checked on the host), so per-axis arithmetic may use int.
 struct BpParams {
     long long n, c, h, w;   // input extents
     long long cout, ho, wo; // output extents (cout == c for pooling)
     long long hm, wm;       // the map the blur reads: max map, conv map, blurred map, or the input
     long long total;        // n * cout * ho * wo
+    long long total_in;     // n * c * h * w (backward: one thread per input-gradient element)
+    long long total_map;    // n * cout * hm * wm (backward: the conv map's gradient)
     double rcp_cout, rcp_ho, rcp_wo; // 1/cout, 1/ho, 1/wo: index splitting without 64-bit division
+    double rcp_c, rcp_h, rcp_w, rcp_hm, rcp_wm; // the same for the input and the map
     int mkh, mkw, mpy, mpx; // dense max window and its (-inf) padding
     int fy, fx, pad_top, pad_left, mode, sy, sx; // blur taps, leading padding, pad mode, strides
     int ckh, ckw, cpy, cpx, groups, act, has_bias, csy, csx; // convolution
     float ty[BP_MAX_TAPS];  // effective vertical weights (already normalised when asked)
     float tx[BP_MAX_TAPS];  // effective horizontal weights
 };
-static_assert(sizeof(BpParams) == 312, "BpParams layout must match src/cuda/params.rs");
+static_assert(sizeof(BpParams) == 368, "BpParams layout must match src/cuda/params.rs");
 
 // Storage types for the half formats: raw bits, converted explicitly so no header is needed.
 struct bp_f16 { unsigned short bits; };
@@ -82,18 +86,39 @@ __device__ __forceinline__ void bp_divmod(long long a, long long d, double rcp, 
     r = rr;
 }
 
-// Layout tags: offset of element (n, c, y, x) in a contiguous tensor of extents (C, H, W).
+// Extents of one tensor with the reciprocals its index split needs.
+struct bp_extents {
+    long long C, H, W;
+    double rC, rH, rW;
+};
+__device__ __forceinline__ bp_extents bp_output_extents(const BpParams &p) {
+    return {p.cout, p.ho, p.wo, p.rcp_cout, p.rcp_ho, p.rcp_wo};
+}
+__device__ __forceinline__ bp_extents bp_input_extents(const BpParams &p) {
+    return {p.c, p.h, p.w, p.rcp_c, p.rcp_h, p.rcp_w};
+}
+__device__ __forceinline__ bp_extents bp_map_extents(const BpParams &p) {
+    return {p.cout, p.hm, p.wm, p.rcp_cout, p.rcp_hm, p.rcp_wm};
+}
+
+// Layout tags: offset of element (n, c, y, x) in a contiguous tensor of extents (C, H, W), and
+// the split of a linear index in that tensor's own order (so consecutive threads touch
+// consecutive addresses: NCHW columns, NHWC channels).
 struct bp_nchw {
     static __device__ __forceinline__ long long offset(long long n, long long c, long long y, long long x,
                                                        long long C, long long H, long long W) {
         return ((n * C + c) * H + y) * W + x;
     }
+    static __device__ __forceinline__ void split_in(long long idx, const bp_extents &e, long long &n, long long &c,
+                                                    long long &y, long long &x) {
+        bp_divmod(idx, e.W, e.rW, idx, x);
+        bp_divmod(idx, e.H, e.rH, idx, y);
+        bp_divmod(idx, e.C, e.rC, n, c);
+    }
     // Splits a linear output index into (n, c, y, x).
     static __device__ __forceinline__ void split(long long idx, const BpParams &p, long long &n, long long &c,
                                                  long long &y, long long &x) {
-        bp_divmod(idx, p.wo, p.rcp_wo, idx, x);
-        bp_divmod(idx, p.ho, p.rcp_ho, idx, y);
-        bp_divmod(idx, p.cout, p.rcp_cout, n, c);
+        split_in(idx, bp_output_extents(p), n, c, y, x);
     }
 };
 struct bp_nhwc {
@@ -101,11 +126,15 @@ struct bp_nhwc {
                                                        long long C, long long H, long long W) {
         return ((n * H + y) * W + x) * C + c;
     }
+    static __device__ __forceinline__ void split_in(long long idx, const bp_extents &e, long long &n, long long &c,
+                                                    long long &y, long long &x) {
+        bp_divmod(idx, e.C, e.rC, idx, c);
+        bp_divmod(idx, e.W, e.rW, idx, x);
+        bp_divmod(idx, e.H, e.rH, n, y);
+    }
     static __device__ __forceinline__ void split(long long idx, const BpParams &p, long long &n, long long &c,
                                                  long long &y, long long &x) {
-        bp_divmod(idx, p.cout, p.rcp_cout, idx, c);
-        bp_divmod(idx, p.wo, p.rcp_wo, idx, x);
-        bp_divmod(idx, p.ho, p.rcp_ho, n, y);
+        split_in(idx, bp_output_extents(p), n, c, y, x);
     }
 };
 
@@ -151,23 +180,40 @@ __device__ __forceinline__ float bp_window_max(const T *__restrict__ x, const Bp
 #ifdef BP_HOST_EMULATION
 #define BP_EMU_REGISTER(SYM, T)                                                                      \
     static bp_emu_registrar SYM##_registrar(#SYM, [](const void *p, const void *a, const void *b,    \
-                                                     const void *c, void *o) {                      \
-        SYM(*(const BpParams *)p, (const T *)a, (const T *)b, (const T *)c, (T *)o);                 \
+                                                     const void *c, const void *d, void *o) {       \
+        SYM(*(const BpParams *)p, (const T *)a, (const T *)b, (const T *)c, (const T *)d, (T *)o);   \
     });
 #else
 #define BP_EMU_REGISTER(SYM, T)
 #endif
 
-// Instantiates `extern "C"` entry points NAME_<dtype>_<layout> of a kernel template
-// NAME_impl<T, L>(const BpParams, a, b, c, out) — four pointers for every kernel (forward:
-// x, weight, bias, y). Symbol names are built the same way in src/cuda.
+// Instantiates `extern "C"` entry points NAME_<dtype>_<layout> of a kernel template. Every
+// kernel takes the parameter block and five pointers (four inputs, one output), so one launch
+// path serves them all; symbol names are built the same way in src/cuda.
+// Forward kernels: NAME_impl<T, L>(p, x, weight, bias, y) (the fourth input is unused).
 #define BP_INSTANTIATE_ONE(NAME, T, TN, L, LN)                                                \
     extern "C" __global__ void                                   \
         NAME##_##TN##_##LN(const BpParams p, const T *__restrict__ x,                     \
-                           const T *__restrict__ w, const T *__restrict__ b, T *__restrict__ y) { \
+                           const T *__restrict__ w, const T *__restrict__ b, const T *, T *__restrict__ y) { \
         NAME##_impl<T, L>(p, x, w, b, y);                                                 \
     }                                                                                     \
     BP_EMU_REGISTER(NAME##_##TN##_##LN, T)
+// Backward kernels: NAME_impl<T, L>(p, a, b, c, d, out) with untyped pointers, because some
+// of their buffers are the f32 workspace rather than T; each kernel documents its roles.
+#define BP_INSTANTIATE_BWD_ONE(NAME, T, TN, L, LN)                                                          \
+    extern "C" __global__ void NAME##_##TN##_##LN(const BpParams p, const void *a, const void *b, const void *c, \
+                                                  const void *d, void *out) {                              \
+        NAME##_impl<T, L>(p, a, b, c, d, out);                                                             \
+    }                                                                                                      \
+    BP_EMU_REGISTER(NAME##_##TN##_##LN, void)
+#define BP_INSTANTIATE_BWD(NAME)                                 \
+    BP_INSTANTIATE_BWD_ONE(NAME, float, f32, bp_nchw, nchw)      \
+    BP_INSTANTIATE_BWD_ONE(NAME, float, f32, bp_nhwc, nhwc)      \
+    BP_INSTANTIATE_BWD_ONE(NAME, bp_f16, f16, bp_nchw, nchw)     \
+    BP_INSTANTIATE_BWD_ONE(NAME, bp_f16, f16, bp_nhwc, nhwc)     \
+    BP_INSTANTIATE_BWD_ONE(NAME, bp_bf16, bf16, bp_nchw, nchw)   \
+    BP_INSTANTIATE_BWD_ONE(NAME, bp_bf16, bf16, bp_nhwc, nhwc)
+
 #define BP_INSTANTIATE(NAME)                                 \
     BP_INSTANTIATE_ONE(NAME, float, f32, bp_nchw, nchw)      \
     BP_INSTANTIATE_ONE(NAME, float, f32, bp_nhwc, nhwc)      \

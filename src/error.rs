@@ -101,6 +101,9 @@ pub enum Error {
     #[error("layout {0:?} is not supported here")]
     UnsupportedLayout(Layout),
     /// No CUDA driver (libcuda) could be loaded on this machine.
+    #[error("{0}")]
+    Unsupported(String),
+
     #[error("no CUDA driver found on this machine (libcuda could not be loaded)")]
     NoCudaDriver,
     /// The stream belongs to another context than the kernels were loaded into.

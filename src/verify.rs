@@ -16,7 +16,7 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::cuda::{open_device, Kernels};
+use crate::cuda::{open_device, GradPtrs, Kernels};
 use crate::ops::Operator;
 use crate::{
     reference, Activation, Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, DType,
@@ -226,6 +226,25 @@ pub trait Runner {
         layout: Layout,
         data: &CaseData<T>,
     ) -> Result<Vec<T>, String>;
+
+    /// The operator's backward for output gradient `dy`.
+    fn run_backward<T: Element>(
+        &self,
+        op: &Operator,
+        shape: Shape4,
+        layout: Layout,
+        data: &CaseData<T>,
+        dy: &[T],
+    ) -> Result<GradsOf<T>, String>;
+}
+
+/// Gradients in the element type: dx in the activations' layout, dweight and dbias (conv
+/// operators; empty / None otherwise).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradsOf<T> {
+    pub dx: Vec<T>,
+    pub dweight: Vec<T>,
+    pub dbias: Option<Vec<T>>,
 }
 
 impl Runner for Gpu {
@@ -238,6 +257,84 @@ impl Runner for Gpu {
     ) -> Result<Vec<T>, String> {
         run_gpu(self, &self.stream, op, shape, layout, data, false).map_err(|e| e.to_string())
     }
+
+    fn run_backward<T: Element>(
+        &self,
+        op: &Operator,
+        shape: Shape4,
+        layout: Layout,
+        data: &CaseData<T>,
+        dy: &[T],
+    ) -> Result<GradsOf<T>, String> {
+        run_gpu_backward(self, &self.stream, op, shape, layout, data, dy).map_err(|e| e.to_string())
+    }
+}
+
+/// Uploads x, weight, bias and dy, poisons dx, dweight, dbias and the workspace (NaN), runs the
+/// operator's backward through [`Operator::backward_raw`] and downloads the gradients.
+pub fn run_gpu_backward<T: Element>(
+    g: &Gpu,
+    stream: &Arc<CudaStream>,
+    op: &Operator,
+    shape: Shape4,
+    layout: Layout,
+    data: &CaseData<T>,
+    dy: &[T],
+) -> crate::Result<GradsOf<T>> {
+    let plan = op.backward_plan(shape)?;
+    // cuMemAlloc refuses 0 bytes: every buffer gets at least one element.
+    fn upload<E: cudarc::driver::DeviceRepr + Clone + Default>(
+        stream: &Arc<CudaStream>,
+        v: &[E],
+    ) -> crate::Result<CudaSlice<E>> {
+        let mut padded = v.to_vec();
+        if padded.is_empty() {
+            padded.push(E::default());
+        }
+        Ok(stream.clone_htod(&padded)?)
+    }
+    let poison = |n: usize| vec![T::from_f64(POISON); n];
+    let (wlen, blen) = op.conv().map_or((0, 0), |c| (c.weight_len(), c.bias_len()));
+    let x = upload(stream, &data.x)?;
+    let w = upload(stream, &data.w)?;
+    let b = upload(stream, data.b.as_deref().unwrap_or(&[]))?;
+    let dyb = upload(stream, dy)?;
+    let dx = upload(stream, &poison(data.x.len()))?;
+    let dw = upload(stream, &poison(wlen))?;
+    let db = upload(stream, &poison(blen))?;
+    let ws = upload(stream, &vec![f32::NAN; plan.workspace_len])?;
+    let ptr = |s: &CudaSlice<T>| s.device_ptr(stream).0;
+    let has_bias = data.b.is_some();
+    let ptrs = GradPtrs {
+        x: ptr(&x),
+        weight: ptr(&w),
+        bias: if has_bias { ptr(&b) } else { 0 },
+        dy: ptr(&dyb),
+        dx: ptr(&dx),
+        dweight: ptr(&dw),
+        dbias: if has_bias { ptr(&db) } else { 0 },
+        workspace: ws.device_ptr(stream).0,
+    };
+    // SAFETY: every buffer is a live allocation of this context sized for its role (uploaded
+    // above from host data of the shapes' lengths), kept alive until after the synchronize.
+    unsafe { op.backward_raw(&g.kernels, stream, T::DTYPE, shape, layout, &ptrs) }?;
+    stream.synchronize()?;
+    let down = |s: &CudaSlice<T>, n: usize| -> crate::Result<Vec<T>> {
+        Ok(stream.clone_dtoh(s)?[..n].to_vec())
+    };
+    Ok(GradsOf {
+        dx: down(&dx, data.x.len())?,
+        dweight: if op.conv().is_some() {
+            down(&dw, wlen)?
+        } else {
+            Vec::new()
+        },
+        dbias: if has_bias {
+            Some(down(&db, blen)?)
+        } else {
+            None
+        },
+    })
 }
 
 /// Compares one case; Err describes the first bad element.
@@ -313,6 +410,199 @@ pub fn check_case<T: Element>(
                 ctx(),
                 sv.to_f64()
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Random inputs for a backward case. For a conv with relu/relu6, whose derivative jumps at 0
+/// (and 6), inputs are redrawn until no pre-activation lies within 1e-3·max|z| of a jump, where
+/// the kernel's f32 and the reference's f64 could legitimately pick different sides.
+pub fn random_backward_data<T: Element>(
+    rng: &mut StdRng,
+    op: &Operator,
+    shape: Shape4,
+    layout: Layout,
+) -> CaseData<T> {
+    let mut data = CaseData::random(rng, op, shape);
+    let Some(conv) = op.conv() else { return data };
+    if conv.activation() == Activation::Identity || !matches!(op, Operator::ConvBlurPool(_)) {
+        return data;
+    }
+    let linear = Conv2dSpec::new(
+        conv.in_channels(),
+        conv.out_channels(),
+        conv.kernel(),
+        conv.padding(),
+        conv.groups(),
+        conv.has_bias(),
+        Activation::Identity,
+    )
+    .unwrap();
+    for _ in 0..100 {
+        let widen = |v: &[T]| v.iter().map(|e| e.to_f64()).collect::<Vec<f64>>();
+        let Ok(x) = reference::Map::from_slice(shape, layout, &data.x) else {
+            return data;
+        };
+        let b = data.b.as_deref().map(widen);
+        let Ok(z) = reference::conv_map(&linear, (1, 1), &x, &widen(&data.w), b.as_deref(), "")
+        else {
+            return data;
+        };
+        let top = z.data.iter().fold(0f64, |m, v| m.max(v.abs()));
+        let delta = 1e-3 * top;
+        let near = |v: f64| v.abs() <= delta || (v - 6.0).abs() <= delta;
+        if !z.data.iter().any(|&v| near(v)) {
+            break;
+        }
+        data = CaseData::random(rng, op, shape);
+    }
+    data
+}
+
+/// Compares one backward case (dx, and dweight/dbias for the conv operators) against the CPU
+/// reference ([`crate::backward`]) with the tolerance of the forward: rtol_T·|ref| +
+/// 2·n·2⁻²⁴·S + tiny_T, S the same gradient computed on absolute values (|taps|, |w|, |dy|, and
+/// |x| where x is a factor rather than a selector), n a bound on the terms per element.
+pub fn check_backward_case<T: Element>(
+    r: &impl Runner,
+    rng: &mut StdRng,
+    op: &Operator,
+    shape: Shape4,
+    layout: Layout,
+) -> Result<(), String> {
+    let ctx = || {
+        format!(
+            "backward {} {:?} {} {:?} {op:?}",
+            op.name(),
+            T::DTYPE,
+            shape,
+            layout
+        )
+    };
+    let data = random_backward_data::<T>(rng, op, shape, layout);
+    let out = match op.output_shape(shape) {
+        Ok(out) => out,
+        Err(e) => {
+            return match r.run_backward(op, shape, layout, &data, &[]) {
+                Err(ge) if ge == e.to_string() => Ok(()),
+                other => Err(format!(
+                    "{}: reference refuses ({e}) but the kernels gave {:?}",
+                    ctx(),
+                    other.map(|_| ())
+                )),
+            }
+        }
+    };
+    let dy: Vec<T> = random_vec(rng, out.numel().unwrap(), 1.0);
+    let (wlen, blen) = op.conv().map_or((0, 0), |c| (c.weight_len(), c.bias_len()));
+    let reference_grads = |op: &Operator, x: &[T], w: &[T], b: Option<&[T]>, dy: &[T]| {
+        let mut g = GradsOf {
+            dx: vec![T::default(); x.len()],
+            dweight: vec![T::default(); wlen],
+            dbias: b.map(|_| vec![T::default(); blen]),
+        };
+        crate::backward::run_backward(
+            op,
+            shape,
+            layout,
+            x,
+            w,
+            b,
+            dy,
+            &mut g.dx,
+            &mut g.dweight,
+            g.dbias.as_deref_mut(),
+        )
+        .map(|_| g)
+    };
+    let want = reference_grads(op, &data.x, &data.w, data.b.as_deref(), &dy)
+        .map_err(|e| format!("{}: reference: {e}", ctx()))?;
+    let abs = |v: &[T]| {
+        v.iter()
+            .map(|e| T::from_f64(e.to_f64().abs()))
+            .collect::<Vec<T>>()
+    };
+    let is_conv = op.conv().is_some();
+    let xs = if is_conv {
+        abs(&data.x)
+    } else {
+        data.x.clone()
+    };
+    let ab = data.b.as_deref().map(abs);
+    let sums = reference_grads(
+        &abs_operator(op),
+        &xs,
+        &abs(&data.w),
+        ab.as_deref(),
+        &abs(&dy),
+    )
+    .map_err(|e| format!("{}: reference on |terms|: {e}", ctx()))?;
+    let got = r
+        .run_backward(op, shape, layout, &data, &dy)
+        .map_err(|e| format!("{}: {e}", ctx()))?;
+
+    // Bounds on the terms per gradient element: each axis of the blur's adjoint folds at most
+    // 3 runs of padded cells onto a source (longer only for replicate, whose runs are the pads).
+    let blur_terms = |b: &Blur| {
+        let p = b.pad();
+        let fold = |pad: usize| 3 + pad;
+        (b.filter().size_y()
+            * fold(p.top.max(p.bottom))
+            * b.filter().size_x()
+            * fold(p.left.max(p.right))) as f64
+    };
+    let (n_dx, n_dw) = match op {
+        Operator::MaxPool(m) => ((m.kernel().0 * m.kernel().1) as f64, 0.0),
+        Operator::BlurPool(b) => (blur_terms(b.blur()), 0.0),
+        Operator::MaxBlurPool(m) => (
+            (m.max_pool().kernel().0 * m.max_pool().kernel().1) as f64 * blur_terms(m.blur()),
+            0.0,
+        ),
+        Operator::ConvBlurPool(c) => {
+            let k = c.conv().kernel();
+            let cout_g = c.conv().out_channels() / c.conv().groups();
+            let z = c.conv_map_shape(shape).unwrap();
+            let bt = blur_terms(c.blur());
+            (
+                (cout_g * k.0 * k.1) as f64 * bt,
+                (z.n * z.h * z.w) as f64 * bt,
+            )
+        }
+        Operator::BlurConv(_) => (0.0, 0.0),
+    };
+    let compare = |what: &str, got: &[T], want: &[T], sums: &[T], n: f64| -> Result<(), String> {
+        if got.len() != want.len() {
+            return Err(format!(
+                "{}: {what} has {} elements, expected {}",
+                ctx(),
+                got.len(),
+                want.len()
+            ));
+        }
+        for (k, ((&gv, &wv), &sv)) in got.iter().zip(want).zip(sums).enumerate() {
+            let (gf, wf) = (gv.to_f64(), wv.to_f64());
+            if gf == POISON {
+                return Err(format!("{}: {what}[{k}] was never written", ctx()));
+            }
+            let tol = rtol::<T>() * wf.abs() + 2.0 * n * 2f64.powi(-24) * sv.to_f64() + tiny::<T>();
+            if !((gf - wf).abs() <= tol || (gf.is_nan() && wf.is_nan()) || gf == wf) {
+                return Err(format!(
+                    "{}: {what}[{k}]: kernels {gf}, reference {wf} (S = {})",
+                    ctx(),
+                    sv.to_f64()
+                ));
+            }
+        }
+        Ok(())
+    };
+    compare("dx", &got.dx, &want.dx, &sums.dx, n_dx)?;
+    if is_conv {
+        compare("dweight", &got.dweight, &want.dweight, &sums.dweight, n_dw)?;
+        match (&got.dbias, &want.dbias, &sums.dbias) {
+            (Some(g), Some(w), Some(s)) => compare("dbias", g, w, s, n_dw)?,
+            (None, None, _) => {}
+            _ => return Err(format!("{}: dbias presence differs", ctx())),
         }
     }
     Ok(())

@@ -14,9 +14,9 @@ mod matrix;
 
 use std::ffi::c_void;
 
-use blurpool::cuda::{grid_blocks, BLOCK};
+use blurpool::cuda::{grid_blocks, Buf, BLOCK};
 use blurpool::ops::Operator;
-use blurpool::verify::{CaseData, Runner, POISON};
+use blurpool::verify::{CaseData, GradsOf, Runner, POISON};
 use blurpool::{Element, Layout, Shape4};
 
 /// The emulator as a verify::Runner. `max_blocks` stands in for the GPU's SMs × 32: small, so
@@ -66,27 +66,110 @@ impl Runner for Emu {
                     at(&x),
                     at(&w),
                     at(&b),
+                    std::ptr::null(),
                     y[GUARD..].as_mut_ptr() as *mut c_void,
                 )
             }?;
         }
-        let bits = |v: T| bytemuck::bytes_of(&v).to_vec();
-        for (i, &g) in y[..GUARD].iter().chain(&y[GUARD + n_out..]).enumerate() {
-            if bits(g) != bits(guard_value) {
-                return Err(format!(
-                    "the kernel wrote outside its output (guard element {i} changed to {})",
-                    g.to_f64()
-                ));
-            }
-        }
+        check_guards("output", &y, n_out, guard_value)?;
         Ok(y[GUARD..GUARD + n_out].to_vec())
     }
+
+    fn run_backward<T: Element>(
+        &self,
+        op: &Operator,
+        shape: Shape4,
+        layout: Layout,
+        data: &CaseData<T>,
+        dy: &[T],
+    ) -> Result<GradsOf<T>, String> {
+        let plan = op.backward_plan(shape).map_err(|e| e.to_string())?;
+        let (wlen, blen) = op.conv().map_or((0, 0), |c| (c.weight_len(), c.bias_len()));
+        let nan = T::from_f64(f64::NAN);
+        let guard_value = T::from_f64(-12345.0);
+        let x = guarded(&data.x, nan);
+        let w = guarded(&data.w, nan);
+        let b = guarded(data.b.as_deref().unwrap_or(&[]), nan);
+        let dyg = guarded(dy, nan);
+        let poison = |n: usize| guarded(&vec![T::from_f64(POISON); n], guard_value);
+        let mut dx = poison(data.x.len());
+        let mut dw = poison(wlen);
+        let mut db = poison(blen);
+        let mut ws = guarded(&vec![f32::NAN; plan.workspace_len], -12345.0f32);
+        for step in &plan.steps {
+            let input = |buf: Buf| -> *const c_void {
+                let at = |v: &[T]| v[GUARD..].as_ptr() as *const c_void;
+                match buf {
+                    Buf::X => at(&x),
+                    Buf::Weight => at(&w),
+                    Buf::Bias => at(&b),
+                    Buf::Dy => at(&dyg),
+                    Buf::Workspace => ws[GUARD..].as_ptr() as *const c_void,
+                    other => panic!("{other:?} is never a kernel input"),
+                }
+            };
+            let [a, bb, c, d] = step.inputs.map(|i| i.map_or(std::ptr::null(), input));
+            let out = match step.output {
+                Buf::Dx => dx[GUARD..].as_mut_ptr() as *mut c_void,
+                Buf::DWeight => dw[GUARD..].as_mut_ptr() as *mut c_void,
+                Buf::DBias => db[GUARD..].as_mut_ptr() as *mut c_void,
+                Buf::Workspace => ws[GUARD..].as_mut_ptr() as *mut c_void,
+                other => panic!("{other:?} is never a kernel output"),
+            };
+            if step.work.count() == 0 {
+                continue;
+            }
+            // SAFETY: params is the block the GPU launch passes; every buffer holds what its
+            // role needs for these shapes plus GUARD elements on each side and outlives the
+            // call; the output never aliases the step's inputs (the plan's roles differ).
+            unsafe {
+                blurpool_emu::launch(
+                    &step.kind.symbol(T::DTYPE, layout),
+                    step.work.grid(self.max_blocks),
+                    BLOCK,
+                    &plan.params as *const _ as *const c_void,
+                    a,
+                    bb,
+                    c,
+                    d,
+                    out,
+                )
+            }?;
+        }
+        check_guards("dx", &dx, data.x.len(), guard_value)?;
+        check_guards("dweight", &dw, wlen, guard_value)?;
+        check_guards("dbias", &db, blen, guard_value)?;
+        check_guards("workspace", &ws, plan.workspace_len, -12345.0f32)?;
+        Ok(GradsOf {
+            dx: dx[GUARD..GUARD + data.x.len()].to_vec(),
+            dweight: if op.conv().is_some() {
+                dw[GUARD..GUARD + wlen].to_vec()
+            } else {
+                Vec::new()
+            },
+            dbias: data.b.as_ref().map(|_| db[GUARD..GUARD + blen].to_vec()),
+        })
+    }
+}
+
+/// Err if anything outside `v`'s middle `n` elements changed (an out-of-bounds write).
+fn check_guards<E: bytemuck::Pod>(what: &str, v: &[E], n: usize, guard: E) -> Result<(), String> {
+    let bits = |e: &E| bytemuck::bytes_of(e).to_vec();
+    for (i, g) in v[..GUARD].iter().chain(&v[GUARD + n..]).enumerate() {
+        if bits(g) != bits(&guard) {
+            return Err(format!(
+                "the kernel wrote outside its {what} (guard element {i} changed)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 const EMU: Emu = Emu { max_blocks: 3 };
 
 #[test]
 fn every_kernel_entry_is_emulated() {
+    // The same list the GPU loader resolves (Kernels::load): forward and backward families.
     let names = blurpool_emu::kernel_names();
     for kind in blurpool::cuda::KernelKind::ALL {
         for dtype in blurpool::DType::ALL {
@@ -106,6 +189,7 @@ fn unknown_kernel_is_an_error() {
             "bp_nothing",
             1,
             32,
+            std::ptr::null(),
             std::ptr::null(),
             std::ptr::null(),
             std::ptr::null(),
@@ -147,4 +231,32 @@ fn conv_blur_pool_emulated() {
 #[test]
 fn blur_conv_emulated() {
     matrix::run_matrix(&EMU, "blur_conv (emulated)", &matrix::blur_conv_cases());
+}
+
+#[test]
+fn backward_pooling_emulated() {
+    matrix::run_backward_matrix(
+        &EMU,
+        "backward pooling (emulated)",
+        &matrix::backward_pooling_cases(),
+    );
+}
+
+#[test]
+fn backward_conv_blur_pool_emulated() {
+    matrix::run_backward_matrix(
+        &EMU,
+        "backward conv_blur_pool (emulated)",
+        &matrix::conv_blur_pool_cases(),
+    );
+}
+
+#[test]
+fn blur_conv_backward_is_refused_clearly() {
+    let op = matrix::blur_conv_cases()[0].0.clone();
+    let e = op
+        .backward_plan(Shape4::new(1, 3, 8, 8))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not implemented on the GPU"), "{e}");
 }

@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use blurpool::cuda::Kernels;
 use blurpool::ops::Operator;
-use blurpool::verify::{random_vec, run_gpu, CaseData, Gpu};
+use blurpool::verify::{
+    random_backward_data, random_vec, run_gpu, run_gpu_backward, CaseData, Gpu,
+};
 use blurpool::{reference, Activation, Conv2dSpec, Element, Layout, PadMode, Shape4};
 use half::{bf16, f16};
 use rand::rngs::StdRng;
@@ -63,6 +65,79 @@ fn conv_blur_pool_matches_reference() {
 #[test]
 fn blur_conv_matches_reference() {
     run_matrix("blur_conv", &matrix::blur_conv_cases());
+}
+
+#[test]
+fn backward_pooling_matches_reference() {
+    let Some(g) = gpu("backward_pooling") else {
+        return;
+    };
+    matrix::run_backward_matrix(&g, "backward_pooling", &matrix::backward_pooling_cases());
+    g.ctx.check_err().expect("no deferred CUDA errors");
+}
+
+#[test]
+fn backward_conv_blur_pool_matches_reference() {
+    let Some(g) = gpu("backward_conv_blur_pool") else {
+        return;
+    };
+    matrix::run_backward_matrix(
+        &g,
+        "backward_conv_blur_pool",
+        &matrix::conv_blur_pool_cases(),
+    );
+    g.ctx.check_err().expect("no deferred CUDA errors");
+}
+
+/// The backward kernels are gathers with fixed-order reductions: 100 runs, and a run on another
+/// stream, give bitwise identical dx, dweight and dbias in every pad mode.
+#[test]
+fn backward_is_bitwise_deterministic() {
+    let Some(g) = gpu("backward_determinism") else {
+        return;
+    };
+    let mut rng = StdRng::seed_from_u64(matrix::seed());
+    let shape = Shape4::new(2, 8, 33, 35);
+    let conv = Conv2dSpec::new(8, 8, (3, 3), (1, 1), 2, true, Activation::Relu).unwrap();
+    let mut ops = Vec::new();
+    for mode in PadMode::ALL {
+        ops.push(Operator::MaxBlurPool(
+            blurpool::presets::antialiased_cnns::max_blur_pool(2, 0, mode, 4, 2, 0).unwrap(),
+        ));
+        ops.push(Operator::BlurPool(
+            blurpool::presets::timm::blur_pool2d(3, 2, mode).unwrap(),
+        ));
+        ops.push(Operator::ConvBlurPool(
+            blurpool::presets::antialiased_cnns::conv_blur_pool(conv, mode, 3, 2, 0).unwrap(),
+        ));
+    }
+    let other = g.ctx.new_stream().unwrap();
+    let bits = |v: &blurpool::verify::GradsOf<f16>| {
+        let b = |v: &[f16]| v.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
+        (b(&v.dx), b(&v.dweight), v.dbias.as_deref().map(b))
+    };
+    for op in &ops {
+        for layout in Layout::ALL {
+            let data = random_backward_data::<f16>(&mut rng, op, shape, layout);
+            let dy: Vec<f16> = random_vec(
+                &mut rng,
+                op.output_shape(shape).unwrap().numel().unwrap(),
+                1.0,
+            );
+            let first = run_gpu_backward(&g, &g.stream, op, shape, layout, &data, &dy).unwrap();
+            for _ in 0..100 {
+                let again = run_gpu_backward(&g, &g.stream, op, shape, layout, &data, &dy).unwrap();
+                assert_eq!(bits(&again), bits(&first), "{op:?} {layout:?}");
+            }
+            let elsewhere = run_gpu_backward(&g, &other, op, shape, layout, &data, &dy).unwrap();
+            assert_eq!(
+                bits(&elsewhere),
+                bits(&first),
+                "{op:?} {layout:?}: another stream"
+            );
+        }
+    }
+    println!("backward_determinism: {} operators × 2 layouts × 100 runs bitwise identical, another stream agrees", ops.len());
 }
 
 /// NaN and ±inf through MaxBlurPool give exactly PyTorch's max_pool2d behaviour (the

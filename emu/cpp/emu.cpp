@@ -1,6 +1,13 @@
 // The emulator proper: kernel registry and the launcher (see emu.h).
+//
+// Threads are coroutines: each starts on its own stack through makecontext/swapcontext (once per
+// launch), and every later switch (a __syncthreads, the return to the scheduler) is a
+// _setjmp/_longjmp pair, which, unlike swapcontext, makes no system call: the block
+// reductions of the backward kernels switch hundreds of times per block.
+#undef _FORTIFY_SOURCE // its longjmp check rejects jumps between stacks, which is the point here
 #include "emu.h"
 
+#include <setjmp.h>
 #include <ucontext.h>
 
 #include <cstdio>
@@ -20,6 +27,8 @@ std::map<std::string, bp_emu_entry> &registry() {
 
 struct Fiber {
     ucontext_t ctx;
+    jmp_buf jmp; // where the thread waits at a barrier
+    bool started = false;
     std::unique_ptr<char[]> stack; // uninitialised: zeroing it per launch would dominate
     unsigned tid = 0;
     bool done = false;
@@ -29,19 +38,20 @@ struct Fiber {
 // Per OS thread: the launch in progress.
 struct Launch {
     ucontext_t scheduler;
+    jmp_buf scheduler_jmp;
     Fiber *current = nullptr;
     bp_emu_entry entry = nullptr;
     const void *params = nullptr;
-    const void *a = nullptr, *b = nullptr, *c = nullptr;
+    const void *a = nullptr, *b = nullptr, *c = nullptr, *d = nullptr;
     void *out = nullptr;
 };
 thread_local Launch launch_state;
 
 void fiber_main() {
     Launch &L = launch_state;
-    L.entry(L.params, L.a, L.b, L.c, L.out);
+    L.entry(L.params, L.a, L.b, L.c, L.d, L.out);
     L.current->done = true;
-    // Returning resumes uc_link, the scheduler.
+    _longjmp(L.scheduler_jmp, 1);
 }
 
 constexpr size_t kStack = 64 * 1024;
@@ -56,11 +66,19 @@ __attribute__((noinline)) void start_fiber(Fiber &f, ucontext_t *link) {
     makecontext(&f.ctx, fiber_main, 0);
 }
 
+// Runs thread f until its next barrier or its end.
 __attribute__((noinline)) void resume(Fiber &f) {
     Launch &L = launch_state;
     threadIdx = {f.tid, 0, 0};
     L.current = &f;
-    swapcontext(&L.scheduler, &f.ctx);
+    if (_setjmp(L.scheduler_jmp) == 0) {
+        if (!f.started) {
+            f.started = true;
+            swapcontext(&L.scheduler, &f.ctx); // never returns: the thread longjmps back
+        } else {
+            _longjmp(f.jmp, 1);
+        }
+    }
 }
 
 } // namespace
@@ -70,7 +88,7 @@ bp_emu_registrar::bp_emu_registrar(const char *name, bp_emu_entry entry) { regis
 void __syncthreads() {
     Launch &L = launch_state;
     L.current->at_barrier = true;
-    swapcontext(&L.current->ctx, &L.scheduler);
+    if (_setjmp(L.current->jmp) == 0) _longjmp(L.scheduler_jmp, 1);
 }
 
 extern "C" {
@@ -87,7 +105,7 @@ const char *bp_emu_kernel_name(size_t i) {
 
 // Runs kernel `name` over grid × block threads (1-D). Returns 0, or writes why not into err.
 int bp_emu_launch(const char *name, unsigned grid, unsigned block, const void *params, const void *a,
-                  const void *b, const void *c, void *out, char *err, size_t err_len) {
+                  const void *b, const void *c, const void *d, void *out, char *err, size_t err_len) {
     auto fail = [&](const std::string &msg) {
         if (err && err_len) std::snprintf(err, err_len, "%s", msg.c_str());
         return 1;
@@ -101,6 +119,7 @@ int bp_emu_launch(const char *name, unsigned grid, unsigned block, const void *p
     L.a = a;
     L.b = b;
     L.c = c;
+    L.d = d;
     L.out = out;
     gridDim = {grid, 1, 1};
     blockDim = {block, 1, 1};
@@ -121,6 +140,7 @@ int bp_emu_launch(const char *name, unsigned grid, unsigned block, const void *p
             Fiber &f = fibers.b[t];
             f.tid = t;
             f.done = false;
+            f.started = false;
             f.at_barrier = false;
             start_fiber(f, &L.scheduler);
         }
@@ -153,7 +173,7 @@ int bp_emu_launch(const char *name, unsigned grid, unsigned block, const void *p
 // only right if every thread's store lands before any thread's load (the barrier works), and a
 // barrier reached by half the block (must be reported).
 namespace {
-void emu_selftest_reverse(const void *, const void *a, const void *, const void *, void *out) {
+void emu_selftest_reverse(const void *, const void *a, const void *, const void *, const void *, void *out) {
     __shared__ float tile[1024];
     const float *in = (const float *)a + blockIdx.x * blockDim.x;
     float *o = (float *)out + blockIdx.x * blockDim.x;
@@ -161,7 +181,7 @@ void emu_selftest_reverse(const void *, const void *a, const void *, const void 
     __syncthreads();
     o[threadIdx.x] = tile[blockDim.x - 1 - threadIdx.x];
 }
-void emu_selftest_divergent(const void *, const void *, const void *, const void *, void *) {
+void emu_selftest_divergent(const void *, const void *, const void *, const void *, const void *, void *) {
     if (threadIdx.x % 2 == 0) __syncthreads();
 }
 bp_emu_registrar reverse_registrar("emu_selftest_reverse", emu_selftest_reverse);

@@ -59,7 +59,8 @@ inline unsigned short bp_emu_f32_to_f16(float v) {
 
 // Kernel registry: the instantiation macros in common.cuh register every entry point by its
 // symbol name, with its pointer arguments type-erased.
-typedef void (*bp_emu_entry)(const void *params, const void *a, const void *b, const void *c, void *out);
+typedef void (*bp_emu_entry)(const void *params, const void *a, const void *b, const void *c, const void *d,
+                             void *out);
 struct bp_emu_registrar {
     bp_emu_registrar(const char *name, bp_emu_entry entry);
 };

@@ -24,6 +24,7 @@ extern "C" {
         a: *const c_void,
         b: *const c_void,
         c: *const c_void,
+        d: *const c_void,
         out: *mut c_void,
         err: *mut c_char,
         err_len: usize,
@@ -48,7 +49,7 @@ pub fn kernel_names() -> Vec<String> {
 /// Runs kernel `name` over `grid` blocks of `block` threads.
 ///
 /// # Safety
-/// `params` must point to the kernel's parameter block (`BpParams`), and `a`, `b`, `c`, `out`
+/// `params` must point to the kernel's parameter block (`BpParams`), and `a`, `b`, `c`, `d`, `out`
 /// to host memory holding at least the elements of the kernel's element type that the
 /// parameters describe (or be null where the kernel does not read them); `out` must not alias
 /// the inputs.
@@ -61,6 +62,7 @@ pub unsafe fn launch(
     a: *const c_void,
     b: *const c_void,
     c: *const c_void,
+    d: *const c_void,
     out: *mut c_void,
 ) -> Result<(), String> {
     let cname = CString::new(name).map_err(|_| format!("bad kernel name {name:?}"))?;
@@ -76,6 +78,7 @@ pub unsafe fn launch(
             a,
             b,
             c,
+            d,
             out,
             err.as_mut_ptr(),
             err.len(),

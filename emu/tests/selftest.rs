@@ -20,6 +20,7 @@ fn barrier_orders_shared_memory() {
             x.as_ptr() as *const c_void,
             null(),
             null(),
+            null(),
             y.as_mut_ptr() as *mut c_void,
         )
     }
@@ -43,6 +44,7 @@ fn divergent_barrier_is_reported() {
             null(),
             null(),
             null(),
+            null(),
             null_mut(),
         )
     };
@@ -58,6 +60,7 @@ fn bad_launch_dimensions_are_refused() {
             "emu_selftest_reverse",
             1,
             2048,
+            null(),
             null(),
             null(),
             null(),

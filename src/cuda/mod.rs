@@ -6,6 +6,7 @@
 //! lengths against the shapes and launches one kernel; nothing is allocated per call. The
 //! `forward_raw` entries take bare `CUdeviceptr`s for pipelines that own their memory.
 
+mod backward;
 mod params;
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 
+pub use backward::{BackwardPlan, BackwardStep, Buf, GradPtrs, Work};
 pub use params::BpParams;
 
 use crate::error::{Error, Result};
@@ -56,16 +58,37 @@ pub enum KernelKind {
     ConvBlurPool,
     /// Fused blur + strided conv + bias + activation.
     BlurConv,
+    /// Backward of the dense max: dx from x and the max map's gradient.
+    MaxPoolBackward,
+    /// Backward of blur + subsample: dx from dy.
+    BlurPoolBackward,
+    /// Fused MaxBlurPool backward: dx from x and dy.
+    MaxBlurPoolBackward,
+    /// ConvBlurPool backward, pass 1: the conv map's gradient dz (f32 workspace).
+    ConvBlurPoolDz,
+    /// Conv backward: dx from dz (transposed convolution).
+    ConvDx,
+    /// Conv backward: dweight from x and dz (one block per weight).
+    ConvDw,
+    /// Conv backward: dbias from dz (one block per channel).
+    ConvDb,
 }
 
 impl KernelKind {
     /// Every kernel family.
-    pub const ALL: [KernelKind; 5] = [
+    pub const ALL: [KernelKind; 12] = [
         KernelKind::MaxPool,
         KernelKind::BlurPool,
         KernelKind::MaxBlurPool,
         KernelKind::ConvBlurPool,
         KernelKind::BlurConv,
+        KernelKind::MaxPoolBackward,
+        KernelKind::BlurPoolBackward,
+        KernelKind::MaxBlurPoolBackward,
+        KernelKind::ConvBlurPoolDz,
+        KernelKind::ConvDx,
+        KernelKind::ConvDw,
+        KernelKind::ConvDb,
     ];
 
     fn stem(self) -> &'static str {
@@ -75,6 +98,13 @@ impl KernelKind {
             KernelKind::MaxBlurPool => "bp_maxblurpool",
             KernelKind::ConvBlurPool => "bp_convblurpool",
             KernelKind::BlurConv => "bp_blurconv",
+            KernelKind::MaxPoolBackward => "bp_maxpool_bwd",
+            KernelKind::BlurPoolBackward => "bp_blurpool_bwd",
+            KernelKind::MaxBlurPoolBackward => "bp_maxblurpool_bwd",
+            KernelKind::ConvBlurPoolDz => "bp_convblurpool_dz",
+            KernelKind::ConvDx => "bp_conv_dx",
+            KernelKind::ConvDw => "bp_conv_dw",
+            KernelKind::ConvDb => "bp_conv_db",
         }
     }
 
@@ -249,22 +279,60 @@ impl Kernels {
         params: &BpParams,
         ptrs: [CUdeviceptr; 4],
     ) -> Result<()> {
+        let [x, w, b, y] = ptrs;
+        // SAFETY: forwarded to the caller's contract; the fourth input is unused by forward
+        // kernels.
+        unsafe {
+            self.launch_work(
+                kind,
+                dtype,
+                layout,
+                stream,
+                params,
+                Work::Elements(params.total),
+                [x, w, b, 0, y],
+            )
+        }
+    }
+
+    /// Launches one kernel over `work` with its five pointer arguments (four inputs, output).
+    ///
+    /// # Safety
+    /// Each pointer must address device memory of this context holding what the kernel reads
+    /// or writes for `params` (see kernels/*.cu for each kernel's roles), valid until the
+    /// kernel has run on `stream`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn launch_work(
+        &self,
+        kind: KernelKind,
+        dtype: DType,
+        layout: Layout,
+        stream: &CudaStream,
+        params: &BpParams,
+        work: Work,
+        ptrs: [CUdeviceptr; 5],
+    ) -> Result<()> {
         self.check_stream(stream)?;
-        if params.total == 0 {
+        if work.count() == 0 {
             return Ok(());
         }
         let func = &self.functions[&(kind, dtype, layout)];
-        let blocks = grid_blocks(params.total, self.max_blocks);
         let cfg = LaunchConfig {
-            grid_dim: (blocks, 1, 1),
+            grid_dim: (work.grid(self.max_blocks), 1, 1),
             block_dim: (BLOCK, 1, 1),
             shared_mem_bytes: 0,
         };
-        let [x, w, b, y] = ptrs;
+        let [a, b, c, d, out] = ptrs;
         let mut builder = stream.launch_builder(func);
-        builder.arg(params).arg(&x).arg(&w).arg(&b).arg(&y);
-        // SAFETY: the kernel signature is (BpParams, const T*, const T*, const T*, T*), matching
-        // the five arguments pushed; pointer validity is the caller's contract above.
+        builder
+            .arg(params)
+            .arg(&a)
+            .arg(&b)
+            .arg(&c)
+            .arg(&d)
+            .arg(&out);
+        // SAFETY: every kernel's signature is (BpParams, five pointers), matching the six
+        // arguments pushed; pointer validity is the caller's contract above.
         unsafe { builder.launch(cfg) }?;
         Ok(())
     }

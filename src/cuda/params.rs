@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::ops::{Activation, Blur, Conv2dSpec, PadMode, MAX_TAPS};
 use crate::tensor::Shape4;
 
-/// Kernel parameter block (312 bytes, no implicit padding: 13 i64/f64, 20 i32, 32 f32).
+/// Kernel parameter block (368 bytes, no implicit padding: 20 i64/f64, 20 i32, 32 f32).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct BpParams {
@@ -19,9 +19,16 @@ pub struct BpParams {
     pub hm: i64,
     pub wm: i64,
     pub total: i64,
+    pub total_in: i64,
+    pub total_map: i64,
     pub rcp_cout: f64,
     pub rcp_ho: f64,
     pub rcp_wo: f64,
+    pub rcp_c: f64,
+    pub rcp_h: f64,
+    pub rcp_w: f64,
+    pub rcp_hm: f64,
+    pub rcp_wm: f64,
     pub mkh: i32,
     pub mkw: i32,
     pub mpy: i32,
@@ -46,7 +53,7 @@ pub struct BpParams {
     pub tx: [f32; MAX_TAPS],
 }
 
-const _: () = assert!(std::mem::size_of::<BpParams>() == 312);
+const _: () = assert!(std::mem::size_of::<BpParams>() == 368);
 
 // SAFETY: BpParams is #[repr(C)], Copy, has no pointers and no implicit padding (asserted size
 // = sum of field sizes), and its layout matches `struct BpParams` in kernels/common.cuh, which
@@ -88,6 +95,29 @@ impl BpParams {
             )));
         }
         small("channels", input.c.max(output.c))?;
+        // Per-axis coordinates are int in the kernels.
+        for (what, v) in [
+            ("input height", input.h),
+            ("input width", input.w),
+            ("output height", output.h),
+            ("output width", output.w),
+            ("map height", map.0),
+            ("map width", map.1),
+        ] {
+            small(what, v)?;
+        }
+        let n_map = input
+            .n
+            .checked_mul(output.c)
+            .and_then(|v| v.checked_mul(map.0))
+            .and_then(|v| v.checked_mul(map.1))
+            .filter(|&v| v < MAX_INDEX)
+            .ok_or_else(|| {
+                Error::ShapeOverflow(format!(
+                    "{input}: the {}×{} map exceeds 2^53 elements",
+                    map.0, map.1
+                ))
+            })?;
         let rcp = |v: usize| if v == 0 { 0.0 } else { 1.0 / v as f64 };
         Ok(BpParams {
             n: input.n as i64,
@@ -100,9 +130,16 @@ impl BpParams {
             hm: map.0 as i64,
             wm: map.1 as i64,
             total: n_out as i64,
+            total_in: n_in as i64,
+            total_map: n_map as i64,
             rcp_cout: rcp(output.c),
             rcp_ho: rcp(output.h),
             rcp_wo: rcp(output.w),
+            rcp_c: rcp(input.c),
+            rcp_h: rcp(input.h),
+            rcp_w: rcp(input.w),
+            rcp_hm: rcp(map.0),
+            rcp_wm: rcp(map.1),
             ..Default::default()
         })
     }

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use blurpool::ops::Operator;
-use blurpool::verify::{check_case, Runner};
+use blurpool::verify::{check_backward_case, check_case, Runner};
 use blurpool::{
     Activation, Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, DType, Filter, Layout,
     MaxBlurPool2d, MaxPool2d, Pad2d, PadMode, Shape4,
@@ -66,6 +66,74 @@ pub fn run_matrix(g: &impl Runner, test: &str, cases: &[(Operator, Shape4)]) -> 
             .join("\n")
     );
     run
+}
+
+/// `run_matrix` for the backward: dx (and dweight, dbias) of every case in every dtype × layout.
+pub fn run_backward_matrix(g: &impl Runner, test: &str, cases: &[(Operator, Shape4)]) -> usize {
+    let mut rng = StdRng::seed_from_u64(seed());
+    let (mut run, mut failures) = (0usize, Vec::new());
+    for (op, shape) in cases {
+        for layout in Layout::ALL {
+            for dtype in DType::ALL {
+                let r = match dtype {
+                    DType::F32 => check_backward_case::<f32>(g, &mut rng, op, *shape, layout),
+                    DType::F16 => check_backward_case::<f16>(g, &mut rng, op, *shape, layout),
+                    DType::BF16 => check_backward_case::<bf16>(g, &mut rng, op, *shape, layout),
+                };
+                run += 1;
+                if let Err(e) = r {
+                    failures.push(e);
+                }
+            }
+        }
+    }
+    println!(
+        "{test}: {run} cases run, {} passed, {} failed",
+        run - failures.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{test}: {} failures, first ones:\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    run
+}
+
+/// Backward of the pooling operators: dense max (windows 1..3, padding), BlurPool (every blur
+/// stage on two sizes) and MaxBlurPool (every blur stage × windows, rotating sizes).
+pub fn backward_pooling_cases() -> Vec<(Operator, Shape4)> {
+    let mut cases = max_pool_cases();
+    for (i, b) in blurs().into_iter().enumerate() {
+        cases.push((
+            Operator::BlurPool(BlurPool2d::new(b.clone())),
+            SIZES[i % SIZES.len()],
+        ));
+        for (k, (win, pad)) in [
+            ((1, 1), (0, 0)),
+            ((2, 2), (0, 0)),
+            ((2, 2), (1, 1)),
+            ((3, 3), (1, 1)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            cases.push((
+                Operator::MaxBlurPool(MaxBlurPool2d::new(
+                    MaxPool2d::new(win, pad).unwrap(),
+                    b.clone(),
+                )),
+                SIZES[(i + k) % SIZES.len()],
+            ));
+        }
+    }
+    cases
 }
 
 /// Sizes: 1×1, prime, odd, even, wide, tall; batch and channels that divide nothing.
