@@ -1,37 +1,55 @@
-//! Criterion benchmarks on the GPU: fused MaxBlurPool vs the crate's separate max + blur
-//! kernels, timed with CUDA events on the kernels' stream. Throughput is the minimum bytes of
-//! the fused op (input read once + output written once), so GB/s compares across paths.
-//! Without a CUDA device the benchmarks print why and do nothing.
+//! Criterion benchmarks on the GPU, over the same workloads as `blurpool bench`
+//! (src/bench.rs): per workload, the fused kernel, the crate's separate kernels and cuDNN (with
+//! `--features cudnn` and libcudnn on the library path), timed with CUDA events on the launches'
+//! stream, inputs rotated beyond twice the L2 cache. Throughput is the fused operator's minimum
+//! bytes (input once + output once + weights), so GB/s compares across paths.
+//!
+//! Default: a representative set (MaxBlurPool both layouts, BlurPool, ConvBlurPool depthwise and
+//! dense, MaxBlurPool backward; f16 at the ResNet stem shape). BLURPOOL_BENCH_FULL=1 runs every
+//! dtype and layout. Without a CUDA device the benchmarks print why and do nothing.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use blurpool::presets::antialiased_cnns;
-use blurpool::verify::{random_vec, Gpu};
-use blurpool::{Layout, PadMode, Shape4};
+use blurpool::bench::{prepare, BenchOp, Workload};
+use blurpool::verify::Gpu;
+use blurpool::{DType, Layout, Shape4};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use cudarc::driver::{sys::CUevent_flags, CudaEvent, CudaSlice, CudaStream};
-use half::f16;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
+use cudarc::driver::sys::CUevent_flags;
 
-/// GPU time of `iters` back-to-back launches: events recorded on the launches' own stream.
-fn gpu_time(
-    start: &CudaEvent,
-    end: &CudaEvent,
-    stream: &Arc<CudaStream>,
-    iters: u64,
-    mut launch: impl FnMut(usize),
-) -> Duration {
-    start.record(stream).unwrap();
-    for i in 0..iters as usize {
-        launch(i);
+fn workloads() -> Vec<Workload> {
+    let full = std::env::var("BLURPOOL_BENCH_FULL").is_ok_and(|v| v == "1");
+    let stem = Shape4::new(64, 64, 112, 112);
+    let mut out = Vec::new();
+    let (dtypes, layouts): (Vec<DType>, Vec<Layout>) = if full {
+        (DType::ALL.to_vec(), Layout::ALL.to_vec())
+    } else {
+        (vec![DType::F16], vec![Layout::Nhwc])
+    };
+    for op in BenchOp::ALL {
+        let shape = match op {
+            BenchOp::ConvBlurPoolDense => Shape4::new(64, 64, 56, 56),
+            _ => stem,
+        };
+        for &dtype in &dtypes {
+            let layouts = if op == BenchOp::MaxBlurPool && !full {
+                Layout::ALL.to_vec()
+            } else {
+                layouts.clone()
+            };
+            for layout in layouts {
+                out.push(Workload {
+                    op,
+                    shape,
+                    dtype,
+                    layout,
+                });
+            }
+        }
     }
-    end.record(stream).unwrap();
-    Duration::from_secs_f64(start.elapsed_ms(end).unwrap() as f64 * 1e-3)
+    out
 }
 
-fn max_blur_pool(c: &mut Criterion) {
+fn gpu_benches(c: &mut Criterion) {
     let g = match Gpu::open(0) {
         Ok(g) => g,
         Err(e) => {
@@ -39,60 +57,53 @@ fn max_blur_pool(c: &mut Criterion) {
             return;
         }
     };
-    let stream = g.stream.clone();
-    let op = antialiased_cnns::max_blur_pool(2, 0, PadMode::Reflect, 4, 2, 0).unwrap();
-    for layout in Layout::ALL {
-        let shape = Shape4::new(64, 64, 112, 112);
-        let (m, out) = (
-            op.max_map_shape(shape).unwrap(),
-            op.output_shape(shape).unwrap(),
-        );
-        let mut rng = StdRng::seed_from_u64(1);
-        let host: Vec<f16> = random_vec(&mut rng, shape.numel().unwrap(), 1.0);
-        // Two ~100 MB inputs: together well beyond the L2 cache.
-        let xs: Vec<CudaSlice<f16>> = (0..2).map(|_| stream.clone_htod(&host).unwrap()).collect();
-        let mut y = stream.alloc_zeros::<f16>(out.numel().unwrap()).unwrap();
-        let mut mm = stream.alloc_zeros::<f16>(m.numel().unwrap()).unwrap();
-        let start = g
-            .ctx
-            .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
-            .unwrap();
-        let end = g
-            .ctx
-            .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
-            .unwrap();
-        let mut group = c.benchmark_group(format!("max_blur_pool/f16/{}/{}", layout.name(), shape));
-        group.throughput(Throughput::BytesDecimal(
-            2 * (shape.numel().unwrap() + out.numel().unwrap()) as u64,
+    let start = g
+        .ctx
+        .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+        .unwrap();
+    let end = g
+        .ctx
+        .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+        .unwrap();
+    for w in workloads() {
+        let mut p = match prepare(&g, &w) {
+            Ok(p) => p,
+            Err(e) => {
+                println!("SKIPPED {w:?}: {e}");
+                continue;
+            }
+        };
+        for n in &p.notes {
+            println!("{} {} {:?}: {n}", w.op.name(), w.shape, w.layout);
+        }
+        let mut group = c.benchmark_group(format!(
+            "{}/{}/{}/{}",
+            w.op.name(),
+            w.dtype.name(),
+            w.layout.name(),
+            w.shape
         ));
-        group.bench_function("fused", |b| {
-            b.iter_custom(|iters| {
-                gpu_time(&start, &end, &stream, iters, |i| {
-                    op.forward(&g.kernels, &stream, shape, layout, &xs[i % 2], &mut y)
-                        .unwrap();
+        group.throughput(Throughput::BytesDecimal(p.min_bytes));
+        group.warm_up_time(Duration::from_secs(1));
+        group.measurement_time(Duration::from_secs(2));
+        group.sample_size(20);
+        for path in p.paths.iter_mut() {
+            let name = path.name.clone();
+            group.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    start.record(&g.stream).unwrap();
+                    for i in 0..iters as usize {
+                        (path.run)(i).unwrap();
+                    }
+                    end.record(&g.stream).unwrap();
+                    Duration::from_secs_f64(start.elapsed_ms(&end).unwrap() as f64 * 1e-3)
                 })
-            })
-        });
-        group.bench_function("separate", |b| {
-            b.iter_custom(|iters| {
-                gpu_time(&start, &end, &stream, iters, |i| {
-                    op.forward_separate(
-                        &g.kernels,
-                        &stream,
-                        shape,
-                        layout,
-                        &xs[i % 2],
-                        &mut mm,
-                        &mut y,
-                    )
-                    .unwrap();
-                })
-            })
-        });
+            });
+        }
         group.finish();
+        g.ctx.check_err().unwrap();
     }
-    g.ctx.check_err().unwrap();
 }
 
-criterion_group!(benches, max_blur_pool);
+criterion_group!(benches, gpu_benches);
 criterion_main!(benches);

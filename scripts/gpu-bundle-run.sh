@@ -1,27 +1,38 @@
 #!/usr/bin/env bash
 # Runs on the GPU host, from inside the bundle made by scripts/gpu-bundle.sh:
-#   ./run.sh [OUT_DIR]
-# 1. the GPU tests (full matrix + edge cases, incl. the >2^31-element tensor), and the CPU-side
-#    and golden tests; 2. the four compute-sanitizer tools over a reduced matrix (`blurpool
-#    verify`: every operator × dtype × layout × pad mode); 3. OUT_DIR/summary.txt.
+#   ./run.sh [OUT_DIR] [PHASE...]      (phases: tests sanitize bench criterion; default: all)
+# tests:     the GPU tests (forward and backward matrix + edge cases, incl. the >2^31-element
+#            tensor and 100-run determinism), and the CPU-side and golden tests;
+# sanitize:  the four compute-sanitizer tools over a reduced matrix (`blurpool verify`: every
+#            operator × dtype × layout × pad mode, forward and backward);
+# bench:     `blurpool bench` over the suite: OUT_DIR/bench/bench.{json,csv,svg} + bench.log;
+# criterion: the criterion benches (bench-fused.log, criterion reports in OUT_DIR/criterion).
+# Every phase appends to OUT_DIR/summary.txt.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${1:-$HERE/results}
+shift || true
+PHASES=${*:-tests sanitize bench criterion}
 mkdir -p "$OUT"
 cd "$HERE"
 export BLURPOOL_GOLDEN_DIR=$HERE/tests/golden
 summary=$OUT/summary.txt
-: >"$summary"
 say() { echo "$*" | tee -a "$summary"; }
+want() { [[ " $PHASES " == *" $1 "* ]]; }
 
 # libnvrtc (for the NVRTC-path tests): the toolkit's, or the one in Python's nvidia wheels.
 nvrtc=$(ls /usr/local/cuda/lib64/libnvrtc.so* 2>/dev/null | head -1)
 [[ -n $nvrtc ]] || nvrtc=$(python3 -c 'import nvidia, os; print(next(iter(nvidia.__path__)))' 2>/dev/null | xargs -I{} find {} -name 'libnvrtc.so*' 2>/dev/null | head -1)
 [[ -n $nvrtc ]] && export LD_LIBRARY_PATH="$(dirname "$nvrtc")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
-say "blurpool GPU bundle, commit $(cat COMMIT), $(date -u +%Y-%m-%dT%H:%MZ)"
+# libcudnn (for the cuDNN baselines): the toolkit's, or the nvidia-cudnn wheel PyTorch uses.
+cudnn=$(ls /usr/lib/x86_64-linux-gnu/libcudnn.so.9* /usr/local/cuda/lib64/libcudnn.so.9* 2>/dev/null | head -1)
+[[ -n $cudnn ]] || cudnn=$(python3 -c 'import nvidia, os; print(next(iter(nvidia.__path__)))' 2>/dev/null | xargs -I{} find {} -name 'libcudnn.so.9*' 2>/dev/null | head -1)
+[[ -n $cudnn ]] && export LD_LIBRARY_PATH="$(dirname "$cudnn")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+say "blurpool GPU bundle, commit $(cat COMMIT), $(date -u +%Y-%m-%dT%H:%MZ), phases: $PHASES"
 say "device: $(nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>&1 | head -1)"
-say "libnvrtc: ${nvrtc:-not found}"
+say "libnvrtc: ${nvrtc:-not found}; libcudnn: ${cudnn:-not found}"
 
 status=0
 run_test() { # name, binary, extra env...
@@ -33,17 +44,21 @@ run_test() { # name, binary, extra env...
     say "== $name: exit $rc; $(grep -E '^test result' "$OUT/$name.log" | tail -1)"
     grep -E 'cases run|SKIPPED|passed$|agree|bitwise|matches' "$OUT/$name.log" | sed 's/^/   /' | tee -a "$summary" >/dev/null
 }
-run_test gpu-tests gpu BLURPOOL_BIG_TESTS=1
-# On a GPU host a skipped GPU test is a failure: the point of the bundle is that they run.
-if grep -q SKIPPED "$OUT/gpu-tests.log"; then
-    say "== gpu-tests: some GPU tests SKIPPED on this host (see gpu-tests.log): FAIL"
-    status=1
+if want tests; then
+    run_test gpu-tests gpu BLURPOOL_BIG_TESTS=1
+    # On a GPU host a skipped GPU test is a failure: the point of the bundle is that they run.
+    if grep -q SKIPPED "$OUT/gpu-tests.log"; then
+        say "== gpu-tests: some GPU tests SKIPPED on this host (see gpu-tests.log): FAIL"
+        status=1
+    fi
+    run_test cpu-side cpu_side
+    run_test golden golden
 fi
-run_test cpu-side cpu_side
-run_test golden golden
 
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
-if [[ -z $sanitizer ]]; then
+if ! want sanitize; then
+    :
+elif [[ -z $sanitizer ]]; then
     say "== compute-sanitizer: NOT FOUND"
     status=1
 else
@@ -54,5 +69,17 @@ else
         say "== compute-sanitizer --tool $tool: exit $rc; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer-$tool.log" | tail -1)"
     done
 fi
-say "overall: $([[ $status -eq 0 ]] && echo PASS || echo FAIL)"
+if want bench; then
+    bin/blurpool bench --quiet --out "$OUT/bench" >"$OUT/bench.log" 2>&1
+    rc=$?
+    [[ $rc -eq 0 ]] || status=1
+    say "== blurpool bench: exit $rc; $(grep -c . "$OUT/bench/bench.csv" 2>/dev/null) csv lines (bench.log, bench/)"
+fi
+if want criterion; then
+    CRITERION_HOME=$OUT/criterion bin/bench-fused --bench >"$OUT/bench-fused.log" 2>&1
+    rc=$?
+    [[ $rc -eq 0 ]] || status=1
+    say "== criterion: exit $rc; $(grep -c 'thrpt:' "$OUT/bench-fused.log") benchmarks (bench-fused.log)"
+fi
+say "overall ($PHASES): $([[ $status -eq 0 ]] && echo PASS || echo FAIL)"
 exit $status

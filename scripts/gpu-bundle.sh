@@ -3,10 +3,12 @@
 # that runs on any x86-64 Linux host with an NVIDIA driver and no Rust toolchain:
 #
 #   scripts/gpu-bundle.sh            # build (release) and collect
-#   gpu-bundle/run.sh [OUT_DIR]      # on the GPU host: tests, sanitizers, summary
+#   gpu-bundle/run.sh [OUT_DIR] [PHASE...]   # on the GPU host (phases: tests sanitize bench
+#                                            # criterion; default all): summary in OUT_DIR
 #
 # The bundle holds the release test binaries (gpu, cpu_side, golden + the golden files they
-# read), the criterion bench binary and the `blurpool` CLI, each with the fatbin embedded.
+# read), the criterion bench binary and the `blurpool` CLI, each with the fatbin embedded and
+# built with the `cudnn` feature (the cuDNN baselines; libcudnn is loaded at run time).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,11 +38,11 @@ for line in sys.stdin:
 
 rm -rf "$DEST"
 mkdir -p "$DEST/bin" "$DEST/tests/golden"
-cargo test --release --no-run --message-format=json -p blurpool --test gpu --test cpu_side --test golden 2>/dev/null |
+cargo test --release --no-run --message-format=json -p blurpool --features cudnn --test gpu --test cpu_side --test golden 2>/dev/null |
     executables gpu cpu_side golden | while read -r name exe; do cp "$exe" "$DEST/bin/$name"; done
-cargo bench --no-run --message-format=json -p blurpool --bench fused 2>/dev/null |
+cargo bench --no-run --message-format=json -p blurpool --features cudnn --bench fused 2>/dev/null |
     executables fused | while read -r name exe; do cp "$exe" "$DEST/bin/bench-$name"; done
-cargo build --release -p blurpool --bin blurpool
+cargo build --release -p blurpool --features cudnn --bin blurpool
 cp target/release/blurpool "$DEST/bin/blurpool"
 cp tests/golden/*.safetensors "$DEST/tests/golden/"
 for b in gpu cpu_side golden bench-fused blurpool; do

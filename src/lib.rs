@@ -25,6 +25,7 @@
 //! ```
 
 pub mod backward;
+pub mod bench;
 pub mod cuda;
 pub mod error;
 pub mod ops;

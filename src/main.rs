@@ -5,18 +5,18 @@
 //!   the CPU reference on the paper's seed example.
 //! * `blurpool demo`: the seed example (CPU only).
 //! * `blurpool verify`: the GPU verification alone.
-//! * `blurpool bench`: fused vs separate at a chosen shape, with the copy roofline.
+//! * `blurpool bench`: the copy roofline, then fused vs separate vs cuDNN over the benchmark
+//!   suite (or one shape), with JSON / CSV / SVG outputs.
+
+mod cli_bench;
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use blurpool::ops::Operator;
 use blurpool::presets::antialiased_cnns;
-use blurpool::verify::{check_case, random_vec, Gpu};
-use blurpool::{reference, Activation, Conv2dSpec, DType, Element, Layout, PadMode, Shape4};
+use blurpool::verify::{check_backward_case, check_case, Gpu};
+use blurpool::{reference, Activation, Conv2dSpec, DType, Layout, PadMode, Shape4};
 use clap::{Parser, Subcommand};
-use cudarc::driver::{sys::CUevent_flags, CudaSlice, CudaStream};
 use half::{bf16, f16};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -44,29 +44,8 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
-    /// Time fused MaxBlurPool vs the separate max + blur kernels at one shape.
-    Bench(BenchArgs),
-}
-
-#[derive(clap::Args, Clone)]
-struct BenchArgs {
-    #[arg(long, default_value_t = 32)]
-    n: usize,
-    #[arg(long, default_value_t = 64)]
-    c: usize,
-    #[arg(long, default_value_t = 112)]
-    h: usize,
-    #[arg(long, default_value_t = 112)]
-    w: usize,
-    /// f32, f16 or bf16.
-    #[arg(long, default_value = "f16")]
-    dtype: DType,
-    /// nchw or nhwc.
-    #[arg(long, default_value = "nhwc")]
-    layout: Layout,
-    /// Timed launches per measurement.
-    #[arg(long, default_value_t = 50)]
-    iters: usize,
+    /// Time the fused kernels vs the separate kernels vs cuDNN against the copy roofline.
+    Bench(cli_bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,7 +61,7 @@ fn main() -> ExitCode {
             .and_then(|g| verify(&g, seed)),
         Command::Bench(args) => Gpu::open(0)
             .map_err(|e| format!("no usable GPU: {e}"))
-            .and_then(|g| bench(&g, &args)),
+            .and_then(|g| cli_bench::bench(&g, &args).map(|_| ())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -97,21 +76,19 @@ fn run() -> Result<(), String> {
     match Gpu::open(0) {
         Ok(g) => {
             verify(&g, None)?;
-            for layout in Layout::ALL {
-                bench(
-                    &g,
-                    &BenchArgs {
-                        n: 32,
-                        c: 64,
-                        h: 112,
-                        w: 112,
-                        dtype: DType::F16,
-                        layout,
-                        iters: 50,
-                    },
-                )?;
-            }
-            Ok(())
+            cli_bench::bench(
+                &g,
+                &cli_bench::BenchArgs {
+                    shape: Some(Shape4::new(32, 64, 112, 112)),
+                    ops: vec![blurpool::bench::BenchOp::MaxBlurPool],
+                    dtypes: vec![DType::F16],
+                    layouts: Layout::ALL.to_vec(),
+                    iters: 50,
+                    out: "bench-results".into(),
+                    quiet: true,
+                },
+            )
+            .map(|_| ())
         }
         Err(e) => {
             println!("No GPU here ({e}).");
@@ -270,126 +247,32 @@ fn verify(g: &Gpu, seed: Option<u64>) -> Result<(), String> {
         println!("{name:<16} {run:>6} {:>6} {failed:>6}", run - failed);
         total_failed += failed;
     }
+    // Backward kernels (BlurConv2d's backward is not on the GPU yet).
+    for name in ["max_pool", "blur_pool", "max_blur_pool", "conv_blur_pool"] {
+        let (mut run, mut failed) = (0, 0);
+        for op in cases.iter().filter(|o| o.name() == name) {
+            for layout in Layout::ALL {
+                for dtype in DType::ALL {
+                    let r = match dtype {
+                        DType::F32 => check_backward_case::<f32>(g, &mut rng, op, shape, layout),
+                        DType::F16 => check_backward_case::<f16>(g, &mut rng, op, shape, layout),
+                        DType::BF16 => check_backward_case::<bf16>(g, &mut rng, op, shape, layout),
+                    };
+                    run += 1;
+                    if let Err(e) = r {
+                        failed += 1;
+                        eprintln!("FAIL {e}");
+                    }
+                }
+            }
+        }
+        let label = format!("{name} (bwd)");
+        println!("{label:<16} {run:>6} {:>6} {failed:>6}", run - failed);
+        total_failed += failed;
+    }
     if total_failed > 0 {
         return Err(format!("{total_failed} kernel checks failed"));
     }
     println!("All kernels match the CPU reference.\n");
-    Ok(())
-}
-
-/// GPU time of `f` per call: CUDA events on the stream around `iters` back-to-back calls.
-fn time_gpu(
-    stream: &Arc<CudaStream>,
-    iters: usize,
-    mut f: impl FnMut(usize) -> blurpool::Result<()>,
-) -> Result<Duration, String> {
-    let ctx = stream.context();
-    let err = |e: cudarc::driver::DriverError| e.to_string();
-    let start = ctx
-        .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
-        .map_err(err)?;
-    let end = ctx
-        .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
-        .map_err(err)?;
-    for i in 0..3 {
-        f(i).map_err(|e| e.to_string())?;
-    }
-    start.record(stream).map_err(err)?;
-    for i in 0..iters {
-        f(i).map_err(|e| e.to_string())?;
-    }
-    end.record(stream).map_err(err)?;
-    let ms = start.elapsed_ms(&end).map_err(err)?;
-    Ok(Duration::from_secs_f64(ms as f64 * 1e-3 / iters as f64))
-}
-
-fn bench(g: &Gpu, args: &BenchArgs) -> Result<(), String> {
-    match args.dtype {
-        DType::F32 => bench_typed::<f32>(g, args),
-        DType::F16 => bench_typed::<f16>(g, args),
-        DType::BF16 => bench_typed::<bf16>(g, args),
-    }
-}
-
-fn bench_typed<T: Element>(g: &Gpu, a: &BenchArgs) -> Result<(), String> {
-    let e = |e: blurpool::Error| e.to_string();
-    let d = |e: cudarc::driver::DriverError| e.to_string();
-    let stream = &g.stream;
-    let op = antialiased_cnns::max_blur_pool(2, 0, PadMode::Reflect, 4, 2, 0).map_err(e)?;
-    let shape = Shape4::new(a.n, a.c, a.h, a.w);
-    let (m, out) = (
-        op.max_map_shape(shape).map_err(e)?,
-        op.output_shape(shape).map_err(e)?,
-    );
-    let (n_in, n_m, n_out) = (
-        shape.numel().map_err(e)?,
-        m.numel().map_err(e)?,
-        out.numel().map_err(e)?,
-    );
-    let sz = std::mem::size_of::<T>();
-    // Rotate among enough inputs that together exceed 2× the L2 cache, so L2 is not what is timed.
-    let l2 = g
-        .ctx
-        .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)
-        .map_err(d)? as usize;
-    let copies = (2 * l2).div_ceil(n_in * sz).clamp(1, 8);
-    let mut rng = StdRng::seed_from_u64(7);
-    let host: Vec<T> = random_vec(&mut rng, n_in, 1.0);
-    let xs: Vec<CudaSlice<T>> = (0..copies)
-        .map(|_| stream.clone_htod(&host))
-        .collect::<Result<_, _>>()
-        .map_err(d)?;
-    let mut y = stream.alloc_zeros::<T>(n_out).map_err(d)?;
-    let mut mm = stream.alloc_zeros::<T>(n_m).map_err(d)?;
-    // Copy roofline: device-to-device copy of the input, bytes read + written.
-    let mut dst = stream.alloc_zeros::<T>(n_in).map_err(d)?;
-    let t_copy = time_gpu(stream, a.iters, |i| {
-        Ok(stream.memcpy_dtod(&xs[i % copies], &mut dst)?)
-    })?;
-    let copy_bw = 2.0 * (n_in * sz) as f64 / t_copy.as_secs_f64();
-    let t_fused = time_gpu(stream, a.iters, |i| {
-        op.forward(&g.kernels, stream, shape, a.layout, &xs[i % copies], &mut y)
-            .map(|_| ())
-    })?;
-    let t_sep = time_gpu(stream, a.iters, |i| {
-        op.forward_separate(
-            &g.kernels,
-            stream,
-            shape,
-            a.layout,
-            &xs[i % copies],
-            &mut mm,
-            &mut y,
-        )
-        .map(|_| ())
-    })?;
-    g.ctx.check_err().map_err(d)?;
-    let min_bytes = ((n_in + n_out) * sz) as f64;
-    println!(
-        "MaxBlurPool (antialiased-cnns: max 2×2 s1 → blur 4 s2 reflect), {} {:?} {}, copy roofline {:.0} GB/s ({} input buffers)",
-        shape,
-        a.layout,
-        T::DTYPE.name(),
-        copy_bw / 1e9,
-        copies
-    );
-    println!(
-        "{:<22} {:>10} {:>10} {:>10} {:>10}",
-        "path", "time µs", "GB/s*", "% roof", "vs fused"
-    );
-    for (name, t) in [
-        ("fused (1 kernel)", t_fused),
-        ("separate max + blur", t_sep),
-    ] {
-        let bw = min_bytes / t.as_secs_f64();
-        println!(
-            "{name:<22} {:>10.1} {:>10.0} {:>9.1}% {:>9.2}×",
-            t.as_secs_f64() * 1e6,
-            bw / 1e9,
-            100.0 * bw / copy_bw,
-            t.as_secs_f64() / t_fused.as_secs_f64()
-        );
-    }
-    println!("* GB/s over the minimum bytes (input read once + output written once), same run.\n");
     Ok(())
 }
