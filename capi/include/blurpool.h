@@ -334,6 +334,46 @@ enum blurpool_status blurpool_forward(const struct blurpool_op_desc *desc,
                                       blurpool_stream stream,
                                       int32_t device_ordinal);
 
+// Writes into `len` the number of f32 elements of device workspace `blurpool_backward` needs
+// for this operator and input shape: N × Cout × the conv map for ConvBlurPool2d, 0 for the
+// pooling operators (which need none).
+//
+// # Safety
+// `desc` and `in_shape` as in `blurpool_output_shape`; `len` points to a writable `uint64_t`.
+enum blurpool_status blurpool_backward_workspace_len(const struct blurpool_op_desc *desc,
+                                                     const int64_t *in_shape,
+                                                     uint64_t *len);
+
+// Gradients on the GPU, queued on `stream`: dx from dy (and x), and for ConvBlurPool2d also
+// dweight and dbias (when `conv_has_bias`), using an f32 `workspace` of
+// `blurpool_backward_workspace_len` elements (0 for the pooling operators). Deterministic:
+// every kernel is a gather with a fixed summation order, so repeated calls give bitwise
+// identical gradients in every pad mode. dx, dweight and dbias are overwritten.
+//
+// Same conventions as `blurpool_forward`: x, dy and dx in `layout`; weight and dweight
+// Cout×(Cin/groups)×kh×kw; bias and dbias Cout; pointers 0 where the operator has no such
+// buffer (x is needed by every operator but BlurPool2d). BlurConv2d has no GPU backward yet
+// (BLURPOOL_STATUS_INVALID_ARGUMENT, with the reason in `blurpool_last_error`).
+//
+// # Safety
+// As `blurpool_forward`, for every buffer named here: device memory of that context holding
+// the elements the shapes say (the workspace: f32), valid until the kernels have run on
+// `stream`; the outputs must not overlap the inputs or each other.
+enum blurpool_status blurpool_backward(const struct blurpool_op_desc *desc,
+                                       int32_t dtype,
+                                       int32_t layout,
+                                       const int64_t *in_shape,
+                                       blurpool_deviceptr x,
+                                       blurpool_deviceptr weight,
+                                       blurpool_deviceptr bias,
+                                       blurpool_deviceptr dy,
+                                       blurpool_deviceptr dx,
+                                       blurpool_deviceptr dweight,
+                                       blurpool_deviceptr dbias,
+                                       blurpool_deviceptr workspace,
+                                       blurpool_stream stream,
+                                       int32_t device_ordinal);
+
 // The CPU reference (f64 accumulation, one rounding per output; the oracle of the kernels) on
 // host buffers, with the same descriptor, dtype and layout conventions as `blurpool_forward`.
 // Lengths are in elements and are checked against the shapes. Half types are raw `uint16_t`

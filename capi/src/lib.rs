@@ -671,6 +671,117 @@ pub unsafe extern "C" fn blurpool_forward(
     })
 }
 
+/// Writes into `len` the number of f32 elements of device workspace `blurpool_backward` needs
+/// for this operator and input shape: N × Cout × the conv map for ConvBlurPool2d, 0 for the
+/// pooling operators (which need none).
+///
+/// # Safety
+/// `desc` and `in_shape` as in `blurpool_output_shape`; `len` points to a writable `uint64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn blurpool_backward_workspace_len(
+    desc: *const blurpool_op_desc,
+    in_shape: *const i64,
+    len: *mut u64,
+) -> blurpool_status {
+    guard(|| {
+        // SAFETY: the caller's contract on `desc` and `in_shape`.
+        let d = unsafe { read_desc(desc) }?;
+        let input = desc::shape(unsafe { read_shape("in_shape", in_shape) }?)?;
+        let plan = desc::to_operator(&d)?.backward_plan(input)?;
+        if len.is_null() {
+            return Err(Failure::invalid("len is NULL"));
+        }
+        // SAFETY: non-null, and the caller promises a writable uint64_t.
+        unsafe { len.write_unaligned(plan.workspace_len as u64) };
+        Ok(())
+    })
+}
+
+/// Gradients on the GPU, queued on `stream`: dx from dy (and x), and for ConvBlurPool2d also
+/// dweight and dbias (when `conv_has_bias`), using an f32 `workspace` of
+/// `blurpool_backward_workspace_len` elements (0 for the pooling operators). Deterministic:
+/// every kernel is a gather with a fixed summation order, so repeated calls give bitwise
+/// identical gradients in every pad mode. dx, dweight and dbias are overwritten.
+///
+/// Same conventions as `blurpool_forward`: x, dy and dx in `layout`; weight and dweight
+/// Cout×(Cin/groups)×kh×kw; bias and dbias Cout; pointers 0 where the operator has no such
+/// buffer (x is needed by every operator but BlurPool2d). BlurConv2d has no GPU backward yet
+/// (BLURPOOL_STATUS_INVALID_ARGUMENT, with the reason in `blurpool_last_error`).
+///
+/// # Safety
+/// As `blurpool_forward`, for every buffer named here: device memory of that context holding
+/// the elements the shapes say (the workspace: f32), valid until the kernels have run on
+/// `stream`; the outputs must not overlap the inputs or each other.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn blurpool_backward(
+    desc: *const blurpool_op_desc,
+    dtype: i32,
+    layout: i32,
+    in_shape: *const i64,
+    x: blurpool_deviceptr,
+    weight: blurpool_deviceptr,
+    bias: blurpool_deviceptr,
+    dy: blurpool_deviceptr,
+    dx: blurpool_deviceptr,
+    dweight: blurpool_deviceptr,
+    dbias: blurpool_deviceptr,
+    workspace: blurpool_deviceptr,
+    stream: blurpool_stream,
+    device_ordinal: i32,
+) -> blurpool_status {
+    guard(|| {
+        // SAFETY: the caller's contract on `desc` and `in_shape`.
+        let (op, dtype, layout, input, _) = unsafe { prepare(desc, dtype, layout, in_shape) }?;
+        let plan = op.backward_plan(input)?;
+        if input.numel()? == 0 {
+            return Ok(());
+        }
+        let ptrs = blurpool_core::cuda::GradPtrs {
+            x,
+            weight,
+            bias,
+            dy,
+            dx,
+            dweight,
+            dbias,
+            workspace,
+        };
+        // Every buffer a step of the plan uses must be given.
+        for step in &plan.steps {
+            for buf in step.inputs.iter().flatten().chain([&step.output]) {
+                if ptrs.get(*buf) == 0 {
+                    return Err(Failure::buffer(format!(
+                        "{} is a null device pointer, and this operator's backward needs it",
+                        buf.name()
+                    )));
+                }
+            }
+        }
+        if let Some(conv) = op.conv() {
+            if conv.has_bias() != (bias != 0) || conv.has_bias() != (dbias != 0) {
+                return Err(Failure::buffer(
+                    "bias and dbias must be given exactly when conv_has_bias is set",
+                ));
+            }
+        }
+        let ordinal = usize::try_from(device_ordinal).map_err(|_| {
+            Failure::invalid(format!(
+                "device_ordinal is {device_ordinal}; it must be ≥ 0"
+            ))
+        })?;
+        let kernels = kernels_for(ordinal)?;
+        let _restore = RestoreContext::save()?;
+        // SAFETY: as in blurpool_forward: a live stream of this device's primary context,
+        // borrowed for the duration of the call.
+        let stream = unsafe { kernels.borrow_stream(stream as CUstream) };
+        // SAFETY: the caller guarantees the device buffers (this function's contract); every
+        // pointer the plan uses was checked non-zero above.
+        unsafe { op.backward_raw(&kernels, &stream, dtype, input, layout, &ptrs) }?;
+        Ok(())
+    })
+}
+
 /// The CPU reference (f64 accumulation, one rounding per output; the oracle of the kernels) on
 /// host buffers, with the same descriptor, dtype and layout conventions as `blurpool_forward`.
 /// Lengths are in elements and are checked against the shapes. Half types are raw `uint16_t`

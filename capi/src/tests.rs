@@ -585,6 +585,109 @@ fn forward_checks_before_the_driver_and_fails_cleanly_without_one() {
 }
 
 #[test]
+fn backward_workspace_and_checks_before_the_driver() {
+    let len = |d: &blurpool_op_desc, s: [i64; 4]| {
+        let mut n = u64::MAX;
+        // SAFETY: valid descriptor, a 4-element shape and a writable u64.
+        match unsafe { blurpool_backward_workspace_len(d, s.as_ptr(), &mut n) } {
+            BLURPOOL_STATUS_OK => Ok(n),
+            st => Err((st, last_error())),
+        }
+    };
+    let pool = kornia_max_blur(3, 2, 2);
+    assert_eq!(len(&pool, [2, 3, 9, 9]), Ok(0));
+    // conv 1×1 (1 → 2 channels) + blur: the workspace is the conv map, N × Cout × H × W.
+    let mut conv = kornia_blur(1, 2);
+    conv.op = blurpool_op_kind::BLURPOOL_OP_CONV_BLUR_POOL as i32;
+    conv.conv_in_channels = 1;
+    conv.conv_out_channels = 2;
+    conv.conv_kernel_y = 1;
+    conv.conv_kernel_x = 1;
+    assert_eq!(len(&conv, [3, 1, 4, 5]), Ok(3 * 2 * 4 * 5));
+    // SAFETY: null `len` is rejected.
+    let st =
+        unsafe { blurpool_backward_workspace_len(&conv, [1i64, 1, 4, 4].as_ptr(), null_mut()) };
+    assert_eq!(st, BLURPOOL_STATUS_INVALID_ARGUMENT);
+
+    let s = [1i64, 1, 5, 5];
+    let bwd = |d: &blurpool_op_desc, x, dy, dx, dw, ws, shape: &[i64; 4]| {
+        // SAFETY: no device pointer is dereferenced on the host; these calls fail validation,
+        // find no driver, or are empty.
+        unsafe {
+            blurpool_backward(
+                d,
+                0,
+                0,
+                shape.as_ptr(),
+                x,
+                0x3000,
+                0,
+                dy,
+                dx,
+                dw,
+                0,
+                ws,
+                null_mut(),
+                0,
+            )
+        }
+    };
+    assert_eq!(
+        bwd(&pool, 0, 0x1000, 0x2000, 0, 0, &s),
+        BLURPOOL_STATUS_BUFFER
+    );
+    assert!(
+        last_error().contains("x is a null device pointer"),
+        "{}",
+        last_error()
+    );
+    assert_eq!(
+        bwd(&pool, 0x1000, 0, 0x2000, 0, 0, &s),
+        BLURPOOL_STATUS_BUFFER
+    );
+    assert!(last_error().contains("dy is a null"), "{}", last_error());
+    let c = [1i64, 1, 4, 4];
+    assert_eq!(
+        bwd(&conv, 0x1000, 0x2000, 0x3000, 0x4000, 0, &c),
+        BLURPOOL_STATUS_BUFFER
+    );
+    assert!(
+        last_error().contains("workspace is a null"),
+        "{}",
+        last_error()
+    );
+    assert_eq!(
+        bwd(&conv, 0x1000, 0x2000, 0x3000, 0, 0x5000, &c),
+        BLURPOOL_STATUS_BUFFER
+    );
+    assert!(
+        last_error().contains("dweight is a null"),
+        "{}",
+        last_error()
+    );
+    // An empty batch is a no-op.
+    assert_eq!(bwd(&pool, 0, 0, 0, 0, 0, &[0, 1, 5, 5]), BLURPOOL_STATUS_OK);
+    if blurpool_driver_available() == 0 {
+        assert_eq!(
+            bwd(&pool, 0x1000, 0x2000, 0x3000, 0, 0, &s),
+            BLURPOOL_STATUS_NO_DRIVER
+        );
+    }
+    // BlurConv2d has no GPU backward yet: a clear refusal.
+    let mut bc = conv;
+    bc.op = blurpool_op_kind::BLURPOOL_OP_BLUR_CONV as i32;
+    bc.stride_y = 1;
+    bc.stride_x = 1;
+    bc.conv_stride_y = 2;
+    bc.conv_stride_x = 2;
+    let r = len(&bc, [1, 1, 8, 8]);
+    assert!(
+        matches!(&r, Err((BLURPOOL_STATUS_INVALID_ARGUMENT, m)) if m.contains("not implemented on the GPU")),
+        "{r:?}"
+    );
+}
+
+#[test]
 fn last_error_is_per_thread() {
     // SAFETY: null desc is rejected.
     assert_eq!(

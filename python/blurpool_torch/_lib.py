@@ -215,6 +215,13 @@ class Library:
                 c_int32,
                 [desc_p, c_int32, c_int32, c_i64p, vp, c_size, vp, c_size, vp, c_size, vp, c_size],
             ),
+            "blurpool_backward_workspace_len": (c_int32, [desc_p, c_i64p, ctypes.POINTER(ctypes.c_uint64)]),
+            "blurpool_backward": (
+                c_int32,
+                [desc_p, c_int32, c_int32, c_i64p]
+                + [ctypes.c_uint64] * 8
+                + [vp, c_int32],
+            ),
         }
         for name, (res, args) in sigs.items():
             try:
@@ -494,6 +501,35 @@ class Desc:
             device,
         )
         L.check(st, "blurpool_forward")
+
+    def backward_workspace_len(self, in_shape) -> int:
+        """f32 elements of device workspace ``blurpool_backward`` needs (0 for the pooling ops)."""
+        L = lib()
+        n = ctypes.c_uint64(0)
+        st = L.blurpool_backward_workspace_len(ctypes.byref(self.raw), _shape_array(in_shape), ctypes.byref(n))
+        L.check(st, "blurpool_backward_workspace_len")
+        return int(n.value)
+
+    def backward_raw(self, dtype, layout, in_shape, x, weight, bias, dy, dx, dweight, dbias, workspace, stream, device):
+        """``blurpool_backward`` on integer device addresses (0 where unused) and a CUstream."""
+        L = lib()
+        st = L.blurpool_backward(
+            ctypes.byref(self.raw),
+            dtype,
+            layout,
+            _shape_array(in_shape),
+            x,
+            weight,
+            bias,
+            dy,
+            dx,
+            dweight,
+            dbias,
+            workspace,
+            ctypes.c_void_p(stream or None),
+            device,
+        )
+        L.check(st, "blurpool_backward")
 
     def reference_raw(self, dtype, layout, in_shape, x, weight, bias, y):
         """``blurpool_reference_forward``; each buffer is (address or None, element count)."""

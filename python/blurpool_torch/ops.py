@@ -2,7 +2,10 @@
 fused kernel on PyTorch's current stream, the library-shaped functions on top of it, and the
 CPU reference through the C ABI.
 
-Forward only: there is no autograd formula yet, so backpropagating through these ops raises.
+Autograd: ``blurpool::forward`` has a registered backward, ``blurpool::backward``, which runs
+the crate's deterministic gather kernels (bitwise reproducible in every pad mode, also under
+``torch.use_deterministic_algorithms(True)``): dx for every operator but BlurConv2d, and dweight,
+dbias for ConvBlurPool2d. BlurConv2d (composer's blur-first conv) raises on backward for now.
 """
 
 from __future__ import annotations
@@ -125,6 +128,76 @@ def _forward_fake(x, weight, bias, config, taps_y, taps_x):
     desc = Desc.from_args(config, taps_y, taps_x)
     out_shape = desc.output_shape([int(s) for s in x.shape])
     return torch.empty(out_shape, dtype=x.dtype, device=x.device, memory_format=_memory_format(_layout(x)))
+
+
+@torch.library.custom_op("blurpool::backward", mutates_args=(), device_types="cuda")
+def _backward(
+    x: Tensor,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    dy: Tensor,
+    config: list[int],
+    taps_y: list[float],
+    taps_x: list[float],
+) -> list[Tensor]:
+    """Gradients [dx, dweight, dbias] (empty tensors where the operator has no such input)."""
+    desc = Desc.from_args(config, taps_y, taps_x)
+    layout = _layout(x)
+    fmt = _memory_format(layout)
+    dy = dy.contiguous(memory_format=fmt)
+    dx = torch.empty_like(x, memory_format=fmt)
+    dw = torch.empty_like(weight) if weight is not None else x.new_empty(0)
+    db = torch.empty_like(bias) if bias is not None else x.new_empty(0)
+    ws = torch.empty(desc.backward_workspace_len(tuple(x.shape)), dtype=torch.float32, device=x.device)
+    ptr = lambda t: t.data_ptr() if t is not None and t.numel() > 0 else 0  # noqa: E731
+    with torch.cuda.device(x.device):
+        stream = torch.cuda.current_stream(x.device).cuda_stream
+        desc.backward_raw(
+            _DTYPES[x.dtype],
+            layout,
+            tuple(x.shape),
+            ptr(x),
+            ptr(weight),
+            ptr(bias),
+            ptr(dy),
+            ptr(dx),
+            ptr(dw) if weight is not None else 0,
+            ptr(db) if bias is not None else 0,
+            ptr(ws),
+            stream,
+            x.device.index if x.device.index is not None else torch.cuda.current_device(),
+        )
+    return [dx, dw, db]
+
+
+@_backward.register_fake
+def _backward_fake(x, weight, bias, dy, config, taps_y, taps_x):
+    fmt = _memory_format(_layout(x))
+    dw = torch.empty_like(weight) if weight is not None else x.new_empty(0)
+    db = torch.empty_like(bias) if bias is not None else x.new_empty(0)
+    return [torch.empty_like(x, memory_format=fmt), dw, db]
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, config, taps_y, taps_x = inputs
+    ctx.save_for_backward(x, weight, bias)
+    ctx.args = (config, taps_y, taps_x)
+
+
+def _autograd_backward(ctx, dy):
+    x, weight, bias = ctx.saved_tensors
+    dx, dw, db = torch.ops.blurpool.backward(x, weight, bias, dy, *ctx.args)
+    return (
+        dx,
+        dw if weight is not None else None,
+        db if bias is not None else None,
+        None,
+        None,
+        None,
+    )
+
+
+torch.library.register_autograd("blurpool::forward", _autograd_backward, setup_context=_setup_context)
 
 
 # ---- generic entry points ----------------------------------------------------------------------

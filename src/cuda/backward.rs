@@ -92,6 +92,22 @@ pub struct GradPtrs {
     pub workspace: CUdeviceptr,
 }
 
+impl Buf {
+    /// The buffer's name in messages (the argument names of the C ABI).
+    pub fn name(self) -> &'static str {
+        match self {
+            Buf::X => "x",
+            Buf::Weight => "weight",
+            Buf::Bias => "bias",
+            Buf::Dy => "dy",
+            Buf::Dx => "dx",
+            Buf::DWeight => "dweight",
+            Buf::DBias => "dbias",
+            Buf::Workspace => "workspace",
+        }
+    }
+}
+
 impl GradPtrs {
     /// The pointer for one role.
     pub fn get(&self, buf: Buf) -> CUdeviceptr {
