@@ -14,10 +14,9 @@ use std::process::ExitCode;
 
 use blurpool::ops::Operator;
 use blurpool::presets::antialiased_cnns;
-use blurpool::verify::{check_backward_case, check_case, Gpu};
+use blurpool::verify::{check_in_dtype, Gpu};
 use blurpool::{reference, Activation, Conv2dSpec, DType, Layout, PadMode, Shape4};
 use clap::{Parser, Subcommand};
-use half::{bf16, f16};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -220,53 +219,37 @@ fn verify(g: &Gpu, seed: Option<u64>) -> Result<(), String> {
         "operator", "cases", "passed", "failed"
     );
     let mut total_failed = 0;
-    for name in [
-        "max_pool",
-        "blur_pool",
-        "max_blur_pool",
-        "conv_blur_pool",
-        "blur_conv",
-    ] {
+    // Backward too, except BlurConv2d's (not on the GPU yet).
+    let rows = [
+        ("max_pool", false),
+        ("blur_pool", false),
+        ("max_blur_pool", false),
+        ("conv_blur_pool", false),
+        ("blur_conv", false),
+        ("max_pool", true),
+        ("blur_pool", true),
+        ("max_blur_pool", true),
+        ("conv_blur_pool", true),
+    ];
+    for (name, backward) in rows {
         let (mut run, mut failed) = (0, 0);
         for op in cases.iter().filter(|o| o.name() == name) {
             for layout in Layout::ALL {
                 for dtype in DType::ALL {
-                    let r = match dtype {
-                        DType::F32 => check_case::<f32>(g, &mut rng, op, shape, layout),
-                        DType::F16 => check_case::<f16>(g, &mut rng, op, shape, layout),
-                        DType::BF16 => check_case::<bf16>(g, &mut rng, op, shape, layout),
-                    };
                     run += 1;
-                    if let Err(e) = r {
+                    if let Err(e) = check_in_dtype(g, &mut rng, op, shape, layout, dtype, backward)
+                    {
                         failed += 1;
                         eprintln!("FAIL {e}");
                     }
                 }
             }
         }
-        println!("{name:<16} {run:>6} {:>6} {failed:>6}", run - failed);
-        total_failed += failed;
-    }
-    // Backward kernels (BlurConv2d's backward is not on the GPU yet).
-    for name in ["max_pool", "blur_pool", "max_blur_pool", "conv_blur_pool"] {
-        let (mut run, mut failed) = (0, 0);
-        for op in cases.iter().filter(|o| o.name() == name) {
-            for layout in Layout::ALL {
-                for dtype in DType::ALL {
-                    let r = match dtype {
-                        DType::F32 => check_backward_case::<f32>(g, &mut rng, op, shape, layout),
-                        DType::F16 => check_backward_case::<f16>(g, &mut rng, op, shape, layout),
-                        DType::BF16 => check_backward_case::<bf16>(g, &mut rng, op, shape, layout),
-                    };
-                    run += 1;
-                    if let Err(e) = r {
-                        failed += 1;
-                        eprintln!("FAIL {e}");
-                    }
-                }
-            }
-        }
-        let label = format!("{name} (bwd)");
+        let label = if backward {
+            format!("{name} (bwd)")
+        } else {
+            name.to_string()
+        };
         println!("{label:<16} {run:>6} {:>6} {failed:>6}", run - failed);
         total_failed += failed;
     }

@@ -153,6 +153,19 @@ impl<T: Element> CaseData<T> {
     }
 }
 
+/// Copies `v` to the device, as one element of `E::default()` when empty (cuMemAlloc refuses
+/// 0 bytes).
+fn upload_padded<E: cudarc::driver::DeviceRepr + Clone + Default>(
+    stream: &Arc<CudaStream>,
+    v: &[E],
+) -> crate::Result<CudaSlice<E>> {
+    let mut padded = v.to_vec();
+    if padded.is_empty() {
+        padded.push(E::default());
+    }
+    Ok(stream.clone_htod(&padded)?)
+}
+
 /// Uploads, poisons, runs, downloads. `raw` goes through the raw-pointer entry instead.
 pub fn run_gpu<T: Element>(
     g: &Gpu,
@@ -165,13 +178,7 @@ pub fn run_gpu<T: Element>(
 ) -> crate::Result<Vec<T>> {
     let out = op.output_shape(shape)?;
     // cuMemAlloc refuses 0 bytes: allocate at least one element and pass exact-length views.
-    let upload = |v: &[T]| -> crate::Result<CudaSlice<T>> {
-        let mut padded = v.to_vec();
-        if padded.is_empty() {
-            padded.push(T::default());
-        }
-        Ok(stream.clone_htod(&padded)?)
-    };
+    let upload = |v: &[T]| upload_padded(stream, v);
     let x_buf = upload(&data.x)?;
     let x = x_buf.slice(0..data.x.len());
     let w_buf = if data.w.is_empty() {
@@ -282,27 +289,16 @@ pub fn run_gpu_backward<T: Element>(
     dy: &[T],
 ) -> crate::Result<GradsOf<T>> {
     let plan = op.backward_plan(shape)?;
-    // cuMemAlloc refuses 0 bytes: every buffer gets at least one element.
-    fn upload<E: cudarc::driver::DeviceRepr + Clone + Default>(
-        stream: &Arc<CudaStream>,
-        v: &[E],
-    ) -> crate::Result<CudaSlice<E>> {
-        let mut padded = v.to_vec();
-        if padded.is_empty() {
-            padded.push(E::default());
-        }
-        Ok(stream.clone_htod(&padded)?)
-    }
     let poison = |n: usize| vec![T::from_f64(POISON); n];
     let (wlen, blen) = op.conv().map_or((0, 0), |c| (c.weight_len(), c.bias_len()));
-    let x = upload(stream, &data.x)?;
-    let w = upload(stream, &data.w)?;
-    let b = upload(stream, data.b.as_deref().unwrap_or(&[]))?;
-    let dyb = upload(stream, dy)?;
-    let dx = upload(stream, &poison(data.x.len()))?;
-    let dw = upload(stream, &poison(wlen))?;
-    let db = upload(stream, &poison(blen))?;
-    let ws = upload(stream, &vec![f32::NAN; plan.workspace_len])?;
+    let x = upload_padded(stream, &data.x)?;
+    let w = upload_padded(stream, &data.w)?;
+    let b = upload_padded(stream, data.b.as_deref().unwrap_or(&[]))?;
+    let dyb = upload_padded(stream, dy)?;
+    let dx = upload_padded(stream, &poison(data.x.len()))?;
+    let dw = upload_padded(stream, &poison(wlen))?;
+    let db = upload_padded(stream, &poison(blen))?;
+    let ws = upload_padded(stream, &vec![f32::NAN; plan.workspace_len])?;
     let ptr = |s: &CudaSlice<T>| s.device_ptr(stream).0;
     let has_bias = data.b.is_some();
     let ptrs = GradPtrs {
@@ -606,4 +602,25 @@ pub fn check_backward_case<T: Element>(
         }
     }
     Ok(())
+}
+
+/// [`check_case`] (forward) or [`check_backward_case`] in the element type `dtype`.
+pub fn check_in_dtype(
+    r: &impl Runner,
+    rng: &mut StdRng,
+    op: &Operator,
+    shape: Shape4,
+    layout: Layout,
+    dtype: DType,
+    backward: bool,
+) -> Result<(), String> {
+    use half::{bf16, f16};
+    match (dtype, backward) {
+        (DType::F32, false) => check_case::<f32>(r, rng, op, shape, layout),
+        (DType::F16, false) => check_case::<f16>(r, rng, op, shape, layout),
+        (DType::BF16, false) => check_case::<bf16>(r, rng, op, shape, layout),
+        (DType::F32, true) => check_backward_case::<f32>(r, rng, op, shape, layout),
+        (DType::F16, true) => check_backward_case::<f16>(r, rng, op, shape, layout),
+        (DType::BF16, true) => check_backward_case::<bf16>(r, rng, op, shape, layout),
+    }
 }

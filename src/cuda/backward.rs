@@ -13,7 +13,10 @@ use std::sync::Arc;
 use cudarc::driver::sys::CUdeviceptr;
 use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut};
 
-use super::{check_bias_presence, check_buffer, grid_blocks, Bias, BpParams, KernelKind, Kernels};
+use super::{
+    check_bias_presence, checked_ptr, checked_ptr_mut, grid_blocks, Bias, BpParams, KernelKind,
+    Kernels,
+};
 use crate::error::{Error, Result};
 use crate::ops::{BlurPool2d, ConvBlurPool2d, MaxBlurPool2d, MaxPool2d, Operator};
 use crate::tensor::{DType, Element, Layout, Shape4};
@@ -269,60 +272,6 @@ impl Operator {
     }
 }
 
-/// Anything held only to be dropped later (cudarc's stream-ordering guards).
-trait Held {}
-impl<T> Held for T {}
-
-/// Lengths checked, then the raw backward with the buffers' stream-ordering guards held.
-struct Checked<'a> {
-    ptrs: GradPtrs,
-    _guards: Vec<Box<dyn Held + 'a>>,
-}
-
-fn guard_in<'a, T: 'a>(
-    what: &'static str,
-    buf: &'a dyn DevicePtr<T>,
-    need: usize,
-    stream: &'a Arc<CudaStream>,
-    guards: &mut Vec<Box<dyn Held + 'a>>,
-) -> Result<CUdeviceptr> {
-    check_buffer(what, buf.len(), need)?;
-    let (p, g) = buf.device_ptr(stream);
-    guards.push(Box::new(g));
-    Ok(p)
-}
-
-fn guard_out<'a, T: 'a>(
-    what: &'static str,
-    buf: &'a mut dyn DevicePtrMut<T>,
-    need: usize,
-    stream: &'a Arc<CudaStream>,
-    guards: &mut Vec<Box<dyn Held + 'a>>,
-) -> Result<CUdeviceptr> {
-    check_buffer(what, buf.len(), need)?;
-    let (p, g) = buf.device_ptr_mut(stream);
-    guards.push(Box::new(g));
-    Ok(p)
-}
-
-impl Checked<'_> {
-    fn run(
-        self,
-        op: &Operator,
-        kernels: &Kernels,
-        stream: &CudaStream,
-        dtype: DType,
-        input: Shape4,
-        layout: Layout,
-    ) -> Result<()> {
-        // SAFETY: every pointer comes from a live cudarc buffer whose length was checked against
-        // the shapes, and whose guard (held by `self` until the launches are queued) orders it
-        // on `stream`; inputs are shared borrows and outputs exclusive ones, so they cannot
-        // overlap.
-        unsafe { op.backward_raw(kernels, stream, dtype, input, layout, &self.ptrs) }
-    }
-}
-
 impl MaxPool2d {
     /// Gradient of the dense max with respect to x (PyTorch's argmax rule, deterministic):
     /// `dy` holds `output_shape(input)`, `dx` receives `input`.
@@ -392,18 +341,22 @@ fn pooling_backward<T: Element>(
 ) -> Result<()> {
     let out = op.output_shape(input)?;
     let (n_in, n_out) = (input.numel()?, out.numel()?);
-    let mut guards = Vec::new();
-    let mut ptrs = GradPtrs::default();
-    if let Some(x) = x {
-        ptrs.x = guard_in("input", x, n_in, stream, &mut guards)?;
-    }
-    ptrs.dy = guard_in("output gradient (dy)", dy, n_out, stream, &mut guards)?;
-    ptrs.dx = guard_out("input gradient (dx)", dx, n_in, stream, &mut guards)?;
-    Checked {
-        ptrs,
-        _guards: guards,
-    }
-    .run(op, kernels, stream, T::DTYPE, input, layout)
+    let (xp, _gx) = match x {
+        Some(x) => checked_ptr("input", x, n_in, stream).map(|(p, g)| (p, Some(g)))?,
+        None => (0, None),
+    };
+    let (dyp, _gdy) = checked_ptr("output gradient (dy)", dy, n_out, stream)?;
+    let (dxp, _gdx) = checked_ptr_mut("input gradient (dx)", dx, n_in, stream)?;
+    let ptrs = GradPtrs {
+        x: xp,
+        dy: dyp,
+        dx: dxp,
+        ..Default::default()
+    };
+    // SAFETY: every pointer comes from a live cudarc buffer whose length was checked against
+    // the shapes and whose guard (held to the end of this scope) orders it on `stream`; inputs
+    // are shared borrows and outputs exclusive ones, so they cannot overlap.
+    unsafe { op.backward_raw(kernels, stream, T::DTYPE, input, layout, &ptrs) }
 }
 
 impl ConvBlurPool2d {
@@ -437,56 +390,35 @@ impl ConvBlurPool2d {
         check_bias_presence(c.has_bias(), dbias.is_some())?;
         let op = Operator::ConvBlurPool(self.clone());
         let out = op.output_shape(input)?;
-        let mut guards = Vec::new();
-        let mut ptrs = GradPtrs {
-            x: guard_in("input", x, input.numel()?, stream, &mut guards)?,
-            weight: guard_in("weight", weight, c.weight_len(), stream, &mut guards)?,
-            dy: guard_in(
-                "output gradient (dy)",
-                dy,
-                out.numel()?,
-                stream,
-                &mut guards,
-            )?,
-            dx: guard_out(
-                "input gradient (dx)",
-                dx,
-                input.numel()?,
-                stream,
-                &mut guards,
-            )?,
-            dweight: guard_out(
-                "weight gradient (dweight)",
-                dweight,
-                c.weight_len(),
-                stream,
-                &mut guards,
-            )?,
-            workspace: guard_out(
-                "workspace",
-                workspace,
-                self.backward_workspace_len(input)?,
-                stream,
-                &mut guards,
-            )?,
-            ..Default::default()
+        let (xp, _gx) = checked_ptr("input", x, input.numel()?, stream)?;
+        let (wp, _gw) = checked_ptr("weight", weight, c.weight_len(), stream)?;
+        let (dyp, _gdy) = checked_ptr("output gradient (dy)", dy, out.numel()?, stream)?;
+        let (dxp, _gdx) = checked_ptr_mut("input gradient (dx)", dx, input.numel()?, stream)?;
+        let (dwp, _gdw) =
+            checked_ptr_mut("weight gradient (dweight)", dweight, c.weight_len(), stream)?;
+        let ws_len = self.backward_workspace_len(input)?;
+        let (wsp, _gws) = checked_ptr_mut("workspace", workspace, ws_len, stream)?;
+        let (bp, _gb) = match bias {
+            Some(b) => checked_ptr("bias", b, c.bias_len(), stream).map(|(p, g)| (p, Some(g)))?,
+            None => (0, None),
         };
-        if let Some(b) = bias {
-            ptrs.bias = guard_in("bias", b, c.bias_len(), stream, &mut guards)?;
-        }
-        if let Some(db) = dbias {
-            ptrs.dbias = guard_out(
-                "bias gradient (dbias)",
-                db,
-                c.bias_len(),
-                stream,
-                &mut guards,
-            )?;
-        }
-        Checked {
-            ptrs,
-            _guards: guards,
-        }
-        .run(&op, kernels, stream, T::DTYPE, input, layout)
+        let (dbp, _gdb) = match dbias {
+            Some(db) => checked_ptr_mut("bias gradient (dbias)", db, c.bias_len(), stream)
+                .map(|(p, g)| (p, Some(g)))?,
+            None => (0, None),
+        };
+        let ptrs = GradPtrs {
+            x: xp,
+            weight: wp,
+            bias: bp,
+            dy: dyp,
+            dx: dxp,
+            dweight: dwp,
+            dbias: dbp,
+            workspace: wsp,
+        };
+        // SAFETY: as in `pooling_backward`: checked lengths, guards held to the end of scope,
+        // shared inputs and exclusive outputs.
+        unsafe { op.backward_raw(kernels, stream, T::DTYPE, input, layout, &ptrs) }
     }
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use cudarc::driver::sys::{CUdevice_attribute, CUdeviceptr, CUstream};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig,
-    PushKernelArg,
+    PushKernelArg, SyncOnDrop,
 };
 use cudarc::nvrtc::Ptx;
 
@@ -361,24 +361,49 @@ impl Kernels {
         }
         self.check_stream(stream)?;
         let (xp, _gx) = x.0.device_ptr(stream);
-        let (wp, _gw) = match weights {
-            Some((wbuf, _)) => {
-                let (p, g) = wbuf.device_ptr(stream);
-                (p, Some(g))
-            }
-            None => (0, None),
-        };
-        let (bp, _gb) = match bias {
-            Some((bbuf, _)) => {
-                let (p, g) = bbuf.device_ptr(stream);
-                (p, Some(g))
-            }
-            None => (0, None),
-        };
+        let (wp, _gw) = opt_device_ptr(weights.map(|w| w.0), stream);
+        let (bp, _gb) = opt_device_ptr(bias.map(|b| b.0), stream);
         let (yp, _gy) = y.0.device_ptr_mut(stream);
         // SAFETY: every pointer comes from a live cudarc buffer of the checked length, whose
         // guard (held until the end of this scope) orders it on `stream`.
         unsafe { self.launch_raw(kind, T::DTYPE, layout, stream, params, [xp, wp, bp, yp]) }
+    }
+}
+
+/// A buffer's device pointer after checking its length, with the guard that orders it on
+/// `stream` (hold it until the launch is queued).
+fn checked_ptr<'a, T>(
+    what: &'static str,
+    buf: &'a dyn DevicePtr<T>,
+    need: usize,
+    stream: &'a CudaStream,
+) -> Result<(CUdeviceptr, SyncOnDrop<'a>)> {
+    check_buffer(what, buf.len(), need)?;
+    Ok(buf.device_ptr(stream))
+}
+
+/// [`checked_ptr`] for an output buffer.
+fn checked_ptr_mut<'a, T>(
+    what: &'static str,
+    buf: &'a mut dyn DevicePtrMut<T>,
+    need: usize,
+    stream: &'a CudaStream,
+) -> Result<(CUdeviceptr, SyncOnDrop<'a>)> {
+    check_buffer(what, buf.len(), need)?;
+    Ok(buf.device_ptr_mut(stream))
+}
+
+/// An optional buffer's device pointer and guard (0 and none when absent).
+fn opt_device_ptr<'a, T>(
+    buf: Option<&'a dyn DevicePtr<T>>,
+    stream: &'a CudaStream,
+) -> (CUdeviceptr, Option<SyncOnDrop<'a>>) {
+    match buf {
+        Some(b) => {
+            let (p, g) = b.device_ptr(stream);
+            (p, Some(g))
+        }
+        None => (0, None),
     }
 }
 

@@ -6,12 +6,11 @@
 #![allow(dead_code)]
 
 use blurpool::ops::Operator;
-use blurpool::verify::{check_backward_case, check_case, Runner};
+use blurpool::verify::{check_in_dtype, Runner};
 use blurpool::{
     Activation, Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, DType, Filter, Layout,
     MaxBlurPool2d, MaxPool2d, Pad2d, PadMode, Shape4,
 };
-use half::{bf16, f16};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -32,54 +31,21 @@ pub fn seed() -> u64 {
 
 /// Runs `cases` over every dtype and layout; prints counts and fails with the first failures.
 pub fn run_matrix(g: &impl Runner, test: &str, cases: &[(Operator, Shape4)]) -> usize {
-    let mut rng = StdRng::seed_from_u64(seed());
-    let (mut run, mut failures) = (0usize, Vec::new());
-    for (op, shape) in cases {
-        for layout in Layout::ALL {
-            for dtype in DType::ALL {
-                let r = match dtype {
-                    DType::F32 => check_case::<f32>(g, &mut rng, op, *shape, layout),
-                    DType::F16 => check_case::<f16>(g, &mut rng, op, *shape, layout),
-                    DType::BF16 => check_case::<bf16>(g, &mut rng, op, *shape, layout),
-                };
-                run += 1;
-                if let Err(e) = r {
-                    failures.push(e);
-                }
-            }
-        }
-    }
-    println!(
-        "{test}: {run} cases run, {} passed, {} failed",
-        run - failures.len(),
-        failures.len()
-    );
-    assert!(
-        failures.is_empty(),
-        "{test}: {} failures, first ones:\n{}",
-        failures.len(),
-        failures
-            .iter()
-            .take(10)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    run
+    run_cases(g, test, cases, false)
 }
 
 /// `run_matrix` for the backward: dx (and dweight, dbias) of every case in every dtype × layout.
 pub fn run_backward_matrix(g: &impl Runner, test: &str, cases: &[(Operator, Shape4)]) -> usize {
+    run_cases(g, test, cases, true)
+}
+
+fn run_cases(g: &impl Runner, test: &str, cases: &[(Operator, Shape4)], backward: bool) -> usize {
     let mut rng = StdRng::seed_from_u64(seed());
     let (mut run, mut failures) = (0usize, Vec::new());
     for (op, shape) in cases {
         for layout in Layout::ALL {
             for dtype in DType::ALL {
-                let r = match dtype {
-                    DType::F32 => check_backward_case::<f32>(g, &mut rng, op, *shape, layout),
-                    DType::F16 => check_backward_case::<f16>(g, &mut rng, op, *shape, layout),
-                    DType::BF16 => check_backward_case::<bf16>(g, &mut rng, op, *shape, layout),
-                };
+                let r = check_in_dtype(g, &mut rng, op, *shape, layout, dtype, backward);
                 run += 1;
                 if let Err(e) = r {
                     failures.push(e);
