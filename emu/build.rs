@@ -40,5 +40,7 @@ fn main() {
         .opt_level(2)
         .warnings(true)
         .flag_if_supported("-Wno-unused-parameter")
+        // `#pragma unroll` is nvcc's; the host compiler may unroll as it likes.
+        .flag_if_supported("-Wno-unknown-pragmas")
         .compile("blurpool_emu");
 }

@@ -105,6 +105,9 @@ __device__ __forceinline__ bp_extents bp_map_extents(const BpParams &p) {
 // the split of a linear index in that tensor's own order (so consecutive threads touch
 // consecutive addresses: NCHW columns, NHWC channels).
 struct bp_nchw {
+    static constexpr bool channels_last = false;
+    // Elements between horizontally adjacent pixels of one channel.
+    static __device__ __forceinline__ long long col_stride(long long) { return 1; }
     static __device__ __forceinline__ long long offset(long long n, long long c, long long y, long long x,
                                                        long long C, long long H, long long W) {
         return ((n * C + c) * H + y) * W + x;
@@ -122,6 +125,8 @@ struct bp_nchw {
     }
 };
 struct bp_nhwc {
+    static constexpr bool channels_last = true;
+    static __device__ __forceinline__ long long col_stride(long long C) { return C; }
     static __device__ __forceinline__ long long offset(long long n, long long c, long long y, long long x,
                                                        long long C, long long H, long long W) {
         return ((n * H + y) * W + x) * C + c;

@@ -4,7 +4,8 @@
 //! A [`Workload`] (operator × shape × dtype × layout) is [`prepare`]d once: inputs are uploaded
 //! in enough copies to exceed twice the L2 cache (launch `i` reads copy `i mod k`, so the cache
 //! is not what is measured), outputs and scratch are allocated, and each way of computing the
-//! result becomes a [`Path`]: the fused kernel, the crate's separate kernels, and, with the
+//! result becomes a [`Path`]: the fused kernel (`fused`: what `forward` launches, a strip
+//! kernel where one matches; `fused v1`: the general kernel), the crate's separate kernels, and, with the
 //! `cudnn` feature and libcudnn present, cuDNN (max pooling + depthwise convolution with the
 //! blur's taps, or cuDNN's convolution followed by the crate's blur kernel). Paths are timed with
 //! CUDA events on the launches' own stream ([`time_path`]).
@@ -21,7 +22,7 @@ use cudarc::driver::{CudaSlice, CudaStream};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::cuda::Kernels;
+use crate::cuda::{KernelChoice, Kernels};
 use crate::presets::timm;
 use crate::verify::{random_vec, Gpu};
 use crate::{
@@ -202,6 +203,8 @@ fn prepare_typed<T: BenchElement + 'static>(g: &Gpu, w: &Workload) -> Result<Pre
     let d = |e: cudarc::driver::DriverError| e.to_string();
     let stream = g.stream.clone();
     let kernels: Arc<Kernels> = g.kernels.clone();
+    // The general (v1) kernels, to time beside the specialised ones on the same data.
+    let general = kernels.with_choice(KernelChoice::General);
     let (shape, layout) = (w.shape, w.layout);
     let sz = std::mem::size_of::<T>();
     let n_in = shape.numel().map_err(e)?;
@@ -224,11 +227,11 @@ fn prepare_typed<T: BenchElement + 'static>(g: &Gpu, w: &Workload) -> Result<Pre
             let out = op.output_shape(shape).map_err(e)?;
             let m = op.max_map_shape(shape).map_err(e)?;
             min_bytes = ((n_in + out.numel().map_err(e)?) * sz) as u64;
-            {
-                let (op, k, s, xs) = (op.clone(), kernels.clone(), stream.clone(), xs.clone());
+            for (name, k) in [("fused", kernels.clone()), ("fused v1", general.clone())] {
+                let (op, s, xs) = (op.clone(), stream.clone(), xs.clone());
                 let mut y = alloc(out.numel().map_err(e)?)?;
                 paths.push(Path {
-                    name: "fused".into(),
+                    name: name.into(),
                     run: Box::new(move |i| {
                         op.forward(&k, &s, shape, layout, &xs[i % xs.len()], &mut y)
                             .map(|_| ())
@@ -265,11 +268,11 @@ fn prepare_typed<T: BenchElement + 'static>(g: &Gpu, w: &Workload) -> Result<Pre
             let op = BlurPool2d::new(blur3().map_err(e)?);
             let out = op.output_shape(shape).map_err(e)?;
             min_bytes = ((n_in + out.numel().map_err(e)?) * sz) as u64;
-            {
-                let (op, k, s, xs) = (op.clone(), kernels.clone(), stream.clone(), xs.clone());
+            for (name, k) in [("fused", kernels.clone()), ("fused v1", general.clone())] {
+                let (op, s, xs) = (op.clone(), stream.clone(), xs.clone());
                 let mut y = alloc(out.numel().map_err(e)?)?;
                 paths.push(Path {
-                    name: "fused".into(),
+                    name: name.into(),
                     run: Box::new(move |i| {
                         op.forward(&k, &s, shape, layout, &xs[i % xs.len()], &mut y)
                             .map(|_| ())

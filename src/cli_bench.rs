@@ -278,6 +278,7 @@ pub fn chart(path: &std::path::Path, rows: &[Row]) -> Result<(), String> {
         .map_err(|e| err(&e))?;
     let color = |p: &str| match p {
         "fused" => RGBColor(31, 119, 180),
+        "fused v1" => RGBColor(158, 202, 225),
         "separate" => RGBColor(255, 127, 14),
         _ => RGBColor(127, 127, 127),
     };

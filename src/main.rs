@@ -12,6 +12,7 @@ mod cli_bench;
 
 use std::process::ExitCode;
 
+use blurpool::cuda::KernelChoice;
 use blurpool::ops::Operator;
 use blurpool::presets::antialiased_cnns;
 use blurpool::verify::{check_in_dtype, Gpu};
@@ -198,6 +199,11 @@ fn verify(g: &Gpu, seed: Option<u64>) -> Result<(), String> {
         cases.push(Operator::MaxPool(
             blurpool::MaxPool2d::new((3, 3), (1, 1)).map_err(|e| e.to_string())?,
         ));
+        // timm's aa layer: 3×3 max (padding 1), then BlurPool2d(filt 3, stride 2).
+        cases.push(Operator::MaxBlurPool(blurpool::MaxBlurPool2d::new(
+            blurpool::MaxPool2d::new((3, 3), (1, 1)).map_err(|e| e.to_string())?,
+            blurpool::presets::timm::blur(3, 2, mode).map_err(|e| e.to_string())?,
+        )));
         for (cout, groups, act) in [
             (6, 6, Activation::Relu6),
             (8, 1, Activation::Relu),
@@ -219,25 +225,32 @@ fn verify(g: &Gpu, seed: Option<u64>) -> Result<(), String> {
         "operator", "cases", "passed", "failed"
     );
     let mut total_failed = 0;
-    // Backward too, except BlurConv2d's (not on the GPU yet).
+    // Backward too, except BlurConv2d's (not on the GPU yet). Pooling runs twice: with the
+    // kernels `forward` picks (strip kernels where a specialisation matches) and with the
+    // general kernels only ("v1").
+    let general = g.with_choice(KernelChoice::General);
     let rows = [
-        ("max_pool", false),
-        ("blur_pool", false),
-        ("max_blur_pool", false),
-        ("conv_blur_pool", false),
-        ("blur_conv", false),
-        ("max_pool", true),
-        ("blur_pool", true),
-        ("max_blur_pool", true),
-        ("conv_blur_pool", true),
+        ("max_pool", false, false),
+        ("blur_pool", false, false),
+        ("blur_pool", false, true),
+        ("max_blur_pool", false, false),
+        ("max_blur_pool", false, true),
+        ("conv_blur_pool", false, false),
+        ("blur_conv", false, false),
+        ("max_pool", true, false),
+        ("blur_pool", true, false),
+        ("max_blur_pool", true, false),
+        ("conv_blur_pool", true, false),
     ];
-    for (name, backward) in rows {
+    for (name, backward, v1) in rows {
         let (mut run, mut failed) = (0, 0);
+        let runner = if v1 { &general } else { g };
         for op in cases.iter().filter(|o| o.name() == name) {
             for layout in Layout::ALL {
                 for dtype in DType::ALL {
                     run += 1;
-                    if let Err(e) = check_in_dtype(g, &mut rng, op, shape, layout, dtype, backward)
+                    if let Err(e) =
+                        check_in_dtype(runner, &mut rng, op, shape, layout, dtype, backward)
                     {
                         failed += 1;
                         eprintln!("FAIL {e}");
@@ -245,10 +258,10 @@ fn verify(g: &Gpu, seed: Option<u64>) -> Result<(), String> {
                 }
             }
         }
-        let label = if backward {
-            format!("{name} (bwd)")
-        } else {
-            name.to_string()
+        let label = match (backward, v1) {
+            (true, _) => format!("{name} (bwd)"),
+            (false, true) => format!("{name} (v1)"),
+            (false, false) => name.to_string(),
         };
         println!("{label:<16} {run:>6} {:>6} {failed:>6}", run - failed);
         total_failed += failed;

@@ -43,6 +43,16 @@ impl Gpu {
             stream,
         })
     }
+
+    /// The same device and stream with kernels that launch `choice` (e.g. the general
+    /// kernels, to test them where a specialised one would be picked).
+    pub fn with_choice(&self, choice: crate::cuda::KernelChoice) -> Gpu {
+        Gpu {
+            ctx: self.ctx.clone(),
+            kernels: self.kernels.with_choice(choice),
+            stream: self.stream.clone(),
+        }
+    }
 }
 
 /// Random values in ±[0.25, 2): never zero, both signs, exactly representable after rounding.

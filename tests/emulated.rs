@@ -14,15 +14,17 @@ mod matrix;
 
 use std::ffi::c_void;
 
-use blurpool::cuda::{grid_blocks, Buf, BLOCK};
+use blurpool::cuda::{Buf, KernelChoice, KernelKind, BLOCK};
 use blurpool::ops::Operator;
 use blurpool::verify::{CaseData, GradsOf, Runner, POISON};
 use blurpool::{Element, Layout, Shape4};
 
 /// The emulator as a verify::Runner. `max_blocks` stands in for the GPU's SMs × 32: small, so
-/// every launch of more than a few hundred outputs exercises the grid-stride loop.
+/// every launch of more than a few hundred outputs exercises the grid-stride loop. `choice`
+/// picks the forward kernels as `Kernels::with_choice` does on a GPU.
 pub struct Emu {
     pub max_blocks: u32,
+    pub choice: KernelChoice,
 }
 
 /// Elements of guard on each side of every buffer.
@@ -44,7 +46,9 @@ impl Runner for Emu {
         layout: Layout,
         data: &CaseData<T>,
     ) -> Result<Vec<T>, String> {
-        let plan = op.plan(shape).map_err(|e| e.to_string())?;
+        let plan = op
+            .plan_with(shape, self.choice)
+            .map_err(|e| e.to_string())?;
         let n_out = plan.output.numel().map_err(|e| e.to_string())?;
         let nan = T::from_f64(f64::NAN);
         let x = guarded(&data.x, nan);
@@ -52,8 +56,8 @@ impl Runner for Emu {
         let b = guarded(data.b.as_deref().unwrap_or(&[]), nan);
         let guard_value = T::from_f64(-12345.0);
         let mut y = guarded(&vec![T::from_f64(POISON); n_out], guard_value);
-        if plan.params.total > 0 {
-            let grid = grid_blocks(plan.params.total, self.max_blocks);
+        if plan.work.count() > 0 {
+            let grid = plan.work.grid(self.max_blocks);
             let at = |v: &[T]| v[GUARD..].as_ptr() as *const c_void;
             // SAFETY: params is the BpParams block the GPU launch would pass; every buffer holds
             // the elements the shapes need plus GUARD on each side, and outlives the call.
@@ -165,7 +169,14 @@ fn check_guards<E: bytemuck::Pod>(what: &str, v: &[E], n: usize, guard: E) -> Re
     Ok(())
 }
 
-const EMU: Emu = Emu { max_blocks: 3 };
+const EMU: Emu = Emu {
+    max_blocks: 3,
+    choice: KernelChoice::Auto,
+};
+const EMU_GENERAL: Emu = Emu {
+    max_blocks: 3,
+    choice: KernelChoice::General,
+};
 
 #[test]
 fn every_kernel_entry_is_emulated() {
@@ -220,6 +231,49 @@ fn max_blur_pool_emulated() {
 }
 
 #[test]
+fn strip_cases_plan_strip_kernels() {
+    let (mut strip, mut invalid) = (0, 0);
+    for (op, shape) in matrix::strip_cases() {
+        match op.plan_with(shape, KernelChoice::Auto) {
+            Ok(plan) => {
+                assert!(
+                    matches!(plan.kind, KernelKind::Strip(_)),
+                    "{op:?} on {shape} plans {:?}",
+                    plan.kind
+                );
+                strip += 1;
+                let general = op.plan_with(shape, KernelChoice::General).unwrap();
+                assert!(!matches!(general.kind, KernelKind::Strip(_)));
+                assert_eq!(general.params, plan.params, "same parameter block");
+            }
+            Err(_) => invalid += 1,
+        }
+    }
+    println!("{strip} strip plans, {invalid} cases invalid for their size (refused alike)");
+    assert!(strip > 500 && invalid < strip / 3, "{strip} / {invalid}");
+}
+
+#[test]
+fn nan_and_inf_emulated() {
+    let runs = matrix::nan_and_inf(&EMU) + matrix::nan_and_inf(&EMU_GENERAL);
+    println!("nan_and_inf (emulated): {runs} cases passed");
+}
+
+#[test]
+fn strip_kernels_emulated() {
+    matrix::run_matrix(&EMU, "strip kernels (emulated)", &matrix::strip_cases());
+}
+
+#[test]
+fn strip_cases_on_general_kernels_emulated() {
+    matrix::run_matrix(
+        &EMU_GENERAL,
+        "strip cases, general kernels (emulated)",
+        &matrix::strip_cases(),
+    );
+}
+
+#[test]
 fn conv_blur_pool_emulated() {
     matrix::run_matrix(
         &EMU,
@@ -259,4 +313,60 @@ fn blur_conv_backward_is_refused_clearly() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("not implemented on the GPU"), "{e}");
+}
+
+/// Buffers that are only 2-byte aligned (a view starting at an odd f16 element): the NHWC
+/// half-type strip kernels must fall back from 4-byte channel pairs (the emulator faults on a
+/// misaligned vector access, as a GPU would) and give the same bits as on aligned buffers.
+#[test]
+fn strip_kernels_accept_buffers_at_odd_elements() {
+    use half::f16;
+    let blur = blurpool::presets::timm::blur(3, 2, blurpool::PadMode::Reflect).unwrap();
+    let op = Operator::MaxBlurPool(blurpool::MaxBlurPool2d::new(
+        blurpool::MaxPool2d::new((3, 3), (1, 1)).unwrap(),
+        blur,
+    ));
+    let shape = Shape4::new(2, 4, 19, 23);
+    let plan = op.plan_with(shape, KernelChoice::Auto).unwrap();
+    assert!(matches!(plan.kind, KernelKind::Strip(_)), "{:?}", plan.kind);
+    let n_in = shape.numel().unwrap();
+    let n_out = plan.output.numel().unwrap();
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(matrix::seed());
+    let x: Vec<f16> = blurpool::verify::random_vec(&mut rng, n_in, 1.0);
+    let run = |offset: usize| -> Result<Vec<f16>, String> {
+        let mut xs = vec![f16::ZERO; n_in + 2];
+        xs[offset..offset + n_in].copy_from_slice(&x);
+        let mut ys = vec![f16::from_f64(POISON); n_out + 2];
+        // SAFETY: params is the block the GPU launch passes; xs and ys hold the input and the
+        // output from `offset` on, and outlive the call.
+        unsafe {
+            blurpool_emu::launch(
+                &plan.kind.symbol(blurpool::DType::F16, Layout::Nhwc),
+                plan.work.grid(EMU.max_blocks),
+                BLOCK,
+                &plan.params as *const _ as *const c_void,
+                xs[offset..].as_ptr() as *const c_void,
+                std::ptr::null(),
+                std::ptr::null(),
+                std::ptr::null(),
+                ys[offset..].as_mut_ptr() as *mut c_void,
+            )
+        }?;
+        Ok(ys[offset..offset + n_out].to_vec())
+    };
+    // Vec<f16> is only 2-byte aligned: of offsets 0 and 1, one is 4-byte aligned, one not.
+    let (a, b) = (
+        run(0).expect("offset 0"),
+        run(1).expect("no misaligned 4-byte access at offset 1"),
+    );
+    let bits = |v: &[f16]| v.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&a), bits(&b));
+    let aligned = a;
+    let mut want = vec![f16::ZERO; n_out];
+    blurpool::reference::run(&op, shape, Layout::Nhwc, &x, &[], None, &mut want).unwrap();
+    let close = aligned
+        .iter()
+        .zip(&want)
+        .all(|(g, w)| (g.to_f64() - w.to_f64()).abs() <= 2e-3 * w.to_f64().abs() + 1e-3);
+    assert!(close, "matches the reference");
 }

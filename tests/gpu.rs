@@ -11,7 +11,7 @@ mod matrix;
 
 use std::sync::Arc;
 
-use blurpool::cuda::Kernels;
+use blurpool::cuda::{KernelChoice, Kernels};
 use blurpool::ops::Operator;
 use blurpool::verify::{
     random_backward_data, random_vec, run_gpu, run_gpu_backward, CaseData, Gpu,
@@ -55,6 +55,22 @@ fn blur_pool_matches_reference() {
 #[test]
 fn max_blur_pool_matches_reference() {
     run_matrix("max_blur_pool", &matrix::max_blur_pool_cases());
+}
+
+/// The strip kernels (v2) on their own matrix, and the general kernels on the same cases.
+#[test]
+fn strip_kernels_match_reference() {
+    let Some(g) = gpu("strip_kernels") else {
+        return;
+    };
+    matrix::run_matrix(&g, "strip kernels", &matrix::strip_cases());
+    let general = g.with_choice(KernelChoice::General);
+    matrix::run_matrix(
+        &general,
+        "strip cases, general kernels",
+        &matrix::strip_cases(),
+    );
+    g.ctx.check_err().expect("no deferred CUDA errors");
 }
 
 #[test]
@@ -141,54 +157,12 @@ fn backward_is_bitwise_deterministic() {
 }
 
 /// NaN and ±inf through MaxBlurPool give exactly PyTorch's max_pool2d behaviour (the
-/// reference follows PyTorch's rule and is itself checked against torch in tests/golden.rs).
+/// reference follows PyTorch's rule and is itself checked against torch in tests/golden.rs),
+/// through the strip kernels and the general ones.
 #[test]
 fn nan_and_inf_propagate_like_pytorch() {
     let Some(g) = gpu("nan_and_inf") else { return };
-    let shape = Shape4::new(1, 2, 9, 10);
-    let mut rng = StdRng::seed_from_u64(matrix::seed());
-    let mut runs = 0;
-    for layout in Layout::ALL {
-        for (k, filt) in [(2, 1), (2, 3), (3, 4)] {
-            let op = Operator::MaxBlurPool(
-                blurpool::presets::antialiased_cnns::max_blur_pool(
-                    k,
-                    0,
-                    PadMode::Reflect,
-                    filt,
-                    2,
-                    0,
-                )
-                .unwrap(),
-            );
-            let mut data = CaseData::<f32>::random(&mut rng, &op, shape);
-            for (i, v) in [
-                (5, f32::NAN),
-                (17, f32::INFINITY),
-                (40, f32::NEG_INFINITY),
-                (41, f32::NEG_INFINITY),
-                (77, f32::NAN),
-                (78, f32::INFINITY),
-            ] {
-                data.x[i] = v;
-            }
-            let out = op.output_shape(shape).unwrap();
-            let mut want = vec![0f32; out.numel().unwrap()];
-            reference::run(&op, shape, layout, &data.x, &[], None, &mut want).unwrap();
-            let got = run_gpu(&g, &g.stream, &op, shape, layout, &data, false).unwrap();
-            for (k, (a, b)) in got.iter().zip(&want).enumerate() {
-                let same = (a.is_nan() && b.is_nan())
-                    || a == b
-                    || (a.is_finite() && b.is_finite() && (a - b).abs() <= 1e-5 * b.abs().max(1.0));
-                assert!(
-                    same,
-                    "{layout:?} k={k}: element {k}: gpu {a}, reference {b}"
-                );
-            }
-            assert!(want.iter().any(|v| v.is_nan()), "the case must produce NaN");
-            runs += 1;
-        }
-    }
+    let runs = matrix::nan_and_inf(&g) + matrix::nan_and_inf(&g.with_choice(KernelChoice::General));
     println!("nan_and_inf: {runs} cases passed");
 }
 
@@ -323,15 +297,19 @@ fn more_than_2_pow_31_elements() {
     let shape = Shape4::new(33, 1024, 256, 256);
     let n = shape.numel().unwrap();
     assert!(n > 1 << 31);
-    for layout in Layout::ALL {
-        let mut rng = StdRng::seed_from_u64(matrix::seed());
-        let host: Vec<f16> = random_vec(&mut rng, n, 1.0);
-        let data = CaseData {
-            x: host,
-            w: Vec::new(),
-            b: None,
-        };
-        let got = run_gpu(&g, &g.stream, &op, shape, layout, &data, false).unwrap();
+    let mut rng = StdRng::seed_from_u64(matrix::seed());
+    let data = CaseData {
+        x: random_vec::<f16>(&mut rng, n, 1.0),
+        w: Vec::new(),
+        b: None,
+    };
+    // The strip kernel (this geometry has one) and the general kernel.
+    let general = g.with_choice(KernelChoice::General);
+    for (layout, g) in Layout::ALL
+        .into_iter()
+        .flat_map(|l| [(l, &g), (l, &general)])
+    {
+        let got = run_gpu(g, &g.stream, &op, shape, layout, &data, false).unwrap();
         // Check the last image in full against the reference (it lies beyond 2^31).
         let last = Shape4::new(1, shape.c, shape.h, shape.w);
         let per = last.numel().unwrap();
@@ -348,7 +326,8 @@ fn more_than_2_pow_31_elements() {
             .count();
         assert_eq!(bad, 0, "{layout:?}: {bad} wrong elements in the last image");
         println!(
-            "big_tensor {layout:?}: {n} elements, last image ({} outputs) matches",
+            "big_tensor {layout:?} ({:?} kernels): {n} elements, last image ({} outputs) matches",
+            g.kernels.choice(),
             want.len()
         );
     }

@@ -91,6 +91,14 @@ void __syncthreads() {
     if (_setjmp(L.current->jmp) == 0) _longjmp(L.scheduler_jmp, 1);
 }
 
+namespace {
+thread_local std::string launch_fault;
+}
+
+void bp_emu_fault(const char *what) {
+    if (launch_fault.empty()) launch_fault = what;
+}
+
 extern "C" {
 
 // Number of registered kernels; names via bp_emu_kernel_name.
@@ -114,6 +122,7 @@ int bp_emu_launch(const char *name, unsigned grid, unsigned block, const void *p
     if (it == registry().end()) return fail(std::string("no kernel named ") + name);
     if (grid == 0 || block == 0 || block > 1024) return fail("bad launch dimensions");
     Launch &L = launch_state;
+    launch_fault.clear();
     L.entry = it->second;
     L.params = params;
     L.a = a;
@@ -165,6 +174,7 @@ int bp_emu_launch(const char *name, unsigned grid, unsigned block, const void *p
         }
     }
     L.current = nullptr;
+    if (!launch_fault.empty()) return fail(std::string(name) + ": " + launch_fault);
     return 0;
 }
 }

@@ -57,6 +57,14 @@ inline unsigned short bp_emu_f32_to_f16(float v) {
     return bits;
 }
 
+// A fault the GPU would raise (e.g. a misaligned vector access): recorded, and the launch
+// reports the first one instead of succeeding.
+void bp_emu_fault(const char *what);
+// Vector loads and stores on a GPU need their natural alignment; the host does not, so check.
+inline void bp_emu_check_aligned(const void *at, unsigned long long align) {
+    if (reinterpret_cast<unsigned long long>(at) % align != 0) bp_emu_fault("misaligned vector access");
+}
+
 // Kernel registry: the instantiation macros in common.cuh register every entry point by its
 // symbol name, with its pointer arguments type-erased.
 typedef void (*bp_emu_entry)(const void *params, const void *a, const void *b, const void *c, const void *d,

@@ -72,11 +72,126 @@ pub enum KernelKind {
     ConvDw,
     /// Conv backward: dbias from dz (one block per channel).
     ConvDb,
+    /// A strip kernel (kernels/strip.cu, v2): MaxBlurPool2d or BlurPool2d with the window,
+    /// filter and stride fixed at compile time.
+    Strip(StripShape),
 }
 
+/// The compile-time specialisations of the strip kernels (kernels/strip.cu): a square max
+/// window (1 = none, BlurPool2d), a square filter and one stride for both axes. Only the
+/// shapes in [`StripShape::ALL`] exist; [`StripShape::find`] is the way to get one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StripShape {
+    window: u8,
+    filter: u8,
+    stride: u8,
+}
+
+impl StripShape {
+    /// Every specialisation the kernels instantiate: antialiased-cnns (max 2, filter 4),
+    /// timm aa (max 3, filter 3), kornia / composer (max 2, filter 3), and BlurPool2d with
+    /// filters 3 (timm) and 4 (antialiased-cnns); all at stride 2.
+    pub const ALL: [StripShape; 5] = [
+        StripShape::new(2, 4, 2),
+        StripShape::new(3, 3, 2),
+        StripShape::new(2, 3, 2),
+        StripShape::new(1, 3, 2),
+        StripShape::new(1, 4, 2),
+    ];
+
+    const fn new(window: u8, filter: u8, stride: u8) -> StripShape {
+        StripShape {
+            window,
+            filter,
+            stride,
+        }
+    }
+
+    /// The specialisation for a square `window` (1: no max), square `filter` and equal
+    /// strides, if the kernels have one.
+    pub fn find(window: usize, filter: usize, stride: usize) -> Option<StripShape> {
+        StripShape::ALL.into_iter().find(|s| {
+            (s.window as usize, s.filter as usize, s.stride as usize) == (window, filter, stride)
+        })
+    }
+
+    /// Max window, filter taps and stride (each for both axes).
+    pub fn dims(self) -> (usize, usize, usize) {
+        (
+            self.window as usize,
+            self.filter as usize,
+            self.stride as usize,
+        )
+    }
+
+    fn stem(self) -> &'static str {
+        match (self.window, self.filter, self.stride) {
+            (2, 4, 2) => "bp_maxblurpool_k2f4s2",
+            (3, 3, 2) => "bp_maxblurpool_k3f3s2",
+            (2, 3, 2) => "bp_maxblurpool_k2f3s2",
+            (1, 3, 2) => "bp_blurpool_f3s2",
+            (1, 4, 2) => "bp_blurpool_f4s2",
+            _ => unreachable!("StripShape values come only from StripShape::ALL"),
+        }
+    }
+
+    /// The launch of this specialisation for `params`: threads cover BP_STRIP_ROWS output
+    /// rows of one column each (NHWC half types take two channels per thread, so this count is
+    /// an upper bound there; the kernel computes its own).
+    fn work(self, params: &BpParams) -> Work {
+        let strips = (params.ho + STRIP_ROWS - 1) / STRIP_ROWS;
+        Work::Elements(params.n * params.c * strips * params.wo)
+    }
+
+    /// The specialisation that computes `params` exactly (max window `window`, 1 for none),
+    /// if there is one and the padded map's coordinates stay well inside i32.
+    fn for_params(params: &BpParams, window: (i32, i32)) -> Option<StripShape> {
+        let square = window.0 == window.1 && params.fy == params.fx && params.sy == params.sx;
+        let small = params.hm.max(params.wm)
+            + i64::from(params.fy)
+            + i64::from(params.pad_top.max(params.pad_left))
+            < 1 << 30;
+        if !(square && small) {
+            return None;
+        }
+        StripShape::find(window.0 as usize, params.fy as usize, params.sy as usize)
+    }
+}
+
+/// Output rows per thread of the strip kernels (`BP_STRIP_ROWS` in kernels/strip.cu).
+pub const STRIP_ROWS: i64 = 8;
+
+/// Which forward kernel an operator launches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum KernelChoice {
+    /// The fastest kernel that implements the configuration: a strip kernel (v2) where a
+    /// specialisation matches it exactly, else the general kernel. The default.
+    #[default]
+    Auto,
+    /// Always the general one-thread-per-output kernel (v1): the reference the specialised
+    /// kernels are compared with.
+    General,
+}
+
+impl KernelChoice {
+    /// `Auto`, or `General` when the environment variable [`KERNELS_ENV`] is `general`
+    /// (read once per process).
+    pub fn from_env() -> KernelChoice {
+        static CHOICE: OnceLock<KernelChoice> = OnceLock::new();
+        *CHOICE.get_or_init(|| match std::env::var(KERNELS_ENV) {
+            Ok(v) if v.eq_ignore_ascii_case("general") => KernelChoice::General,
+            _ => KernelChoice::Auto,
+        })
+    }
+}
+
+/// Environment variable that makes every forward launch the general kernels
+/// (`BLURPOOL_KERNELS=general`), e.g. to compare versions from the CLI.
+pub const KERNELS_ENV: &str = "BLURPOOL_KERNELS";
+
 impl KernelKind {
-    /// Every kernel family.
-    pub const ALL: [KernelKind; 12] = [
+    /// Every kernel family and specialisation (one entry point per dtype × layout each).
+    pub const ALL: [KernelKind; 17] = [
         KernelKind::MaxPool,
         KernelKind::BlurPool,
         KernelKind::MaxBlurPool,
@@ -89,6 +204,11 @@ impl KernelKind {
         KernelKind::ConvDx,
         KernelKind::ConvDw,
         KernelKind::ConvDb,
+        KernelKind::Strip(StripShape::ALL[0]),
+        KernelKind::Strip(StripShape::ALL[1]),
+        KernelKind::Strip(StripShape::ALL[2]),
+        KernelKind::Strip(StripShape::ALL[3]),
+        KernelKind::Strip(StripShape::ALL[4]),
     ];
 
     fn stem(self) -> &'static str {
@@ -105,6 +225,7 @@ impl KernelKind {
             KernelKind::ConvDx => "bp_conv_dx",
             KernelKind::ConvDw => "bp_conv_dw",
             KernelKind::ConvDb => "bp_conv_db",
+            KernelKind::Strip(shape) => shape.stem(),
         }
     }
 
@@ -149,6 +270,7 @@ pub struct Kernels {
     functions: HashMap<(KernelKind, DType, Layout), CudaFunction>,
     source: KernelSource,
     max_blocks: u32,
+    choice: KernelChoice,
 }
 
 impl std::fmt::Debug for Kernels {
@@ -156,6 +278,7 @@ impl std::fmt::Debug for Kernels {
         f.debug_struct("Kernels")
             .field("ordinal", &self.ctx.ordinal())
             .field("source", &self.source)
+            .field("choice", &self.choice)
             .finish()
     }
 }
@@ -234,7 +357,27 @@ impl Kernels {
             functions,
             source,
             max_blocks: sms * 32,
+            choice: KernelChoice::from_env(),
         })
+    }
+
+    /// The same loaded kernels, launching forward operators with `choice` (e.g.
+    /// [`KernelChoice::General`] to run the general kernels beside the specialised ones).
+    pub fn with_choice(&self, choice: KernelChoice) -> Arc<Kernels> {
+        Arc::new(Kernels {
+            ctx: self.ctx.clone(),
+            _module: self._module.clone(),
+            functions: self.functions.clone(),
+            source: self.source.clone(),
+            max_blocks: self.max_blocks,
+            choice,
+        })
+    }
+
+    /// Which forward kernels these launch (default [`KernelChoice::Auto`], or what
+    /// `BLURPOOL_KERNELS` says).
+    pub fn choice(&self) -> KernelChoice {
+        self.choice
     }
 
     /// The context these kernels belong to.
@@ -264,19 +407,18 @@ impl Kernels {
         Ok(())
     }
 
-    /// Launches `kind` for `dtype`/`layout` with raw pointers (x, weight, bias, y).
+    /// Launches a forward plan for `dtype`/`layout` with raw pointers (x, weight, bias, y).
     ///
     /// # Safety
     /// The pointers must address device memory of this context holding at least the elements
-    /// `params` describes (weight/bias only for conv kernels, else may be 0), and stay valid
-    /// until the kernel has run on `stream`.
+    /// the plan's parameters describe (weight/bias only for conv kernels, else may be 0), and
+    /// stay valid until the kernel has run on `stream`.
     unsafe fn launch_raw(
         &self,
-        kind: KernelKind,
+        plan: &LaunchPlan,
         dtype: DType,
         layout: Layout,
         stream: &CudaStream,
-        params: &BpParams,
         ptrs: [CUdeviceptr; 4],
     ) -> Result<()> {
         let [x, w, b, y] = ptrs;
@@ -284,12 +426,12 @@ impl Kernels {
         // kernels.
         unsafe {
             self.launch_work(
-                kind,
+                plan.kind,
                 dtype,
                 layout,
                 stream,
-                params,
-                Work::Elements(params.total),
+                &plan.params,
+                plan.work,
                 [x, w, b, 0, y],
             )
         }
@@ -342,10 +484,9 @@ impl Kernels {
     #[allow(clippy::too_many_arguments)]
     fn launch_typed<T: Element>(
         &self,
-        kind: KernelKind,
+        plan: &LaunchPlan,
         layout: Layout,
         stream: &Arc<CudaStream>,
-        params: &BpParams,
         x: (&dyn DevicePtr<T>, usize),
         weights: Option<(&dyn DevicePtr<T>, usize)>,
         bias: Option<(&dyn DevicePtr<T>, usize)>,
@@ -366,7 +507,7 @@ impl Kernels {
         let (yp, _gy) = y.0.device_ptr_mut(stream);
         // SAFETY: every pointer comes from a live cudarc buffer of the checked length, whose
         // guard (held until the end of this scope) orders it on `stream`.
-        unsafe { self.launch_raw(kind, T::DTYPE, layout, stream, params, [xp, wp, bp, yp]) }
+        unsafe { self.launch_raw(plan, T::DTYPE, layout, stream, [xp, wp, bp, yp]) }
     }
 }
 
@@ -458,7 +599,7 @@ pub fn nvrtc_source() -> String {
 /// `forward` (cudarc buffers) and `forward_raw` (device pointers) of a pooling operator whose
 /// `params(input)` gives its output shape and parameter block.
 macro_rules! pooling_entries {
-    ($op:ident, $kind:expr, $what:literal) => {
+    ($op:ident, $what:literal) => {
         impl $op {
             #[doc = concat!($what, " on the GPU: `x` holds `input`, `y` receives `output_shape(input)`; one kernel on `stream`.")]
             pub fn forward<T: Element>(
@@ -470,9 +611,9 @@ macro_rules! pooling_entries {
                 x: &impl DevicePtr<T>,
                 y: &mut impl DevicePtrMut<T>,
             ) -> Result<Shape4> {
-                let (out, params) = self.params(input)?;
-                kernels.launch_typed::<T>($kind, layout, stream, &params, (x, input.numel()?), None, None, (y, out.numel()?))?;
-                Ok(out)
+                let plan = self.launch_plan(input, kernels.choice())?;
+                kernels.launch_typed::<T>(&plan, layout, stream, (x, input.numel()?), None, None, (y, plan.output.numel()?))?;
+                Ok(plan.output)
             }
 
             #[doc = concat!($what, " on raw device pointers of element type `dtype`.")]
@@ -491,24 +632,61 @@ macro_rules! pooling_entries {
                 x: CUdeviceptr,
                 y: CUdeviceptr,
             ) -> Result<Shape4> {
-                let (out, params) = self.params(input)?;
+                let plan = self.launch_plan(input, kernels.choice())?;
                 // SAFETY: the caller guarantees the buffers (see above).
-                unsafe { kernels.launch_raw($kind, dtype, layout, stream, &params, [x, 0, 0, y]) }?;
-                Ok(out)
+                unsafe { kernels.launch_raw(&plan, dtype, layout, stream, [x, 0, 0, y]) }?;
+                Ok(plan.output)
             }
         }
     };
 }
 
-pooling_entries!(MaxPool2d, KernelKind::MaxPool, "Dense max (stride 1)");
-pooling_entries!(BlurPool2d, KernelKind::BlurPool, "Blur + subsample");
+pooling_entries!(MaxPool2d, "Dense max (stride 1)");
+pooling_entries!(BlurPool2d, "Blur + subsample");
 pooling_entries!(
     MaxBlurPool2d,
-    KernelKind::MaxBlurPool,
     "Fused max + blur + subsample (the max map never reaches memory)"
 );
 
+impl LaunchPlan {
+    /// The general kernel `kind` over one thread per output.
+    fn general(kind: KernelKind, (output, params): (Shape4, BpParams)) -> LaunchPlan {
+        LaunchPlan {
+            kind,
+            output,
+            params,
+            work: Work::Elements(params.total),
+        }
+    }
+
+    /// The strip kernel for `window` (1: no max) when `choice` allows one and it matches,
+    /// else the general kernel `kind`.
+    fn pooling(
+        kind: KernelKind,
+        window: (i32, i32),
+        (output, params): (Shape4, BpParams),
+        choice: KernelChoice,
+    ) -> LaunchPlan {
+        match StripShape::for_params(&params, window) {
+            Some(shape) if choice == KernelChoice::Auto => LaunchPlan {
+                kind: KernelKind::Strip(shape),
+                output,
+                params,
+                work: shape.work(&params),
+            },
+            _ => LaunchPlan::general(kind, (output, params)),
+        }
+    }
+}
+
 impl MaxPool2d {
+    fn launch_plan(&self, input: Shape4, _choice: KernelChoice) -> Result<LaunchPlan> {
+        Ok(LaunchPlan::general(
+            KernelKind::MaxPool,
+            self.params(input)?,
+        ))
+    }
+
     fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
         let out = self.output_shape(input)?;
         Ok((
@@ -519,6 +697,15 @@ impl MaxPool2d {
 }
 
 impl BlurPool2d {
+    fn launch_plan(&self, input: Shape4, choice: KernelChoice) -> Result<LaunchPlan> {
+        Ok(LaunchPlan::pooling(
+            KernelKind::BlurPool,
+            (1, 1),
+            self.params(input)?,
+            choice,
+        ))
+    }
+
     fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
         let out = self.output_shape(input)?;
         Ok((
@@ -549,6 +736,16 @@ impl MaxBlurPool2d {
             .max_pool()
             .forward(kernels, stream, input, layout, x, max_map)?;
         BlurPool2d::new(self.blur().clone()).forward(kernels, stream, m, layout, &*max_map, y)
+    }
+
+    fn launch_plan(&self, input: Shape4, choice: KernelChoice) -> Result<LaunchPlan> {
+        let (kh, kw) = self.max_pool().kernel();
+        Ok(LaunchPlan::pooling(
+            KernelKind::MaxBlurPool,
+            (kh as i32, kw as i32),
+            self.params(input)?,
+            choice,
+        ))
     }
 
     fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
@@ -594,19 +791,18 @@ macro_rules! conv_entries {
                 y: &mut impl DevicePtrMut<T>,
             ) -> Result<Shape4> {
                 check_bias_presence(self.conv().has_bias(), bias.is_some())?;
-                let (out, params) = self.params(input)?;
+                let plan = self.launch_plan(input, kernels.choice())?;
                 let c = self.conv();
                 kernels.launch_typed::<T>(
-                    $kind,
+                    &plan,
                     layout,
                     stream,
-                    &params,
                     (x, input.numel()?),
                     Some((weight, c.weight_len())),
                     bias.map(|b| (b, c.bias_len())),
-                    (y, out.numel()?),
+                    (y, plan.output.numel()?),
                 )?;
-                Ok(out)
+                Ok(plan.output)
             }
 
             #[doc = concat!($what, " on raw device pointers (`bias` = 0 when there is none).")]
@@ -629,10 +825,14 @@ macro_rules! conv_entries {
                 y: CUdeviceptr,
             ) -> Result<Shape4> {
                 check_bias_presence(self.conv().has_bias(), bias != 0)?;
-                let (out, params) = self.params(input)?;
+                let plan = self.launch_plan(input, kernels.choice())?;
                 // SAFETY: the caller guarantees the buffers (see above).
-                unsafe { kernels.launch_raw($kind, dtype, layout, stream, &params, [x, weight, bias, y]) }?;
-                Ok(out)
+                unsafe { kernels.launch_raw(&plan, dtype, layout, stream, [x, weight, bias, y]) }?;
+                Ok(plan.output)
+            }
+
+            fn launch_plan(&self, input: Shape4, _choice: KernelChoice) -> Result<LaunchPlan> {
+                Ok(LaunchPlan::general($kind, self.params(input)?))
             }
         }
     };
@@ -675,24 +875,27 @@ pub struct LaunchPlan {
     pub kind: KernelKind,
     pub output: Shape4,
     pub params: BpParams,
+    /// The threads the kernel's grid-stride loop covers.
+    pub work: Work,
 }
 
 impl crate::ops::Operator {
-    /// The launch `forward` makes for `input`, or the error it would return.
+    /// The launch `forward` makes for `input` with kernels of the default choice
+    /// ([`KernelChoice::from_env`]), or the error it would return.
     pub fn plan(&self, input: Shape4) -> Result<LaunchPlan> {
+        self.plan_with(input, KernelChoice::from_env())
+    }
+
+    /// The launch `forward` makes for `input` with kernels whose choice is `choice`.
+    pub fn plan_with(&self, input: Shape4, choice: KernelChoice) -> Result<LaunchPlan> {
         use crate::ops::Operator as O;
-        let (kind, (output, params)) = match self {
-            O::MaxPool(op) => (KernelKind::MaxPool, op.params(input)?),
-            O::BlurPool(op) => (KernelKind::BlurPool, op.params(input)?),
-            O::MaxBlurPool(op) => (KernelKind::MaxBlurPool, op.params(input)?),
-            O::ConvBlurPool(op) => (KernelKind::ConvBlurPool, op.params(input)?),
-            O::BlurConv(op) => (KernelKind::BlurConv, op.params(input)?),
-        };
-        Ok(LaunchPlan {
-            kind,
-            output,
-            params,
-        })
+        match self {
+            O::MaxPool(op) => op.launch_plan(input, choice),
+            O::BlurPool(op) => op.launch_plan(input, choice),
+            O::MaxBlurPool(op) => op.launch_plan(input, choice),
+            O::ConvBlurPool(op) => op.launch_plan(input, choice),
+            O::BlurConv(op) => op.launch_plan(input, choice),
+        }
     }
 
     /// Runs any operator on the GPU (`weight`/`bias` only for the conv operators; pass `None`

@@ -6,7 +6,8 @@
 #![allow(dead_code)]
 
 use blurpool::ops::Operator;
-use blurpool::verify::{check_in_dtype, Runner};
+use blurpool::reference;
+use blurpool::verify::{check_in_dtype, CaseData, Runner};
 use blurpool::{
     Activation, Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, DType, Filter, Layout,
     MaxBlurPool2d, MaxPool2d, Pad2d, PadMode, Shape4,
@@ -193,6 +194,138 @@ pub fn max_blur_pool_cases() -> Vec<(Operator, Shape4)> {
         }
     }
     cases
+}
+
+/// Sizes for the strip kernels: several strips of 8 output rows with a partial last one,
+/// odd and even channel counts (NHWC half types pair channels), 1×1, 2×2, wide and tall.
+pub const STRIP_SIZES: [Shape4; 7] = [
+    Shape4::new(1, 1, 1, 1),
+    Shape4::new(2, 3, 37, 17),
+    Shape4::new(1, 4, 19, 23),
+    Shape4::new(3, 2, 8, 10),
+    Shape4::new(1, 5, 2, 2),
+    Shape4::new(2, 6, 3, 41),
+    Shape4::new(1, 7, 45, 4),
+];
+
+/// Cases for every strip specialisation (kernels/strip.cu): each pad mode × the presets'
+/// paddings (antialiased-cnns asymmetric, timm/composer symmetric, kornia, none, and wider
+/// than the filter) × binomial and custom taps (negative ones too) × max padding 0 and 1,
+/// sizes rotating. Under KernelChoice::Auto each valid case plans a strip kernel (checked by
+/// `strip_cases_plan_strip_kernels`); under General the same cases test the v1 kernels.
+pub fn strip_cases() -> Vec<(Operator, Shape4)> {
+    let mut cases = Vec::new();
+    let mut turn = 0usize;
+    for shape in blurpool::cuda::StripShape::ALL {
+        let (k, f, s) = shape.dims();
+        let custom: Vec<f64> = (0..f).map(|t| [0.7, -0.2, 0.45, 0.15][t % 4]).collect();
+        let filters = [
+            Filter::binomial(f).unwrap(),
+            Filter::separable(
+                &custom,
+                &custom[..].iter().rev().copied().collect::<Vec<_>>(),
+            )
+            .unwrap(),
+        ];
+        let pads = [
+            ((f - 1) / 2, f / 2),
+            ((s - 1 + f - 1) / 2, (s - 1 + f - 1) / 2),
+            ((f - 1) / 2, (f - 1) / 2 + 1),
+            (0, 0),
+            (f, f + 1),
+        ];
+        let max_pads: &[usize] = if k == 1 { &[0] } else { &[0, 1] };
+        for mode in PadMode::ALL {
+            for filter in &filters {
+                for (before, after) in pads {
+                    for &mp in max_pads {
+                        let blur = Blur::new(
+                            filter.clone(),
+                            (s, s),
+                            Pad2d::new(before, after, before, after),
+                            mode,
+                        )
+                        .unwrap();
+                        let op = if k == 1 {
+                            Operator::BlurPool(BlurPool2d::new(blur))
+                        } else {
+                            Operator::MaxBlurPool(MaxBlurPool2d::new(
+                                MaxPool2d::new((k, k), (mp, mp)).unwrap(),
+                                blur,
+                            ))
+                        };
+                        for _ in 0..3 {
+                            cases.push((op.clone(), STRIP_SIZES[turn % STRIP_SIZES.len()]));
+                            turn += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cases
+}
+
+/// MaxBlurPool on inputs holding NaN, +inf and −inf (strip and general geometries): the result
+/// must be the reference's exactly where it is not finite, and within f32 rounding elsewhere.
+/// Returns the number of cases run.
+pub fn nan_and_inf(r: &impl Runner) -> usize {
+    let shape = Shape4::new(1, 2, 9, 10);
+    let mut rng = StdRng::seed_from_u64(seed());
+    let mut runs = 0;
+    for layout in Layout::ALL {
+        for (k, pad, filt, mode) in [
+            (2, 0, 1, PadMode::Reflect),
+            (2, 0, 3, PadMode::Zero),
+            (2, 0, 4, PadMode::Reflect),
+            (3, 1, 3, PadMode::Replicate),
+            (3, 0, 4, PadMode::Reflect),
+        ] {
+            let f = Filter::binomial(filt).unwrap();
+            let blur = Blur::new(
+                f,
+                (2, 2),
+                Pad2d::new((filt - 1) / 2, filt / 2, (filt - 1) / 2, filt / 2),
+                mode,
+            )
+            .unwrap();
+            let op = Operator::MaxBlurPool(MaxBlurPool2d::new(
+                MaxPool2d::new((k, k), (pad, pad)).unwrap(),
+                blur,
+            ));
+            let mut data = CaseData::<f32>::random(&mut rng, &op, shape);
+            for (i, v) in [
+                (5, f32::NAN),
+                (17, f32::INFINITY),
+                (40, f32::NEG_INFINITY),
+                (41, f32::NEG_INFINITY),
+                (77, f32::NAN),
+                (78, f32::INFINITY),
+            ] {
+                data.x[i] = v;
+            }
+            let out = op.output_shape(shape).unwrap();
+            let mut want = vec![0f32; out.numel().unwrap()];
+            reference::run(&op, shape, layout, &data.x, &[], None, &mut want).unwrap();
+            let got = r.run(&op, shape, layout, &data).unwrap();
+            for (e, (a, b)) in got.iter().zip(&want).enumerate() {
+                let same = (a.is_nan() && b.is_nan())
+                    || a == b
+                    || (a.is_finite() && b.is_finite() && (a - b).abs() <= 1e-5 * b.abs().max(1.0));
+                assert!(
+                    same,
+                    "{layout:?} {op:?}: element {e}: kernel {a}, reference {b}"
+                );
+            }
+            assert!(want.iter().any(|v| v.is_nan()), "the case must produce NaN");
+            assert!(
+                want.iter().any(|v| v.is_infinite()),
+                "the case must produce ±inf"
+            );
+            runs += 1;
+        }
+    }
+    runs
 }
 
 /// (Cin, Cout, groups): dense, depthwise, in between.
