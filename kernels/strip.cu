@@ -240,6 +240,172 @@ __device__ __forceinline__ void bp_strip_impl(const BpParams &p, const T *__rest
     }
 }
 
+// Depthwise ConvBlurPool2d (groups = Cin = Cout, a KC×KC kernel at stride 1, any zero padding,
+// bias and activation) with an F×F blur at stride S, on the same strips. A map row of the conv
+// is Σ_a Σ_b w[a][b]·x[s − cpy + a][q − cpx + b] + bias, so away from the side edges the thread
+// keeps the last KC input rows' span of F + KC − 1 pixels in registers (xr, slid by one row per
+// map row like hx above) and each input pixel is loaded once per thread; columns whose taps
+// reach past the row's ends (or into the blur's column padding) read their taps directly.
+template <typename T, typename L, int KC, int F, int S>
+__device__ __forceinline__ void bp_strip_dw_impl(const BpParams &p, const T *__restrict__ x, const T *__restrict__ w,
+                                                 const T *__restrict__ b, T *__restrict__ y) {
+    constexpr int V = (L::channels_last && sizeof(T) == 2) ? 2 : 1;
+    constexpr int E = F + KC - 1;
+    const int H = (int)p.h, W = (int)p.w, HM = (int)p.hm, WM = (int)p.wm, HO = (int)p.ho, WO = (int)p.wo;
+    const int cpy = p.cpy, cpx = p.cpx;
+    const long long C = p.c;
+    const long long strips = (HO + BP_STRIP_ROWS - 1) / BP_STRIP_ROWS;
+    const long long groups = L::channels_last ? (C + V - 1) / V : C;
+    const long long items = p.n * groups * strips * WO;
+    if (items == 0) return;
+    const double rcp_strips = 1.0 / (double)strips, rcp_groups = 1.0 / (double)groups;
+    const long long col_stride = L::col_stride(C);
+    const long long row_stride = (long long)W * col_stride;
+    const bool pairs = V == 2 && C % 2 == 0 && (reinterpret_cast<unsigned long long>(x) & 3) == 0 &&
+                       (reinterpret_cast<unsigned long long>(y) & 3) == 0;
+
+    BP_GRID_STRIDE_LOOP(idx, items) {
+        long long n, c0, rest, strip, jl;
+        if (L::channels_last) {
+            long long g;
+            bp_divmod(idx, groups, rcp_groups, rest, g);
+            c0 = g * V;
+            bp_divmod(rest, WO, p.rcp_wo, rest, jl);
+            bp_divmod(rest, strips, rcp_strips, n, strip);
+        } else {
+            bp_divmod(idx, WO, p.rcp_wo, rest, jl);
+            bp_divmod(rest, strips, rcp_strips, rest, strip);
+            bp_divmod(rest, C, p.rcp_c, n, c0);
+        }
+        const int j = (int)jl;
+        const int valid = L::channels_last ? (int)(C - c0 < V ? C - c0 : V) : 1;
+        const T *__restrict__ plane = x + L::offset(n, c0, 0, 0, C, H, W);
+
+        // This channel group's taps and bias (weights are Cout×1×KC×KC; lanes past `valid`
+        // get zeros and are never stored).
+        float wk[KC][KC][V], bias[V];
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+            const bool live = k < valid;
+            bias[k] = (live && p.has_bias) ? bp_to_f32(b[c0 + k]) : 0.f;
+#pragma unroll
+            for (int a = 0; a < KC; ++a)
+#pragma unroll
+                for (int t = 0; t < KC; ++t) wk[a][t][k] = live ? bp_to_f32(w[((c0 + k) * KC + a) * KC + t]) : 0.f;
+        }
+
+        const int q0 = j * S - p.pad_left;
+        int qs[F];
+#pragma unroll
+        for (int v = 0; v < F; ++v) qs[v] = (int)bp_source_index(q0 + v, WM, p.mode);
+        const bool fast = q0 >= 0 && q0 + F - 1 < WM && q0 - cpx >= 0 && q0 - cpx + E - 1 < W;
+
+        float xr[KC][E][V] = {}; // fast path: input rows s − cpy .. s − cpy + KC − 1 (0 outside)
+        float mrow[F][V] = {};   // act(conv + bias) of map row last_s at the F columns
+        float ring[F][V] = {};   // blurred map rows, as in bp_strip_impl
+        int last_s = -2;
+        const int i_begin = (int)strip * BP_STRIP_ROWS;
+        const int i_end = bp_min_int(HO, i_begin + BP_STRIP_ROWS);
+        int r_next = i_begin * S - p.pad_top;
+        for (int i = i_begin; i < i_end; ++i) {
+            for (const int r_last = i * S - p.pad_top + F - 1; r_next <= r_last; ++r_next) {
+                float row[V];
+                const int s = (int)bp_source_index(r_next, HM, p.mode);
+                if (s < 0) {
+#pragma unroll
+                    for (int k = 0; k < V; ++k) row[k] = 0.f;
+                } else {
+                    if (s != last_s) {
+                        float z[F][V];
+#pragma unroll
+                        for (int v = 0; v < F; ++v)
+#pragma unroll
+                            for (int k = 0; k < V; ++k) z[v][k] = bias[k];
+                        if (fast) {
+                            const int y_last = s - cpy + KC - 1;
+                            for (int yy = (s == last_s + 1) ? y_last : s - cpy; yy <= y_last; ++yy) {
+#pragma unroll
+                                for (int a = 0; a + 1 < KC; ++a)
+#pragma unroll
+                                    for (int e = 0; e < E; ++e)
+#pragma unroll
+                                        for (int k = 0; k < V; ++k) xr[a][e][k] = xr[a + 1][e][k];
+                                const bool inside = yy >= 0 && yy < H;
+                                const T *__restrict__ rowp = plane + (long long)(inside ? yy : 0) * row_stride;
+#pragma unroll
+                                for (int e = 0; e < E; ++e) {
+                                    float v2[V];
+                                    bp_load_channels<T, V>(rowp + (long long)(q0 - cpx + e) * col_stride, valid, pairs,
+                                                           v2);
+#pragma unroll
+                                    for (int k = 0; k < V; ++k) xr[KC - 1][e][k] = inside ? v2[k] : 0.f;
+                                }
+                            }
+#pragma unroll
+                            for (int a = 0; a < KC; ++a)
+#pragma unroll
+                                for (int v = 0; v < F; ++v)
+#pragma unroll
+                                    for (int t = 0; t < KC; ++t)
+#pragma unroll
+                                        for (int k = 0; k < V; ++k) z[v][k] += wk[a][t][k] * xr[a][v + t][k];
+                        } else {
+                            // Edge columns: taps straight from the input, skipping padding.
+#pragma unroll
+                            for (int a = 0; a < KC; ++a) {
+                                const int yy = s - cpy + a;
+                                if (yy < 0 || yy >= H) continue;
+                                const T *__restrict__ rowp = plane + (long long)yy * row_stride;
+#pragma unroll
+                                for (int v = 0; v < F; ++v) {
+                                    if (qs[v] < 0) continue;
+#pragma unroll
+                                    for (int t = 0; t < KC; ++t) {
+                                        const int col = qs[v] - cpx + t;
+                                        if (col < 0 || col >= W) continue;
+                                        float v2[V];
+                                        bp_load_channels<T, V>(rowp + (long long)col * col_stride, valid, pairs, v2);
+#pragma unroll
+                                        for (int k = 0; k < V; ++k) z[v][k] += wk[a][t][k] * v2[k];
+                                    }
+                                }
+                            }
+                        }
+                        last_s = s;
+#pragma unroll
+                        for (int v = 0; v < F; ++v)
+#pragma unroll
+                            for (int k = 0; k < V; ++k) mrow[v][k] = bp_activate(z[v][k], p.act);
+                    }
+#pragma unroll
+                    for (int k = 0; k < V; ++k) {
+                        float acc = 0.f;
+#pragma unroll
+                        for (int v = 0; v < F; ++v)
+                            if (qs[v] >= 0) acc += p.tx[v] * mrow[v][k];
+                        row[k] = acc;
+                    }
+                }
+#pragma unroll
+                for (int u = 0; u + 1 < F; ++u)
+#pragma unroll
+                    for (int k = 0; k < V; ++k) ring[u][k] = ring[u + 1][k];
+#pragma unroll
+                for (int k = 0; k < V; ++k) ring[F - 1][k] = row[k];
+            }
+            float out[V];
+#pragma unroll
+            for (int k = 0; k < V; ++k) {
+                float acc = 0.f;
+#pragma unroll
+                for (int u = 0; u < F; ++u) acc += p.ty[u] * ring[u][k];
+                out[k] = acc;
+            }
+            bp_store_channels<T, V>(y + L::offset(n, c0, i, j, C, HO, WO), valid, pairs, out);
+        }
+    }
+}
+
 // Entry points NAME_<dtype>_<layout> for one (window, filter, stride) specialisation; the
 // host picks them in src/cuda (StripShape) when an operator matches exactly.
 #define BP_STRIP_VARIANT(NAME, K, F, S)                                                                   \
@@ -257,3 +423,17 @@ BP_STRIP_VARIANT(bp_maxblurpool_k3f3s2, 3, 3, 2)
 BP_STRIP_VARIANT(bp_maxblurpool_k2f3s2, 2, 3, 2)
 BP_STRIP_VARIANT(bp_blurpool_f3s2, 1, 3, 2)
 BP_STRIP_VARIANT(bp_blurpool_f4s2, 1, 4, 2)
+
+#define BP_STRIP_DW_VARIANT(NAME, KC, F, S)                                                              \
+    template <typename T, typename L>                                                                    \
+    __device__ __forceinline__ void NAME##_impl(const BpParams p, const T *__restrict__ x,               \
+                                                const T *__restrict__ w, const T *__restrict__ b,        \
+                                                T *__restrict__ y) {                                     \
+        bp_strip_dw_impl<T, L, KC, F, S>(p, x, w, b, y);                                                 \
+    }                                                                                                    \
+    BP_INSTANTIATE(NAME)
+
+// Depthwise 3×3 conv (MobileNet-style blocks; antialiased-cnns' and timm's ConvBlurPool order)
+// with filters 3 and 4 at stride 2.
+BP_STRIP_DW_VARIANT(bp_convblurpool_dw3f3s2, 3, 3, 2)
+BP_STRIP_DW_VARIANT(bp_convblurpool_dw3f4s2, 3, 4, 2)

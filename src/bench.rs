@@ -295,17 +295,16 @@ fn prepare_typed<T: BenchElement + 'static>(g: &Gpu, w: &Workload) -> Result<Pre
                     .clone_htod(&random_vec::<T>(&mut rng, wlen, 0.3))
                     .map_err(d)?,
             );
-            {
-                let (op, k, s, xs, wt) = (
-                    op.clone(),
-                    kernels.clone(),
-                    stream.clone(),
-                    xs.clone(),
-                    weight.clone(),
-                );
+            // Depthwise has a strip kernel (v2); time the general one beside it.
+            let mut versions = vec![("fused", kernels.clone())];
+            if w.op == BenchOp::ConvBlurPoolDepthwise {
+                versions.push(("fused v1", general.clone()));
+            }
+            for (name, k) in versions {
+                let (op, s, xs, wt) = (op.clone(), stream.clone(), xs.clone(), weight.clone());
                 let mut y = alloc(out.numel().map_err(e)?)?;
                 paths.push(Path {
-                    name: "fused".into(),
+                    name: name.into(),
                     run: Box::new(move |i| {
                         op.forward(&k, &s, shape, layout, &xs[i % xs.len()], &*wt, None, &mut y)
                             .map(|_| ())

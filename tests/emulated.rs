@@ -233,7 +233,10 @@ fn max_blur_pool_emulated() {
 #[test]
 fn strip_cases_plan_strip_kernels() {
     let (mut strip, mut invalid) = (0, 0);
-    for (op, shape) in matrix::strip_cases() {
+    let cases = matrix::strip_cases()
+        .into_iter()
+        .chain(matrix::strip_depthwise_cases());
+    for (op, shape) in cases {
         match op.plan_with(shape, KernelChoice::Auto) {
             Ok(plan) => {
                 assert!(
@@ -262,6 +265,17 @@ fn nan_and_inf_emulated() {
 #[test]
 fn strip_kernels_emulated() {
     matrix::run_matrix(&EMU, "strip kernels (emulated)", &matrix::strip_cases());
+}
+
+#[test]
+fn strip_depthwise_kernels_emulated() {
+    let cases = matrix::strip_depthwise_cases();
+    matrix::run_matrix(&EMU, "strip depthwise conv kernels (emulated)", &cases);
+    matrix::run_matrix(
+        &EMU_GENERAL,
+        "strip depthwise cases, general kernels (emulated)",
+        &cases,
+    );
 }
 
 #[test]

@@ -70,6 +70,9 @@ fn strip_kernels_match_reference() {
         "strip cases, general kernels",
         &matrix::strip_cases(),
     );
+    let dw = matrix::strip_depthwise_cases();
+    matrix::run_matrix(&g, "strip depthwise conv kernels", &dw);
+    matrix::run_matrix(&general, "strip depthwise cases, general kernels", &dw);
     g.ctx.check_err().expect("no deferred CUDA errors");
 }
 

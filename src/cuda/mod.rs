@@ -78,44 +78,60 @@ pub enum KernelKind {
 }
 
 /// The compile-time specialisations of the strip kernels (kernels/strip.cu): a square max
-/// window (1 = none, BlurPool2d), a square filter and one stride for both axes. Only the
-/// shapes in [`StripShape::ALL`] exist; [`StripShape::find`] is the way to get one.
+/// window (1 = none, BlurPool2d) or a square depthwise conv kernel (ConvBlurPool2d), a square
+/// filter and one stride for both axes. Only the shapes in [`StripShape::ALL`] exist;
+/// [`StripShape::find`] and [`StripShape::find_depthwise`] are the ways to get one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StripShape {
     window: u8,
     filter: u8,
     stride: u8,
+    depthwise_conv: bool,
 }
 
 impl StripShape {
     /// Every specialisation the kernels instantiate: antialiased-cnns (max 2, filter 4),
-    /// timm aa (max 3, filter 3), kornia / composer (max 2, filter 3), and BlurPool2d with
-    /// filters 3 (timm) and 4 (antialiased-cnns); all at stride 2.
-    pub const ALL: [StripShape; 5] = [
-        StripShape::new(2, 4, 2),
-        StripShape::new(3, 3, 2),
-        StripShape::new(2, 3, 2),
-        StripShape::new(1, 3, 2),
-        StripShape::new(1, 4, 2),
+    /// timm aa (max 3, filter 3), kornia / composer (max 2, filter 3), BlurPool2d with
+    /// filters 3 (timm) and 4 (antialiased-cnns), and a depthwise 3×3 conv with filters 3
+    /// and 4; all at stride 2.
+    pub const ALL: [StripShape; 7] = [
+        StripShape::new(2, 4, 2, false),
+        StripShape::new(3, 3, 2, false),
+        StripShape::new(2, 3, 2, false),
+        StripShape::new(1, 3, 2, false),
+        StripShape::new(1, 4, 2, false),
+        StripShape::new(3, 3, 2, true),
+        StripShape::new(3, 4, 2, true),
     ];
 
-    const fn new(window: u8, filter: u8, stride: u8) -> StripShape {
+    const fn new(window: u8, filter: u8, stride: u8, depthwise_conv: bool) -> StripShape {
         StripShape {
             window,
             filter,
             stride,
+            depthwise_conv,
         }
     }
 
-    /// The specialisation for a square `window` (1: no max), square `filter` and equal
-    /// strides, if the kernels have one.
-    pub fn find(window: usize, filter: usize, stride: usize) -> Option<StripShape> {
-        StripShape::ALL.into_iter().find(|s| {
-            (s.window as usize, s.filter as usize, s.stride as usize) == (window, filter, stride)
-        })
+    fn lookup(window: usize, filter: usize, stride: usize, dw: bool) -> Option<StripShape> {
+        StripShape::ALL
+            .into_iter()
+            .find(|s| s.dims() == (window, filter, stride) && s.depthwise_conv == dw)
     }
 
-    /// Max window, filter taps and stride (each for both axes).
+    /// The pooling specialisation for a square max `window` (1: no max), square `filter` and
+    /// equal strides, if the kernels have one.
+    pub fn find(window: usize, filter: usize, stride: usize) -> Option<StripShape> {
+        StripShape::lookup(window, filter, stride, false)
+    }
+
+    /// The depthwise ConvBlurPool2d specialisation for a square conv `kernel`, square `filter`
+    /// and equal strides, if the kernels have one.
+    pub fn find_depthwise(kernel: usize, filter: usize, stride: usize) -> Option<StripShape> {
+        StripShape::lookup(kernel, filter, stride, true)
+    }
+
+    /// Max window (or depthwise conv kernel), filter taps and stride (each for both axes).
     pub fn dims(self) -> (usize, usize, usize) {
         (
             self.window as usize,
@@ -124,13 +140,20 @@ impl StripShape {
         )
     }
 
+    /// Whether this is a depthwise ConvBlurPool2d kernel (else MaxBlurPool2d / BlurPool2d).
+    pub fn is_depthwise_conv(self) -> bool {
+        self.depthwise_conv
+    }
+
     fn stem(self) -> &'static str {
-        match (self.window, self.filter, self.stride) {
-            (2, 4, 2) => "bp_maxblurpool_k2f4s2",
-            (3, 3, 2) => "bp_maxblurpool_k3f3s2",
-            (2, 3, 2) => "bp_maxblurpool_k2f3s2",
-            (1, 3, 2) => "bp_blurpool_f3s2",
-            (1, 4, 2) => "bp_blurpool_f4s2",
+        match (self.window, self.filter, self.stride, self.depthwise_conv) {
+            (2, 4, 2, false) => "bp_maxblurpool_k2f4s2",
+            (3, 3, 2, false) => "bp_maxblurpool_k3f3s2",
+            (2, 3, 2, false) => "bp_maxblurpool_k2f3s2",
+            (1, 3, 2, false) => "bp_blurpool_f3s2",
+            (1, 4, 2, false) => "bp_blurpool_f4s2",
+            (3, 3, 2, true) => "bp_convblurpool_dw3f3s2",
+            (3, 4, 2, true) => "bp_convblurpool_dw3f4s2",
             _ => unreachable!("StripShape values come only from StripShape::ALL"),
         }
     }
@@ -143,9 +166,10 @@ impl StripShape {
         Work::Elements(params.n * params.c * strips * params.wo)
     }
 
-    /// The specialisation that computes `params` exactly (max window `window`, 1 for none),
-    /// if there is one and the padded map's coordinates stay well inside i32.
-    fn for_params(params: &BpParams, window: (i32, i32)) -> Option<StripShape> {
+    /// The specialisation that computes `params` exactly (max window `window`, 1 for none;
+    /// with `depthwise`, the conv kernel), if there is one and the padded map's coordinates
+    /// stay well inside i32.
+    fn for_params(params: &BpParams, window: (i32, i32), depthwise: bool) -> Option<StripShape> {
         let square = window.0 == window.1 && params.fy == params.fx && params.sy == params.sx;
         let small = params.hm.max(params.wm)
             + i64::from(params.fy)
@@ -154,7 +178,12 @@ impl StripShape {
         if !(square && small) {
             return None;
         }
-        StripShape::find(window.0 as usize, params.fy as usize, params.sy as usize)
+        StripShape::lookup(
+            window.0 as usize,
+            params.fy as usize,
+            params.sy as usize,
+            depthwise,
+        )
     }
 }
 
@@ -191,7 +220,7 @@ pub const KERNELS_ENV: &str = "BLURPOOL_KERNELS";
 
 impl KernelKind {
     /// Every kernel family and specialisation (one entry point per dtype × layout each).
-    pub const ALL: [KernelKind; 17] = [
+    pub const ALL: [KernelKind; 19] = [
         KernelKind::MaxPool,
         KernelKind::BlurPool,
         KernelKind::MaxBlurPool,
@@ -209,6 +238,8 @@ impl KernelKind {
         KernelKind::Strip(StripShape::ALL[2]),
         KernelKind::Strip(StripShape::ALL[3]),
         KernelKind::Strip(StripShape::ALL[4]),
+        KernelKind::Strip(StripShape::ALL[5]),
+        KernelKind::Strip(StripShape::ALL[6]),
     ];
 
     fn stem(self) -> &'static str {
@@ -667,7 +698,7 @@ impl LaunchPlan {
         (output, params): (Shape4, BpParams),
         choice: KernelChoice,
     ) -> LaunchPlan {
-        match StripShape::for_params(&params, window) {
+        match StripShape::for_params(&params, window, false) {
             Some(shape) if choice == KernelChoice::Auto => LaunchPlan {
                 kind: KernelKind::Strip(shape),
                 output,
@@ -831,8 +862,23 @@ macro_rules! conv_entries {
                 Ok(plan.output)
             }
 
-            fn launch_plan(&self, input: Shape4, _choice: KernelChoice) -> Result<LaunchPlan> {
-                Ok(LaunchPlan::general($kind, self.params(input)?))
+            fn launch_plan(&self, input: Shape4, choice: KernelChoice) -> Result<LaunchPlan> {
+                let (output, params) = self.params(input)?;
+                // Depthwise (one filter per channel) at conv stride 1: the strip kernels.
+                let depthwise = $kind == KernelKind::ConvBlurPool
+                    && i64::from(params.groups) == params.c
+                    && params.cout == params.c
+                    && params.csy == 1
+                    && params.csx == 1;
+                match StripShape::for_params(&params, (params.ckh, params.ckw), true) {
+                    Some(shape) if depthwise && choice == KernelChoice::Auto => Ok(LaunchPlan {
+                        kind: KernelKind::Strip(shape),
+                        output,
+                        params,
+                        work: shape.work(&params),
+                    }),
+                    _ => Ok(LaunchPlan::general($kind, (output, params))),
+                }
             }
         }
     };

@@ -217,6 +217,9 @@ pub fn strip_cases() -> Vec<(Operator, Shape4)> {
     let mut cases = Vec::new();
     let mut turn = 0usize;
     for shape in blurpool::cuda::StripShape::ALL {
+        if shape.is_depthwise_conv() {
+            continue;
+        }
         let (k, f, s) = shape.dims();
         let custom: Vec<f64> = (0..f).map(|t| [0.7, -0.2, 0.45, 0.15][t % 4]).collect();
         let filters = [
@@ -257,6 +260,72 @@ pub fn strip_cases() -> Vec<(Operator, Shape4)> {
                         for _ in 0..3 {
                             cases.push((op.clone(), STRIP_SIZES[turn % STRIP_SIZES.len()]));
                             turn += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cases
+}
+
+/// Cases for the depthwise ConvBlurPool strip kernels: each pad mode × conv padding 0/1/2 ×
+/// (no bias, identity), (bias, relu), (bias, relu6) × blur paddings (antialiased-cnns, timm,
+/// wider than the filter) × binomial and custom taps, sizes rotating (the conv is depthwise
+/// over each size's own channel count).
+pub fn strip_depthwise_cases() -> Vec<(Operator, Shape4)> {
+    let mut cases = Vec::new();
+    let mut turn = 0usize;
+    for shape in blurpool::cuda::StripShape::ALL {
+        if !shape.is_depthwise_conv() {
+            continue;
+        }
+        let (k, f, s) = shape.dims();
+        let custom: Vec<f64> = (0..f).map(|t| [0.55, 0.3, -0.15, 0.25][t % 4]).collect();
+        let filters = [
+            Filter::binomial(f).unwrap(),
+            Filter::separable(&custom, &custom).unwrap(),
+        ];
+        let pads = [
+            ((f - 1) / 2, f / 2),
+            ((s - 1 + f - 1) / 2, (s - 1 + f - 1) / 2),
+            (f, f + 1),
+        ];
+        for mode in PadMode::ALL {
+            for conv_pad in [0, 1, 2] {
+                for (bias, act) in [
+                    (false, Activation::Identity),
+                    (true, Activation::Relu),
+                    (true, Activation::Relu6),
+                ] {
+                    for (before, after) in pads {
+                        for filter in &filters {
+                            for _ in 0..2 {
+                                let size = STRIP_SIZES[turn % STRIP_SIZES.len()];
+                                turn += 1;
+                                let c = size.c;
+                                let conv = Conv2dSpec::new(
+                                    c,
+                                    c,
+                                    (k, k),
+                                    (conv_pad, conv_pad),
+                                    c,
+                                    bias,
+                                    act,
+                                )
+                                .unwrap();
+                                let blur = Blur::new(
+                                    filter.clone(),
+                                    (s, s),
+                                    Pad2d::new(before, after, before, after),
+                                    mode,
+                                )
+                                .unwrap();
+                                cases.push((
+                                    Operator::ConvBlurPool(ConvBlurPool2d::new(conv, blur)),
+                                    size,
+                                ));
+                            }
                         }
                     }
                 }
