@@ -5,7 +5,7 @@
 #            tensor and 100-run determinism), and the CPU-side and golden tests;
 # sanitize:  the four compute-sanitizer tools over a reduced matrix (`blurpool verify`: every
 #            operator × dtype × layout × pad mode, forward and backward);
-# bench:     `blurpool bench` over the suite: OUT_DIR/bench/bench.{json,csv,svg} + bench.log;
+# bench:     `blurpool bench` over the suite: OUT_DIR/bench/bench.{json,csv,svg}, host_overhead.json + bench.log;
 # criterion: the criterion benches (bench-fused.log, criterion reports in OUT_DIR/criterion).
 # Every phase appends to OUT_DIR/summary.txt.
 set -uo pipefail

@@ -179,6 +179,75 @@ pub fn copy_path(g: &Gpu, bytes: usize) -> Result<(Path, u64), String> {
     ))
 }
 
+/// Host time per launch of the fused MaxBlurPool, in µs: through `forward` (cudarc buffers:
+/// length checks, the launch plan, cudarc's stream-ordering events on each buffer, the launch)
+/// and through `forward_raw` (device pointers: validation, plan, launch).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct HostOverhead {
+    pub forward_us: f64,
+    pub forward_raw_us: f64,
+}
+
+/// Measures [`HostOverhead`] on a tiny workload (1×8×16×16 f16 NHWC, far less GPU work per
+/// launch than host work, so the launch queue never fills): the median of 21 batches of 100
+/// launches, wall-clock on the host, the stream drained between batches.
+pub fn host_overhead(g: &Gpu) -> Result<HostOverhead, String> {
+    use half::f16;
+    let e = |e: crate::Error| e.to_string();
+    let d = |e: cudarc::driver::DriverError| e.to_string();
+    let op = max_blur_pool_op().map_err(e)?;
+    let shape = Shape4::new(1, 8, 16, 16);
+    let out = op.output_shape(shape).map_err(e)?;
+    let stream = g.stream.clone();
+    let x = stream
+        .clone_htod(&random_vec::<f16>(
+            &mut StdRng::seed_from_u64(3),
+            shape.numel().map_err(e)?,
+            1.0,
+        ))
+        .map_err(d)?;
+    let mut y = stream
+        .alloc_zeros::<f16>(out.numel().map_err(e)?)
+        .map_err(d)?;
+    let median_us = |launch: &mut dyn FnMut() -> Result<(), String>| -> Result<f64, String> {
+        const BATCH: usize = 100;
+        let mut per_launch = Vec::new();
+        for _ in 0..21 {
+            stream.synchronize().map_err(d)?;
+            let t0 = std::time::Instant::now();
+            for _ in 0..BATCH {
+                launch()?;
+            }
+            per_launch.push(t0.elapsed().as_secs_f64() * 1e6 / BATCH as f64);
+        }
+        stream.synchronize().map_err(d)?;
+        per_launch.sort_by(f64::total_cmp);
+        Ok(per_launch[per_launch.len() / 2])
+    };
+    let forward_us = median_us(&mut || {
+        op.forward(&g.kernels, &stream, shape, Layout::Nhwc, &x, &mut y)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })?;
+    let forward_raw_us = {
+        use cudarc::driver::{DevicePtr, DevicePtrMut};
+        let (xp, _gx) = x.device_ptr(&stream);
+        let (yp, _gy) = y.device_ptr_mut(&stream);
+        median_us(&mut || {
+            // SAFETY: xp and yp address live buffers of this context holding the input and
+            // output of `shape` in f16; their guards outlive every launch (the stream is
+            // drained before they drop).
+            unsafe { op.forward_raw(&g.kernels, &stream, DType::F16, shape, Layout::Nhwc, xp, yp) }
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })?
+    };
+    Ok(HostOverhead {
+        forward_us,
+        forward_raw_us,
+    })
+}
+
 /// Uploads, allocates and builds every path of `w`.
 pub fn prepare(g: &Gpu, w: &Workload) -> Result<Prepared, String> {
     match w.dtype {
