@@ -116,26 +116,190 @@ __device__ __forceinline__ void bp_strip_hmax(const T *__restrict__ row, long lo
     }
 }
 
-// MaxBlurPool2d (K ≥ 2: K×K max at stride 1, then blur) or BlurPool2d (K = 1: the map is the
-// input) with an F×F filter at stride S in both directions. Padding sizes, pad mode and taps
-// come from the parameter block as in v1.
-template <typename T, typename L, int K, int F, int S>
-__device__ __forceinline__ void bp_strip_impl(const BpParams &p, const T *__restrict__ x, T *__restrict__ y) {
-    constexpr int V = (L::channels_last && sizeof(T) == 2) ? 2 : 1;
-    const float neg_inf = __int_as_float(0xff800000);
+// Channels per thread: NHWC half types take two (one 4-byte word), everything else one.
+template <typename T, typename L>
+constexpr int bp_strip_lanes = (L::channels_last && sizeof(T) == 2) ? 2 : 1;
+
+// What a map policy needs to know about the work item: where the (n, c0) plane starts, its
+// strides, the thread's output column and the F map columns it blurs (resolved through the
+// blur's padding: −1 for a zero-padded column).
+template <typename T, int F>
+struct bp_strip_item {
+    const T *__restrict__ plane;
+    long long row_stride, col_stride;
+    long long c0;
+    int valid; // channels of the group that exist (≤ V)
+    bool pairs;
+    int q0;    // padded map column of tap 0
+    int qs[F];
+};
+
+// The map of MaxBlurPool2d (K ≥ 2: K×K max at stride 1) or of BlurPool2d (K = 1: the input):
+// hx holds the horizontal maxima of the last K input rows at the F columns.
+template <typename T, int K, int F, int V>
+struct bp_strip_max_map {
+    int mpy, mpx, H, W;
+    bool fast;
+    float hx[K][F][V];
+
+    __device__ __forceinline__ bp_strip_max_map(const BpParams &p)
+        : mpy(K > 1 ? p.mpy : 0), mpx(K > 1 ? p.mpx : 0), H((int)p.h), W((int)p.w), fast(false), hx{} {}
+
+    __device__ __forceinline__ void begin(const bp_strip_item<T, F> &it, int WM) {
+        fast = it.q0 >= 0 && it.q0 + F - 1 < WM && it.q0 - mpx >= 0 && it.q0 - mpx + F + K - 2 < W;
+    }
+
+    // Map row s at the F columns into m; `follows` says s is the row after the last one.
+    __device__ __forceinline__ void row(const bp_strip_item<T, F> &it, int s, bool follows, float (&m)[F][V]) {
+        const float neg_inf = __int_as_float(0xff800000);
+        // Map row s is the max over input rows s − mpy .. s − mpy + K − 1: slide the ring by one
+        // row when s follows the last one, else refill it.
+        const int y_last = s - mpy + K - 1;
+        for (int yy = follows ? y_last : s - mpy; yy <= y_last; ++yy) {
+#pragma unroll
+            for (int a = 0; a + 1 < K; ++a)
+#pragma unroll
+                for (int v = 0; v < F; ++v)
+#pragma unroll
+                    for (int k = 0; k < V; ++k) hx[a][v][k] = hx[a + 1][v][k];
+            if (yy < 0 || yy >= H) {
+#pragma unroll
+                for (int v = 0; v < F; ++v)
+#pragma unroll
+                    for (int k = 0; k < V; ++k) hx[K - 1][v][k] = neg_inf;
+            } else {
+                bp_strip_hmax<T, K, F, V>(it.plane + (long long)yy * it.row_stride, it.col_stride, it.qs, mpx, W,
+                                          fast, it.valid, it.pairs, hx[K - 1]);
+            }
+        }
+#pragma unroll
+        for (int v = 0; v < F; ++v)
+#pragma unroll
+            for (int k = 0; k < V; ++k) {
+                float best = neg_inf;
+#pragma unroll
+                for (int a = 0; a < K; ++a) best = bp_max_step(best, hx[a][v][k]);
+                m[v][k] = best;
+            }
+    }
+};
+
+// The map of depthwise ConvBlurPool2d (groups = Cin = Cout, a KC×KC kernel at stride 1, any zero
+// padding, bias and activation). A map row is Σ_a Σ_b w[a][b]·x[s − cpy + a][q − cpx + b] +
+// bias, so away from the side edges the thread keeps the last KC input rows' span of
+// F + KC − 1 pixels in registers (xr, slid like hx) and loads each input pixel once; columns
+// whose taps reach past the row's ends (or into the blur's column padding) read taps directly.
+template <typename T, int KC, int F, int V>
+struct bp_strip_dwconv_map {
+    static constexpr int E = F + KC - 1;
+    const T *__restrict__ w;
+    const T *__restrict__ b;
+    int cpy, cpx, H, W, act, has_bias;
+    bool fast;
+    float wk[KC][KC][V], bias[V];
+    float xr[KC][E][V]; // fast path: input rows s − cpy .. s − cpy + KC − 1 (0 outside)
+
+    __device__ __forceinline__ bp_strip_dwconv_map(const BpParams &p, const T *__restrict__ w_,
+                                                   const T *__restrict__ b_)
+        : w(w_), b(b_), cpy(p.cpy), cpx(p.cpx), H((int)p.h), W((int)p.w), act(p.act), has_bias(p.has_bias),
+          fast(false), wk{}, bias{}, xr{} {}
+
+    // This channel group's taps and bias (weights are Cout×1×KC×KC; lanes past `valid` get
+    // zeros and are never stored).
+    __device__ __forceinline__ void begin(const bp_strip_item<T, F> &it, int WM) {
+        fast = it.q0 >= 0 && it.q0 + F - 1 < WM && it.q0 - cpx >= 0 && it.q0 - cpx + E - 1 < W;
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+            const bool live = k < it.valid;
+            bias[k] = (live && has_bias) ? bp_to_f32(b[it.c0 + k]) : 0.f;
+#pragma unroll
+            for (int a = 0; a < KC; ++a)
+#pragma unroll
+                for (int t = 0; t < KC; ++t)
+                    wk[a][t][k] = live ? bp_to_f32(w[((it.c0 + k) * KC + a) * KC + t]) : 0.f;
+        }
+    }
+
+    __device__ __forceinline__ void row(const bp_strip_item<T, F> &it, int s, bool follows, float (&m)[F][V]) {
+        float z[F][V];
+#pragma unroll
+        for (int v = 0; v < F; ++v)
+#pragma unroll
+            for (int k = 0; k < V; ++k) z[v][k] = bias[k];
+        if (fast) {
+            const int y_last = s - cpy + KC - 1;
+            for (int yy = follows ? y_last : s - cpy; yy <= y_last; ++yy) {
+#pragma unroll
+                for (int a = 0; a + 1 < KC; ++a)
+#pragma unroll
+                    for (int e = 0; e < E; ++e)
+#pragma unroll
+                        for (int k = 0; k < V; ++k) xr[a][e][k] = xr[a + 1][e][k];
+                const bool inside = yy >= 0 && yy < H;
+                const T *__restrict__ rowp = it.plane + (long long)(inside ? yy : 0) * it.row_stride;
+#pragma unroll
+                for (int e = 0; e < E; ++e) {
+                    float px[V];
+                    bp_load_channels<T, V>(rowp + (long long)(it.q0 - cpx + e) * it.col_stride, it.valid, it.pairs,
+                                           px);
+#pragma unroll
+                    for (int k = 0; k < V; ++k) xr[KC - 1][e][k] = inside ? px[k] : 0.f;
+                }
+            }
+#pragma unroll
+            for (int a = 0; a < KC; ++a)
+#pragma unroll
+                for (int v = 0; v < F; ++v)
+#pragma unroll
+                    for (int t = 0; t < KC; ++t)
+#pragma unroll
+                        for (int k = 0; k < V; ++k) z[v][k] += wk[a][t][k] * xr[a][v + t][k];
+        } else {
+#pragma unroll
+            for (int a = 0; a < KC; ++a) {
+                const int yy = s - cpy + a;
+                if (yy < 0 || yy >= H) continue;
+                const T *__restrict__ rowp = it.plane + (long long)yy * it.row_stride;
+#pragma unroll
+                for (int v = 0; v < F; ++v) {
+                    if (it.qs[v] < 0) continue;
+#pragma unroll
+                    for (int t = 0; t < KC; ++t) {
+                        const int col = it.qs[v] - cpx + t;
+                        if (col < 0 || col >= W) continue;
+                        float px[V];
+                        bp_load_channels<T, V>(rowp + (long long)col * it.col_stride, it.valid, it.pairs, px);
+#pragma unroll
+                        for (int k = 0; k < V; ++k) z[v][k] += wk[a][t][k] * px[k];
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int v = 0; v < F; ++v)
+#pragma unroll
+            for (int k = 0; k < V; ++k) m[v][k] = bp_activate(z[v][k], act);
+    }
+};
+
+// The strip walk shared by every map: item split, blur-padding resolution, the ring of blurred
+// map rows and the stores. `map` produces map rows at the thread's F columns; F×F filter at
+// stride S in both directions, taps and padding from the parameter block as in v1.
+template <typename T, typename L, int F, int S, typename Map>
+__device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restrict__ x, T *__restrict__ y, Map map) {
+    constexpr int V = bp_strip_lanes<T, L>;
     const int H = (int)p.h, W = (int)p.w, HM = (int)p.hm, WM = (int)p.wm, HO = (int)p.ho, WO = (int)p.wo;
-    const int mpy = K > 1 ? p.mpy : 0;
-    const int mpx = K > 1 ? p.mpx : 0;
     const long long C = p.c;
     const long long strips = (HO + BP_STRIP_ROWS - 1) / BP_STRIP_ROWS;
     const long long groups = L::channels_last ? (C + V - 1) / V : C;
     const long long items = p.n * groups * strips * WO;
     if (items == 0) return;
     const double rcp_strips = 1.0 / (double)strips, rcp_groups = 1.0 / (double)groups;
-    const long long col_stride = L::col_stride(C);
-    const long long row_stride = (long long)W * col_stride;
-    const bool pairs = V == 2 && C % 2 == 0 && (reinterpret_cast<unsigned long long>(x) & 3) == 0 &&
-                       (reinterpret_cast<unsigned long long>(y) & 3) == 0;
+    bp_strip_item<T, F> it;
+    it.col_stride = L::col_stride(C);
+    it.row_stride = (long long)W * it.col_stride;
+    it.pairs = V == 2 && C % 2 == 0 && (reinterpret_cast<unsigned long long>(x) & 3) == 0 &&
+               (reinterpret_cast<unsigned long long>(y) & 3) == 0;
 
     BP_GRID_STRIDE_LOOP(idx, items) {
         long long n, c0, rest, strip, jl;
@@ -151,22 +315,19 @@ __device__ __forceinline__ void bp_strip_impl(const BpParams &p, const T *__rest
             bp_divmod(rest, C, p.rcp_c, n, c0);
         }
         const int j = (int)jl;
-        const int valid = L::channels_last ? (int)(C - c0 < V ? C - c0 : V) : 1;
-        const T *__restrict__ plane = x + L::offset(n, c0, 0, 0, C, H, W);
-
-        // The F map columns output column j blurs, resolved through the blur's padding once.
-        const int q0 = j * S - p.pad_left;
-        int qs[F];
+        it.c0 = c0;
+        it.valid = L::channels_last ? (int)(C - c0 < V ? C - c0 : V) : 1;
+        it.plane = x + L::offset(n, c0, 0, 0, C, H, W);
+        it.q0 = j * S - p.pad_left;
 #pragma unroll
-        for (int v = 0; v < F; ++v) qs[v] = (int)bp_source_index(q0 + v, WM, p.mode);
-        const bool fast = q0 >= 0 && q0 + F - 1 < WM && q0 - mpx >= 0 && q0 - mpx + F + K - 2 < W;
+        for (int v = 0; v < F; ++v) it.qs[v] = (int)bp_source_index(it.q0 + v, WM, p.mode);
+        map.begin(it, WM);
 
         // Zero-initialised only so that no path reads an indeterminate value: every entry is
         // written before it reaches an output.
-        float hx[K][F][V] = {};  // horizontal maxima of the last K input rows
-        float mrow[F][V] = {};   // the map row last_s at the F columns
-        float ring[F][V] = {};   // blurred map rows R − F + 1 .. R (padded coordinates)
-        int last_s = -2;    // no map row yet (−1 is the zero-padding marker)
+        float mrow[F][V] = {}; // the map row last_s at the F columns
+        float ring[F][V] = {}; // blurred map rows R − F + 1 .. R (padded coordinates)
+        int last_s = -2;       // no map row yet (−1 is the zero-padding marker)
         const int i_begin = (int)strip * BP_STRIP_ROWS;
         const int i_end = bp_min_int(HO, i_begin + BP_STRIP_ROWS);
         int r_next = i_begin * S - p.pad_top;
@@ -179,43 +340,15 @@ __device__ __forceinline__ void bp_strip_impl(const BpParams &p, const T *__rest
                     for (int k = 0; k < V; ++k) row[k] = 0.f;
                 } else {
                     if (s != last_s) {
-                        // Map row s is the max over input rows s − mpy .. s − mpy + K − 1: slide the
-                        // ring by one row when s follows the last one, else refill it.
-                        const int y_last = s - mpy + K - 1;
-                        for (int yy = (s == last_s + 1) ? y_last : s - mpy; yy <= y_last; ++yy) {
-#pragma unroll
-                            for (int a = 0; a + 1 < K; ++a)
-#pragma unroll
-                                for (int v = 0; v < F; ++v)
-#pragma unroll
-                                    for (int k = 0; k < V; ++k) hx[a][v][k] = hx[a + 1][v][k];
-                            if (yy < 0 || yy >= H) {
-#pragma unroll
-                                for (int v = 0; v < F; ++v)
-#pragma unroll
-                                    for (int k = 0; k < V; ++k) hx[K - 1][v][k] = neg_inf;
-                            } else {
-                                bp_strip_hmax<T, K, F, V>(plane + (long long)yy * row_stride, col_stride, qs, mpx,
-                                                          W, fast, valid, pairs, hx[K - 1]);
-                            }
-                        }
+                        map.row(it, s, s == last_s + 1, mrow);
                         last_s = s;
-#pragma unroll
-                        for (int v = 0; v < F; ++v)
-#pragma unroll
-                            for (int k = 0; k < V; ++k) {
-                                float best = neg_inf;
-#pragma unroll
-                                for (int a = 0; a < K; ++a) best = bp_max_step(best, hx[a][v][k]);
-                                mrow[v][k] = best;
-                            }
                     }
 #pragma unroll
                     for (int k = 0; k < V; ++k) {
                         float acc = 0.f;
 #pragma unroll
                         for (int v = 0; v < F; ++v)
-                            if (qs[v] >= 0) acc += p.tx[v] * mrow[v][k];
+                            if (it.qs[v] >= 0) acc += p.tx[v] * mrow[v][k];
                         row[k] = acc;
                     }
                 }
@@ -235,173 +368,7 @@ __device__ __forceinline__ void bp_strip_impl(const BpParams &p, const T *__rest
                 for (int u = 0; u < F; ++u) acc += p.ty[u] * ring[u][k];
                 out[k] = acc;
             }
-            bp_store_channels<T, V>(y + L::offset(n, c0, i, j, C, HO, WO), valid, pairs, out);
-        }
-    }
-}
-
-// Depthwise ConvBlurPool2d (groups = Cin = Cout, a KC×KC kernel at stride 1, any zero padding,
-// bias and activation) with an F×F blur at stride S, on the same strips. A map row of the conv
-// is Σ_a Σ_b w[a][b]·x[s − cpy + a][q − cpx + b] + bias, so away from the side edges the thread
-// keeps the last KC input rows' span of F + KC − 1 pixels in registers (xr, slid by one row per
-// map row like hx above) and each input pixel is loaded once per thread; columns whose taps
-// reach past the row's ends (or into the blur's column padding) read their taps directly.
-template <typename T, typename L, int KC, int F, int S>
-__device__ __forceinline__ void bp_strip_dw_impl(const BpParams &p, const T *__restrict__ x, const T *__restrict__ w,
-                                                 const T *__restrict__ b, T *__restrict__ y) {
-    constexpr int V = (L::channels_last && sizeof(T) == 2) ? 2 : 1;
-    constexpr int E = F + KC - 1;
-    const int H = (int)p.h, W = (int)p.w, HM = (int)p.hm, WM = (int)p.wm, HO = (int)p.ho, WO = (int)p.wo;
-    const int cpy = p.cpy, cpx = p.cpx;
-    const long long C = p.c;
-    const long long strips = (HO + BP_STRIP_ROWS - 1) / BP_STRIP_ROWS;
-    const long long groups = L::channels_last ? (C + V - 1) / V : C;
-    const long long items = p.n * groups * strips * WO;
-    if (items == 0) return;
-    const double rcp_strips = 1.0 / (double)strips, rcp_groups = 1.0 / (double)groups;
-    const long long col_stride = L::col_stride(C);
-    const long long row_stride = (long long)W * col_stride;
-    const bool pairs = V == 2 && C % 2 == 0 && (reinterpret_cast<unsigned long long>(x) & 3) == 0 &&
-                       (reinterpret_cast<unsigned long long>(y) & 3) == 0;
-
-    BP_GRID_STRIDE_LOOP(idx, items) {
-        long long n, c0, rest, strip, jl;
-        if (L::channels_last) {
-            long long g;
-            bp_divmod(idx, groups, rcp_groups, rest, g);
-            c0 = g * V;
-            bp_divmod(rest, WO, p.rcp_wo, rest, jl);
-            bp_divmod(rest, strips, rcp_strips, n, strip);
-        } else {
-            bp_divmod(idx, WO, p.rcp_wo, rest, jl);
-            bp_divmod(rest, strips, rcp_strips, rest, strip);
-            bp_divmod(rest, C, p.rcp_c, n, c0);
-        }
-        const int j = (int)jl;
-        const int valid = L::channels_last ? (int)(C - c0 < V ? C - c0 : V) : 1;
-        const T *__restrict__ plane = x + L::offset(n, c0, 0, 0, C, H, W);
-
-        // This channel group's taps and bias (weights are Cout×1×KC×KC; lanes past `valid`
-        // get zeros and are never stored).
-        float wk[KC][KC][V], bias[V];
-#pragma unroll
-        for (int k = 0; k < V; ++k) {
-            const bool live = k < valid;
-            bias[k] = (live && p.has_bias) ? bp_to_f32(b[c0 + k]) : 0.f;
-#pragma unroll
-            for (int a = 0; a < KC; ++a)
-#pragma unroll
-                for (int t = 0; t < KC; ++t) wk[a][t][k] = live ? bp_to_f32(w[((c0 + k) * KC + a) * KC + t]) : 0.f;
-        }
-
-        const int q0 = j * S - p.pad_left;
-        int qs[F];
-#pragma unroll
-        for (int v = 0; v < F; ++v) qs[v] = (int)bp_source_index(q0 + v, WM, p.mode);
-        const bool fast = q0 >= 0 && q0 + F - 1 < WM && q0 - cpx >= 0 && q0 - cpx + E - 1 < W;
-
-        float xr[KC][E][V] = {}; // fast path: input rows s − cpy .. s − cpy + KC − 1 (0 outside)
-        float mrow[F][V] = {};   // act(conv + bias) of map row last_s at the F columns
-        float ring[F][V] = {};   // blurred map rows, as in bp_strip_impl
-        int last_s = -2;
-        const int i_begin = (int)strip * BP_STRIP_ROWS;
-        const int i_end = bp_min_int(HO, i_begin + BP_STRIP_ROWS);
-        int r_next = i_begin * S - p.pad_top;
-        for (int i = i_begin; i < i_end; ++i) {
-            for (const int r_last = i * S - p.pad_top + F - 1; r_next <= r_last; ++r_next) {
-                float row[V];
-                const int s = (int)bp_source_index(r_next, HM, p.mode);
-                if (s < 0) {
-#pragma unroll
-                    for (int k = 0; k < V; ++k) row[k] = 0.f;
-                } else {
-                    if (s != last_s) {
-                        float z[F][V];
-#pragma unroll
-                        for (int v = 0; v < F; ++v)
-#pragma unroll
-                            for (int k = 0; k < V; ++k) z[v][k] = bias[k];
-                        if (fast) {
-                            const int y_last = s - cpy + KC - 1;
-                            for (int yy = (s == last_s + 1) ? y_last : s - cpy; yy <= y_last; ++yy) {
-#pragma unroll
-                                for (int a = 0; a + 1 < KC; ++a)
-#pragma unroll
-                                    for (int e = 0; e < E; ++e)
-#pragma unroll
-                                        for (int k = 0; k < V; ++k) xr[a][e][k] = xr[a + 1][e][k];
-                                const bool inside = yy >= 0 && yy < H;
-                                const T *__restrict__ rowp = plane + (long long)(inside ? yy : 0) * row_stride;
-#pragma unroll
-                                for (int e = 0; e < E; ++e) {
-                                    float v2[V];
-                                    bp_load_channels<T, V>(rowp + (long long)(q0 - cpx + e) * col_stride, valid, pairs,
-                                                           v2);
-#pragma unroll
-                                    for (int k = 0; k < V; ++k) xr[KC - 1][e][k] = inside ? v2[k] : 0.f;
-                                }
-                            }
-#pragma unroll
-                            for (int a = 0; a < KC; ++a)
-#pragma unroll
-                                for (int v = 0; v < F; ++v)
-#pragma unroll
-                                    for (int t = 0; t < KC; ++t)
-#pragma unroll
-                                        for (int k = 0; k < V; ++k) z[v][k] += wk[a][t][k] * xr[a][v + t][k];
-                        } else {
-                            // Edge columns: taps straight from the input, skipping padding.
-#pragma unroll
-                            for (int a = 0; a < KC; ++a) {
-                                const int yy = s - cpy + a;
-                                if (yy < 0 || yy >= H) continue;
-                                const T *__restrict__ rowp = plane + (long long)yy * row_stride;
-#pragma unroll
-                                for (int v = 0; v < F; ++v) {
-                                    if (qs[v] < 0) continue;
-#pragma unroll
-                                    for (int t = 0; t < KC; ++t) {
-                                        const int col = qs[v] - cpx + t;
-                                        if (col < 0 || col >= W) continue;
-                                        float v2[V];
-                                        bp_load_channels<T, V>(rowp + (long long)col * col_stride, valid, pairs, v2);
-#pragma unroll
-                                        for (int k = 0; k < V; ++k) z[v][k] += wk[a][t][k] * v2[k];
-                                    }
-                                }
-                            }
-                        }
-                        last_s = s;
-#pragma unroll
-                        for (int v = 0; v < F; ++v)
-#pragma unroll
-                            for (int k = 0; k < V; ++k) mrow[v][k] = bp_activate(z[v][k], p.act);
-                    }
-#pragma unroll
-                    for (int k = 0; k < V; ++k) {
-                        float acc = 0.f;
-#pragma unroll
-                        for (int v = 0; v < F; ++v)
-                            if (qs[v] >= 0) acc += p.tx[v] * mrow[v][k];
-                        row[k] = acc;
-                    }
-                }
-#pragma unroll
-                for (int u = 0; u + 1 < F; ++u)
-#pragma unroll
-                    for (int k = 0; k < V; ++k) ring[u][k] = ring[u + 1][k];
-#pragma unroll
-                for (int k = 0; k < V; ++k) ring[F - 1][k] = row[k];
-            }
-            float out[V];
-#pragma unroll
-            for (int k = 0; k < V; ++k) {
-                float acc = 0.f;
-#pragma unroll
-                for (int u = 0; u < F; ++u) acc += p.ty[u] * ring[u][k];
-                out[k] = acc;
-            }
-            bp_store_channels<T, V>(y + L::offset(n, c0, i, j, C, HO, WO), valid, pairs, out);
+            bp_store_channels<T, V>(y + L::offset(n, c0, i, j, C, HO, WO), it.valid, it.pairs, out);
         }
     }
 }
@@ -412,7 +379,7 @@ __device__ __forceinline__ void bp_strip_dw_impl(const BpParams &p, const T *__r
     template <typename T, typename L>                                                                     \
     __device__ __forceinline__ void NAME##_impl(const BpParams p, const T *__restrict__ x, const T *, const T *, \
                                                 T *__restrict__ y) {                                      \
-        bp_strip_impl<T, L, K, F, S>(p, x, y);                                                            \
+        bp_strip_run<T, L, F, S>(p, x, y, bp_strip_max_map<T, K, F, bp_strip_lanes<T, L>>(p));              \
     }                                                                                                     \
     BP_INSTANTIATE(NAME)
 
@@ -429,7 +396,7 @@ BP_STRIP_VARIANT(bp_blurpool_f4s2, 1, 4, 2)
     __device__ __forceinline__ void NAME##_impl(const BpParams p, const T *__restrict__ x,               \
                                                 const T *__restrict__ w, const T *__restrict__ b,        \
                                                 T *__restrict__ y) {                                     \
-        bp_strip_dw_impl<T, L, KC, F, S>(p, x, w, b, y);                                                 \
+        bp_strip_run<T, L, F, S>(p, x, y, bp_strip_dwconv_map<T, KC, F, bp_strip_lanes<T, L>>(p, w, b));   \
     }                                                                                                    \
     BP_INSTANTIATE(NAME)
 
