@@ -698,7 +698,18 @@ impl LaunchPlan {
         (output, params): (Shape4, BpParams),
         choice: KernelChoice,
     ) -> LaunchPlan {
-        match StripShape::for_params(&params, window, false) {
+        let strip = StripShape::for_params(&params, window, false);
+        LaunchPlan::strip_or_general(strip, kind, (output, params), choice)
+    }
+
+    /// `strip` when there is one and `choice` allows it, else the general kernel `kind`.
+    fn strip_or_general(
+        strip: Option<StripShape>,
+        kind: KernelKind,
+        (output, params): (Shape4, BpParams),
+        choice: KernelChoice,
+    ) -> LaunchPlan {
+        match strip {
             Some(shape) if choice == KernelChoice::Auto => LaunchPlan {
                 kind: KernelKind::Strip(shape),
                 output,
@@ -806,7 +817,7 @@ fn check_bias_presence(spec_has_bias: bool, given: bool) -> Result<()> {
 /// `forward`/`forward_raw` of a conv operator: weight Cout×(Cin/groups)×kh×kw and optional
 /// bias (Cout) in the activations' dtype.
 macro_rules! conv_entries {
-    ($op:ident, $kind:expr, $what:literal) => {
+    ($op:ident, $what:literal) => {
         impl $op {
             #[doc = concat!($what, " on the GPU: one kernel on `stream`; `weight` is Cout×(Cin/groups)×kh×kw, `bias` Cout.")]
             #[allow(clippy::too_many_arguments)]
@@ -861,37 +872,31 @@ macro_rules! conv_entries {
                 unsafe { kernels.launch_raw(&plan, dtype, layout, stream, [x, weight, bias, y]) }?;
                 Ok(plan.output)
             }
-
-            fn launch_plan(&self, input: Shape4, choice: KernelChoice) -> Result<LaunchPlan> {
-                let (output, params) = self.params(input)?;
-                // Depthwise (one filter per channel) at conv stride 1: the strip kernels.
-                let depthwise = $kind == KernelKind::ConvBlurPool
-                    && i64::from(params.groups) == params.c
-                    && params.cout == params.c
-                    && params.csy == 1
-                    && params.csx == 1;
-                match StripShape::for_params(&params, (params.ckh, params.ckw), true) {
-                    Some(shape) if depthwise && choice == KernelChoice::Auto => Ok(LaunchPlan {
-                        kind: KernelKind::Strip(shape),
-                        output,
-                        params,
-                        work: shape.work(&params),
-                    }),
-                    _ => Ok(LaunchPlan::general($kind, (output, params))),
-                }
-            }
         }
     };
 }
 
 conv_entries!(
     ConvBlurPool2d,
-    KernelKind::ConvBlurPool,
     "Fused conv (stride 1) + bias + activation + blur + subsample (the conv output never reaches memory)"
 );
-conv_entries!(BlurConv2d, KernelKind::BlurConv, "Fused blur (stride 1) + strided conv + bias + activation (the blurred map never reaches memory)");
+conv_entries!(BlurConv2d, "Fused blur (stride 1) + strided conv + bias + activation (the blurred map never reaches memory)");
 
 impl ConvBlurPool2d {
+    fn launch_plan(&self, input: Shape4, choice: KernelChoice) -> Result<LaunchPlan> {
+        let (output, params) = self.params(input)?;
+        // Depthwise (one filter per channel; the conv is always stride 1 here): strip kernels.
+        let depthwise = i64::from(params.groups) == params.c && params.cout == params.c;
+        let strip =
+            StripShape::for_params(&params, (params.ckh, params.ckw), true).filter(|_| depthwise);
+        Ok(LaunchPlan::strip_or_general(
+            strip,
+            KernelKind::ConvBlurPool,
+            (output, params),
+            choice,
+        ))
+    }
+
     fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
         let out = self.output_shape(input)?;
         let z = self.conv_map_shape(input)?;
@@ -903,6 +908,13 @@ impl ConvBlurPool2d {
 }
 
 impl BlurConv2d {
+    fn launch_plan(&self, input: Shape4, _choice: KernelChoice) -> Result<LaunchPlan> {
+        Ok(LaunchPlan::general(
+            KernelKind::BlurConv,
+            self.params(input)?,
+        ))
+    }
+
     fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
         let out = self.output_shape(input)?;
         let b = self.blur_map_shape(input)?;
