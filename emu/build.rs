@@ -40,6 +40,9 @@ fn main() {
         .opt_level(2)
         .warnings(true)
         .flag_if_supported("-Wno-unused-parameter")
+        // Kernels reuse shared memory across types (staged halves, then an f32 map), as CUDA
+        // code does; the host compiler must not assume distinct types never alias.
+        .flag("-fno-strict-aliasing")
         // `#pragma unroll` is nvcc's; the host compiler may unroll as it likes.
         .flag_if_supported("-Wno-unknown-pragmas")
         .compile("blurpool_emu");

@@ -33,6 +33,9 @@ struct Fiber {
     unsigned tid = 0;
     bool done = false;
     bool at_barrier = false;
+    // Waiting at a warp collective: its op and this lane's data.
+    bp_emu_warp_op warp_op = nullptr;
+    void *warp_data = nullptr;
 };
 
 // Per OS thread: the launch in progress.
@@ -91,8 +94,73 @@ void __syncthreads() {
     if (_setjmp(L.current->jmp) == 0) _longjmp(L.scheduler_jmp, 1);
 }
 
+void bp_emu_warp_collective(void *lane_data, bp_emu_warp_op op) {
+    Launch &L = launch_state;
+    L.current->warp_op = op;
+    L.current->warp_data = lane_data;
+    if (_setjmp(L.current->jmp) == 0) _longjmp(L.scheduler_jmp, 1);
+}
+
 namespace {
 thread_local std::string launch_fault;
+
+struct MmaLane {
+    bool bf16;
+    const unsigned *a, *b;
+    float *d;
+};
+
+float half_bits_to_f32(unsigned short bits, bool bf16) {
+    return bf16 ? __uint_as_float((unsigned)bits << 16) : bp_emu_f16_to_f32(bits);
+}
+
+void mma_m16n8k16_op(void *const lanes[32]) {
+    float A[16][16], B[16][8], D[16][8];
+    const bool bf16 = static_cast<MmaLane *>(lanes[0])->bf16;
+    auto pair = [&](unsigned reg, float &lo, float &hi) {
+        lo = half_bits_to_f32((unsigned short)(reg & 0xffffu), bf16);
+        hi = half_bits_to_f32((unsigned short)(reg >> 16), bf16);
+    };
+    for (int lane = 0; lane < 32; ++lane) {
+        const MmaLane &l = *static_cast<MmaLane *>(lanes[lane]);
+        if (l.bf16 != bf16) bp_emu_fault("mma: lanes disagree on the element type");
+        const int g = lane >> 2, t = lane & 3;
+        pair(l.a[0], A[g][2 * t], A[g][2 * t + 1]);
+        pair(l.a[1], A[g + 8][2 * t], A[g + 8][2 * t + 1]);
+        pair(l.a[2], A[g][2 * t + 8], A[g][2 * t + 9]);
+        pair(l.a[3], A[g + 8][2 * t + 8], A[g + 8][2 * t + 9]);
+        float k0, k1, k8, k9;
+        pair(l.b[0], k0, k1);
+        pair(l.b[1], k8, k9);
+        B[2 * t][g] = k0;
+        B[2 * t + 1][g] = k1;
+        B[2 * t + 8][g] = k8;
+        B[2 * t + 9][g] = k9;
+        D[g][2 * t] = l.d[0];
+        D[g][2 * t + 1] = l.d[1];
+        D[g + 8][2 * t] = l.d[2];
+        D[g + 8][2 * t + 1] = l.d[3];
+    }
+    for (int m = 0; m < 16; ++m)
+        for (int n = 0; n < 8; ++n) {
+            float acc = D[m][n];
+            for (int k = 0; k < 16; ++k) acc += A[m][k] * B[k][n];
+            D[m][n] = acc;
+        }
+    for (int lane = 0; lane < 32; ++lane) {
+        const MmaLane &l = *static_cast<MmaLane *>(lanes[lane]);
+        const int g = lane >> 2, t = lane & 3;
+        l.d[0] = D[g][2 * t];
+        l.d[1] = D[g][2 * t + 1];
+        l.d[2] = D[g + 8][2 * t];
+        l.d[3] = D[g + 8][2 * t + 1];
+    }
+}
+} // namespace
+
+void bp_emu_mma_m16n8k16(bool bf16, const unsigned a[4], const unsigned b[2], float d[4]) {
+    MmaLane lane{bf16, a, b, d};
+    bp_emu_warp_collective(&lane, mma_m16n8k16_op);
 }
 
 void bp_emu_fault(const char *what) {
@@ -151,26 +219,49 @@ int bp_emu_launch(const char *name, unsigned grid, unsigned block, const void *p
             f.done = false;
             f.started = false;
             f.at_barrier = false;
+            f.warp_op = nullptr;
             start_fiber(f, &L.scheduler);
         }
-        // Run every thread up to its next barrier (or its end), then check that they agree.
+        // Run every runnable thread up to its next barrier, warp collective or end; then
+        // complete the collectives whose whole warp has arrived (those lanes run again), or,
+        // when nothing can run, release a barrier that every thread has reached.
         for (;;) {
             for (auto &f : fibers) {
-                if (f.done) continue;
-                f.at_barrier = false;
+                if (f.done || f.at_barrier || f.warp_op) continue;
                 resume(f);
             }
-            unsigned waiting = 0, finished = 0;
+            bool warp_ran = false;
+            for (unsigned w = 0; w * 32 < block; ++w) {
+                Fiber *lanes = fibers.b + w * 32;
+                const unsigned n_lanes = block - w * 32 < 32 ? block - w * 32 : 32;
+                bp_emu_warp_op op = lanes[0].warp_op;
+                bool all = op != nullptr && n_lanes == 32;
+                for (unsigned l = 0; all && l < n_lanes; ++l) all = lanes[l].warp_op == op;
+                if (!all) continue;
+                void *data[32];
+                for (unsigned l = 0; l < 32; ++l) data[l] = lanes[l].warp_data;
+                op(data);
+                for (unsigned l = 0; l < 32; ++l) lanes[l].warp_op = nullptr;
+                warp_ran = true;
+            }
+            if (warp_ran) continue;
+            unsigned waiting = 0, finished = 0, at_warp = 0;
             for (auto &f : fibers) {
                 waiting += f.at_barrier;
                 finished += f.done;
+                at_warp += f.warp_op != nullptr;
             }
             if (finished == block) break;
+            if (at_warp) {
+                return fail(std::string(name) + ": block " + std::to_string(bx) + ": " + std::to_string(at_warp) +
+                            " threads wait at a warp collective that the rest of their warp (of 32) never reaches");
+            }
             if (waiting != block) {
                 return fail(std::string(name) + ": block " + std::to_string(bx) + ": " + std::to_string(waiting) +
                             " threads wait at __syncthreads() while " + std::to_string(finished) +
                             " have returned (divergent barrier)");
             }
+            for (auto &f : fibers) f.at_barrier = false;
         }
     }
     L.current = nullptr;
@@ -194,6 +285,34 @@ void emu_selftest_reverse(const void *, const void *a, const void *, const void 
 void emu_selftest_divergent(const void *, const void *, const void *, const void *, const void *, void *) {
     if (threadIdx.x % 2 == 0) __syncthreads();
 }
+// One m16n8k16 per warp: a = A (16×16 f16 bits, row-major), b = B (16×8 f16 bits, row-major
+// K×N), out = D = A·B (16×8 f32 per warp), each lane loading its fragment by the PTX layout.
+void emu_selftest_mma(const void *, const void *a, const void *b, const void *, const void *, void *out) {
+    const unsigned short *A = (const unsigned short *)a, *B = (const unsigned short *)b;
+    const unsigned lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    auto two = [](unsigned short lo, unsigned short hi) { return (unsigned)lo | ((unsigned)hi << 16); };
+    unsigned fa[4] = {two(A[g * 16 + 2 * t], A[g * 16 + 2 * t + 1]),
+                      two(A[(g + 8) * 16 + 2 * t], A[(g + 8) * 16 + 2 * t + 1]),
+                      two(A[g * 16 + 2 * t + 8], A[g * 16 + 2 * t + 9]),
+                      two(A[(g + 8) * 16 + 2 * t + 8], A[(g + 8) * 16 + 2 * t + 9])};
+    unsigned fb[2] = {two(B[(2 * t) * 8 + g], B[(2 * t + 1) * 8 + g]),
+                      two(B[(2 * t + 8) * 8 + g], B[(2 * t + 9) * 8 + g])};
+    float d[4] = {0.f, 0.f, 0.f, 0.f};
+    bp_emu_mma_m16n8k16(false, fa, fb, d);
+    float *D = (float *)out + (threadIdx.x / 32) * 128;
+    D[g * 8 + 2 * t] = d[0];
+    D[g * 8 + 2 * t + 1] = d[1];
+    D[(g + 8) * 8 + 2 * t] = d[2];
+    D[(g + 8) * 8 + 2 * t + 1] = d[3];
+}
+// Half a warp at an mma: must be reported.
+void emu_selftest_partial_warp(const void *, const void *, const void *, const void *, const void *, void *) {
+    unsigned a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
+    float d[4] = {0.f, 0.f, 0.f, 0.f};
+    if (threadIdx.x % 32 < 16) bp_emu_mma_m16n8k16(false, a, b, d);
+}
 bp_emu_registrar reverse_registrar("emu_selftest_reverse", emu_selftest_reverse);
+bp_emu_registrar mma_registrar("emu_selftest_mma", emu_selftest_mma);
+bp_emu_registrar partial_warp_registrar("emu_selftest_partial_warp", emu_selftest_partial_warp);
 bp_emu_registrar divergent_registrar("emu_selftest_divergent", emu_selftest_divergent);
 } // namespace

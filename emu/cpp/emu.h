@@ -1,8 +1,9 @@
 // Host emulation of the little of CUDA the blurpool kernels use, so the same kernel text
 // compiles as C++ (with BP_HOST_EMULATION defined) and runs on the CPU: one coroutine per CUDA
 // thread, a block's threads interleaved at __syncthreads(), blocks one after another.
-// It checks indexing, padding, tails and barrier discipline; it says nothing about speed,
-// memory ordering between blocks, or warp-synchronous code (none of which the kernels rely on).
+// It checks indexing, padding, tails and barrier discipline; it says nothing about speed or
+// memory ordering between blocks. Warp-synchronous code is limited to explicit warp
+// collectives (the tensor-core mma below): every lane of the warp must reach the same one.
 #pragma once
 #include <cstring>
 
@@ -64,6 +65,22 @@ void bp_emu_fault(const char *what);
 inline void bp_emu_check_aligned(const void *at, unsigned long long align) {
     if (reinterpret_cast<unsigned long long>(at) % align != 0) bp_emu_fault("misaligned vector access");
 }
+
+// A warp collective: the calling thread's warp (32 consecutive threads) meets here; once all
+// 32 lanes have arrived at the same `op`, it runs once with their `lane_data` in lane order,
+// and the lanes go on. A lane that returns or waits at __syncthreads() instead is reported
+// (on a GPU, a .sync.aligned instruction not reached by the whole warp is undefined).
+typedef void (*bp_emu_warp_op)(void *const lanes[32]);
+void bp_emu_warp_collective(void *lane_data, bp_emu_warp_op op);
+
+// mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32 with D = C in place, as a
+// warp collective over the PTX ISA's fragment layout (lane = 4·group + t): A (16×16, row)
+// a0 = (group, 2t..2t+1), a1 = (group+8, 2t..), a2 = (group, 2t+8..), a3 = (group+8, 2t+8..);
+// B (16×8, col) b0 = (2t..2t+1, group), b1 = (2t+8..2t+9, group); C/D d0, d1 = (group, 2t, 2t+1),
+// d2, d3 = (group+8, 2t, 2t+1); the lower-indexed element of a pair in the low 16 bits.
+// Products are exact in f32; the sums here are sequential in k (the hardware's order and
+// internal precision differ, within the tests' tolerances).
+void bp_emu_mma_m16n8k16(bool bf16, const unsigned a[4], const unsigned b[2], float d[4]);
 
 // Kernel registry: the instantiation macros in common.cuh register every entry point by its
 // symbol name, with its pointer arguments type-erased.

@@ -4,8 +4,9 @@
 //! `cpp/emu.h`): each CUDA thread becomes a coroutine, a block's threads are interleaved at
 //! `__syncthreads()` (a barrier that not every thread reaches is reported as an error), and
 //! blocks run one after another. This checks the kernels' index arithmetic, padding, tails and
-//! barrier discipline on any machine; it proves nothing about speed, and nothing about code
-//! that would depend on warp-synchronous execution or on ordering between blocks.
+//! barrier discipline on any machine; it proves nothing about speed, or about ordering between
+//! blocks. Warp-synchronous code is limited to explicit warp collectives (the tensor-core
+//! `mma.sync`, emulated from the PTX fragment layout), which every lane of a warp must reach.
 //!
 //! The caller passes the same parameter block and grid the GPU launch layer would use, and host
 //! buffers in place of device pointers.
