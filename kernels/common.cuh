@@ -177,6 +177,50 @@ __device__ __forceinline__ float bp_window_max(const T *__restrict__ x, const Bp
     return best;
 }
 
+// Vector loads and stores: aligned accesses on the GPU; in host emulation a memcpy (no
+// aliasing assumptions) after checking the alignment the GPU would require.
+__device__ __forceinline__ unsigned int bp_load_u32(const void *at) {
+#ifdef BP_HOST_EMULATION
+    bp_emu_check_aligned(at, 4);
+    unsigned int v;
+    std::memcpy(&v, at, 4);
+    return v;
+#else
+    return *(const unsigned int *)at;
+#endif
+}
+__device__ __forceinline__ void bp_store_u32(void *at, unsigned int v) {
+#ifdef BP_HOST_EMULATION
+    bp_emu_check_aligned(at, 4);
+    std::memcpy(at, &v, 4);
+#else
+    *(unsigned int *)at = v;
+#endif
+}
+
+// 16 bytes, e.g. 8 f16/bf16 channels (the address must be 16-byte aligned).
+struct alignas(16) bp_u128 {
+    unsigned int v[4];
+};
+__device__ __forceinline__ bp_u128 bp_load_u128(const void *at) {
+#ifdef BP_HOST_EMULATION
+    bp_emu_check_aligned(at, 16);
+    bp_u128 r;
+    std::memcpy(&r, at, 16);
+    return r;
+#else
+    return *(const bp_u128 *)at;
+#endif
+}
+__device__ __forceinline__ void bp_store_u128(void *at, const bp_u128 &v) {
+#ifdef BP_HOST_EMULATION
+    bp_emu_check_aligned(at, 16);
+    std::memcpy(at, &v, 16);
+#else
+    *(bp_u128 *)at = v;
+#endif
+}
+
 #define BP_GRID_STRIDE_LOOP(idx, total)                                                   \
     for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < (total); \
          idx += (long long)gridDim.x * blockDim.x)
@@ -222,6 +266,14 @@ __device__ __forceinline__ float bp_window_max(const T *__restrict__ x, const Bp
 #define BP_INSTANTIATE(NAME)                                 \
     BP_INSTANTIATE_ONE(NAME, float, f32, bp_nchw, nchw)      \
     BP_INSTANTIATE_ONE(NAME, float, f32, bp_nhwc, nhwc)      \
+    BP_INSTANTIATE_ONE(NAME, bp_f16, f16, bp_nchw, nchw)     \
+    BP_INSTANTIATE_ONE(NAME, bp_f16, f16, bp_nhwc, nhwc)     \
+    BP_INSTANTIATE_ONE(NAME, bp_bf16, bf16, bp_nchw, nchw)   \
+    BP_INSTANTIATE_ONE(NAME, bp_bf16, bf16, bp_nhwc, nhwc)
+
+// Entry points for the 16-bit types only (kernels built on f16/bf16 hardware paths, e.g. the
+// tensor-core mma); the host never looks for an f32 one (KernelKind::has_dtype in src/cuda).
+#define BP_INSTANTIATE_HALF_TYPES(NAME)                      \
     BP_INSTANTIATE_ONE(NAME, bp_f16, f16, bp_nchw, nchw)     \
     BP_INSTANTIATE_ONE(NAME, bp_f16, f16, bp_nhwc, nhwc)     \
     BP_INSTANTIATE_ONE(NAME, bp_bf16, bf16, bp_nchw, nchw)   \

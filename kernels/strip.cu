@@ -27,25 +27,6 @@ __device__ __forceinline__ int bp_min_int(int a, int b) { return a < b ? a : b; 
 // PyTorch's max_pool2d step: `v > best || isnan(v)`.
 __device__ __forceinline__ float bp_max_step(float best, float v) { return (v > best || v != v) ? v : best; }
 
-__device__ __forceinline__ unsigned int bp_load_u32(const void *at) {
-#ifdef BP_HOST_EMULATION
-    bp_emu_check_aligned(at, 4);
-    unsigned int v;
-    std::memcpy(&v, at, 4);
-    return v;
-#else
-    return *(const unsigned int *)at;
-#endif
-}
-__device__ __forceinline__ void bp_store_u32(void *at, unsigned int v) {
-#ifdef BP_HOST_EMULATION
-    bp_emu_check_aligned(at, 4);
-    std::memcpy(at, &v, 4);
-#else
-    *(unsigned int *)at = v;
-#endif
-}
-
 // V consecutive channels at `at` as f32; lanes at or past `valid` read as 0 (never stored).
 template <typename T, int V>
 __device__ __forceinline__ void bp_load_channels(const T *__restrict__ at, int valid, bool pairs, float (&out)[V]) {
