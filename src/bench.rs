@@ -5,7 +5,8 @@
 //! in enough copies to exceed twice the L2 cache (launch `i` reads copy `i mod k`, so the cache
 //! is not what is measured), outputs and scratch are allocated, and each way of computing the
 //! result becomes a [`Path`]: the fused kernel (`fused`: what `forward` launches, a strip
-//! kernel where one matches; `fused v1`: the general kernel), the crate's separate kernels, and, with the
+//! kernel or the tensor-core conv where one matches; `fused v1`: the general kernel, timed
+//! where it differs), the crate's separate kernels, and, with the
 //! `cudnn` feature and libcudnn present, cuDNN (max pooling + depthwise convolution with the
 //! blur's taps, or cuDNN's convolution followed by the crate's blur kernel). Paths are timed with
 //! CUDA events on the launches' own stream ([`time_path`]).
@@ -364,9 +365,16 @@ fn prepare_typed<T: BenchElement + 'static>(g: &Gpu, w: &Workload) -> Result<Pre
                     .clone_htod(&random_vec::<T>(&mut rng, wlen, 0.3))
                     .map_err(d)?,
             );
-            // Depthwise has a strip kernel (v2); time the general one beside it.
+            // Where a specialised kernel serves this workload (the depthwise strip kernel, v2;
+            // the dense tensor-core kernel, v3, in f16/bf16), time the general one beside it.
             let mut versions = vec![("fused", kernels.clone())];
-            if w.op == BenchOp::ConvBlurPoolDepthwise {
+            let kind_for = |k: &Kernels| {
+                crate::ops::Operator::ConvBlurPool(op.clone())
+                    .plan_for(shape, k.target(T::DTYPE))
+                    .map(|p| p.kind)
+                    .map_err(e)
+            };
+            if kind_for(&kernels)? != kind_for(&general)? {
                 versions.push(("fused v1", general.clone()));
             }
             for (name, k) in versions {

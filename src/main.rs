@@ -225,9 +225,9 @@ fn verify(g: &Gpu, seed: Option<u64>) -> Result<(), String> {
         "operator", "cases", "passed", "failed"
     );
     let mut total_failed = 0;
-    // Backward too, except BlurConv2d's (not on the GPU yet). Pooling runs twice: with the
-    // kernels `forward` picks (strip kernels where a specialisation matches) and with the
-    // general kernels only ("v1").
+    // Backward too, except BlurConv2d's (not on the GPU yet). Pooling and ConvBlurPool run
+    // twice: with the kernels `forward` picks (strip kernels, or the tensor-core conv in
+    // f16/bf16, where a specialisation matches) and with the general kernels only ("v1").
     let general = g.with_choice(KernelChoice::General);
     let rows = [
         ("max_pool", false, false),
@@ -236,6 +236,7 @@ fn verify(g: &Gpu, seed: Option<u64>) -> Result<(), String> {
         ("max_blur_pool", false, false),
         ("max_blur_pool", false, true),
         ("conv_blur_pool", false, false),
+        ("conv_blur_pool", false, true),
         ("blur_conv", false, false),
         ("max_pool", true, false),
         ("blur_pool", true, false),

@@ -14,7 +14,7 @@ mod matrix;
 
 use std::ffi::c_void;
 
-use blurpool::cuda::{Buf, KernelChoice, KernelKind, BLOCK};
+use blurpool::cuda::{Buf, KernelChoice, KernelKind, Target, BLOCK};
 use blurpool::ops::Operator;
 use blurpool::verify::{CaseData, GradsOf, Runner, POISON};
 use blurpool::{Element, Layout, Shape4};
@@ -47,7 +47,7 @@ impl Runner for Emu {
         data: &CaseData<T>,
     ) -> Result<Vec<T>, String> {
         let plan = op
-            .plan_with(shape, self.choice)
+            .plan_for(shape, Target::new(T::DTYPE, self.choice))
             .map_err(|e| e.to_string())?;
         let n_out = plan.output.numel().map_err(|e| e.to_string())?;
         let nan = T::from_f64(f64::NAN);
@@ -182,13 +182,9 @@ const EMU_GENERAL: Emu = Emu {
 fn every_kernel_entry_is_emulated() {
     // The same list the GPU loader resolves (Kernels::load): forward and backward families.
     let names = blurpool_emu::kernel_names();
-    for kind in blurpool::cuda::KernelKind::ALL {
-        for dtype in blurpool::DType::ALL {
-            for layout in Layout::ALL {
-                let s = kind.symbol(dtype, layout);
-                assert!(names.contains(&s), "{s} is not registered: {names:?}");
-            }
-        }
+    for (kind, dtype, layout) in KernelKind::entry_points() {
+        let s = kind.symbol(dtype, layout);
+        assert!(names.contains(&s), "{s} is not registered: {names:?}");
     }
 }
 
@@ -237,7 +233,7 @@ fn strip_cases_plan_strip_kernels() {
         .into_iter()
         .chain(matrix::strip_depthwise_cases());
     for (op, shape) in cases {
-        match op.plan_with(shape, KernelChoice::Auto) {
+        match op.plan_for(shape, Target::new(blurpool::DType::F16, KernelChoice::Auto)) {
             Ok(plan) => {
                 assert!(
                     matches!(plan.kind, KernelKind::Strip(_)),
@@ -245,7 +241,12 @@ fn strip_cases_plan_strip_kernels() {
                     plan.kind
                 );
                 strip += 1;
-                let general = op.plan_with(shape, KernelChoice::General).unwrap();
+                let general = op
+                    .plan_for(
+                        shape,
+                        Target::new(blurpool::DType::F16, KernelChoice::General),
+                    )
+                    .unwrap();
                 assert!(!matches!(general.kind, KernelKind::Strip(_)));
                 assert_eq!(general.params, plan.params, "same parameter block");
             }
@@ -285,6 +286,62 @@ fn strip_cases_on_general_kernels_emulated() {
         "strip cases, general kernels (emulated)",
         &matrix::strip_cases(),
     );
+}
+
+#[test]
+fn tensor_core_cases_plan_tensor_core_kernels() {
+    use blurpool::DType;
+    let (mut tc, mut invalid) = (0, 0);
+    for (op, shape) in matrix::tensor_core_cases() {
+        let plan = |dtype, choice, tensor_cores| {
+            op.plan_for(
+                shape,
+                Target {
+                    dtype,
+                    choice,
+                    tensor_cores,
+                },
+            )
+        };
+        let Ok(auto) = plan(DType::F16, KernelChoice::Auto, true) else {
+            invalid += 1;
+            continue;
+        };
+        assert!(
+            matches!(auto.kind, KernelKind::ConvTensorCore { .. }),
+            "{op:?} on {shape} plans {:?}",
+            auto.kind
+        );
+        assert_eq!(
+            plan(DType::BF16, KernelChoice::Auto, true).unwrap().kind,
+            auto.kind
+        );
+        // f32, the general choice and a device without tensor cores all take v1.
+        for (dtype, choice, tensor_cores) in [
+            (DType::F32, KernelChoice::Auto, true),
+            (DType::F16, KernelChoice::General, true),
+            (DType::F16, KernelChoice::Auto, false),
+        ] {
+            let other = plan(dtype, choice, tensor_cores).unwrap();
+            assert!(
+                !matches!(other.kind, KernelKind::ConvTensorCore { .. }),
+                "{dtype:?} {choice:?} {tensor_cores}: {:?}",
+                other.kind
+            );
+            assert_eq!(other.params, auto.params, "same parameter block");
+        }
+        tc += 1;
+    }
+    println!("{tc} tensor-core plans, {invalid} cases invalid for their size (refused alike)");
+    assert!(tc > 200 && invalid < tc / 3, "{tc} / {invalid}");
+}
+
+/// (f32 takes v1 on these cases; tests/gpu.rs also runs the half types on v1, which the
+/// emulator leaves to conv_blur_pool_emulated to keep CI's debug build quick.)
+#[test]
+fn tensor_core_kernels_emulated() {
+    let cases = matrix::tensor_core_cases();
+    matrix::run_matrix(&EMU, "tensor-core conv kernels (emulated)", &cases);
 }
 
 #[test]
@@ -341,7 +398,9 @@ fn strip_kernels_accept_buffers_at_odd_elements() {
         blur,
     ));
     let shape = Shape4::new(2, 4, 19, 23);
-    let plan = op.plan_with(shape, KernelChoice::Auto).unwrap();
+    let plan = op
+        .plan_for(shape, Target::new(blurpool::DType::F16, KernelChoice::Auto))
+        .unwrap();
     assert!(matches!(plan.kind, KernelKind::Strip(_)), "{:?}", plan.kind);
     let n_in = shape.numel().unwrap();
     let n_out = plan.output.numel().unwrap();
@@ -382,5 +441,71 @@ fn strip_kernels_accept_buffers_at_odd_elements() {
         .iter()
         .zip(&want)
         .all(|(g, w)| (g.to_f64() - w.to_f64()).abs() <= 2e-3 * w.to_f64().abs() + 1e-3);
+    assert!(close, "matches the reference");
+}
+
+/// The tensor-core kernel loads 8 NHWC channels (16 bytes) at once only when C % 8 == 0 and
+/// the input is 16-byte aligned; an input starting at an odd f16 element must take the
+/// element-wise path (the emulator faults on a misaligned 16-byte access, as a GPU would) and
+/// give the same bits.
+#[test]
+fn tensor_core_kernel_accepts_buffers_at_odd_elements() {
+    use half::f16;
+    let blur = blurpool::presets::timm::blur(3, 2, blurpool::PadMode::Reflect).unwrap();
+    let conv =
+        blurpool::Conv2dSpec::new(16, 8, (3, 3), (1, 1), 1, true, blurpool::Activation::Relu)
+            .unwrap();
+    let op = Operator::ConvBlurPool(blurpool::ConvBlurPool2d::new(conv, blur));
+    let shape = Shape4::new(1, 16, 11, 13);
+    let plan = op
+        .plan_for(shape, Target::new(blurpool::DType::F16, KernelChoice::Auto))
+        .unwrap();
+    assert!(
+        matches!(plan.kind, KernelKind::ConvTensorCore { .. }),
+        "{:?}",
+        plan.kind
+    );
+    let n_in = shape.numel().unwrap();
+    let n_out = plan.output.numel().unwrap();
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(matrix::seed());
+    let x: Vec<f16> = blurpool::verify::random_vec(&mut rng, n_in, 1.0);
+    let w: Vec<f16> = blurpool::verify::random_vec(&mut rng, conv.weight_len(), 0.1);
+    let b: Vec<f16> = blurpool::verify::random_vec(&mut rng, conv.bias_len(), 0.5);
+    let mut xs = vec![f16::ZERO; n_in + 16];
+    // The first element of xs that is 16-byte aligned, and the one after it.
+    let aligned = (0..8)
+        .find(|&k| (xs[k..].as_ptr() as usize) % 16 == 0)
+        .expect("an f16 vector has a 16-byte aligned element among its first 8");
+    let mut run = |offset: usize| -> Result<Vec<u16>, String> {
+        xs.fill(f16::ZERO);
+        xs[offset..offset + n_in].copy_from_slice(&x);
+        let mut ys = vec![f16::from_f64(POISON); n_out];
+        // SAFETY: params is the block the GPU launch passes; xs holds the input from `offset`
+        // on, w and b the weights and bias, ys the output; all outlive the call.
+        unsafe {
+            blurpool_emu::launch(
+                &plan.kind.symbol(blurpool::DType::F16, Layout::Nhwc),
+                plan.work.grid(EMU.max_blocks),
+                BLOCK,
+                &plan.params as *const _ as *const c_void,
+                xs[offset..].as_ptr() as *const c_void,
+                w.as_ptr() as *const c_void,
+                b.as_ptr() as *const c_void,
+                std::ptr::null(),
+                ys.as_mut_ptr() as *mut c_void,
+            )
+        }?;
+        Ok(ys.iter().map(|v| v.to_bits()).collect())
+    };
+    let (vec8, scalar) = (
+        run(aligned).expect("aligned"),
+        run(aligned + 1).expect("no misaligned 16-byte access at an odd element"),
+    );
+    assert_eq!(vec8, scalar);
+    let mut want = vec![f16::ZERO; n_out];
+    blurpool::reference::run(&op, shape, Layout::Nhwc, &x, &w, Some(&b), &mut want).unwrap();
+    let close = vec8.iter().zip(&want).all(|(&g, w)| {
+        (f16::from_bits(g).to_f64() - w.to_f64()).abs() <= 2e-3 * w.to_f64().abs() + 2e-3
+    });
     assert!(close, "matches the reference");
 }

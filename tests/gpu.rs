@@ -76,6 +76,34 @@ fn strip_kernels_match_reference() {
     g.ctx.check_err().expect("no deferred CUDA errors");
 }
 
+/// The tensor-core ConvBlurPool kernels (v3, f16/bf16 on sm_80+) on their own matrix, the
+/// general kernels on the same cases, and one ResNet-like shape with several input-channel
+/// stages and channel tiles.
+#[test]
+fn tensor_core_kernels_match_reference() {
+    let Some(g) = gpu("tensor_core_kernels") else {
+        return;
+    };
+    let cases = matrix::tensor_core_cases();
+    let target = g.kernels.target(blurpool::DType::F16);
+    let planned = cases[2].0.plan_for(cases[2].1, target).unwrap().kind;
+    println!(
+        "tensor cores: {} (a case plans {planned:?})",
+        target.tensor_cores
+    );
+    matrix::run_matrix(&g, "tensor-core conv kernels", &cases);
+    let general = g.with_choice(KernelChoice::General);
+    matrix::run_matrix(&general, "tensor-core cases, general kernels", &cases);
+    let blur = blurpool::presets::antialiased_cnns::blur(PadMode::Reflect, 4, 2, 0).unwrap();
+    let conv = Conv2dSpec::new(64, 96, (3, 3), (1, 1), 1, true, Activation::Relu).unwrap();
+    let stem = (
+        Operator::ConvBlurPool(blurpool::ConvBlurPool2d::new(conv, blur)),
+        Shape4::new(2, 64, 30, 34),
+    );
+    matrix::run_matrix(&g, "tensor-core conv, 64 → 96 channels", &[stem]);
+    g.ctx.check_err().expect("no deferred CUDA errors");
+}
+
 #[test]
 fn conv_blur_pool_matches_reference() {
     run_matrix("conv_blur_pool", &matrix::conv_blur_pool_cases());

@@ -140,8 +140,7 @@ impl Operator {
     /// The launches [`Operator::backward_raw`] makes for `input`, or the error it would return.
     pub fn backward_plan(&self, input: Shape4) -> Result<BackwardPlan> {
         use Buf::*;
-        let plan = self.plan(input)?;
-        let p = plan.params;
+        let (output, p) = self.launch_params(input)?;
         let (steps, workspace_len) = match self {
             Operator::MaxPool(_) => (
                 vec![step(
@@ -223,7 +222,7 @@ impl Operator {
         };
         Ok(BackwardPlan {
             params: p,
-            output: plan.output,
+            output,
             steps,
             workspace_len,
         })

@@ -75,6 +75,9 @@ pub enum KernelKind {
     /// A strip kernel (kernels/strip.cu, v2): MaxBlurPool2d or BlurPool2d with the window,
     /// filter and stride fixed at compile time.
     Strip(StripShape),
+    /// Dense ConvBlurPool2d on the tensor cores (kernels/conv_tc.cu, v3): 3×3 conv, groups 1,
+    /// blur filter `filter` (3 or 4) at stride 2; f16 and bf16 only, sm_80+.
+    ConvTensorCore { filter: u8 },
 }
 
 /// The compile-time specialisations of the strip kernels (kernels/strip.cu): a square max
@@ -218,9 +221,35 @@ impl KernelChoice {
 /// (`BLURPOOL_KERNELS=general`), e.g. to compare versions from the CLI.
 pub const KERNELS_ENV: &str = "BLURPOOL_KERNELS";
 
+/// What a launch is planned for: the element type, the kernel choice, and whether the device
+/// runs the tensor-core kernels (compute capability 8.0 or newer). [`Kernels::target`] gives
+/// the one its launches use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub dtype: DType,
+    pub choice: KernelChoice,
+    pub tensor_cores: bool,
+}
+
+impl Target {
+    /// `dtype` with `choice` on a device with tensor cores (the host emulator has them too).
+    pub fn new(dtype: DType, choice: KernelChoice) -> Target {
+        Target {
+            dtype,
+            choice,
+            tensor_cores: true,
+        }
+    }
+
+    /// Whether the tensor-core kernels may serve this target.
+    fn tensor_core_kernels(self) -> bool {
+        self.choice == KernelChoice::Auto && self.tensor_cores && self.dtype != DType::F32
+    }
+}
+
 impl KernelKind {
     /// Every kernel family and specialisation (one entry point per dtype × layout each).
-    pub const ALL: [KernelKind; 19] = [
+    pub const ALL: [KernelKind; 21] = [
         KernelKind::MaxPool,
         KernelKind::BlurPool,
         KernelKind::MaxBlurPool,
@@ -240,7 +269,26 @@ impl KernelKind {
         KernelKind::Strip(StripShape::ALL[4]),
         KernelKind::Strip(StripShape::ALL[5]),
         KernelKind::Strip(StripShape::ALL[6]),
+        KernelKind::ConvTensorCore { filter: 3 },
+        KernelKind::ConvTensorCore { filter: 4 },
     ];
+
+    /// Whether this kind has an entry point for `dtype` (the tensor-core kernels exist for
+    /// f16 and bf16 only; every other kind for all three).
+    pub fn has_dtype(self, dtype: DType) -> bool {
+        !matches!(self, KernelKind::ConvTensorCore { .. }) || dtype != DType::F32
+    }
+
+    /// Every entry point the module exports: (kind, dtype, layout) for each kind and each
+    /// dtype it has.
+    pub fn entry_points() -> impl Iterator<Item = (KernelKind, DType, Layout)> {
+        KernelKind::ALL.into_iter().flat_map(|kind| {
+            DType::ALL
+                .into_iter()
+                .filter(move |&d| kind.has_dtype(d))
+                .flat_map(move |d| Layout::ALL.into_iter().map(move |l| (kind, d, l)))
+        })
+    }
 
     fn stem(self) -> &'static str {
         match self {
@@ -257,6 +305,11 @@ impl KernelKind {
             KernelKind::ConvDw => "bp_conv_dw",
             KernelKind::ConvDb => "bp_conv_db",
             KernelKind::Strip(shape) => shape.stem(),
+            KernelKind::ConvTensorCore { filter: 3 } => "bp_convblurpool_tc_k3f3s2",
+            KernelKind::ConvTensorCore { filter: 4 } => "bp_convblurpool_tc_k3f4s2",
+            KernelKind::ConvTensorCore { .. } => {
+                unreachable!("ConvTensorCore values come only from KernelKind::ALL")
+            }
         }
     }
 
@@ -302,6 +355,7 @@ pub struct Kernels {
     source: KernelSource,
     max_blocks: u32,
     choice: KernelChoice,
+    tensor_cores: bool,
 }
 
 impl std::fmt::Debug for Kernels {
@@ -310,6 +364,7 @@ impl std::fmt::Debug for Kernels {
             .field("ordinal", &self.ctx.ordinal())
             .field("source", &self.source)
             .field("choice", &self.choice)
+            .field("tensor_cores", &self.tensor_cores)
             .finish()
     }
 }
@@ -366,19 +421,16 @@ impl Kernels {
             source: e,
         })?;
         let mut functions = HashMap::new();
-        for kind in KernelKind::ALL {
-            for dtype in DType::ALL {
-                for layout in Layout::ALL {
-                    let f = module
-                        .load_function(&kind.symbol(dtype, layout))
-                        .map_err(|e| Error::KernelLoad {
-                            detail: format!("symbol {}", kind.symbol(dtype, layout)),
-                            source: e,
-                        })?;
-                    functions.insert((kind, dtype, layout), f);
-                }
-            }
+        for (kind, dtype, layout) in KernelKind::entry_points() {
+            let f = module
+                .load_function(&kind.symbol(dtype, layout))
+                .map_err(|e| Error::KernelLoad {
+                    detail: format!("symbol {}", kind.symbol(dtype, layout)),
+                    source: e,
+                })?;
+            functions.insert((kind, dtype, layout), f);
         }
+        let (major, _) = ctx.compute_capability()?;
         let sms = ctx
             .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?
             .max(1) as u32;
@@ -389,6 +441,8 @@ impl Kernels {
             source,
             max_blocks: sms * 32,
             choice: KernelChoice::from_env(),
+            // mma.sync.m16n8k16 with f16/bf16 inputs needs sm_80.
+            tensor_cores: major >= 8,
         })
     }
 
@@ -402,6 +456,7 @@ impl Kernels {
             source: self.source.clone(),
             max_blocks: self.max_blocks,
             choice,
+            tensor_cores: self.tensor_cores,
         })
     }
 
@@ -409,6 +464,15 @@ impl Kernels {
     /// `BLURPOOL_KERNELS` says).
     pub fn choice(&self) -> KernelChoice {
         self.choice
+    }
+
+    /// What launches of `dtype` are planned for on this device.
+    pub fn target(&self, dtype: DType) -> Target {
+        Target {
+            dtype,
+            choice: self.choice,
+            tensor_cores: self.tensor_cores,
+        }
     }
 
     /// The context these kernels belong to.
@@ -489,7 +553,9 @@ impl Kernels {
         if work.count() == 0 {
             return Ok(());
         }
-        let func = &self.functions[&(kind, dtype, layout)];
+        let func = self.functions.get(&(kind, dtype, layout)).ok_or_else(|| {
+            Error::Unsupported(format!("no {} kernel for {}", kind.stem(), dtype.name()))
+        })?;
         let cfg = LaunchConfig {
             grid_dim: (work.grid(self.max_blocks), 1, 1),
             block_dim: (BLOCK, 1, 1),
@@ -642,7 +708,7 @@ macro_rules! pooling_entries {
                 x: &impl DevicePtr<T>,
                 y: &mut impl DevicePtrMut<T>,
             ) -> Result<Shape4> {
-                let plan = self.launch_plan(input, kernels.choice())?;
+                let plan = self.launch_plan(input, kernels.target(T::DTYPE))?;
                 kernels.launch_typed::<T>(&plan, layout, stream, (x, input.numel()?), None, None, (y, plan.output.numel()?))?;
                 Ok(plan.output)
             }
@@ -663,7 +729,7 @@ macro_rules! pooling_entries {
                 x: CUdeviceptr,
                 y: CUdeviceptr,
             ) -> Result<Shape4> {
-                let plan = self.launch_plan(input, kernels.choice())?;
+                let plan = self.launch_plan(input, kernels.target(dtype))?;
                 // SAFETY: the caller guarantees the buffers (see above).
                 unsafe { kernels.launch_raw(&plan, dtype, layout, stream, [x, 0, 0, y]) }?;
                 Ok(plan.output)
@@ -722,7 +788,7 @@ impl LaunchPlan {
 }
 
 impl MaxPool2d {
-    fn launch_plan(&self, input: Shape4, _choice: KernelChoice) -> Result<LaunchPlan> {
+    fn launch_plan(&self, input: Shape4, _target: Target) -> Result<LaunchPlan> {
         Ok(LaunchPlan::general(
             KernelKind::MaxPool,
             self.params(input)?,
@@ -739,12 +805,12 @@ impl MaxPool2d {
 }
 
 impl BlurPool2d {
-    fn launch_plan(&self, input: Shape4, choice: KernelChoice) -> Result<LaunchPlan> {
+    fn launch_plan(&self, input: Shape4, target: Target) -> Result<LaunchPlan> {
         Ok(LaunchPlan::pooling(
             KernelKind::BlurPool,
             (1, 1),
             self.params(input)?,
-            choice,
+            target.choice,
         ))
     }
 
@@ -780,13 +846,13 @@ impl MaxBlurPool2d {
         BlurPool2d::new(self.blur().clone()).forward(kernels, stream, m, layout, &*max_map, y)
     }
 
-    fn launch_plan(&self, input: Shape4, choice: KernelChoice) -> Result<LaunchPlan> {
+    fn launch_plan(&self, input: Shape4, target: Target) -> Result<LaunchPlan> {
         let (kh, kw) = self.max_pool().kernel();
         Ok(LaunchPlan::pooling(
             KernelKind::MaxBlurPool,
             (kh as i32, kw as i32),
             self.params(input)?,
-            choice,
+            target.choice,
         ))
     }
 
@@ -833,7 +899,7 @@ macro_rules! conv_entries {
                 y: &mut impl DevicePtrMut<T>,
             ) -> Result<Shape4> {
                 check_bias_presence(self.conv().has_bias(), bias.is_some())?;
-                let plan = self.launch_plan(input, kernels.choice())?;
+                let plan = self.launch_plan(input, kernels.target(T::DTYPE))?;
                 let c = self.conv();
                 kernels.launch_typed::<T>(
                     &plan,
@@ -867,7 +933,7 @@ macro_rules! conv_entries {
                 y: CUdeviceptr,
             ) -> Result<Shape4> {
                 check_bias_presence(self.conv().has_bias(), bias != 0)?;
-                let plan = self.launch_plan(input, kernels.choice())?;
+                let plan = self.launch_plan(input, kernels.target(dtype))?;
                 // SAFETY: the caller guarantees the buffers (see above).
                 unsafe { kernels.launch_raw(&plan, dtype, layout, stream, [x, weight, bias, y]) }?;
                 Ok(plan.output)
@@ -883,17 +949,28 @@ conv_entries!(
 conv_entries!(BlurConv2d, "Fused blur (stride 1) + strided conv + bias + activation (the blurred map never reaches memory)");
 
 impl ConvBlurPool2d {
-    fn launch_plan(&self, input: Shape4, choice: KernelChoice) -> Result<LaunchPlan> {
+    fn launch_plan(&self, input: Shape4, target: Target) -> Result<LaunchPlan> {
         let (output, params) = self.params(input)?;
         // Depthwise (one filter per channel; the conv is always stride 1 here): strip kernels.
+        // (With one channel a conv is both depthwise and dense; the strip kernel wastes less.)
         let depthwise = i64::from(params.groups) == params.c && params.cout == params.c;
         let strip =
             StripShape::for_params(&params, (params.ckh, params.ckw), true).filter(|_| depthwise);
+        if strip.is_none() && target.tensor_core_kernels() {
+            if let Some(filter) = tensor_core_filter(&params) {
+                return Ok(LaunchPlan {
+                    kind: KernelKind::ConvTensorCore { filter },
+                    output,
+                    params,
+                    work: Work::Blocks(tensor_core_tiles(&params)),
+                });
+            }
+        }
         Ok(LaunchPlan::strip_or_general(
             strip,
             KernelKind::ConvBlurPool,
             (output, params),
-            choice,
+            target.choice,
         ))
     }
 
@@ -907,8 +984,33 @@ impl ConvBlurPool2d {
     }
 }
 
+/// Output tile of the tensor-core kernel: `BP_TC_OUT` × `BP_TC_OUT` pixels × `BP_TC_COUT`
+/// channels (kernels/conv_tc.cu).
+const TC_TILE: (i64, i64) = (8, 32);
+
+/// The tensor-core ConvBlurPool2d filter size for `params`, if that kernel computes it: a
+/// dense (groups 1) 3×3 conv, a square 3- or 4-tap blur at stride 2, map coordinates well
+/// inside i32.
+fn tensor_core_filter(params: &BpParams) -> Option<u8> {
+    let conv = params.groups == 1 && params.ckh == 3 && params.ckw == 3;
+    let blur =
+        params.fy == params.fx && matches!(params.fy, 3 | 4) && params.sy == 2 && params.sx == 2;
+    let small = params.hm.max(params.wm) + 2 * i64::from(params.fy) + 64 < 1 << 30
+        && i64::from(params.pad_top.max(params.pad_left)) < 1 << 20;
+    (conv && blur && small).then_some(params.fy as u8)
+}
+
+/// Blocks' worth of work of the tensor-core kernel: N × output tiles × channel tiles.
+fn tensor_core_tiles(params: &BpParams) -> i64 {
+    let (px, ch) = TC_TILE;
+    params.n
+        * ((params.ho + px - 1) / px)
+        * ((params.wo + px - 1) / px)
+        * ((params.cout + ch - 1) / ch)
+}
+
 impl BlurConv2d {
-    fn launch_plan(&self, input: Shape4, _choice: KernelChoice) -> Result<LaunchPlan> {
+    fn launch_plan(&self, input: Shape4, _target: Target) -> Result<LaunchPlan> {
         Ok(LaunchPlan::general(
             KernelKind::BlurConv,
             self.params(input)?,
@@ -938,21 +1040,34 @@ pub struct LaunchPlan {
 }
 
 impl crate::ops::Operator {
-    /// The launch `forward` makes for `input` with kernels of the default choice
-    /// ([`KernelChoice::from_env`]), or the error it would return.
-    pub fn plan(&self, input: Shape4) -> Result<LaunchPlan> {
-        self.plan_with(input, KernelChoice::from_env())
+    /// The launch `forward` makes for `input` in `dtype` with kernels of the default choice
+    /// ([`KernelChoice::from_env`]) on a device with tensor cores, or the error it would return.
+    pub fn plan(&self, input: Shape4, dtype: DType) -> Result<LaunchPlan> {
+        self.plan_for(input, Target::new(dtype, KernelChoice::from_env()))
     }
 
-    /// The launch `forward` makes for `input` with kernels whose choice is `choice`.
-    pub fn plan_with(&self, input: Shape4, choice: KernelChoice) -> Result<LaunchPlan> {
+    /// The launch `forward` makes for `input` on kernels whose target is `target`
+    /// ([`Kernels::target`]).
+    pub fn plan_for(&self, input: Shape4, target: Target) -> Result<LaunchPlan> {
         use crate::ops::Operator as O;
         match self {
-            O::MaxPool(op) => op.launch_plan(input, choice),
-            O::BlurPool(op) => op.launch_plan(input, choice),
-            O::MaxBlurPool(op) => op.launch_plan(input, choice),
-            O::ConvBlurPool(op) => op.launch_plan(input, choice),
-            O::BlurConv(op) => op.launch_plan(input, choice),
+            O::MaxPool(op) => op.launch_plan(input, target),
+            O::BlurPool(op) => op.launch_plan(input, target),
+            O::MaxBlurPool(op) => op.launch_plan(input, target),
+            O::ConvBlurPool(op) => op.launch_plan(input, target),
+            O::BlurConv(op) => op.launch_plan(input, target),
+        }
+    }
+
+    /// The output shape and parameter block of every launch for `input` (whichever kernel).
+    pub(crate) fn launch_params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
+        use crate::ops::Operator as O;
+        match self {
+            O::MaxPool(op) => op.params(input),
+            O::BlurPool(op) => op.params(input),
+            O::MaxBlurPool(op) => op.params(input),
+            O::ConvBlurPool(op) => op.params(input),
+            O::BlurConv(op) => op.params(input),
         }
     }
 

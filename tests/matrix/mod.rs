@@ -335,6 +335,82 @@ pub fn strip_depthwise_cases() -> Vec<(Operator, Shape4)> {
     cases
 }
 
+/// Shapes and output channels for the tensor-core ConvBlurPool kernel (8×8 output pixels ×
+/// 32 channels per block, 16 input channels per stage): 1×1, 2×2, several tiles with partial
+/// last ones, wide and tall; Cin below, at and past one stage (C % 8 == 0 takes 16-byte loads
+/// in NHWC), Cout below, at and past one channel tile. (Cin = Cout = 1 would be depthwise,
+/// which the strip kernel serves.)
+pub const TENSOR_CORE_SIZES: [(Shape4, usize); 8] = [
+    (Shape4::new(1, 1, 1, 1), 2),
+    (Shape4::new(2, 3, 13, 17), 5),
+    (Shape4::new(1, 16, 19, 23), 32),
+    (Shape4::new(1, 17, 21, 19), 33),
+    (Shape4::new(2, 8, 2, 2), 40),
+    (Shape4::new(1, 5, 3, 41), 3),
+    (Shape4::new(1, 4, 45, 4), 7),
+    (Shape4::new(1, 40, 9, 10), 70),
+];
+
+/// Cases for the tensor-core ConvBlurPool kernels (dense 3×3 conv, filters 3 and 4, stride
+/// 2): each pad mode × conv padding 0/1/2 × (no bias, identity), (bias, relu), (bias, relu6) ×
+/// blur paddings (antialiased-cnns, timm, wider than the filter) × binomial and custom taps
+/// (negative ones too), sizes and channel counts rotating. f16/bf16 plan the tensor-core
+/// kernel under KernelChoice::Auto; f32 and KernelChoice::General run v1 on the same cases.
+pub fn tensor_core_cases() -> Vec<(Operator, Shape4)> {
+    let mut cases = Vec::new();
+    let mut turn = 0usize;
+    for f in [3usize, 4] {
+        let custom: Vec<f64> = (0..f).map(|t| [0.6, -0.15, 0.35, 0.2][t % 4]).collect();
+        let filters = [
+            Filter::binomial(f).unwrap(),
+            Filter::separable(
+                &custom,
+                &custom[..].iter().rev().copied().collect::<Vec<_>>(),
+            )
+            .unwrap(),
+        ];
+        let pads = [((f - 1) / 2, f / 2), (f / 2, f / 2), (f, f + 1)];
+        for mode in PadMode::ALL {
+            for conv_pad in [0, 1, 2] {
+                for (bias, act) in [
+                    (false, Activation::Identity),
+                    (true, Activation::Relu),
+                    (true, Activation::Relu6),
+                ] {
+                    for (before, after) in pads {
+                        for filter in &filters {
+                            let (size, cout) = TENSOR_CORE_SIZES[turn % TENSOR_CORE_SIZES.len()];
+                            turn += 1;
+                            let conv = Conv2dSpec::new(
+                                size.c,
+                                cout,
+                                (3, 3),
+                                (conv_pad, conv_pad),
+                                1,
+                                bias,
+                                act,
+                            )
+                            .unwrap();
+                            let blur = Blur::new(
+                                filter.clone(),
+                                (2, 2),
+                                Pad2d::new(before, after, before, after),
+                                mode,
+                            )
+                            .unwrap();
+                            cases.push((
+                                Operator::ConvBlurPool(ConvBlurPool2d::new(conv, blur)),
+                                size,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cases
+}
+
 /// MaxBlurPool on inputs holding NaN, +inf and −inf (strip and general geometries): the result
 /// must be the reference's exactly where it is not finite, and within f32 rounding elsewhere.
 /// Returns the number of cases run.
