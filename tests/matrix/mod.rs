@@ -269,6 +269,36 @@ pub fn strip_cases() -> Vec<(Operator, Shape4)> {
     cases
 }
 
+/// The conv-blur variations both conv specialisations are tested over: each pad mode × conv
+/// padding 0/1/2 × (no bias, identity), (bias, relu), (bias, relu6) × blur padding `pads`
+/// (before, after; both axes) × `filters`, at stride (s, s): (blur, conv padding, bias,
+/// activation).
+fn conv_blur_grid(
+    filters: &[Filter],
+    pads: &[(usize, usize)],
+    s: usize,
+) -> Vec<(Blur, usize, bool, Activation)> {
+    let mut out = Vec::new();
+    for mode in PadMode::ALL {
+        for conv_pad in [0, 1, 2] {
+            for (bias, act) in [
+                (false, Activation::Identity),
+                (true, Activation::Relu),
+                (true, Activation::Relu6),
+            ] {
+                for &(before, after) in pads {
+                    for filter in filters {
+                        let pad = Pad2d::new(before, after, before, after);
+                        let blur = Blur::new(filter.clone(), (s, s), pad, mode).unwrap();
+                        out.push((blur, conv_pad, bias, act));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Cases for the depthwise ConvBlurPool strip kernels: each pad mode × conv padding 0/1/2 ×
 /// (no bias, identity), (bias, relu), (bias, relu6) × blur paddings (antialiased-cnns, timm,
 /// wider than the filter) × binomial and custom taps, sizes rotating (the conv is depthwise
@@ -291,44 +321,17 @@ pub fn strip_depthwise_cases() -> Vec<(Operator, Shape4)> {
             ((s - 1 + f - 1) / 2, (s - 1 + f - 1) / 2),
             (f, f + 1),
         ];
-        for mode in PadMode::ALL {
-            for conv_pad in [0, 1, 2] {
-                for (bias, act) in [
-                    (false, Activation::Identity),
-                    (true, Activation::Relu),
-                    (true, Activation::Relu6),
-                ] {
-                    for (before, after) in pads {
-                        for filter in &filters {
-                            for _ in 0..2 {
-                                let size = STRIP_SIZES[turn % STRIP_SIZES.len()];
-                                turn += 1;
-                                let c = size.c;
-                                let conv = Conv2dSpec::new(
-                                    c,
-                                    c,
-                                    (k, k),
-                                    (conv_pad, conv_pad),
-                                    c,
-                                    bias,
-                                    act,
-                                )
-                                .unwrap();
-                                let blur = Blur::new(
-                                    filter.clone(),
-                                    (s, s),
-                                    Pad2d::new(before, after, before, after),
-                                    mode,
-                                )
-                                .unwrap();
-                                cases.push((
-                                    Operator::ConvBlurPool(ConvBlurPool2d::new(conv, blur)),
-                                    size,
-                                ));
-                            }
-                        }
-                    }
-                }
+        for (blur, conv_pad, bias, act) in conv_blur_grid(&filters, &pads, s) {
+            for _ in 0..2 {
+                let size = STRIP_SIZES[turn % STRIP_SIZES.len()];
+                turn += 1;
+                let c = size.c;
+                let conv =
+                    Conv2dSpec::new(c, c, (k, k), (conv_pad, conv_pad), c, bias, act).unwrap();
+                cases.push((
+                    Operator::ConvBlurPool(ConvBlurPool2d::new(conv, blur.clone())),
+                    size,
+                ));
             }
         }
     }
@@ -370,42 +373,15 @@ pub fn tensor_core_cases() -> Vec<(Operator, Shape4)> {
             .unwrap(),
         ];
         let pads = [((f - 1) / 2, f / 2), (f / 2, f / 2), (f, f + 1)];
-        for mode in PadMode::ALL {
-            for conv_pad in [0, 1, 2] {
-                for (bias, act) in [
-                    (false, Activation::Identity),
-                    (true, Activation::Relu),
-                    (true, Activation::Relu6),
-                ] {
-                    for (before, after) in pads {
-                        for filter in &filters {
-                            let (size, cout) = TENSOR_CORE_SIZES[turn % TENSOR_CORE_SIZES.len()];
-                            turn += 1;
-                            let conv = Conv2dSpec::new(
-                                size.c,
-                                cout,
-                                (3, 3),
-                                (conv_pad, conv_pad),
-                                1,
-                                bias,
-                                act,
-                            )
-                            .unwrap();
-                            let blur = Blur::new(
-                                filter.clone(),
-                                (2, 2),
-                                Pad2d::new(before, after, before, after),
-                                mode,
-                            )
-                            .unwrap();
-                            cases.push((
-                                Operator::ConvBlurPool(ConvBlurPool2d::new(conv, blur)),
-                                size,
-                            ));
-                        }
-                    }
-                }
-            }
+        for (blur, conv_pad, bias, act) in conv_blur_grid(&filters, &pads, 2) {
+            let (size, cout) = TENSOR_CORE_SIZES[turn % TENSOR_CORE_SIZES.len()];
+            turn += 1;
+            let conv =
+                Conv2dSpec::new(size.c, cout, (3, 3), (conv_pad, conv_pad), 1, bias, act).unwrap();
+            cases.push((
+                Operator::ConvBlurPool(ConvBlurPool2d::new(conv, blur)),
+                size,
+            ));
         }
     }
     cases
