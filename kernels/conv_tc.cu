@@ -135,16 +135,6 @@ __device__ __forceinline__ void bp_tc_stage_weights(const BpParams &p, const T *
     }
 }
 
-__device__ __forceinline__ unsigned bp_tc_lds32(const unsigned short *at) {
-#ifdef BP_HOST_EMULATION
-    unsigned v;
-    std::memcpy(&v, at, 4);
-    return v;
-#else
-    return *(const unsigned *)at;
-#endif
-}
-
 template <typename T, typename L, int F>
 __device__ __forceinline__ void bp_convblurpool_tc_run(const BpParams p, const T *__restrict__ x,
                                                        const T *__restrict__ w, const T *__restrict__ b,
@@ -209,16 +199,16 @@ __device__ __forceinline__ void bp_convblurpool_tc_run(const BpParams p, const T
 #pragma unroll
                 for (int nt = 0; nt < 4; ++nt) {
                     const unsigned short *wb = w_s + (tap * BP_TC_COUT + nt * 8 + g) * BP_TC_PIX + 2 * t;
-                    bf[nt][0] = bp_tc_lds32(wb);
-                    bf[nt][1] = bp_tc_lds32(wb + 8);
+                    bf[nt][0] = bp_load_u32(wb);
+                    bf[nt][1] = bp_load_u32(wb + 8);
                 }
 #pragma unroll
                 for (int ch = 0; ch < D::CHUNKS; ++ch) {
                     if (warp + BP_TC_WARPS * ch >= D::MCH) break; // the same for the whole warp
                     const unsigned short *lo = in_s + (pix_lo[ch] + toff) * BP_TC_PIX + 2 * t;
                     const unsigned short *hi = in_s + (pix_hi[ch] + toff) * BP_TC_PIX + 2 * t;
-                    const unsigned af[4] = {bp_tc_lds32(lo), bp_tc_lds32(hi), bp_tc_lds32(lo + 8),
-                                            bp_tc_lds32(hi + 8)};
+                    const unsigned af[4] = {bp_load_u32(lo), bp_load_u32(hi), bp_load_u32(lo + 8),
+                                            bp_load_u32(hi + 8)};
 #pragma unroll
                     for (int nt = 0; nt < 4; ++nt) bp_tc_mma<T>(af, bf[nt], acc[ch][nt]);
                 }

@@ -19,11 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cudarc::driver::sys::CUevent_flags;
-use cudarc::driver::{CudaSlice, CudaStream};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::cuda::{KernelChoice, Kernels};
+use crate::ops::Operator;
 use crate::presets::timm;
 use crate::verify::{random_vec, Gpu};
 use crate::{
@@ -268,13 +269,58 @@ pub trait BenchElement: Element {}
 #[cfg(not(feature = "cudnn"))]
 impl<T: Element> BenchElement for T {}
 
+/// The fused paths of `op` on the rotating inputs `xs`: `fused` (what `forward` launches) and,
+/// where that is a specialised kernel (strip v2, tensor-core v3), `fused v1`: the general kernel
+/// on the same data. `weight` only for the conv operators (no bias).
+#[allow(clippy::too_many_arguments)]
+fn fused_paths<T: Element + 'static>(
+    op: &Operator,
+    kernels: &Arc<Kernels>,
+    stream: &Arc<CudaStream>,
+    shape: Shape4,
+    layout: Layout,
+    xs: &Arc<Vec<CudaSlice<T>>>,
+    weight: Option<Arc<CudaSlice<T>>>,
+) -> Result<Vec<Path>, String> {
+    let general = kernels.with_choice(KernelChoice::General);
+    let kind = |k: &Kernels| {
+        op.plan_for(shape, k.target(T::DTYPE))
+            .map(|p| p.kind)
+            .map_err(|e| e.to_string())
+    };
+    let mut versions = vec![("fused", kernels.clone())];
+    if kind(kernels)? != kind(&general)? {
+        versions.push(("fused v1", general));
+    }
+    let n_out = op
+        .output_shape(shape)
+        .and_then(|o| o.numel())
+        .map_err(|e| e.to_string())?;
+    versions
+        .into_iter()
+        .map(|(name, k)| {
+            let (op, s, xs, wt) = (op.clone(), stream.clone(), xs.clone(), weight.clone());
+            let mut y = stream
+                .alloc_zeros::<T>(n_out.max(1))
+                .map_err(|e| e.to_string())?;
+            Ok(Path {
+                name: name.into(),
+                run: Box::new(move |i| {
+                    let w = wt.as_deref().map(|w| w as &dyn DevicePtr<T>);
+                    op.forward(&k, &s, shape, layout, &xs[i % xs.len()], w, None, &mut y)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }),
+            })
+        })
+        .collect()
+}
+
 fn prepare_typed<T: BenchElement + 'static>(g: &Gpu, w: &Workload) -> Result<Prepared, String> {
     let e = |e: crate::Error| e.to_string();
     let d = |e: cudarc::driver::DriverError| e.to_string();
     let stream = g.stream.clone();
     let kernels: Arc<Kernels> = g.kernels.clone();
-    // The general (v1) kernels, to time beside the specialised ones on the same data.
-    let general = kernels.with_choice(KernelChoice::General);
     let (shape, layout) = (w.shape, w.layout);
     let sz = std::mem::size_of::<T>();
     let n_in = shape.numel().map_err(e)?;
@@ -297,18 +343,10 @@ fn prepare_typed<T: BenchElement + 'static>(g: &Gpu, w: &Workload) -> Result<Pre
             let out = op.output_shape(shape).map_err(e)?;
             let m = op.max_map_shape(shape).map_err(e)?;
             min_bytes = ((n_in + out.numel().map_err(e)?) * sz) as u64;
-            for (name, k) in [("fused", kernels.clone()), ("fused v1", general.clone())] {
-                let (op, s, xs) = (op.clone(), stream.clone(), xs.clone());
-                let mut y = alloc(out.numel().map_err(e)?)?;
-                paths.push(Path {
-                    name: name.into(),
-                    run: Box::new(move |i| {
-                        op.forward(&k, &s, shape, layout, &xs[i % xs.len()], &mut y)
-                            .map(|_| ())
-                            .map_err(|e| e.to_string())
-                    }),
-                });
-            }
+            let fused = Operator::MaxBlurPool(op.clone());
+            paths.extend(fused_paths(
+                &fused, &kernels, &stream, shape, layout, &xs, None,
+            )?);
             {
                 let (op, k, s, xs) = (op.clone(), kernels.clone(), stream.clone(), xs.clone());
                 let mut y = alloc(out.numel().map_err(e)?)?;
@@ -338,18 +376,10 @@ fn prepare_typed<T: BenchElement + 'static>(g: &Gpu, w: &Workload) -> Result<Pre
             let op = BlurPool2d::new(blur3().map_err(e)?);
             let out = op.output_shape(shape).map_err(e)?;
             min_bytes = ((n_in + out.numel().map_err(e)?) * sz) as u64;
-            for (name, k) in [("fused", kernels.clone()), ("fused v1", general.clone())] {
-                let (op, s, xs) = (op.clone(), stream.clone(), xs.clone());
-                let mut y = alloc(out.numel().map_err(e)?)?;
-                paths.push(Path {
-                    name: name.into(),
-                    run: Box::new(move |i| {
-                        op.forward(&k, &s, shape, layout, &xs[i % xs.len()], &mut y)
-                            .map(|_| ())
-                            .map_err(|e| e.to_string())
-                    }),
-                });
-            }
+            let fused = Operator::BlurPool(op.clone());
+            paths.extend(fused_paths(
+                &fused, &kernels, &stream, shape, layout, &xs, None,
+            )?);
             cudnn_path(&mut paths, &mut notes, || {
                 cudnn::blur::<T>(&stream, op.blur(), shape, layout, xs.clone())
             });
@@ -365,30 +395,11 @@ fn prepare_typed<T: BenchElement + 'static>(g: &Gpu, w: &Workload) -> Result<Pre
                     .clone_htod(&random_vec::<T>(&mut rng, wlen, 0.3))
                     .map_err(d)?,
             );
-            // Where a specialised kernel serves this workload (the depthwise strip kernel, v2;
-            // the dense tensor-core kernel, v3, in f16/bf16), time the general one beside it.
-            let mut versions = vec![("fused", kernels.clone())];
-            let kind_for = |k: &Kernels| {
-                crate::ops::Operator::ConvBlurPool(op.clone())
-                    .plan_for(shape, k.target(T::DTYPE))
-                    .map(|p| p.kind)
-                    .map_err(e)
-            };
-            if kind_for(&kernels)? != kind_for(&general)? {
-                versions.push(("fused v1", general.clone()));
-            }
-            for (name, k) in versions {
-                let (op, s, xs, wt) = (op.clone(), stream.clone(), xs.clone(), weight.clone());
-                let mut y = alloc(out.numel().map_err(e)?)?;
-                paths.push(Path {
-                    name: name.into(),
-                    run: Box::new(move |i| {
-                        op.forward(&k, &s, shape, layout, &xs[i % xs.len()], &*wt, None, &mut y)
-                            .map(|_| ())
-                            .map_err(|e| e.to_string())
-                    }),
-                });
-            }
+            let fused = Operator::ConvBlurPool(op.clone());
+            let wt = Some(weight.clone());
+            paths.extend(fused_paths(
+                &fused, &kernels, &stream, shape, layout, &xs, wt,
+            )?);
             cudnn_path(&mut paths, &mut notes, || {
                 cudnn::conv_then_blur::<T>(
                     &stream,
