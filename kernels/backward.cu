@@ -129,10 +129,12 @@ __device__ __forceinline__ float bp_max_gather(const T *__restrict__ x, const T 
     return acc;
 }
 
-// Dense max backward: a = x, c = dy (the max map's gradient, extents hm × wm = ho × wo), out = dx.
-template <typename T, typename L>
-__device__ __forceinline__ void bp_maxpool_bwd_impl(const BpParams p, const void *a, const void *, const void *c,
-                                                    const void *, void *out) {
+// Input gradient of a dense max: a = x, c = dy, out = dx. FUSED = false: the dense max alone
+// (dy is the max map's gradient, extents hm × wm = ho × wo); FUSED = true: MaxBlurPool2d (dy is
+// its output gradient; the max map's gradient, the blur's adjoint of dy, is evaluated where a
+// window's argmax needs it and never written).
+template <typename T, typename L, bool FUSED>
+__device__ __forceinline__ void bp_max_input_grad(const BpParams &p, const void *a, const void *c, void *out) {
     const T *__restrict__ x = (const T *)a;
     const T *__restrict__ dy = (const T *)c;
     T *__restrict__ dx = (T *)out;
@@ -140,10 +142,23 @@ __device__ __forceinline__ void bp_maxpool_bwd_impl(const BpParams p, const void
     BP_GRID_STRIDE_LOOP(idx, p.total_in) {
         long long n, ch, y, xx;
         L::split_in(idx, in, n, ch, y, xx);
-        dx[idx] = bp_from_f32<T>(bp_max_gather<T, L, false>(x, dy, p, n, ch, (int)y, (int)xx));
+        dx[idx] = bp_from_f32<T>(bp_max_gather<T, L, FUSED>(x, dy, p, n, ch, (int)y, (int)xx));
     }
 }
+
+template <typename T, typename L>
+__device__ __forceinline__ void bp_maxpool_bwd_impl(const BpParams p, const void *a, const void *, const void *c,
+                                                    const void *, void *out) {
+    bp_max_input_grad<T, L, false>(p, a, c, out);
+}
 BP_INSTANTIATE_BWD(bp_maxpool_bwd)
+
+template <typename T, typename L>
+__device__ __forceinline__ void bp_maxblurpool_bwd_impl(const BpParams p, const void *a, const void *,
+                                                        const void *c, const void *, void *out) {
+    bp_max_input_grad<T, L, true>(p, a, c, out);
+}
+BP_INSTANTIATE_BWD(bp_maxblurpool_bwd)
 
 // BlurPool2d backward: c = dy, out = dx (the map the blur reads is the input: hm × wm = h × w).
 template <typename T, typename L>
@@ -159,23 +174,6 @@ __device__ __forceinline__ void bp_blurpool_bwd_impl(const BpParams p, const voi
     }
 }
 BP_INSTANTIATE_BWD(bp_blurpool_bwd)
-
-// Fused MaxBlurPool2d backward: a = x, c = dy, out = dx. The max map's gradient (the blur's
-// adjoint of dy) is evaluated where a window's argmax needs it and never written.
-template <typename T, typename L>
-__device__ __forceinline__ void bp_maxblurpool_bwd_impl(const BpParams p, const void *a, const void *,
-                                                        const void *c, const void *, void *out) {
-    const T *__restrict__ x = (const T *)a;
-    const T *__restrict__ dy = (const T *)c;
-    T *__restrict__ dx = (T *)out;
-    const bp_extents in = bp_input_extents(p);
-    BP_GRID_STRIDE_LOOP(idx, p.total_in) {
-        long long n, ch, y, xx;
-        L::split_in(idx, in, n, ch, y, xx);
-        dx[idx] = bp_from_f32<T>(bp_max_gather<T, L, true>(x, dy, p, n, ch, (int)y, (int)xx));
-    }
-}
-BP_INSTANTIATE_BWD(bp_maxblurpool_bwd)
 
 // ---- ConvBlurPool2d: z = conv(x) + bias (stride 1), a = act(z), y = blur_s(a) ----------------
 //
