@@ -114,8 +114,12 @@ def load_composer_blurpool():
 
 
 class Group:
+    """One golden file: its cases' tensors and metadata. Subclasses set their own GROUPS."""
+
+    GROUPS = GROUPS
+
     def __init__(self, name):
-        assert name in GROUPS
+        assert name in self.GROUPS
         self.name = name
         # Independent, fixed seed per group: adding cases to one group never
         # changes the inputs of another.
@@ -716,8 +720,9 @@ def gen_seed():
 # --------------------------------------------------------------------------
 
 
-def verify(path, group):
-    """Reload a written file and compare with what was meant to be written."""
+def check_written(path, group, suffixes=("x", "y")):
+    """Reload a written file and compare with what was meant to be written; every case must
+    have the tensors named by suffixes. Returns (cases, tensors)."""
     with safe_open(path, framework="pt") as f:
         meta = f.metadata()
         keys = set(f.keys())
@@ -732,41 +737,39 @@ def verify(path, group):
         assert torch.equal(t.isnan(), v.isnan()), k
         assert torch.equal(torch.nan_to_num(t), torch.nan_to_num(v)), k
     for c in cases:
-        n = c["name"]
-        assert f"{n}.x" in keys and f"{n}.y" in keys
-    return len(cases)
+        for suffix in suffixes:
+            assert f"{c['name']}.{suffix}" in keys, (c["name"], suffix)
+    return cases, tensors
 
 
-def main():
+def verify(path, group):
+    return len(check_written(path, group)[0])
+
+
+def write_groups(doc, gens, verify_fn, max_total, skipped, describe=lambda name: ""):
+    """The scripts' main: parse --out, generate each group (gens: name -> generator, in order),
+    save and verify it, print sizes, what the libraries rejected and the package versions."""
     here = os.path.dirname(os.path.abspath(__file__))
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(here), "tests", "golden"))
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
 
     setup_determinism()
-    gens = {
-        "antialiased_cnns": gen_antialiased_cnns,
-        "kornia": gen_kornia,
-        "timm": gen_timm,
-        "composer": gen_composer,
-        "torch_maxpool": gen_torch_maxpool,
-        "seed": gen_seed,
-    }
     total = 0
-    for name in GROUPS:
+    for name, gen in gens.items():
         print(f"[{name}]")
-        g = gens[name]()
+        g = gen()
         path = g.save(args.out)
-        n = verify(path, g)
+        n = verify_fn(path, g)
         size = os.path.getsize(path)
         total += size
-        print(f"  wrote {path}: {n} cases, {size} bytes")
+        print(f"  wrote {path}: {n} cases, {size} bytes{describe(name)}")
     print(f"total {total} bytes")
-    assert total < MAX_TOTAL_BYTES, f"golden files too large: {total} bytes"
-    if SKIPPED:
-        print(f"skipped {len(SKIPPED)} combinations rejected by the library:")
-        for (grp, name, reason) in SKIPPED:
+    assert total < max_total, f"golden files too large: {total} bytes"
+    if skipped:
+        print(f"skipped {len(skipped)} combinations rejected by the library:")
+        for (grp, name, reason) in skipped:
             print(f"  {grp}/{name}: {reason}")
     versions = {}
     for dist in ("torch", "numpy", "safetensors", "antialiased-cnns", "kornia", "timm", "mosaicml"):
@@ -775,6 +778,19 @@ def main():
         except importlib.metadata.PackageNotFoundError:
             versions[dist] = "?"
     print("versions:", versions)
+
+
+def main():
+    gens = {
+        "antialiased_cnns": gen_antialiased_cnns,
+        "kornia": gen_kornia,
+        "timm": gen_timm,
+        "composer": gen_composer,
+        "torch_maxpool": gen_torch_maxpool,
+        "seed": gen_seed,
+    }
+    assert list(gens) == GROUPS
+    write_groups(__doc__, gens, verify, MAX_TOTAL_BYTES, SKIPPED)
 
 
 if __name__ == "__main__":

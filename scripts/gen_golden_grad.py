@@ -44,19 +44,13 @@ File format: that of tests/golden/README.md (``<name>.x``, ``<name>.y``,
 * ``<name>.dbias``   (conv cases with bias) float32, Cout
 """
 
-import argparse
-import importlib.metadata
-import json
 import math
 import os
 import sys
-import zlib
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen_golden as gg  # noqa: E402  (helpers only; its output is unaffected)
@@ -72,19 +66,12 @@ TIES = {}  # group -> [windows with a tied maximum, max windows]
 ACTS = {"identity": lambda t: t, "relu": F.relu, "relu6": F.relu6}
 
 
-class GradGroup:
-    def __init__(self, name):
-        assert name in GROUPS
-        self.name = name
-        self.gen = torch.Generator(device="cpu")
-        self.gen.manual_seed(zlib.crc32(name.encode()) & 0x7FFFFFFF)
-        self.tensors = {}
-        self.cases = []
-        self.names = set()
-        TIES.setdefault(name, [0, 0])
+class GradGroup(gg.Group):
+    GROUPS = GROUPS
 
-    def randn(self, *shape, scale=1.0):
-        return torch.randn(*shape, generator=self.gen, dtype=torch.float32) * scale
+    def __init__(self, name):
+        super().__init__(name)
+        TIES.setdefault(name, [0, 0])
 
     def grid(self, *shape):
         """Values in {-1.5, -1, ..., 1.5}: most max windows hold equal maxima."""
@@ -95,7 +82,7 @@ class GradGroup:
 
         max_kp = (kh, kw, ph, pw) of the dense max stage, to count tied windows.
         """
-        assert gg.NAME_RE.match(name) and name not in self.names, name
+        self.check_name(name)
         assert x.dtype == torch.float32 and x.dim() == 4
         x64 = x.double().requires_grad_(True)
         w64 = weight.double().requires_grad_(True) if weight is not None else None
@@ -127,11 +114,6 @@ class GradGroup:
             tied, total = count_ties(x, *max_kp)
             TIES[self.name][0] += tied
             TIES[self.name][1] += total
-
-    def save(self, out_dir):
-        path = os.path.join(out_dir, f"{self.name}.safetensors")
-        save_file(self.tensors, path, metadata={"cases": json.dumps(self.cases)})
-        return path
 
 
 def count_ties(x, kh, kw, ph, pw):
@@ -511,39 +493,23 @@ def gen_torch_maxpool():
 
 
 def verify(path, group):
-    with safe_open(path, framework="pt") as f:
-        meta = f.metadata()
-        keys = set(f.keys())
-    assert set(meta.keys()) == {"cases"}, meta.keys()
-    cases = json.loads(meta["cases"])
-    assert cases == group.cases
-    tensors = load_file(path)
-    assert keys == set(group.tensors)
-    for k, v in group.tensors.items():
-        t = tensors[k]
-        assert t.dtype == torch.float32 and t.shape == v.shape
-        assert torch.equal(t.isnan(), v.isnan()), k
-        assert torch.equal(torch.nan_to_num(t), torch.nan_to_num(v)), k
+    cases, tensors = gg.check_written(path, group, suffixes=("x", "y", "dy", "dx"))
     for c in cases:
         n = c["name"]
-        for suffix in ("x", "y", "dy", "dx"):
-            assert f"{n}.{suffix}" in keys, (n, suffix)
         assert tensors[f"{n}.dy"].shape == tensors[f"{n}.y"].shape
         assert tensors[f"{n}.dx"].shape == tensors[f"{n}.x"].shape
-        if f"{n}.weight" in keys:
+        if f"{n}.weight" in tensors:
             assert tensors[f"{n}.dweight"].shape == tensors[f"{n}.weight"].shape
-        assert (f"{n}.bias" in keys) == (f"{n}.dbias" in keys)
+        assert (f"{n}.bias" in tensors) == (f"{n}.dbias" in tensors)
     return len(cases)
 
 
-def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(here), "tests", "golden"))
-    args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+def ties(name):
+    tied, windows = TIES[name]
+    return f", max windows with a tied maximum: {tied}/{windows}" if windows else ""
 
-    gg.setup_determinism()
+
+def main():
     gens = {
         "grad_antialiased_cnns": gen_antialiased_cnns,
         "grad_kornia": gen_kornia,
@@ -551,29 +517,8 @@ def main():
         "grad_composer": gen_composer,
         "grad_torch_maxpool": gen_torch_maxpool,
     }
-    total = 0
-    for name in GROUPS:
-        g = gens[name]()
-        path = g.save(args.out)
-        n = verify(path, g)
-        size = os.path.getsize(path)
-        total += size
-        tied, windows = TIES[name]
-        ties = f", max windows with a tied maximum: {tied}/{windows}" if windows else ""
-        print(f"[{name}] wrote {path}: {n} cases, {size} bytes{ties}")
-    print(f"total {total} bytes")
-    assert total < MAX_TOTAL_BYTES, f"gradient golden files too large: {total} bytes"
-    if SKIPPED:
-        print(f"skipped {len(SKIPPED)} combinations rejected by the library:")
-        for (grp, name, reason) in SKIPPED:
-            print(f"  {grp}/{name}: {reason}")
-    versions = {}
-    for dist in ("torch", "numpy", "safetensors", "antialiased-cnns", "kornia", "timm", "mosaicml"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = "?"
-    print("versions:", versions)
+    assert list(gens) == GROUPS
+    gg.write_groups(__doc__, gens, verify, MAX_TOTAL_BYTES, SKIPPED, describe=ties)
 
 
 if __name__ == "__main__":
