@@ -97,6 +97,18 @@ __device__ __forceinline__ void bp_strip_hmax(const T *__restrict__ row, long lo
     }
 }
 
+// Moves a register ring of R input rows up by one (row 0, the oldest, drops out) so that the
+// caller can load the next row into row R − 1.
+template <int R, int E, int V>
+__device__ __forceinline__ void bp_ring_advance(float (&ring)[R][E][V]) {
+#pragma unroll
+    for (int a = 0; a + 1 < R; ++a)
+#pragma unroll
+        for (int e = 0; e < E; ++e)
+#pragma unroll
+            for (int k = 0; k < V; ++k) ring[a][e][k] = ring[a + 1][e][k];
+}
+
 // Channels per thread: NHWC half types take two (one 4-byte word), everything else one.
 template <typename T, typename L>
 constexpr int bp_strip_lanes = (L::channels_last && sizeof(T) == 2) ? 2 : 1;
@@ -137,12 +149,7 @@ struct bp_strip_max_map {
         // row when s follows the last one, else refill it.
         const int y_last = s - mpy + K - 1;
         for (int yy = follows ? y_last : s - mpy; yy <= y_last; ++yy) {
-#pragma unroll
-            for (int a = 0; a + 1 < K; ++a)
-#pragma unroll
-                for (int v = 0; v < F; ++v)
-#pragma unroll
-                    for (int k = 0; k < V; ++k) hx[a][v][k] = hx[a + 1][v][k];
+            bp_ring_advance(hx);
             if (yy < 0 || yy >= H) {
 #pragma unroll
                 for (int v = 0; v < F; ++v)
@@ -210,12 +217,7 @@ struct bp_strip_dwconv_map {
         if (fast) {
             const int y_last = s - cpy + KC - 1;
             for (int yy = follows ? y_last : s - cpy; yy <= y_last; ++yy) {
-#pragma unroll
-                for (int a = 0; a + 1 < KC; ++a)
-#pragma unroll
-                    for (int e = 0; e < E; ++e)
-#pragma unroll
-                        for (int k = 0; k < V; ++k) xr[a][e][k] = xr[a + 1][e][k];
+                bp_ring_advance(xr);
                 const bool inside = yy >= 0 && yy < H;
                 const T *__restrict__ rowp = it.plane + (long long)(inside ? yy : 0) * it.row_stride;
 #pragma unroll
