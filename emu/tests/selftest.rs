@@ -4,6 +4,27 @@
 use std::ffi::c_void;
 use std::ptr::{null, null_mut};
 
+/// Launches `name` with every buffer pointer null.
+///
+/// # Safety
+/// The kernel must touch no memory, or the launch must be refused before any pointer is used.
+unsafe fn launch_without_buffers(name: &str, grid: u32, block: u32) -> Result<(), String> {
+    // SAFETY: the caller promises that no pointer is dereferenced (above).
+    unsafe {
+        blurpool_emu::launch(
+            name,
+            grid,
+            block,
+            null(),
+            null(),
+            null(),
+            null(),
+            null(),
+            null_mut(),
+        )
+    }
+}
+
 #[test]
 fn barrier_orders_shared_memory() {
     let (grid, block) = (3u32, 128u32);
@@ -35,19 +56,7 @@ fn barrier_orders_shared_memory() {
 #[test]
 fn divergent_barrier_is_reported() {
     // SAFETY: the self-test kernel touches no memory.
-    let r = unsafe {
-        blurpool_emu::launch(
-            "emu_selftest_divergent",
-            1,
-            64,
-            null(),
-            null(),
-            null(),
-            null(),
-            null(),
-            null_mut(),
-        )
-    };
+    let r = unsafe { launch_without_buffers("emu_selftest_divergent", 1, 64) };
     let e = r.unwrap_err();
     assert!(e.contains("divergent barrier"), "{e}");
 }
@@ -55,19 +64,7 @@ fn divergent_barrier_is_reported() {
 #[test]
 fn bad_launch_dimensions_are_refused() {
     // SAFETY: refused before any pointer is used.
-    let r = unsafe {
-        blurpool_emu::launch(
-            "emu_selftest_reverse",
-            1,
-            2048,
-            null(),
-            null(),
-            null(),
-            null(),
-            null(),
-            null_mut(),
-        )
-    };
+    let r = unsafe { launch_without_buffers("emu_selftest_reverse", 1, 2048) };
     assert_eq!(r.unwrap_err(), "bad launch dimensions");
 }
 
@@ -114,19 +111,7 @@ fn mma_collective_multiplies_fragments() {
 #[test]
 fn partial_warp_collective_is_reported() {
     // SAFETY: the self-test kernel touches no memory.
-    let r = unsafe {
-        blurpool_emu::launch(
-            "emu_selftest_partial_warp",
-            1,
-            64,
-            null(),
-            null(),
-            null(),
-            null(),
-            null(),
-            null_mut(),
-        )
-    };
+    let r = unsafe { launch_without_buffers("emu_selftest_partial_warp", 1, 64) };
     let e = r.unwrap_err();
     assert!(e.contains("warp collective"), "{e}");
 }
