@@ -208,6 +208,18 @@ pub const STRIP_SIZES: [Shape4; 7] = [
     Shape4::new(1, 7, 45, 4),
 ];
 
+/// The binomial filter of size `f` and an asymmetric one: `taps` (cycled to length `f`) down
+/// the rows and the same taps reversed across the columns, so a kernel that swaps the axes or
+/// flips a filter fails.
+fn binomial_and_skewed(f: usize, taps: [f64; 4]) -> [Filter; 2] {
+    let rows: Vec<f64> = (0..f).map(|t| taps[t % 4]).collect();
+    let cols: Vec<f64> = rows.iter().rev().copied().collect();
+    [
+        Filter::binomial(f).unwrap(),
+        Filter::separable(&rows, &cols).unwrap(),
+    ]
+}
+
 /// Cases for every strip specialisation (kernels/strip.cu): each pad mode × the presets'
 /// paddings (antialiased-cnns asymmetric, timm/composer symmetric, kornia, none, and wider
 /// than the filter) × binomial and custom taps (negative ones too) × max padding 0 and 1,
@@ -221,15 +233,7 @@ pub fn strip_cases() -> Vec<(Operator, Shape4)> {
             continue;
         }
         let (k, f, s) = shape.dims();
-        let custom: Vec<f64> = (0..f).map(|t| [0.7, -0.2, 0.45, 0.15][t % 4]).collect();
-        let filters = [
-            Filter::binomial(f).unwrap(),
-            Filter::separable(
-                &custom,
-                &custom[..].iter().rev().copied().collect::<Vec<_>>(),
-            )
-            .unwrap(),
-        ];
+        let filters = binomial_and_skewed(f, [0.7, -0.2, 0.45, 0.15]);
         let pads = [
             ((f - 1) / 2, f / 2),
             ((s - 1 + f - 1) / 2, (s - 1 + f - 1) / 2),
@@ -363,15 +367,7 @@ pub fn tensor_core_cases() -> Vec<(Operator, Shape4)> {
     let mut cases = Vec::new();
     let mut turn = 0usize;
     for f in [3usize, 4] {
-        let custom: Vec<f64> = (0..f).map(|t| [0.6, -0.15, 0.35, 0.2][t % 4]).collect();
-        let filters = [
-            Filter::binomial(f).unwrap(),
-            Filter::separable(
-                &custom,
-                &custom[..].iter().rev().copied().collect::<Vec<_>>(),
-            )
-            .unwrap(),
-        ];
+        let filters = binomial_and_skewed(f, [0.6, -0.15, 0.35, 0.2]);
         let pads = [((f - 1) / 2, f / 2), (f / 2, f / 2), (f, f + 1)];
         for (blur, conv_pad, bias, act) in conv_blur_grid(&filters, &pads, 2) {
             let (size, cout) = TENSOR_CORE_SIZES[turn % TENSOR_CORE_SIZES.len()];
