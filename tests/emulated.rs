@@ -14,7 +14,7 @@ mod matrix;
 
 use std::ffi::c_void;
 
-use blurpool::cuda::{Buf, KernelChoice, KernelKind, Target, BLOCK};
+use blurpool::cuda::{Buf, KernelChoice, KernelKind, LaunchPlan, Target, BLOCK};
 use blurpool::ops::Operator;
 use blurpool::verify::{CaseData, GradsOf, Runner, POISON};
 use blurpool::{Element, Layout, Shape4};
@@ -38,6 +38,37 @@ fn guarded<T: Element>(data: &[T], fill: T) -> Vec<T> {
     v
 }
 
+/// Runs a forward plan's kernel on the emulator: x, weight and bias in, y out (the fourth
+/// input slot belongs to the backward kernels and stays null).
+///
+/// # Safety
+/// Each slice must hold what `plan` reads or writes through it for its shapes (the kernel trusts
+/// the plan, not the slice lengths); `params` is the BpParams block the GPU launch would pass.
+unsafe fn launch_forward<T: Element>(
+    plan: &LaunchPlan,
+    layout: Layout,
+    max_blocks: u32,
+    x: &[T],
+    w: &[T],
+    b: &[T],
+    y: &mut [T],
+) -> Result<(), String> {
+    // SAFETY: the caller guarantees the buffers; params lives in `plan` for the call.
+    unsafe {
+        blurpool_emu::launch(
+            &plan.kind.symbol(T::DTYPE, layout),
+            plan.work.grid(max_blocks),
+            BLOCK,
+            &plan.params as *const _ as *const c_void,
+            x.as_ptr() as *const c_void,
+            w.as_ptr() as *const c_void,
+            b.as_ptr() as *const c_void,
+            std::ptr::null(),
+            y.as_mut_ptr() as *mut c_void,
+        )
+    }
+}
+
 impl Runner for Emu {
     fn run<T: Element>(
         &self,
@@ -57,21 +88,16 @@ impl Runner for Emu {
         let guard_value = T::from_f64(-12345.0);
         let mut y = guarded(&vec![T::from_f64(POISON); n_out], guard_value);
         if plan.work.count() > 0 {
-            let grid = plan.work.grid(self.max_blocks);
-            let at = |v: &[T]| v[GUARD..].as_ptr() as *const c_void;
-            // SAFETY: params is the BpParams block the GPU launch would pass; every buffer holds
-            // the elements the shapes need plus GUARD on each side, and outlives the call.
+            // SAFETY: every buffer holds the elements the shapes need plus GUARD on each side.
             unsafe {
-                blurpool_emu::launch(
-                    &plan.kind.symbol(T::DTYPE, layout),
-                    grid,
-                    BLOCK,
-                    &plan.params as *const _ as *const c_void,
-                    at(&x),
-                    at(&w),
-                    at(&b),
-                    std::ptr::null(),
-                    y[GUARD..].as_mut_ptr() as *mut c_void,
+                launch_forward(
+                    &plan,
+                    layout,
+                    self.max_blocks,
+                    &x[GUARD..],
+                    &w[GUARD..],
+                    &b[GUARD..],
+                    &mut y[GUARD..],
                 )
             }?;
         }
@@ -410,19 +436,17 @@ fn strip_kernels_accept_buffers_at_odd_elements() {
         let mut xs = vec![f16::ZERO; n_in + 2];
         xs[offset..offset + n_in].copy_from_slice(&x);
         let mut ys = vec![f16::from_f64(POISON); n_out + 2];
-        // SAFETY: params is the block the GPU launch passes; xs and ys hold the input and the
-        // output from `offset` on, and outlive the call.
+        // SAFETY: xs and ys hold the input and the output from `offset` on; MaxBlurPool reads
+        // no weights or bias.
         unsafe {
-            blurpool_emu::launch(
-                &plan.kind.symbol(blurpool::DType::F16, Layout::Nhwc),
-                plan.work.grid(EMU.max_blocks),
-                BLOCK,
-                &plan.params as *const _ as *const c_void,
-                xs[offset..].as_ptr() as *const c_void,
-                std::ptr::null(),
-                std::ptr::null(),
-                std::ptr::null(),
-                ys[offset..].as_mut_ptr() as *mut c_void,
+            launch_forward(
+                &plan,
+                Layout::Nhwc,
+                EMU.max_blocks,
+                &xs[offset..],
+                &[],
+                &[],
+                &mut ys[offset..],
             )
         }?;
         Ok(ys[offset..offset + n_out].to_vec())
@@ -480,19 +504,17 @@ fn tensor_core_kernel_accepts_buffers_at_odd_elements() {
         xs.fill(f16::ZERO);
         xs[offset..offset + n_in].copy_from_slice(&x);
         let mut ys = vec![f16::from_f64(POISON); n_out];
-        // SAFETY: params is the block the GPU launch passes; xs holds the input from `offset`
-        // on, w and b the weights and bias, ys the output; all outlive the call.
+        // SAFETY: xs holds the input from `offset` on, w and b the weights and bias, ys the
+        // output.
         unsafe {
-            blurpool_emu::launch(
-                &plan.kind.symbol(blurpool::DType::F16, Layout::Nhwc),
-                plan.work.grid(EMU.max_blocks),
-                BLOCK,
-                &plan.params as *const _ as *const c_void,
-                xs[offset..].as_ptr() as *const c_void,
-                w.as_ptr() as *const c_void,
-                b.as_ptr() as *const c_void,
-                std::ptr::null(),
-                ys.as_mut_ptr() as *mut c_void,
+            launch_forward(
+                &plan,
+                Layout::Nhwc,
+                EMU.max_blocks,
+                &xs[offset..],
+                &w,
+                &b,
+                &mut ys,
             )
         }?;
         Ok(ys.iter().map(|v| v.to_bits()).collect())
