@@ -43,7 +43,8 @@ fn guarded<T: Element>(data: &[T], fill: T) -> Vec<T> {
 ///
 /// # Safety
 /// Each slice must hold what `plan` reads or writes through it for its shapes (the kernel trusts
-/// the plan, not the slice lengths); `params` is the BpParams block the GPU launch would pass.
+/// the plan, not the slice lengths). `plan.params` goes in as the BpParams block the GPU launch
+/// would pass.
 unsafe fn launch_forward<T: Element>(
     plan: &LaunchPlan,
     layout: Layout,
