@@ -1,5 +1,5 @@
 //! Criterion benchmarks on the GPU, over the same workloads as `blurpool bench`
-//! (src/bench.rs): per workload, the fused kernel, the crate's separate kernels and cuDNN (with
+//! (testkit/src/bench.rs): per workload, the fused kernel, the crate's separate kernels and cuDNN (with
 //! `--features cudnn` and libcudnn on the library path), timed with CUDA events on the launches'
 //! stream, inputs rotated beyond twice the L2 cache. Throughput is the fused operator's minimum
 //! bytes (input once + output once + weights), so GB/s compares across paths.
@@ -10,9 +10,9 @@
 
 use std::time::Duration;
 
-use blurpool::bench::{prepare, BenchOp, Workload};
-use blurpool::verify::Gpu;
 use blurpool::{DType, Layout, Shape4};
+use blurpool_testkit::bench::{prepare, BenchOp, Workload};
+use blurpool_testkit::Gpu;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use cudarc::driver::sys::CUevent_flags;
 

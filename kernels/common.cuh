@@ -5,10 +5,11 @@
 
 #define BP_MAX_TAPS 16
 
-// Pad modes and activations: the numbers must match src/cuda/params.rs.
-#define BP_PAD_REFLECT 0
-#define BP_PAD_REPLICATE 1
-#define BP_PAD_ZERO 2
+// Pad modes and activations: the numbers of `PadMode` and `Activation` in src/ops.rs (and of
+// blurpool_pad_mode / blurpool_activation in the C ABI).
+#define BP_PAD_ZERO 0
+#define BP_PAD_REFLECT 1
+#define BP_PAD_REPLICATE 2
 #define BP_ACT_IDENTITY 0
 #define BP_ACT_RELU 1
 #define BP_ACT_RELU6 2

@@ -42,8 +42,9 @@ cargo test --release --no-run --message-format=json -p blurpool --features cudnn
     executables gpu cpu_side golden | while read -r name exe; do cp "$exe" "$DEST/bin/$name"; done
 cargo bench --no-run --message-format=json -p blurpool --features cudnn --bench fused 2>/dev/null |
     executables fused | while read -r name exe; do cp "$exe" "$DEST/bin/bench-$name"; done
-cargo build --release -p blurpool --features cudnn --bin blurpool
-cp target/release/blurpool "$DEST/bin/blurpool"
+# The CLI (blurpool-cli); its path comes from cargo, so CARGO_TARGET_DIR is honoured.
+cargo build --release --message-format=json -p blurpool-cli --features cudnn --bin blurpool 2>/dev/null |
+    executables blurpool | while read -r name exe; do cp "$exe" "$DEST/bin/$name"; done
 cp tests/golden/*.safetensors "$DEST/tests/golden/"
 for b in gpu cpu_side golden bench-fused blurpool; do
     [[ -x $DEST/bin/$b ]] || { echo "gpu-bundle: missing $b" >&2; exit 1; }

@@ -1,7 +1,5 @@
-//! The crate's error type: every bad shape, buffer, padding, stride, dtype or layout is reported
+//! The crate's error type: every bad shape, buffer, padding, stride or configuration is reported
 //! as a variant that says what is wrong, never as a panic.
-
-use crate::tensor::{DType, Layout};
 
 /// Which spatial axis an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,27 +25,48 @@ impl std::fmt::Display for Axis {
 pub enum Error {
     /// A filter has no taps or more than [`crate::MAX_TAPS`].
     #[error("filter size {size} is out of range: taps must number 1..={max}")]
-    FilterSize { size: usize, max: usize },
+    FilterSize {
+        /// The number of taps given.
+        size: usize,
+        /// The largest number allowed.
+        max: usize,
+    },
     /// A binomial preset outside 1..=7 was requested.
     #[error("binomial filter size {0} is not supported: use 1..=7 (or custom taps)")]
     BinomialSize(usize),
     /// A tap is NaN or infinite.
     #[error("filter tap {index} is not finite ({value})")]
-    NonFiniteTap { index: usize, value: f64 },
+    NonFiniteTap {
+        /// Position of the tap.
+        index: usize,
+        /// Its value.
+        value: f64,
+    },
     /// Normalisation was asked for but the taps sum to zero.
     #[error("filter taps sum to zero and cannot be normalised (use `Filter::unnormalized`)")]
     ZeroTapSum,
     /// A stride of zero.
     #[error("{axis} stride must be at least 1")]
-    ZeroStride { axis: Axis },
+    ZeroStride {
+        /// The axis of the stride.
+        axis: Axis,
+    },
     /// A pooling or convolution window of zero size.
     #[error("{what} {axis} size must be at least 1")]
-    ZeroWindow { what: &'static str, axis: Axis },
+    ZeroWindow {
+        /// Which window.
+        what: &'static str,
+        /// The axis of the zero extent.
+        axis: Axis,
+    },
     /// Max-pool padding larger than half the window (PyTorch's rule).
     #[error("max-pool {axis} padding {pad} must be at most half the window ({kernel}/2)")]
     MaxPoolPadding {
+        /// The axis.
         axis: Axis,
+        /// The padding given.
         pad: usize,
+        /// The window along that axis.
         kernel: usize,
     },
     /// Reflect padding needs pad < the padded map's size.
@@ -56,16 +75,32 @@ pub enum Error {
          being blurred has {axis} {size} (use replicate or zero padding, a smaller filter, or a \
          larger input)"
     )]
-    ReflectPadTooLarge { axis: Axis, pad: usize, size: usize },
+    ReflectPadTooLarge {
+        /// The axis.
+        axis: Axis,
+        /// The larger of the two paddings on that axis.
+        pad: usize,
+        /// The extent of the map being padded.
+        size: usize,
+    },
     /// A negative padding (e.g. antialiased-cnns' `pad_off` below −⌊(F−1)/2⌋).
     #[error("padding on the {side} side would be {value}; padding must be ≥ 0")]
-    NegativePadding { side: &'static str, value: i64 },
+    NegativePadding {
+        /// Which side(s).
+        side: &'static str,
+        /// The padding it would be.
+        value: i64,
+    },
     /// The input is too small to produce any output.
     #[error("{what}: input {axis} {size} is too small: {detail}")]
     InputTooSmall {
+        /// The operator.
         what: &'static str,
+        /// The axis.
         axis: Axis,
+        /// The input's extent along it.
         size: usize,
+        /// Why.
         detail: String,
     },
     /// Channels, groups or weight shape do not fit together.
@@ -73,55 +108,79 @@ pub enum Error {
     Conv(String),
     /// The input's channel count does not match the operator's.
     #[error("input has {got} channels but the operator was built for {expected}")]
-    ChannelMismatch { expected: usize, got: usize },
+    ChannelMismatch {
+        /// The operator's channels.
+        expected: usize,
+        /// The input's.
+        got: usize,
+    },
     /// A dimension is zero where it must not be.
     #[error("{what} must be at least 1 (got 0)")]
-    ZeroDim { what: &'static str },
+    ZeroDim {
+        /// Which dimension.
+        what: &'static str,
+    },
     /// A buffer's length does not match the shape.
     #[error("{what} buffer has {got} elements but the shape needs {expected}")]
     BufferLength {
+        /// Which buffer.
         what: &'static str,
+        /// The elements the shape needs.
         expected: usize,
+        /// The elements the buffer has.
         got: usize,
     },
-    /// Shapes whose element count overflows.
+    /// A size that overflows, or exceeds what the kernels can index.
     #[error("shape {0} has more elements than fit in memory addresses")]
     ShapeOverflow(String),
     /// A string naming a pad mode, activation, layout or dtype was not recognised.
     #[error("unknown {what} {got:?}: expected one of {expected}")]
     UnknownName {
+        /// What kind of name.
         what: &'static str,
+        /// The string given.
         got: String,
+        /// The names accepted.
         expected: &'static str,
     },
-    /// A buffer's element type differs from the one requested.
-    #[error("dtype mismatch: the call says {expected:?} but the buffer holds {got:?}")]
-    DTypeMismatch { expected: DType, got: DType },
-    /// A layout that the operation does not support.
-    #[error("layout {0:?} is not supported here")]
-    UnsupportedLayout(Layout),
-    /// No CUDA driver (libcuda) could be loaded on this machine.
+    /// A configuration this build or device does not run (e.g. no kernel for it).
     #[error("{0}")]
     Unsupported(String),
-
+    /// No CUDA driver (libcuda) could be loaded on this machine.
     #[error("no CUDA driver found on this machine (libcuda could not be loaded)")]
     NoCudaDriver,
     /// The stream belongs to another context than the kernels were loaded into.
     #[error("the stream belongs to a different CUDA context than these kernels")]
     ContextMismatch,
     /// Loading the kernel module failed.
+    #[cfg(feature = "cuda")]
     #[error("loading the blurpool kernels failed ({detail}): {source}")]
     KernelLoad {
+        /// What was being loaded.
         detail: String,
+        /// The driver's error.
         source: cudarc::driver::DriverError,
     },
     /// Runtime compilation of the kernels with NVRTC failed.
     #[error("NVRTC could not compile the blurpool kernels: {0}")]
     Nvrtc(String),
     /// A CUDA driver call failed.
+    #[cfg(feature = "cuda")]
     #[error("CUDA driver error: {0}")]
     Cuda(#[from] cudarc::driver::DriverError),
 }
 
 /// Shorthand for this crate's results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// [`Error::BufferLength`] unless a buffer of `got` elements is the `expected` length.
+pub(crate) fn check_len(what: &'static str, expected: usize, got: usize) -> Result<()> {
+    if expected != got {
+        return Err(Error::BufferLength {
+            what,
+            expected,
+            got,
+        });
+    }
+    Ok(())
+}

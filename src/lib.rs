@@ -2,14 +2,19 @@
 //!
 //! Fused CUDA kernels for anti-aliased downsampling (Zhang, "Making Convolutional Networks
 //! Shift-Invariant Again", ICML 2019): dense evaluation → low-pass blur → subsample, in one
-//! kernel that reads the input once and writes the output once.
+//! kernel that reads the input once and writes the output once. What each operator computes
+//! (definitions, padding rules, presets, the bytes model) is the contract in the repository's
+//! `docs/SPEC.md`.
 //!
 //! * [`ops`]: the operators ([`MaxBlurPool2d`], [`BlurPool2d`], [`ConvBlurPool2d`],
 //!   [`BlurConv2d`], dense [`MaxPool2d`]) and their validated configurations.
 //! * [`presets`]: antialiased-cnns, kornia, timm and composer geometry, so ported models get
 //!   their library's numbers.
-//! * [`reference`]: the CPU reference (f64 accumulation), the oracle of every kernel.
-//! * [`cuda`]: the launch layer over cudarc (your stream, your buffers, no allocation per call).
+//! * [`reference`](mod@reference): the CPU reference (f64 accumulation), forward and gradients, the oracle of
+//!   every kernel; it needs no GPU stack (build with `default-features = false` for a crate
+//!   without cudarc).
+//! * `cuda` (feature `cuda`, default): the launch layer over cudarc (your stream, your
+//!   buffers, no allocation per call).
 //!
 //! ```
 //! use blurpool::{presets, PadMode, Shape4, Layout};
@@ -23,20 +28,19 @@
 //! blurpool::reference::max_blur_pool(&op, input, Layout::Nchw, &x, &mut y)?;
 //! # Ok::<(), blurpool::Error>(())
 //! ```
+#![deny(missing_docs)]
 
-pub mod backward;
-pub mod bench;
+#[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod error;
 pub mod ops;
 pub mod presets;
 pub mod reference;
 pub mod tensor;
-pub mod verify;
 
 pub use error::{Axis, Error, Result};
 pub use ops::{
-    Activation, Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, Filter, MaxBlurPool2d,
-    MaxPool2d, Operator, Pad2d, PadMode, MAX_TAPS,
+    Activation, Blur, BlurConv2d, BlurPool2d, Conv2dArgs, Conv2dSpec, ConvBlurPool2d, Filter,
+    MaxBlurPool2d, MaxPool2d, Operator, Pad2d, PadMode, MAX_TAPS,
 };
 pub use tensor::{DType, Element, Layout, Shape4};

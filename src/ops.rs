@@ -1,4 +1,5 @@
-//! Operator configurations: what each operator computes (SPEC.md), validated when built.
+//! Operator configurations: what each operator computes ([docs/SPEC.md](../docs/SPEC.md)),
+//! validated when built.
 //!
 //! Every constructor checks what it can without an input shape; `output_shape` checks the rest
 //! (reflect padding against the map it pads, inputs too small to give an output, channel
@@ -23,15 +24,28 @@ const BINOMIAL: [&[f64]; 7] = [
 
 /// A separable low-pass filter: vertical taps `a_y` and horizontal taps `a_x`, applied as the
 /// cross-correlation with `a_y ⊗ a_x`, normalised by `(Σa_y)(Σa_x)` unless built unnormalised.
+///
+/// ```
+/// use blurpool::Filter;
+/// let f = Filter::binomial(3)?;
+/// assert_eq!(f.weights_y(), &[0.25, 0.5, 0.25]);
+/// let composer = Filter::unnormalized(&[1.0, 2.0, 1.0], &[1.0])?; // used as given
+/// assert_eq!(composer.weights_y(), &[1.0, 2.0, 1.0]);
+/// # Ok::<(), blurpool::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filter {
     taps_y: Vec<f64>,
     taps_x: Vec<f64>,
     normalize: bool,
+    // The effective weights (taps / their sum when normalised), computed once: plans read
+    // them on every launch.
+    weights_y: Vec<f64>,
+    weights_x: Vec<f64>,
 }
 
 impl Filter {
-    /// The binomial filter of size 1..=7 on both axes ([1], [1,1], [1,2,1], …), normalised.
+    /// The binomial filter of size 1..=7 on both axes (`[1]`, `[1,1]`, `[1,2,1]`, …), normalised.
     pub fn binomial(size: usize) -> Result<Filter> {
         if !(1..=BINOMIAL.len()).contains(&size) {
             return Err(Error::BinomialSize(size));
@@ -47,44 +61,20 @@ impl Filter {
     /// Custom vertical and horizontal taps (sizes may differ), normalised.
     pub fn separable(taps_y: &[f64], taps_x: &[f64]) -> Result<Filter> {
         for taps in [taps_y, taps_x] {
-            if taps.is_empty() || taps.len() > MAX_TAPS {
-                return Err(Error::FilterSize {
-                    size: taps.len(),
-                    max: MAX_TAPS,
-                });
-            }
-            if let Some((index, &value)) = taps.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                return Err(Error::NonFiniteTap { index, value });
-            }
+            check_taps(taps)?;
             if taps.iter().sum::<f64>() == 0.0 {
                 return Err(Error::ZeroTapSum);
             }
         }
-        Ok(Filter {
-            taps_y: taps_y.to_vec(),
-            taps_x: taps_x.to_vec(),
-            normalize: true,
-        })
+        Ok(Filter::with_weights(taps_y, taps_x, true))
     }
 
     /// Custom taps used exactly as given (composer's convention), no normalisation.
     pub fn unnormalized(taps_y: &[f64], taps_x: &[f64]) -> Result<Filter> {
         for taps in [taps_y, taps_x] {
-            if taps.is_empty() || taps.len() > MAX_TAPS {
-                return Err(Error::FilterSize {
-                    size: taps.len(),
-                    max: MAX_TAPS,
-                });
-            }
-            if let Some((index, &value)) = taps.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                return Err(Error::NonFiniteTap { index, value });
-            }
+            check_taps(taps)?;
         }
-        Ok(Filter {
-            taps_y: taps_y.to_vec(),
-            taps_x: taps_x.to_vec(),
-            normalize: false,
-        })
+        Ok(Filter::with_weights(taps_y, taps_x, false))
     }
 
     /// Number of vertical taps (Fy).
@@ -103,35 +93,74 @@ impl Filter {
     }
 
     /// The effective vertical weights (normalised if the filter is).
-    pub fn weights_y(&self) -> Vec<f64> {
-        Self::weights(&self.taps_y, self.normalize)
+    pub fn weights_y(&self) -> &[f64] {
+        &self.weights_y
     }
 
     /// The effective horizontal weights (normalised if the filter is).
-    pub fn weights_x(&self) -> Vec<f64> {
-        Self::weights(&self.taps_x, self.normalize)
+    pub fn weights_x(&self) -> &[f64] {
+        &self.weights_x
     }
 
-    fn weights(taps: &[f64], normalize: bool) -> Vec<f64> {
-        let sum: f64 = if normalize { taps.iter().sum() } else { 1.0 };
-        taps.iter().map(|t| t / sum).collect()
+    /// The taps as given (before normalisation), vertical then horizontal.
+    pub fn taps(&self) -> (&[f64], &[f64]) {
+        (&self.taps_y, &self.taps_x)
+    }
+
+    fn with_weights(taps_y: &[f64], taps_x: &[f64], normalize: bool) -> Filter {
+        let weights = |taps: &[f64]| {
+            let sum: f64 = if normalize { taps.iter().sum() } else { 1.0 };
+            taps.iter().map(|t| t / sum).collect()
+        };
+        Filter {
+            taps_y: taps_y.to_vec(),
+            taps_x: taps_x.to_vec(),
+            normalize,
+            weights_y: weights(taps_y),
+            weights_x: weights(taps_x),
+        }
     }
 }
 
-/// How the blur reads outside the map it filters.
+fn check_taps(taps: &[f64]) -> Result<()> {
+    if taps.is_empty() || taps.len() > MAX_TAPS {
+        return Err(Error::FilterSize {
+            size: taps.len(),
+            max: MAX_TAPS,
+        });
+    }
+    if let Some((index, &value)) = taps.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(Error::NonFiniteTap { index, value });
+    }
+    Ok(())
+}
+
+/// How the blur reads outside the map it filters. The discriminants are the numbers the
+/// kernels and the C ABI (`blurpool_pad_mode`) use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i32)]
 pub enum PadMode {
-    /// Mirror without repeating the edge (PyTorch `ReflectionPad2d`): −1 → 1, H → H−2.
-    Reflect,
-    /// Clamp to the edge (PyTorch `ReplicationPad2d`).
-    Replicate,
     /// Zeros (PyTorch `ZeroPad2d`, `F.pad(mode='constant')`, conv2d's own padding).
-    Zero,
+    Zero = 0,
+    /// Mirror without repeating the edge (PyTorch `ReflectionPad2d`): −1 → 1, H → H−2.
+    Reflect = 1,
+    /// Clamp to the edge (PyTorch `ReplicationPad2d`).
+    Replicate = 2,
 }
 
 impl PadMode {
     /// All modes.
     pub const ALL: [PadMode; 3] = [PadMode::Reflect, PadMode::Replicate, PadMode::Zero];
+
+    /// The mode's number (`BP_PAD_*` in kernels/common.cuh, `blurpool_pad_mode` in C).
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// The mode with number `code`, if there is one.
+    pub fn from_code(code: i32) -> Option<PadMode> {
+        PadMode::ALL.into_iter().find(|m| m.code() == code)
+    }
 
     /// Maps a padded coordinate `i` (may be negative or ≥ `n`) into `0..n`, or `None` for a
     /// zero-padded cell. Reflect is only valid for |overhang| < n, which configs ensure.
@@ -179,26 +208,21 @@ impl std::str::FromStr for PadMode {
     }
 }
 
-/// Explicit padding per side.
+/// Explicit padding per side, by name:
+/// `Pad2d { top: 1, bottom: 2, left: 1, right: 2 }`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Pad2d {
+    /// Rows before the first.
     pub top: usize,
+    /// Rows after the last.
     pub bottom: usize,
+    /// Columns before the first.
     pub left: usize,
+    /// Columns after the last.
     pub right: usize,
 }
 
 impl Pad2d {
-    /// Padding on each side.
-    pub const fn new(top: usize, bottom: usize, left: usize, right: usize) -> Self {
-        Pad2d {
-            top,
-            bottom,
-            left,
-            right,
-        }
-    }
-
     /// The same padding on all four sides.
     pub const fn uniform(p: usize) -> Self {
         Pad2d {
@@ -222,6 +246,14 @@ impl Pad2d {
 
 /// The blur-and-subsample stage shared by every operator: filter, padding of the map it reads,
 /// and strides.
+///
+/// ```
+/// use blurpool::{Blur, Filter, Pad2d, PadMode};
+/// // timm's BlurPool2d(filt_size=3, stride=2): [1,2,1] taps, 1 pixel of reflect padding.
+/// let blur = Blur::new(Filter::binomial(3)?, (2, 2), Pad2d::uniform(1), PadMode::Reflect)?;
+/// assert_eq!(blur.stride(), (2, 2));
+/// # Ok::<(), blurpool::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Blur {
     filter: Filter,
@@ -249,12 +281,15 @@ impl Blur {
         })
     }
 
+    /// The filter.
     pub fn filter(&self) -> &Filter {
         &self.filter
     }
+    /// The padding of the map the blur reads.
     pub fn pad(&self) -> Pad2d {
         self.pad
     }
+    /// How the padding is filled.
     pub fn mode(&self) -> PadMode {
         self.mode
     }
@@ -315,6 +350,13 @@ impl Blur {
 }
 
 /// BlurPool2d: blur + subsample of the input.
+///
+/// ```
+/// use blurpool::{presets, Shape4};
+/// let op = presets::timm::blur_pool2d(3, 2, blurpool::PadMode::Reflect)?;
+/// assert_eq!(op.output_shape(Shape4::new(1, 8, 9, 9))?, Shape4::new(1, 8, 5, 5));
+/// # Ok::<(), blurpool::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct BlurPool2d {
     blur: Blur,
@@ -325,6 +367,7 @@ impl BlurPool2d {
     pub fn new(blur: Blur) -> Self {
         BlurPool2d { blur }
     }
+    /// The blur stage.
     pub fn blur(&self) -> &Blur {
         &self.blur
     }
@@ -337,6 +380,14 @@ impl BlurPool2d {
 }
 
 /// Dense (stride 1) max pooling with a kh×kw window and −∞ padding.
+///
+/// ```
+/// use blurpool::{MaxPool2d, Shape4};
+/// let max = MaxPool2d::new((3, 3), (1, 1))?; // kernel (kh, kw), padding (py, px)
+/// assert_eq!(max.output_shape(Shape4::new(1, 1, 8, 8))?, Shape4::new(1, 1, 8, 8));
+/// assert!(MaxPool2d::new((2, 2), (2, 2)).is_err()); // padding > window / 2
+/// # Ok::<(), blurpool::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MaxPool2d {
     kernel: (usize, usize),
@@ -344,7 +395,8 @@ pub struct MaxPool2d {
 }
 
 impl MaxPool2d {
-    /// Window (kh, kw) and padding (py, px); PyTorch's rule: padding ≤ window/2.
+    /// Window (kh, kw) and padding (py, px); PyTorch's rule: padding ≤ window/2 (so the two
+    /// arguments swapped are always refused).
     pub fn new(kernel: (usize, usize), padding: (usize, usize)) -> Result<MaxPool2d> {
         for (axis, k, p) in [
             (Axis::Height, kernel.0, padding.0),
@@ -404,6 +456,15 @@ impl MaxPool2d {
 }
 
 /// MaxBlurPool2d = BlurPool2d ∘ MaxPool2d(stride 1); the blur pads the max map.
+///
+/// ```
+/// use blurpool::{presets::antialiased_cnns, PadMode, Shape4};
+/// // antialiased-cnns: MaxPool2d(2, stride=1) → BlurPool(filt_size=4, stride=2)
+/// let op = antialiased_cnns::max_blur_pool(2, 0, PadMode::Reflect, 4, 2, 0)?;
+/// assert_eq!(op.max_map_shape(Shape4::new(1, 3, 8, 8))?, Shape4::new(1, 3, 7, 7));
+/// assert_eq!(op.output_shape(Shape4::new(1, 3, 8, 8))?, Shape4::new(1, 3, 4, 4));
+/// # Ok::<(), blurpool::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct MaxBlurPool2d {
     max: MaxPool2d,
@@ -415,9 +476,11 @@ impl MaxBlurPool2d {
     pub fn new(max: MaxPool2d, blur: Blur) -> Self {
         MaxBlurPool2d { max, blur }
     }
+    /// The dense max.
     pub fn max_pool(&self) -> &MaxPool2d {
         &self.max
     }
+    /// The blur stage (it pads the max map).
     pub fn blur(&self) -> &Blur {
         &self.blur
     }
@@ -433,18 +496,33 @@ impl MaxBlurPool2d {
     }
 }
 
-/// Pointwise activation after a convolution.
+/// Pointwise activation after a convolution. The discriminants are the numbers the kernels and
+/// the C ABI (`blurpool_activation`) use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(i32)]
 pub enum Activation {
+    /// No activation.
     #[default]
-    Identity,
-    Relu,
-    Relu6,
+    Identity = 0,
+    /// max(0, v).
+    Relu = 1,
+    /// min(max(0, v), 6).
+    Relu6 = 2,
 }
 
 impl Activation {
     /// All activations.
     pub const ALL: [Activation; 3] = [Activation::Identity, Activation::Relu, Activation::Relu6];
+
+    /// The activation's number (`BP_ACT_*` in kernels/common.cuh, `blurpool_activation` in C).
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// The activation with number `code`, if there is one.
+    pub fn from_code(code: i32) -> Option<Activation> {
+        Activation::ALL.into_iter().find(|a| a.code() == code)
+    }
 
     /// Applies the activation (NaN passes through, as in PyTorch).
     #[inline]
@@ -473,6 +551,7 @@ impl Activation {
         }
     }
 
+    /// Lower-case name.
     pub fn name(self) -> &'static str {
         match self {
             Activation::Identity => "identity",
@@ -484,6 +563,7 @@ impl Activation {
 
 impl std::str::FromStr for Activation {
     type Err = Error;
+    /// Accepts `identity`/`none`/`linear`, `relu`, `relu6`.
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "identity" | "none" | "linear" => Ok(Activation::Identity),
@@ -498,30 +578,74 @@ impl std::str::FromStr for Activation {
     }
 }
 
+/// The arguments of [`Conv2dSpec::new`] by name (`nn.Conv2d`'s names). The defaults are
+/// `nn.Conv2d`'s where it has one (groups 1, padding 0) and no bias and no activation; the
+/// channel counts and kernel have no sensible default, and 0 is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Conv2dArgs {
+    /// Input channels (Cin).
+    pub in_channels: usize,
+    /// Output channels (Cout).
+    pub out_channels: usize,
+    /// (kh, kw).
+    pub kernel: (usize, usize),
+    /// Zero padding (py, px) on both sides of each axis.
+    pub padding: (usize, usize),
+    /// Groups (1: dense, Cin = Cout: depthwise).
+    pub groups: usize,
+    /// Whether the convolution adds a bias (Cout values).
+    pub bias: bool,
+    /// The activation after the bias.
+    pub activation: Activation,
+}
+
+impl Default for Conv2dArgs {
+    fn default() -> Self {
+        Conv2dArgs {
+            in_channels: 0,
+            out_channels: 0,
+            kernel: (0, 0),
+            padding: (0, 0),
+            groups: 1,
+            bias: false,
+            activation: Activation::Identity,
+        }
+    }
+}
+
 /// A 2-D convolution's geometry: weights Cout×(Cin/groups)×kh×kw (PyTorch's layout, whatever
 /// the activations' layout), optional bias, zero padding, groups, activation.
+///
+/// ```
+/// use blurpool::{Activation, Conv2dArgs, Conv2dSpec};
+/// let conv = Conv2dSpec::new(Conv2dArgs {
+///     in_channels: 64,
+///     out_channels: 128,
+///     kernel: (3, 3),
+///     padding: (1, 1),
+///     bias: true,
+///     activation: Activation::Relu,
+///     ..Conv2dArgs::default()
+/// })?;
+/// assert_eq!(conv.weight_len(), 128 * 64 * 9);
+/// assert!(Conv2dSpec::new(Conv2dArgs { groups: 3, ..conv.args() }).is_err()); // 3 ∤ 64
+/// # Ok::<(), blurpool::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Conv2dSpec {
-    in_channels: usize,
-    out_channels: usize,
-    kernel: (usize, usize),
-    padding: (usize, usize),
-    groups: usize,
-    bias: bool,
-    activation: Activation,
+    args: Conv2dArgs,
 }
 
 impl Conv2dSpec {
     /// Validates channel/group divisibility and the window.
-    pub fn new(
-        in_channels: usize,
-        out_channels: usize,
-        kernel: (usize, usize),
-        padding: (usize, usize),
-        groups: usize,
-        bias: bool,
-        activation: Activation,
-    ) -> Result<Conv2dSpec> {
+    pub fn new(args: Conv2dArgs) -> Result<Conv2dSpec> {
+        let Conv2dArgs {
+            in_channels,
+            out_channels,
+            kernel,
+            groups,
+            ..
+        } = args;
         if in_channels == 0 || out_channels == 0 {
             return Err(Error::Conv(format!(
                 "in_channels ({in_channels}) and out_channels ({out_channels}) must be at least 1"
@@ -547,15 +671,7 @@ impl Conv2dSpec {
                 axis: Axis::Width,
             });
         }
-        Ok(Conv2dSpec {
-            in_channels,
-            out_channels,
-            kernel,
-            padding,
-            groups,
-            bias,
-            activation,
-        })
+        Ok(Conv2dSpec { args })
     }
 
     /// Depthwise convolution (groups = in = out channels).
@@ -566,42 +682,67 @@ impl Conv2dSpec {
         bias: bool,
         activation: Activation,
     ) -> Result<Conv2dSpec> {
-        Conv2dSpec::new(
-            channels, channels, kernel, padding, channels, bias, activation,
-        )
+        Conv2dSpec::new(Conv2dArgs {
+            in_channels: channels,
+            out_channels: channels,
+            kernel,
+            padding,
+            groups: channels,
+            bias,
+            activation,
+        })
     }
 
-    pub fn in_channels(&self) -> usize {
-        self.in_channels
+    /// The arguments it was built from (e.g. to build a variant with `..spec.args()`).
+    pub fn args(&self) -> Conv2dArgs {
+        self.args
     }
+    /// Input channels.
+    pub fn in_channels(&self) -> usize {
+        self.args.in_channels
+    }
+    /// Output channels.
     pub fn out_channels(&self) -> usize {
-        self.out_channels
+        self.args.out_channels
     }
     /// (kh, kw).
     pub fn kernel(&self) -> (usize, usize) {
-        self.kernel
+        self.args.kernel
     }
     /// (py, px), zero padding.
     pub fn padding(&self) -> (usize, usize) {
-        self.padding
+        self.args.padding
     }
+    /// Groups.
     pub fn groups(&self) -> usize {
-        self.groups
+        self.args.groups
     }
+    /// Whether there is a bias.
     pub fn has_bias(&self) -> bool {
-        self.bias
+        self.args.bias
     }
+    /// The activation after the bias.
     pub fn activation(&self) -> Activation {
-        self.activation
+        self.args.activation
+    }
+    /// The same convolution without its activation (the pre-activation the backward needs).
+    pub fn linear(&self) -> Conv2dSpec {
+        Conv2dSpec {
+            args: Conv2dArgs {
+                activation: Activation::Identity,
+                ..self.args
+            },
+        }
     }
     /// Number of weight elements: Cout·(Cin/groups)·kh·kw.
     pub fn weight_len(&self) -> usize {
-        self.out_channels * (self.in_channels / self.groups) * self.kernel.0 * self.kernel.1
+        let a = &self.args;
+        a.out_channels * (a.in_channels / a.groups) * a.kernel.0 * a.kernel.1
     }
     /// Number of bias elements expected (Cout, or 0 without bias).
     pub fn bias_len(&self) -> usize {
-        if self.bias {
-            self.out_channels
+        if self.args.bias {
+            self.args.out_channels
         } else {
             0
         }
@@ -609,9 +750,9 @@ impl Conv2dSpec {
 
     fn check_input_channels(&self, input: Shape4) -> Result<()> {
         input.check_input()?;
-        if input.c != self.in_channels {
+        if input.c != self.args.in_channels {
             return Err(Error::ChannelMismatch {
-                expected: self.in_channels,
+                expected: self.args.in_channels,
                 got: input.c,
             });
         }
@@ -619,10 +760,16 @@ impl Conv2dSpec {
     }
 
     /// Output extent of the convolution along an axis at the given stride.
-    fn conv_len(&self, what: &'static str, axis: Axis, len: usize, stride: usize) -> Result<usize> {
+    pub(crate) fn conv_len(
+        &self,
+        what: &'static str,
+        axis: Axis,
+        len: usize,
+        stride: usize,
+    ) -> Result<usize> {
         let (k, p) = match axis {
-            Axis::Height => (self.kernel.0, self.padding.0),
-            Axis::Width => (self.kernel.1, self.padding.1),
+            Axis::Height => (self.args.kernel.0, self.args.padding.0),
+            Axis::Width => (self.args.kernel.1, self.args.padding.1),
         };
         if len + 2 * p < k {
             return Err(Error::InputTooSmall {
@@ -637,6 +784,14 @@ impl Conv2dSpec {
 }
 
 /// ConvBlurPool2d = BlurPool2d ∘ act ∘ Conv2d(stride 1): antialiased-cnns' and timm's order.
+///
+/// ```
+/// use blurpool::{presets::timm, Conv2dSpec, Activation, PadMode, Shape4};
+/// let dw = Conv2dSpec::depthwise(32, (3, 3), (1, 1), false, Activation::Relu6)?;
+/// let op = timm::conv_blur_pool(dw, 3, 2, PadMode::Reflect)?;
+/// assert_eq!(op.output_shape(Shape4::new(1, 32, 16, 16))?, Shape4::new(1, 32, 8, 8));
+/// # Ok::<(), blurpool::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConvBlurPool2d {
     conv: Conv2dSpec,
@@ -648,9 +803,11 @@ impl ConvBlurPool2d {
     pub fn new(conv: Conv2dSpec, blur: Blur) -> Self {
         ConvBlurPool2d { conv, blur }
     }
+    /// The convolution.
     pub fn conv(&self) -> &Conv2dSpec {
         &self.conv
     }
+    /// The blur stage (it pads the conv map).
     pub fn blur(&self) -> &Blur {
         &self.blur
     }
@@ -663,7 +820,7 @@ impl ConvBlurPool2d {
         let w = self
             .conv
             .conv_len("ConvBlurPool2d", Axis::Width, input.w, 1)?;
-        Ok(Shape4::new(input.n, self.conv.out_channels, h, w))
+        Ok(Shape4::new(input.n, self.conv.out_channels(), h, w))
     }
     /// Output shape for `input`, or the reason there is none.
     pub fn output_shape(&self, input: Shape4) -> Result<Shape4> {
@@ -674,6 +831,18 @@ impl ConvBlurPool2d {
 }
 
 /// BlurConv2d = act ∘ Conv2d(stride s) ∘ Blur(stride 1): composer's and ffcv's `blur_first` order.
+///
+/// ```
+/// use blurpool::{presets::composer, Conv2dArgs, Conv2dSpec, Shape4};
+/// let conv = Conv2dSpec::new(Conv2dArgs {
+///     in_channels: 8, out_channels: 16, kernel: (3, 3), padding: (1, 1), ..Default::default()
+/// })?;
+/// let composer::BlurConv::BlurFirst(op) = composer::blur_conv2d(conv, (2, 2), true)? else {
+///     unreachable!()
+/// };
+/// assert_eq!(op.output_shape(Shape4::new(1, 8, 10, 10))?, Shape4::new(1, 16, 5, 5));
+/// # Ok::<(), blurpool::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct BlurConv2d {
     blur: Blur,
@@ -698,9 +867,11 @@ impl BlurConv2d {
         }
         Ok(BlurConv2d { blur, conv, stride })
     }
+    /// The blur stage (stride 1).
     pub fn blur(&self) -> &Blur {
         &self.blur
     }
+    /// The convolution.
     pub fn conv(&self) -> &Conv2dSpec {
         &self.conv
     }
@@ -723,17 +894,22 @@ impl BlurConv2d {
         let w = self
             .conv
             .conv_len("BlurConv2d", Axis::Width, b.w, self.stride.1)?;
-        Ok(Shape4::new(b.n, self.conv.out_channels, h, w))
+        Ok(Shape4::new(b.n, self.conv.out_channels(), h, w))
     }
 }
 
-/// Any of the operators, for code that handles them uniformly (tests, the CLI, the C ABI).
+/// Any of the operators, for code that handles them uniformly (tests, tools, the C ABI).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Operator {
+    /// Dense max.
     MaxPool(MaxPool2d),
+    /// Blur + subsample.
     BlurPool(BlurPool2d),
+    /// Dense max, blur, subsample.
     MaxBlurPool(MaxBlurPool2d),
+    /// Conv, activation, blur, subsample.
     ConvBlurPool(ConvBlurPool2d),
+    /// Blur, strided conv, activation.
     BlurConv(BlurConv2d),
 }
 
@@ -755,6 +931,17 @@ impl Operator {
             Operator::ConvBlurPool(op) => Some(op.conv()),
             Operator::BlurConv(op) => Some(op.conv()),
             _ => None,
+        }
+    }
+
+    /// The blur stage, for the operators that have one.
+    pub fn blur(&self) -> Option<&Blur> {
+        match self {
+            Operator::MaxPool(_) => None,
+            Operator::BlurPool(op) => Some(op.blur()),
+            Operator::MaxBlurPool(op) => Some(op.blur()),
+            Operator::ConvBlurPool(op) => Some(op.blur()),
+            Operator::BlurConv(op) => Some(op.blur()),
         }
     }
 

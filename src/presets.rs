@@ -1,6 +1,19 @@
 //! Presets that reproduce each library's padding, defaults and output sizes, so a user porting
-//! a model gets that model's numbers without working the geometry out (SPEC.md, "Compatibility
-//! presets"). Each is checked against the library's own output by the golden tests.
+//! a model gets that model's numbers without working the geometry out (docs/SPEC.md,
+//! "Compatibility presets"). Each is checked against the library's own output by the golden
+//! tests (tests/golden.rs).
+//!
+//! ```
+//! use blurpool::{presets, PadMode, Shape4};
+//! let x = Shape4::new(1, 64, 112, 112);
+//! // The same 4-tap blur, two libraries' paddings: antialiased-cnns keeps ⌈H/2⌉,
+//! // timm's symmetric padding gives one more for even filters.
+//! let aa = presets::antialiased_cnns::blur_pool(PadMode::Reflect, 4, 2, 0)?;
+//! let timm = presets::timm::blur_pool2d(4, 2, PadMode::Reflect)?;
+//! assert_eq!(aa.output_shape(x)?.h, 56);
+//! assert_eq!(timm.output_shape(x)?.h, 57);
+//! # Ok::<(), blurpool::Error>(())
+//! ```
 
 use crate::error::{Error, Result};
 use crate::ops::{
@@ -148,7 +161,7 @@ pub mod timm {
 }
 
 /// mosaicml/composer (`blur_2d`, `blurmax_pool2d`, `BlurConv2d`): zero padding ⌊F/2⌋, odd
-/// filters only; the default is [1,2,1]⊗[1,2,1]/16; custom taps are used as given.
+/// filters only; the default is `[1,2,1]⊗[1,2,1]/16`; custom taps are used as given.
 pub mod composer {
     use super::*;
 
@@ -173,7 +186,13 @@ pub mod composer {
             }
         };
         let (py, px) = (filter.size_y() / 2, filter.size_x() / 2);
-        Blur::new(filter, stride, Pad2d::new(py, py, px, px), PadMode::Zero)
+        let pad = Pad2d {
+            top: py,
+            bottom: py,
+            left: px,
+            right: px,
+        };
+        Blur::new(filter, stride, pad, PadMode::Zero)
     }
 
     /// `blur_2d(x, stride, filter)`.

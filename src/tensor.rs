@@ -6,8 +6,11 @@ use half::{bf16, f16};
 /// Element type of a tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// IEEE binary32 (`f32`).
     F32,
+    /// IEEE binary16 (`half::f16`).
     F16,
+    /// bfloat16 (`half::bf16`).
     BF16,
 }
 
@@ -35,6 +38,7 @@ impl DType {
 
 impl std::str::FromStr for DType {
     type Err = Error;
+    /// Accepts `f32`/`float32`/`float`, `f16`/`float16`/`half`, `bf16`/`bfloat16`.
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "f32" | "float32" | "float" => Ok(DType::F32),
@@ -73,6 +77,7 @@ impl Layout {
 
 impl std::str::FromStr for Layout {
     type Err = Error;
+    /// Accepts `nchw`/`contiguous` and `nhwc`/`channels_last`.
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "nchw" | "contiguous" => Ok(Layout::Nchw),
@@ -86,12 +91,24 @@ impl std::str::FromStr for Layout {
     }
 }
 
-/// Logical shape N×C×H×W.
+/// Logical shape N×C×H×W (whatever the storage [`Layout`]).
+///
+/// ```
+/// use blurpool::{Layout, Shape4};
+/// let s = Shape4::new(2, 3, 4, 5);
+/// assert_eq!(s.numel()?, 120);
+/// assert_eq!(s.offset(Layout::Nhwc, 0, 1, 0, 0), 1); // channels are innermost in NHWC
+/// # Ok::<(), blurpool::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Shape4 {
+    /// Batch.
     pub n: usize,
+    /// Channels.
     pub c: usize,
+    /// Height (rows).
     pub h: usize,
+    /// Width (columns).
     pub w: usize,
 }
 
@@ -101,7 +118,7 @@ impl Shape4 {
         Shape4 { n, c, h, w }
     }
 
-    /// Number of elements, or an error if it overflows `usize`.
+    /// Number of elements, or [`Error::ShapeOverflow`] if it does not fit in `usize`.
     pub fn numel(&self) -> Result<usize> {
         self.n
             .checked_mul(self.c)
@@ -110,7 +127,8 @@ impl Shape4 {
             .ok_or_else(|| Error::ShapeOverflow(self.to_string()))
     }
 
-    /// Linear offset of element (n, c, y, x) in the given layout.
+    /// Linear offset of element (n, c, y, x) in the given layout. The coordinates must lie
+    /// inside the shape and [`Shape4::numel`] must be `Ok`; then the result cannot overflow.
     #[inline]
     pub fn offset(&self, layout: Layout, n: usize, c: usize, y: usize, x: usize) -> usize {
         match layout {
@@ -147,7 +165,8 @@ mod sealed {
     impl Sealed for half::bf16 {}
 }
 
-/// An element type the kernels support: `f32`, `half::f16`, `half::bf16`.
+/// An element type the operators support: `f32`, `half::f16`, `half::bf16`. Sealed; needs no
+/// GPU stack (the CPU reference is generic over it too).
 pub trait Element:
     sealed::Sealed
     + Copy
@@ -155,20 +174,18 @@ pub trait Element:
     + PartialEq
     + std::fmt::Debug
     + bytemuck::Pod
-    + cudarc::driver::DeviceRepr
-    + cudarc::driver::ValidAsZeroBits
     + Send
     + Sync
     + 'static
 {
     /// The matching [`DType`].
     const DTYPE: DType;
+    /// Unit roundoff (half the distance from 1 to the next value): 2⁻²⁴, 2⁻¹¹, 2⁻⁸.
+    const UNIT_ROUNDOFF: f64;
     /// Widens to f64 exactly.
     fn to_f64(self) -> f64;
     /// Rounds to nearest (even).
     fn from_f64(v: f64) -> Self;
-    /// Unit roundoff (half the distance from 1 to the next value): 2⁻²⁴, 2⁻¹¹, 2⁻⁸.
-    const UNIT_ROUNDOFF: f64;
 }
 
 impl Element for f32 {
@@ -186,7 +203,7 @@ impl Element for f16 {
     const DTYPE: DType = DType::F16;
     const UNIT_ROUNDOFF: f64 = 4.8828125e-4;
     fn to_f64(self) -> f64 {
-        self.to_f64()
+        f16::to_f64(self)
     }
     fn from_f64(v: f64) -> Self {
         f16::from_f64(v)
@@ -197,7 +214,7 @@ impl Element for bf16 {
     const DTYPE: DType = DType::BF16;
     const UNIT_ROUNDOFF: f64 = 3.90625e-3;
     fn to_f64(self) -> f64 {
-        self.to_f64()
+        bf16::to_f64(self)
     }
     fn from_f64(v: f64) -> Self {
         bf16::from_f64(v)

@@ -19,13 +19,12 @@ mod common;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use blurpool::backward::{self, Grads};
-use blurpool::ops::Operator;
 use blurpool::presets::antialiased_cnns;
+use blurpool::reference::grad::{self as backward, Grads};
 use blurpool::reference::{self, Map};
 use blurpool::{
-    Activation, Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, Element, Error, Filter,
-    Layout, MaxBlurPool2d, MaxPool2d, Pad2d, PadMode, Shape4,
+    Activation, Blur, BlurConv2d, BlurPool2d, Conv2dArgs, Conv2dSpec, ConvBlurPool2d, Element,
+    Error, Filter, Layout, MaxBlurPool2d, MaxPool2d, Operator, Pad2d, PadMode, Shape4,
 };
 use common::max_rel_err;
 use half::{bf16, f16};
@@ -81,12 +80,11 @@ impl Rng {
 }
 
 fn map(shape: Shape4, data: Vec<f64>) -> Map {
-    assert_eq!(shape.numel().unwrap(), data.len());
-    Map { shape, data }
+    Map::new(shape, data).unwrap()
 }
 
 /// The forward on f64 maps, composed here from the reference's public stage functions (the
-/// same composition as `reference::run`, which `forward_map_is_the_reference_forward` checks).
+/// same composition as `reference::forward`, which `forward_map_is_the_reference_forward` checks).
 fn forward_map(op: &Operator, x: &Map, w: &[f64], b: Option<&[f64]>) -> blurpool::Result<Map> {
     use reference::{blur_map, conv_map, dense_max_map};
     match op {
@@ -146,7 +144,7 @@ struct TypedGrads {
     dbias: Option<Vec<f32>>,
 }
 
-/// `backward::run_backward::<f32>` in `layout`, inputs and outputs given/returned in NCHW.
+/// `grad::backward::<f32>` in `layout`, inputs and outputs given/returned in NCHW.
 fn typed_backward(
     op: &Operator,
     shape: Shape4,
@@ -165,7 +163,7 @@ fn typed_backward(
         .conv()
         .filter(|c| c.has_bias())
         .map(|c| vec![f32::NAN; c.out_channels()]);
-    backward::run_backward(
+    backward::backward(
         op,
         shape,
         layout,
@@ -203,11 +201,11 @@ impl Problem {
     fn loss(&self, x: &Map, w: &[f64], b: Option<&[f64]>) -> f64 {
         let y = forward_map(&self.op, x, w, b)
             .unwrap_or_else(|e| panic!("{}: forward: {e}", self.label));
-        y.data.iter().zip(&self.dy).map(|(y, g)| y * g).sum()
+        y.data().iter().zip(&self.dy).map(|(y, g)| y * g).sum()
     }
 
     fn grads(&self) -> Grads {
-        backward::run_backward_map(&self.op, &self.x, &self.w, self.b.as_deref(), &self.dy)
+        backward::backward_map(&self.op, &self.x, &self.w, self.b.as_deref(), &self.dy)
             .unwrap_or_else(|e| panic!("{}: backward: {e}", self.label))
     }
 }
@@ -228,14 +226,14 @@ fn fd_check(p: &Problem, g: &Grads) -> (f64, String, usize) {
             );
         }
     };
-    assert_eq!(g.dx.shape, p.x.shape, "{}: dx shape", p.label);
-    for k in 0..p.x.data.len() {
+    assert_eq!(g.dx.shape(), p.x.shape(), "{}: dx shape", p.label);
+    for k in 0..p.x.data().len() {
         let mut xp = p.x.clone();
-        xp.data[k] += h;
+        xp.data_mut()[k] += h;
         let lp = p.loss(&xp, &p.w, p.b.as_deref());
-        xp.data[k] -= 2.0 * h;
+        xp.data_mut()[k] -= 2.0 * h;
         let lm = p.loss(&xp, &p.w, p.b.as_deref());
-        judge("dx", k, (lp - lm) / (2.0 * h), g.dx.data[k]);
+        judge("dx", k, (lp - lm) / (2.0 * h), g.dx.data()[k]);
     }
     assert_eq!(g.dweight.len(), p.w.len(), "{}: dweight length", p.label);
     for k in 0..p.w.len() {
@@ -268,15 +266,15 @@ fn fd_check(p: &Problem, g: &Grads) -> (f64, String, usize) {
 /// The conv operators' pre-activation z and the input of their convolution.
 fn pre_activation(op: &Operator, x: &Map, w: &[f64], b: Option<&[f64]>) -> Option<(Map, Map)> {
     let linear = |c: &Conv2dSpec| {
-        Conv2dSpec::new(
-            c.in_channels(),
-            c.out_channels(),
-            c.kernel(),
-            c.padding(),
-            c.groups(),
-            c.has_bias(),
-            Activation::Identity,
-        )
+        Conv2dSpec::new(Conv2dArgs {
+            in_channels: c.in_channels(),
+            out_channels: c.out_channels(),
+            kernel: c.kernel(),
+            padding: c.padding(),
+            groups: c.groups(),
+            bias: c.has_bias(),
+            activation: Activation::Identity,
+        })
         .unwrap()
     };
     match op {
@@ -316,21 +314,21 @@ fn conv_problem(label: String, op: Operator, shape: Shape4, rng: &mut Rng) -> Pr
             .chunks(per_co)
             .map(|c| c.iter().map(|v| v.abs()).sum::<f64>())
             .fold(0.0, f64::max);
-        let xmax = conv_in.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let xmax = conv_in.data().iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let margin = 2.0 * FD_STEP * wsum.max(xmax).max(1.0);
         let kinks: &[f64] = match act {
             Activation::Identity => &[],
             Activation::Relu => &[0.0],
             Activation::Relu6 => &[0.0, 6.0],
         };
-        if z.data
+        if z.data()
             .iter()
             .any(|&v| kinks.iter().any(|&k| (v - k).abs() <= margin))
         {
             continue;
         }
-        let low = z.data.iter().filter(|&&v| v < 0.0).count();
-        let high = z.data.iter().filter(|&&v| v > 6.0).count();
+        let low = z.data().iter().filter(|&&v| v < 0.0).count();
+        let high = z.data().iter().filter(|&&v| v > 6.0).count();
         let covered = match act {
             Activation::Identity => true,
             Activation::Relu => low > 0,
@@ -443,28 +441,48 @@ fn fd_problems() -> Vec<Problem> {
             &[0.1, 0.5, 0.2],
             &[0.05, 0.2, 0.4, 0.25, 0.1],
             false,
-            Pad2d::new(1, 1, 2, 2),
+            Pad2d {
+                top: 1,
+                bottom: 1,
+                left: 2,
+                right: 2,
+            },
             (2, 2),
         ),
         (
             &[1.0, -0.5, 2.0, 0.25],
             &[0.3, 0.9],
             true,
-            Pad2d::new(2, 0, 1, 3),
+            Pad2d {
+                top: 2,
+                bottom: 0,
+                left: 1,
+                right: 3,
+            },
             (1, 3),
         ),
         (
             &[1.5],
             &[0.25, 0.5, 0.125],
             false,
-            Pad2d::new(0, 1, 1, 1),
+            Pad2d {
+                top: 0,
+                bottom: 1,
+                left: 1,
+                right: 1,
+            },
             (3, 1),
         ),
         (
             &[1.0, 2.0, 3.0, 2.0, 1.0, 0.5],
             &[2.0, 1.0, 1.0],
             true,
-            Pad2d::new(3, 2, 0, 2),
+            Pad2d {
+                top: 3,
+                bottom: 2,
+                left: 0,
+                right: 2,
+            },
             (2, 3),
         ),
     ];
@@ -508,7 +526,12 @@ fn fd_problems() -> Vec<Problem> {
     let blur = Blur::new(
         Filter::binomial(4).unwrap(),
         (2, 3),
-        Pad2d::new(1, 2, 2, 1),
+        Pad2d {
+            top: 1,
+            bottom: 2,
+            left: 2,
+            right: 1,
+        },
         PadMode::Reflect,
     )
     .unwrap();
@@ -544,7 +567,16 @@ fn fd_problems() -> Vec<Problem> {
                 let mode = PadMode::ALL[k % 3];
                 let s = 1 + (k + rep) % 3;
                 k += 1;
-                let conv = Conv2dSpec::new(cin, cout, kernel, padding, groups, bias, act).unwrap();
+                let conv = Conv2dSpec::new(Conv2dArgs {
+                    in_channels: cin,
+                    out_channels: cout,
+                    kernel,
+                    padding,
+                    groups,
+                    bias,
+                    activation: act,
+                })
+                .unwrap();
                 let op = Operator::ConvBlurPool(
                     antialiased_cnns::conv_blur_pool(conv, mode, f, s, 0).unwrap(),
                 );
@@ -625,7 +657,12 @@ fn fd_problems() -> Vec<Problem> {
         (
             7,
             PadMode::Replicate,
-            Pad2d::new(3, 3, 2, 4),
+            Pad2d {
+                top: 3,
+                bottom: 3,
+                left: 2,
+                right: 4,
+            },
             (4, 4, 4),
             ((3, 3), (1, 1)),
             (2, 2),
@@ -635,7 +672,16 @@ fn fd_problems() -> Vec<Problem> {
     ];
     for (f, mode, pad, (cin, cout, groups), (kernel, padding), stride, act, bias) in cases {
         let blur = Blur::new(Filter::binomial(f).unwrap(), (1, 1), pad, mode).unwrap();
-        let conv = Conv2dSpec::new(cin, cout, kernel, padding, groups, bias, act).unwrap();
+        let conv = Conv2dSpec::new(Conv2dArgs {
+            in_channels: cin,
+            out_channels: cout,
+            kernel,
+            padding,
+            groups,
+            bias,
+            activation: act,
+        })
+        .unwrap();
         let op = Operator::BlurConv(BlurConv2d::new(blur, conv, stride).unwrap());
         let sh = next_shape(cin);
         let label = format!(
@@ -653,13 +699,13 @@ fn forward_map_is_the_reference_forward() {
     // The finite differences differentiate `forward_map`; it must be the crate's forward.
     for p in fd_problems() {
         let y = forward_map(&p.op, &p.x, &p.w, p.b.as_deref()).unwrap();
-        let x: Vec<f32> = p.x.data.iter().map(|&v| v as f32).collect();
+        let x: Vec<f32> = p.x.data().iter().map(|&v| v as f32).collect();
         let w: Vec<f32> = p.w.iter().map(|&v| v as f32).collect();
         let b: Option<Vec<f32>> = p.b.as_ref().map(|b| b.iter().map(|&v| v as f32).collect());
-        let mut yr = vec![f32::NAN; y.data.len()];
-        reference::run(
+        let mut yr = vec![f32::NAN; y.data().len()];
+        reference::forward(
             &p.op,
-            p.x.shape,
+            p.x.shape(),
             Layout::Nchw,
             &x,
             &w,
@@ -667,7 +713,7 @@ fn forward_map_is_the_reference_forward() {
             &mut yr,
         )
         .unwrap();
-        let want: Vec<f32> = y.data.iter().map(|&v| v as f32).collect();
+        let want: Vec<f32> = y.data().iter().map(|&v| v as f32).collect();
         assert_eq!(yr, want, "{}", p.label);
     }
 }
@@ -739,7 +785,7 @@ fn finite_differences_detect_wrong_gradients() {
     for which in 0..3 {
         let mut bad = good.clone();
         match which {
-            0 => bad.dx.data[5] += 1e-6,
+            0 => bad.dx.data_mut()[5] += 1e-6,
             1 => bad.dweight[2] *= 1.0 + 1e-6,
             _ => bad.dbias.as_mut().unwrap()[0] -= 1e-6,
         }
@@ -972,7 +1018,7 @@ fn check_grad_group(group: &str, min_cases: usize) {
             }
         }
         let mut y = vec![f32::NAN; c.y.len()];
-        if let Err(e) = reference::run(
+        if let Err(e) = reference::forward(
             &c.op,
             c.shape,
             Layout::Nchw,
@@ -1111,11 +1157,11 @@ fn golden_gradient_comparison_detects_a_wrong_value() {
 /// A "last maximum wins" argmax (`v >= best`): the wrong tie rule, to show the goldens tell it
 /// apart from PyTorch's first-maximum rule.
 fn max_backward_last_wins(op: &MaxPool2d, x: &Map, dm: &[f64]) -> Vec<f64> {
-    let ms = op.output_shape(x.shape).unwrap();
+    let ms = op.output_shape(x.shape()).unwrap();
     let (kh, kw) = op.kernel();
     let (py, px) = op.padding();
-    let s = x.shape;
-    let mut dx = vec![0.0; x.data.len()];
+    let s = x.shape();
+    let mut dx = vec![0.0; x.data().len()];
     for n in 0..ms.n {
         for c in 0..ms.c {
             for i in 0..ms.h {
@@ -1128,8 +1174,8 @@ fn max_backward_last_wins(op: &MaxPool2d, x: &Map, dm: &[f64]) -> Vec<f64> {
                                 continue;
                             }
                             let k = s.offset(Layout::Nchw, n, c, y as usize, xx as usize);
-                            if best.1.is_none() || x.data[k] >= best.0 || x.data[k].is_nan() {
-                                best = (x.data[k], Some(k));
+                            if best.1.is_none() || x.data()[k] >= best.0 || x.data()[k].is_nan() {
+                                best = (x.data()[k], Some(k));
                             }
                         }
                     }
@@ -1163,7 +1209,7 @@ fn golden_ties_decide_the_first_max_rule() {
                         *p.max_pool(),
                         backward::blur_map_backward(p.blur(), ms, &dy, "t")
                             .unwrap()
-                            .data,
+                            .into_data(),
                     )
                 }
                 _ => continue,
@@ -1192,7 +1238,7 @@ fn golden_ties_decide_the_first_max_rule() {
                                         && xx < c.shape.w as i64
                                     {
                                         vals.push(
-                                            x.data[c.shape.offset(
+                                            x.data()[c.shape.offset(
                                                 Layout::Nchw,
                                                 n,
                                                 ch,
@@ -1243,15 +1289,15 @@ fn typed_equals_rounded_map<T: Element>(p: &Problem) {
     let round = |v: &[f64]| v.iter().map(|&a| T::from_f64(a)).collect::<Vec<T>>();
     let widen = |v: &[T]| v.iter().map(|a| a.to_f64()).collect::<Vec<f64>>();
     let (x, w, b, dy) = (
-        round(&p.x.data),
+        round(p.x.data()),
         round(&p.w),
         p.b.as_deref().map(round),
         round(&p.dy),
     );
-    let out = p.op.output_shape(p.x.shape).unwrap();
-    let want = backward::run_backward_map(
+    let out = p.op.output_shape(p.x.shape()).unwrap();
+    let want = backward::backward_map(
         &p.op,
-        &map(p.x.shape, widen(&x)),
+        &map(p.x.shape(), widen(&x)),
         &widen(&w),
         b.as_deref().map(widen).as_deref(),
         &widen(&dy),
@@ -1260,7 +1306,7 @@ fn typed_equals_rounded_map<T: Element>(p: &Problem) {
     for layout in Layout::ALL {
         let mut xl = vec![T::default(); x.len()];
         let mut dyl = vec![T::default(); dy.len()];
-        let s = p.x.shape;
+        let s = p.x.shape();
         for n in 0..s.n {
             for c in 0..s.c {
                 for yy in 0..s.h {
@@ -1282,7 +1328,7 @@ fn typed_equals_rounded_map<T: Element>(p: &Problem) {
         let mut dx = vec![T::default(); x.len()];
         let mut dw = vec![T::default(); w.len()];
         let mut db = b.as_ref().map(|b| vec![T::default(); b.len()]);
-        backward::run_backward(
+        backward::backward(
             &p.op,
             s,
             layout,
@@ -1337,9 +1383,11 @@ fn typed_gradients_are_the_f64_gradients_rounded_once() {
 fn nhwc_gradients_equal_nchw() {
     for p in fd_problems() {
         let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
-        let (x, w, b, dy) = (f(&p.x.data), f(&p.w), p.b.as_deref().map(f), f(&p.dy));
-        let a = typed_backward(&p.op, p.x.shape, Layout::Nchw, &x, &w, b.as_deref(), &dy).unwrap();
-        let c = typed_backward(&p.op, p.x.shape, Layout::Nhwc, &x, &w, b.as_deref(), &dy).unwrap();
+        let (x, w, b, dy) = (f(p.x.data()), f(&p.w), p.b.as_deref().map(f), f(&p.dy));
+        let a =
+            typed_backward(&p.op, p.x.shape(), Layout::Nchw, &x, &w, b.as_deref(), &dy).unwrap();
+        let c =
+            typed_backward(&p.op, p.x.shape(), Layout::Nhwc, &x, &w, b.as_deref(), &dy).unwrap();
         assert_eq!(a.dx, c.dx, "{}", p.label);
         assert_eq!(a.dweight, c.dweight, "{}", p.label);
         assert_eq!(a.dbias, c.dbias, "{}", p.label);
@@ -1365,8 +1413,26 @@ fn buffer_error(r: blurpool::Result<()>) -> Option<(&'static str, usize, usize)>
 fn bad_buffers_give_typed_errors() {
     let shape = Shape4::new(2, 4, 9, 8);
     let n_in = shape.numel().unwrap();
-    let conv = Conv2dSpec::new(4, 6, (3, 3), (1, 1), 2, true, Activation::Relu).unwrap();
-    let conv_nb = Conv2dSpec::new(4, 4, (3, 3), (1, 1), 4, false, Activation::Relu6).unwrap();
+    let conv = Conv2dSpec::new(Conv2dArgs {
+        in_channels: 4,
+        out_channels: 6,
+        kernel: (3, 3),
+        padding: (1, 1),
+        groups: 2,
+        bias: true,
+        activation: Activation::Relu,
+    })
+    .unwrap();
+    let conv_nb = Conv2dSpec::new(Conv2dArgs {
+        in_channels: 4,
+        out_channels: 4,
+        kernel: (3, 3),
+        padding: (1, 1),
+        groups: 4,
+        bias: false,
+        activation: Activation::Relu6,
+    })
+    .unwrap();
     let blur = antialiased_cnns::blur(PadMode::Reflect, 3, 2, 0).unwrap();
     let blur1 = Blur::new(
         Filter::binomial(3).unwrap(),
@@ -1403,7 +1469,7 @@ fn bad_buffers_give_typed_errors() {
             let mut dx = vec![0f32; dxl];
             let mut dw = vec![0f32; dwl];
             let mut db = dbl.map(|l| vec![0f32; l]);
-            backward::run_backward(
+            backward::backward(
                 op,
                 shape,
                 Layout::Nhwc,
@@ -1525,7 +1591,7 @@ fn bad_buffers_give_typed_errors() {
         ),
         "{r:?}"
     );
-    let r = backward::run_backward_map(&ops[3], &x, &vec![0.0; conv.weight_len()], None, &[0.0; 1]);
+    let r = backward::backward_map(&ops[3], &x, &vec![0.0; conv.weight_len()], None, &[0.0; 1]);
     assert!(
         matches!(
             r,
@@ -1540,14 +1606,23 @@ fn bad_buffers_give_typed_errors() {
 
 #[test]
 fn bad_shapes_give_the_forwards_errors() {
-    let conv = Conv2dSpec::new(4, 4, (3, 3), (1, 1), 1, false, Activation::Identity).unwrap();
+    let conv = Conv2dSpec::new(Conv2dArgs {
+        in_channels: 4,
+        out_channels: 4,
+        kernel: (3, 3),
+        padding: (1, 1),
+        groups: 1,
+        bias: false,
+        activation: Activation::Identity,
+    })
+    .unwrap();
     let reflect5 = antialiased_cnns::blur(PadMode::Reflect, 5, 2, 0).unwrap();
     let op = Operator::ConvBlurPool(ConvBlurPool2d::new(conv, reflect5.clone()));
     let shape = Shape4::new(1, 3, 8, 8);
     let z = vec![0f32; shape.numel().unwrap()];
     let mut dx = z.clone();
     let mut dw = vec![0f32; conv.weight_len()];
-    let r = backward::run_backward(
+    let r = backward::backward(
         &op,
         shape,
         Layout::Nchw,
@@ -1572,7 +1647,7 @@ fn bad_shapes_give_the_forwards_errors() {
     // Reflect padding 2 of a 2-wide map.
     let op = Operator::BlurPool(BlurPool2d::new(reflect5));
     let shape = Shape4::new(1, 1, 2, 9);
-    let r = backward::run_backward::<f32>(
+    let r = backward::backward::<f32>(
         &op,
         shape,
         Layout::Nchw,
@@ -1585,7 +1660,7 @@ fn bad_shapes_give_the_forwards_errors() {
         None,
     );
     assert!(matches!(r, Err(Error::ReflectPadTooLarge { .. })), "{r:?}");
-    let r = backward::run_backward::<f32>(
+    let r = backward::backward::<f32>(
         &op,
         Shape4::new(1, 0, 9, 9),
         Layout::Nchw,
@@ -1603,7 +1678,16 @@ fn bad_shapes_give_the_forwards_errors() {
 /// An empty batch is a no-op that still zeroes the weight and bias gradients.
 #[test]
 fn empty_batch_gives_zero_parameter_gradients() {
-    let conv = Conv2dSpec::new(2, 3, (3, 3), (1, 1), 1, true, Activation::Relu).unwrap();
+    let conv = Conv2dSpec::new(Conv2dArgs {
+        in_channels: 2,
+        out_channels: 3,
+        kernel: (3, 3),
+        padding: (1, 1),
+        groups: 1,
+        bias: true,
+        activation: Activation::Relu,
+    })
+    .unwrap();
     let op = Operator::ConvBlurPool(ConvBlurPool2d::new(
         conv,
         antialiased_cnns::blur(PadMode::Zero, 3, 2, 0).unwrap(),
@@ -1612,7 +1696,7 @@ fn empty_batch_gives_zero_parameter_gradients() {
     let mut dw = vec![f32::NAN; conv.weight_len()];
     let mut db = vec![f32::NAN; 3];
     let shape = Shape4::new(0, 2, 5, 5);
-    backward::run_backward(
+    backward::backward(
         &op,
         shape,
         Layout::Nhwc,

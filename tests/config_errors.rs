@@ -2,8 +2,9 @@
 
 use blurpool::presets::{antialiased_cnns, composer, kornia, timm};
 use blurpool::{
-    reference, Activation, Axis, Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, DType,
-    Error, Filter, Layout, MaxBlurPool2d, MaxPool2d, Pad2d, PadMode, Shape4, MAX_TAPS,
+    reference, Activation, Axis, Blur, BlurConv2d, BlurPool2d, Conv2dArgs, Conv2dSpec,
+    ConvBlurPool2d, DType, Error, Filter, Layout, MaxBlurPool2d, MaxPool2d, Pad2d, PadMode, Shape4,
+    MAX_TAPS,
 };
 
 fn blur3(stride: (usize, usize), mode: PadMode) -> Blur {
@@ -171,25 +172,66 @@ fn inputs_too_small_or_empty() {
 fn convolution_geometry() {
     let id = Activation::Identity;
     assert!(matches!(
-        Conv2dSpec::new(6, 4, (3, 3), (1, 1), 4, false, id),
+        Conv2dSpec::new(Conv2dArgs {
+            in_channels: 6,
+            out_channels: 4,
+            kernel: (3, 3),
+            padding: (1, 1),
+            groups: 4,
+            bias: false,
+            activation: id
+        }),
         Err(Error::Conv(_))
     ));
     assert!(matches!(
-        Conv2dSpec::new(4, 6, (3, 3), (1, 1), 0, false, id),
+        Conv2dSpec::new(Conv2dArgs {
+            in_channels: 4,
+            out_channels: 6,
+            kernel: (3, 3),
+            padding: (1, 1),
+            groups: 0,
+            bias: false,
+            activation: id
+        }),
         Err(Error::Conv(_))
     ));
     assert!(matches!(
-        Conv2dSpec::new(0, 6, (3, 3), (1, 1), 1, false, id),
+        Conv2dSpec::new(Conv2dArgs {
+            in_channels: 0,
+            out_channels: 6,
+            kernel: (3, 3),
+            padding: (1, 1),
+            groups: 1,
+            bias: false,
+            activation: id
+        }),
         Err(Error::Conv(_))
     ));
     assert!(matches!(
-        Conv2dSpec::new(4, 4, (3, 0), (1, 1), 1, false, id),
+        Conv2dSpec::new(Conv2dArgs {
+            in_channels: 4,
+            out_channels: 4,
+            kernel: (3, 0),
+            padding: (1, 1),
+            groups: 1,
+            bias: false,
+            activation: id
+        }),
         Err(Error::ZeroWindow {
             axis: Axis::Width,
             ..
         })
     ));
-    let spec = Conv2dSpec::new(4, 8, (3, 3), (1, 1), 2, true, Activation::Relu).unwrap();
+    let spec = Conv2dSpec::new(Conv2dArgs {
+        in_channels: 4,
+        out_channels: 8,
+        kernel: (3, 3),
+        padding: (1, 1),
+        groups: 2,
+        bias: true,
+        activation: Activation::Relu,
+    })
+    .unwrap();
     assert_eq!(spec.weight_len(), 8 * 2 * 9);
     assert_eq!(spec.bias_len(), 8);
     let op = ConvBlurPool2d::new(spec, blur3((2, 2), PadMode::Reflect));
@@ -261,7 +303,16 @@ fn buffer_lengths_are_checked() {
         reference::max_blur_pool(&op, shape, Layout::Nchw, &x, &mut short),
         Err(Error::BufferLength { what: "output", .. })
     ));
-    let spec = Conv2dSpec::new(2, 2, (3, 3), (1, 1), 1, true, Activation::Identity).unwrap();
+    let spec = Conv2dSpec::new(Conv2dArgs {
+        in_channels: 2,
+        out_channels: 2,
+        kernel: (3, 3),
+        padding: (1, 1),
+        groups: 1,
+        bias: true,
+        activation: Activation::Identity,
+    })
+    .unwrap();
     let cbp = timm::conv_blur_pool(spec, 3, 2, PadMode::Reflect).unwrap();
     let out = cbp.output_shape(shape).unwrap();
     let mut y = vec![0f32; out.numel().unwrap()];

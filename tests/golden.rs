@@ -42,7 +42,7 @@ fn check_group(group: &str, min_cases: usize) {
         }
         let mut y = vec![f32::NAN; case.y.len()];
         let w = case.weight.as_deref().unwrap_or(&[]);
-        if let Err(e) = reference::run(
+        if let Err(e) = reference::forward(
             &op,
             case.input_shape,
             Layout::Nchw,

@@ -1,8 +1,8 @@
 //! Descriptor ↔ the main crate's operators, and the other argument conversions.
 
 use blurpool_core::{
-    Activation, Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, DType, Filter, Layout,
-    MaxBlurPool2d, MaxPool2d, Operator, Pad2d, PadMode, Shape4,
+    Activation, Blur, BlurConv2d, BlurPool2d, Conv2dArgs, Conv2dSpec, ConvBlurPool2d, DType,
+    Filter, Layout, MaxBlurPool2d, MaxPool2d, Operator, Pad2d, PadMode, Shape4,
 };
 
 use crate::status::{CResult, Failure};
@@ -36,43 +36,23 @@ pub(crate) fn layout(v: i32) -> CResult<Layout> {
     }
 }
 
-/// Pad mode from its `blurpool_pad_mode` value.
+/// Pad mode from its `blurpool_pad_mode` value (the core's `PadMode::code`, asserted equal to
+/// the header's enum in capi/src/tests.rs).
 pub(crate) fn pad_mode(v: i32) -> CResult<PadMode> {
-    match v {
-        0 => Ok(PadMode::Zero),
-        1 => Ok(PadMode::Reflect),
-        2 => Ok(PadMode::Replicate),
-        _ => Err(Failure::invalid(format!(
+    PadMode::from_code(v).ok_or_else(|| {
+        Failure::invalid(format!(
             "pad mode {v} is not a blurpool_pad_mode (0 = ZERO, 1 = REFLECT, 2 = REPLICATE)"
-        ))),
-    }
+        ))
+    })
 }
 
-fn pad_mode_code(m: PadMode) -> i32 {
-    match m {
-        PadMode::Zero => 0,
-        PadMode::Reflect => 1,
-        PadMode::Replicate => 2,
-    }
-}
-
+/// Activation from its `blurpool_activation` value (the core's `Activation::code`).
 fn activation(v: i32) -> CResult<Activation> {
-    match v {
-        0 => Ok(Activation::Identity),
-        1 => Ok(Activation::Relu),
-        2 => Ok(Activation::Relu6),
-        _ => Err(Failure::invalid(format!(
+    Activation::from_code(v).ok_or_else(|| {
+        Failure::invalid(format!(
             "conv_activation {v} is not a blurpool_activation (0 = IDENTITY, 1 = RELU, 2 = RELU6)"
-        ))),
-    }
-}
-
-fn activation_code(a: Activation) -> i32 {
-    match a {
-        Activation::Identity => 0,
-        Activation::Relu => 1,
-        Activation::Relu6 => 2,
-    }
+        ))
+    })
 }
 
 /// The logical N, C, H, W of a 4-element shape array.
@@ -118,12 +98,12 @@ fn filter(d: &blurpool_op_desc) -> CResult<Filter> {
 }
 
 fn blur(d: &blurpool_op_desc) -> CResult<Blur> {
-    let pad = Pad2d::new(
-        count("pad_top", d.pad_top)?,
-        count("pad_bottom", d.pad_bottom)?,
-        count("pad_left", d.pad_left)?,
-        count("pad_right", d.pad_right)?,
-    );
+    let pad = Pad2d {
+        top: count("pad_top", d.pad_top)?,
+        bottom: count("pad_bottom", d.pad_bottom)?,
+        left: count("pad_left", d.pad_left)?,
+        right: count("pad_right", d.pad_right)?,
+    };
     let stride = (
         count("stride_y", d.stride_y)?,
         count("stride_x", d.stride_x)?,
@@ -145,21 +125,21 @@ fn max_pool(d: &blurpool_op_desc) -> CResult<MaxPool2d> {
 }
 
 fn conv(d: &blurpool_op_desc) -> CResult<Conv2dSpec> {
-    Ok(Conv2dSpec::new(
-        count("conv_in_channels", d.conv_in_channels)?,
-        count("conv_out_channels", d.conv_out_channels)?,
-        (
+    Ok(Conv2dSpec::new(Conv2dArgs {
+        in_channels: count("conv_in_channels", d.conv_in_channels)?,
+        out_channels: count("conv_out_channels", d.conv_out_channels)?,
+        kernel: (
             count("conv_kernel_y", d.conv_kernel_y)?,
             count("conv_kernel_x", d.conv_kernel_x)?,
         ),
-        (
+        padding: (
             count("conv_pad_y", d.conv_pad_y)?,
             count("conv_pad_x", d.conv_pad_x)?,
         ),
-        count("conv_groups", d.conv_groups)?,
-        d.conv_has_bias != 0,
-        activation(d.conv_activation)?,
-    )?)
+        groups: count("conv_groups", d.conv_groups)?,
+        bias: d.conv_has_bias != 0,
+        activation: activation(d.conv_activation)?,
+    })?)
 }
 
 /// Validates a descriptor and builds the operator it describes.
@@ -208,12 +188,12 @@ fn write_blur(d: &mut blurpool_op_desc, b: &Blur) -> CResult<()> {
     // The crate exposes no raw taps (see the report), so custom normalised filters round-trip
     // through their weights.
     let (wy, wx) = (f.weights_y(), f.weights_x());
-    d.taps_y[..wy.len()].copy_from_slice(&wy);
-    d.taps_x[..wx.len()].copy_from_slice(&wx);
+    d.taps_y[..wy.len()].copy_from_slice(wy);
+    d.taps_x[..wx.len()].copy_from_slice(wx);
     d.taps_y_len = small("taps_y_len", wy.len())?;
     d.taps_x_len = small("taps_x_len", wx.len())?;
     d.normalize = i32::from(f.is_normalized());
-    d.pad_mode = pad_mode_code(b.mode());
+    d.pad_mode = b.mode().code();
     let p = b.pad();
     d.pad_top = small("pad_top", p.top)?;
     d.pad_bottom = small("pad_bottom", p.bottom)?;
@@ -243,7 +223,7 @@ fn write_conv(d: &mut blurpool_op_desc, c: &Conv2dSpec, stride: (usize, usize)) 
     d.conv_pad_x = small("conv_pad_x", c.padding().1)?;
     d.conv_groups = small("conv_groups", c.groups())?;
     d.conv_has_bias = i32::from(c.has_bias());
-    d.conv_activation = activation_code(c.activation());
+    d.conv_activation = c.activation().code();
     d.conv_stride_y = small("conv_stride_y", stride.0)?;
     d.conv_stride_x = small("conv_stride_x", stride.1)?;
     Ok(())

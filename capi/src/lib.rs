@@ -21,9 +21,9 @@ mod status;
 mod types;
 
 use std::ffi::{c_char, c_void};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
-use blurpool_core::cuda::Kernels;
+use blurpool_core::cuda::{ForwardPtrs, GradPtrs, Kernels, Launch};
 use blurpool_core::{presets, DType, Element, Layout, Operator, Shape4};
 use cudarc::driver::sys::{CUcontext, CUstream};
 use half::{bf16, f16};
@@ -94,24 +94,18 @@ unsafe fn prepare(
     Ok((op, dtype, layout, input, output))
 }
 
-/// The kernels for one device ordinal, loaded once per process (the primary context is
-/// retained for the life of the process, as the runtime API and PyTorch do).
-fn kernels_for(ordinal: usize) -> CResult<Arc<Kernels>> {
-    type Cache = Mutex<Vec<(usize, Arc<Kernels>)>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    let mut cache = CACHE
-        .get_or_init(|| Mutex::new(Vec::new()))
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if let Some((_, k)) = cache.iter().find(|(o, _)| *o == ordinal) {
-        return Ok(k.clone());
-    }
-    // open_device checks that libcuda can be loaded before cudarc touches it (cudarc panics
+/// The kernels for one device ordinal's primary context, loaded once per process (the core
+/// caches them; the primary context is retained for the life of the process, as the runtime
+/// API and PyTorch do).
+fn kernels_for(device_ordinal: i32) -> CResult<Arc<Kernels>> {
+    let ordinal = usize::try_from(device_ordinal).map_err(|_| {
+        Failure::invalid(format!(
+            "device_ordinal is {device_ordinal}; it must be ≥ 0"
+        ))
+    })?;
+    // The core checks that libcuda can be loaded before cudarc touches it (cudarc panics
     // otherwise), so a machine without a driver gets BLURPOOL_STATUS_NO_DRIVER.
-    let ctx = blurpool_core::cuda::open_device(ordinal)?;
-    let kernels = Kernels::for_context(&ctx)?;
-    cache.push((ordinal, kernels.clone()));
-    Ok(kernels)
+    Ok(Kernels::for_device(ordinal)?)
 }
 
 /// Puts back the thread's current CUDA context when dropped: launching binds the device's
@@ -244,7 +238,7 @@ unsafe fn reference_typed<T: Element>(
         None
     };
     let ys = unsafe { host_slice_mut::<T>("y", y.0, y.1) }?;
-    blurpool_core::reference::run(op, input, layout, xs, ws, bs, ys)?;
+    blurpool_core::reference::forward(op, input, layout, xs, ws, bs, ys)?;
     Ok(())
 }
 
@@ -652,21 +646,17 @@ pub unsafe extern "C" fn blurpool_forward(
                 }));
             }
         }
-        let ordinal = usize::try_from(device_ordinal).map_err(|_| {
-            Failure::invalid(format!(
-                "device_ordinal is {device_ordinal}; it must be ≥ 0"
-            ))
-        })?;
-        let kernels = kernels_for(ordinal)?;
+        let kernels = kernels_for(device_ordinal)?;
         let _restore = RestoreContext::save()?;
         // SAFETY: the caller promises `stream` is a live stream of this device's primary
-        // context (a foreign one is rejected by the launch as ContextMismatch) that outlives
-        // this call; the wrapper is dropped before we return and never destroys it.
+        // context that outlives this call; the wrapper is dropped before we return and never
+        // destroys it.
         let stream = unsafe { kernels.borrow_stream(stream as CUstream) };
-        let k = &*kernels;
+        let launch = Launch::new(&kernels, &stream, layout)?;
+        let ptrs = ForwardPtrs { x, weight, bias, y };
         // SAFETY: the caller guarantees the device buffers (this function's contract); their
         // element counts match the shapes validated above.
-        unsafe { op.forward_raw(k, &stream, dtype, input, layout, x, weight, bias, y) }?;
+        unsafe { op.forward_raw(&launch, dtype, input, ptrs) }?;
         Ok(())
     })
 }
@@ -687,12 +677,14 @@ pub unsafe extern "C" fn blurpool_backward_workspace_len(
         // SAFETY: the caller's contract on `desc` and `in_shape`.
         let d = unsafe { read_desc(desc) }?;
         let input = desc::shape(unsafe { read_shape("in_shape", in_shape) }?)?;
-        let plan = desc::to_operator(&d)?.backward_plan(input)?;
+        // The workspace does not depend on dtype and layout; any target gives the same length.
+        let target = blurpool_core::cuda::Target::new(DType::F32, Layout::Nchw);
+        let plan = desc::to_operator(&d)?.backward_plan(input, target)?;
         if len.is_null() {
             return Err(Failure::invalid("len is NULL"));
         }
         // SAFETY: non-null, and the caller promises a writable uint64_t.
-        unsafe { len.write_unaligned(plan.workspace_len as u64) };
+        unsafe { len.write_unaligned(plan.workspace_len() as u64) };
         Ok(())
     })
 }
@@ -733,11 +725,11 @@ pub unsafe extern "C" fn blurpool_backward(
     guard(|| {
         // SAFETY: the caller's contract on `desc` and `in_shape`.
         let (op, dtype, layout, input, _) = unsafe { prepare(desc, dtype, layout, in_shape) }?;
-        let plan = op.backward_plan(input)?;
+        let plan = op.backward_plan(input, blurpool_core::cuda::Target::new(dtype, layout))?;
         if input.numel()? == 0 {
             return Ok(());
         }
-        let ptrs = blurpool_core::cuda::GradPtrs {
+        let ptrs = GradPtrs {
             x,
             weight,
             bias,
@@ -748,9 +740,9 @@ pub unsafe extern "C" fn blurpool_backward(
             workspace,
         };
         // Every buffer a step of the plan uses must be given.
-        for step in &plan.steps {
-            for buf in step.inputs.iter().flatten().chain([&step.output]) {
-                if ptrs.get(*buf) == 0 {
+        for step in plan.steps() {
+            for buf in step.inputs().into_iter().flatten().chain([step.output()]) {
+                if ptrs.get(buf) == 0 {
                     return Err(Failure::buffer(format!(
                         "{} is a null device pointer, and this operator's backward needs it",
                         buf.name()
@@ -765,19 +757,15 @@ pub unsafe extern "C" fn blurpool_backward(
                 ));
             }
         }
-        let ordinal = usize::try_from(device_ordinal).map_err(|_| {
-            Failure::invalid(format!(
-                "device_ordinal is {device_ordinal}; it must be ≥ 0"
-            ))
-        })?;
-        let kernels = kernels_for(ordinal)?;
+        let kernels = kernels_for(device_ordinal)?;
         let _restore = RestoreContext::save()?;
         // SAFETY: as in blurpool_forward: a live stream of this device's primary context,
         // borrowed for the duration of the call.
         let stream = unsafe { kernels.borrow_stream(stream as CUstream) };
+        let launch = Launch::new(&kernels, &stream, layout)?;
         // SAFETY: the caller guarantees the device buffers (this function's contract); every
         // pointer the plan uses was checked non-zero above.
-        unsafe { op.backward_raw(&kernels, &stream, dtype, input, layout, &ptrs) }?;
+        unsafe { op.backward_raw(&launch, dtype, input, &ptrs) }?;
         Ok(())
     })
 }

@@ -699,3 +699,25 @@ fn last_error_is_per_thread() {
     assert!(here.contains("desc is NULL"));
     assert_eq!(there, "");
 }
+
+/// The header's enums and the core's numbers (which the kernels use too) are one encoding.
+#[test]
+fn header_enums_are_the_cores_codes() {
+    use blurpool_core::Activation;
+    use blurpool_pad_mode::*;
+    for (c, core) in [
+        (BLURPOOL_PAD_ZERO, PadMode::Zero),
+        (BLURPOOL_PAD_REFLECT, PadMode::Reflect),
+        (BLURPOOL_PAD_REPLICATE, PadMode::Replicate),
+    ] {
+        assert_eq!(c as i32, core.code(), "{core:?}");
+    }
+    use blurpool_activation::*;
+    for (c, core) in [
+        (BLURPOOL_ACT_IDENTITY, Activation::Identity),
+        (BLURPOOL_ACT_RELU, Activation::Relu),
+        (BLURPOOL_ACT_RELU6, Activation::Relu6),
+    ] {
+        assert_eq!(c as i32, core.code(), "{core:?}");
+    }
+}

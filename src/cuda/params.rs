@@ -1,56 +1,57 @@
 //! The parameter block every kernel takes by value; mirrors `struct BpParams` in
-//! kernels/common.cuh field for field.
+//! kernels/common.cuh field for field. Internal: plans expose it only as bytes
+//! ([`super::LaunchPlan::params_bytes`]).
 
 use crate::error::{Error, Result};
-use crate::ops::{Activation, Blur, Conv2dSpec, PadMode, MAX_TAPS};
+use crate::ops::{Blur, Conv2dSpec, MAX_TAPS};
 use crate::tensor::Shape4;
 
 /// Kernel parameter block (368 bytes, no implicit padding: 20 i64/f64, 20 i32, 32 f32).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct BpParams {
-    pub n: i64,
-    pub c: i64,
-    pub h: i64,
-    pub w: i64,
-    pub cout: i64,
-    pub ho: i64,
-    pub wo: i64,
-    pub hm: i64,
-    pub wm: i64,
-    pub total: i64,
-    pub total_in: i64,
-    pub total_map: i64,
-    pub rcp_cout: f64,
-    pub rcp_ho: f64,
-    pub rcp_wo: f64,
-    pub rcp_c: f64,
-    pub rcp_h: f64,
-    pub rcp_w: f64,
-    pub rcp_hm: f64,
-    pub rcp_wm: f64,
-    pub mkh: i32,
-    pub mkw: i32,
-    pub mpy: i32,
-    pub mpx: i32,
-    pub fy: i32,
-    pub fx: i32,
-    pub pad_top: i32,
-    pub pad_left: i32,
-    pub mode: i32,
-    pub sy: i32,
-    pub sx: i32,
-    pub ckh: i32,
-    pub ckw: i32,
-    pub cpy: i32,
-    pub cpx: i32,
-    pub groups: i32,
-    pub act: i32,
-    pub has_bias: i32,
-    pub csy: i32,
-    pub csx: i32,
-    pub ty: [f32; MAX_TAPS],
-    pub tx: [f32; MAX_TAPS],
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct BpParams {
+    pub(crate) n: i64,
+    pub(crate) c: i64,
+    pub(crate) h: i64,
+    pub(crate) w: i64,
+    pub(crate) cout: i64,
+    pub(crate) ho: i64,
+    pub(crate) wo: i64,
+    pub(crate) hm: i64,
+    pub(crate) wm: i64,
+    pub(crate) total: i64,
+    pub(crate) total_in: i64,
+    pub(crate) total_map: i64,
+    pub(crate) rcp_cout: f64,
+    pub(crate) rcp_ho: f64,
+    pub(crate) rcp_wo: f64,
+    pub(crate) rcp_c: f64,
+    pub(crate) rcp_h: f64,
+    pub(crate) rcp_w: f64,
+    pub(crate) rcp_hm: f64,
+    pub(crate) rcp_wm: f64,
+    pub(crate) mkh: i32,
+    pub(crate) mkw: i32,
+    pub(crate) mpy: i32,
+    pub(crate) mpx: i32,
+    pub(crate) fy: i32,
+    pub(crate) fx: i32,
+    pub(crate) pad_top: i32,
+    pub(crate) pad_left: i32,
+    pub(crate) mode: i32,
+    pub(crate) sy: i32,
+    pub(crate) sx: i32,
+    pub(crate) ckh: i32,
+    pub(crate) ckw: i32,
+    pub(crate) cpy: i32,
+    pub(crate) cpx: i32,
+    pub(crate) groups: i32,
+    pub(crate) act: i32,
+    pub(crate) has_bias: i32,
+    pub(crate) csy: i32,
+    pub(crate) csx: i32,
+    pub(crate) ty: [f32; MAX_TAPS],
+    pub(crate) tx: [f32; MAX_TAPS],
 }
 
 const _: () = assert!(std::mem::size_of::<BpParams>() == 368);
@@ -66,22 +67,6 @@ const MAX_INDEX: usize = 1 << 53;
 fn small(what: &'static str, v: usize) -> Result<i32> {
     i32::try_from(v)
         .map_err(|_| Error::ShapeOverflow(format!("{what} = {v} does not fit in 32 bits")))
-}
-
-fn pad_mode_code(mode: PadMode) -> i32 {
-    match mode {
-        PadMode::Reflect => 0,
-        PadMode::Replicate => 1,
-        PadMode::Zero => 2,
-    }
-}
-
-fn act_code(act: Activation) -> i32 {
-    match act {
-        Activation::Identity => 0,
-        Activation::Relu => 1,
-        Activation::Relu6 => 2,
-    }
 }
 
 impl BpParams {
@@ -160,16 +145,16 @@ impl BpParams {
         let (wy, wx) = (blur.filter().weights_y(), blur.filter().weights_x());
         self.fy = wy.len() as i32;
         self.fx = wx.len() as i32;
-        for (dst, src) in self.ty.iter_mut().zip(&wy) {
+        for (dst, src) in self.ty.iter_mut().zip(wy) {
             *dst = *src as f32;
         }
-        for (dst, src) in self.tx.iter_mut().zip(&wx) {
+        for (dst, src) in self.tx.iter_mut().zip(wx) {
             *dst = *src as f32;
         }
         let pad = blur.pad();
         self.pad_top = small("blur padding", pad.top)?;
         self.pad_left = small("blur padding", pad.left)?;
-        self.mode = pad_mode_code(blur.mode());
+        self.mode = blur.mode().code();
         let (sy, sx) = blur.stride();
         self.sy = small("stride", sy)?;
         self.sx = small("stride", sx)?;
@@ -184,7 +169,7 @@ impl BpParams {
         self.cpy = small("conv padding", py)?;
         self.cpx = small("conv padding", px)?;
         self.groups = small("groups", conv.groups())?;
-        self.act = act_code(conv.activation());
+        self.act = conv.activation().code();
         self.has_bias = conv.has_bias() as i32;
         self.csy = small("conv stride", stride.0)?;
         self.csx = small("conv stride", stride.1)?;

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use blurpool::ops::Operator;
 use blurpool::presets::{antialiased_cnns, composer, kornia, timm};
 use blurpool::{
-    Activation, Blur, Conv2dSpec, Filter, MaxBlurPool2d, MaxPool2d, Pad2d, PadMode, Shape4,
+    Activation, Blur, Conv2dArgs, Conv2dSpec, Filter, MaxBlurPool2d, MaxPool2d, Operator, Pad2d,
+    PadMode, Shape4,
 };
 use safetensors::SafeTensors;
 use serde_json::Value;
@@ -118,15 +118,15 @@ impl GoldenCase {
         let conv = |kernel: (usize, usize), padding: (usize, usize), act: Activation| {
             let ws = self.weight_shape.as_ref().expect("conv case has a weight");
             let groups = u(a, "groups");
-            Conv2dSpec::new(
-                self.input_shape.c,
-                ws[0],
+            Conv2dSpec::new(Conv2dArgs {
+                in_channels: self.input_shape.c,
+                out_channels: ws[0],
                 kernel,
                 padding,
                 groups,
-                a["bias"].as_bool().unwrap(),
-                act,
-            )
+                bias: a["bias"].as_bool().unwrap(),
+                activation: act,
+            })
         };
         Ok(match (self.lib.as_str(), self.op.as_str()) {
             ("antialiased_cnns", "blur_pool") => Operator::BlurPool(antialiased_cnns::blur_pool(

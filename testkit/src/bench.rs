@@ -23,14 +23,15 @@ use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::cuda::{KernelChoice, Kernels};
-use crate::ops::Operator;
-use crate::presets::timm;
-use crate::verify::{random_vec, Gpu};
-use crate::{
-    Activation, BlurPool2d, Conv2dSpec, ConvBlurPool2d, DType, Element, Layout, MaxBlurPool2d,
-    MaxPool2d, PadMode, Shape4,
+use blurpool::cuda::{ForwardPtrs, KernelChoice, Kernels, Launch, MaxGrads};
+use blurpool::presets::timm;
+use blurpool::{
+    Activation, BlurPool2d, Conv2dArgs, Conv2dSpec, ConvBlurPool2d, DType, Layout, MaxBlurPool2d,
+    MaxPool2d, Operator, PadMode, Shape4,
 };
+
+use crate::data::{random_vec, TestElement};
+use crate::gpu::Gpu;
 
 /// The operators the benchmarks time. Geometry is timm's anti-aliased ResNet stem (max 3×3,
 /// stride 1, pad 1 → binomial 3, stride 2, reflect), whose symmetric padding cuDNN can express.
@@ -99,22 +100,47 @@ pub struct Prepared {
     pub notes: Vec<String>,
 }
 
-fn blur3() -> crate::Result<crate::Blur> {
+fn blur3() -> blurpool::Result<blurpool::Blur> {
     timm::blur(3, 2, PadMode::Reflect)
 }
 
 /// The MaxBlurPool of the benchmarks (timm's aa stem geometry).
-pub fn max_blur_pool_op() -> crate::Result<MaxBlurPool2d> {
+pub fn max_blur_pool_op() -> blurpool::Result<MaxBlurPool2d> {
     Ok(MaxBlurPool2d::new(
         MaxPool2d::new((3, 3), (1, 1))?,
         blur3()?,
     ))
 }
 
-fn conv_blur_pool_op(c: usize, depthwise: bool) -> crate::Result<ConvBlurPool2d> {
+fn conv_blur_pool_op(c: usize, depthwise: bool) -> blurpool::Result<ConvBlurPool2d> {
     let groups = if depthwise { c } else { 1 };
-    let conv = Conv2dSpec::new(c, c, (3, 3), (1, 1), groups, false, Activation::Identity)?;
+    let conv = Conv2dSpec::new(Conv2dArgs {
+        in_channels: c,
+        out_channels: c,
+        kernel: (3, 3),
+        padding: (1, 1),
+        groups,
+        bias: false,
+        activation: Activation::Identity,
+    })?;
     Ok(ConvBlurPool2d::new(conv, blur3()?))
+}
+
+/// The unfused path, "separate max + blur": the dense max kernel writes the max map into
+/// `max_map` (of `op.max_map_shape(input)`), then the blur kernel reads it. This is what the
+/// libraries do and what the benchmarks compare the fused kernel against.
+pub fn forward_separate<T: TestElement>(
+    op: &MaxBlurPool2d,
+    launch: &Launch<'_>,
+    input: Shape4,
+    x: &dyn DevicePtr<T>,
+    max_map: &mut CudaSlice<T>,
+    y: &mut CudaSlice<T>,
+) -> blurpool::Result<Shape4> {
+    // Validate the whole operator (incl. reflect vs the max map) before launching anything.
+    op.output_shape(input)?;
+    let m = op.max_pool().forward(launch, input, x, max_map)?;
+    BlurPool2d::new(op.blur().clone()).forward(launch, m, &*max_map, y)
 }
 
 /// Input copies so that together they exceed twice the L2 cache (at most 8).
@@ -184,7 +210,7 @@ pub fn copy_path(g: &Gpu, bytes: usize) -> Result<(Path, u64), String> {
 /// Host time per launch of the fused MaxBlurPool, in µs: through `forward` (cudarc buffers:
 /// length checks, the launch plan, cudarc's stream-ordering events on each buffer, the launch)
 /// and through `forward_raw` (device pointers: validation, plan, launch).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HostOverhead {
     pub forward_us: f64,
     pub forward_raw_us: f64,
@@ -195,7 +221,7 @@ pub struct HostOverhead {
 /// launches, wall-clock on the host, the stream drained between batches.
 pub fn host_overhead(g: &Gpu) -> Result<HostOverhead, String> {
     use half::f16;
-    let e = |e: crate::Error| e.to_string();
+    let e = |e: blurpool::Error| e.to_string();
     let d = |e: cudarc::driver::DriverError| e.to_string();
     let op = max_blur_pool_op().map_err(e)?;
     let shape = Shape4::new(1, 8, 16, 16);
@@ -226,8 +252,9 @@ pub fn host_overhead(g: &Gpu) -> Result<HostOverhead, String> {
         per_launch.sort_by(f64::total_cmp);
         Ok(per_launch[per_launch.len() / 2])
     };
+    let launch = Launch::new(&g.kernels, &stream, Layout::Nhwc).map_err(e)?;
     let forward_us = median_us(&mut || {
-        op.forward(&g.kernels, &stream, shape, Layout::Nhwc, &x, &mut y)
+        op.forward(&launch, shape, &x, &mut y)
             .map(|_| ())
             .map_err(|e| e.to_string())
     })?;
@@ -239,7 +266,12 @@ pub fn host_overhead(g: &Gpu) -> Result<HostOverhead, String> {
             // SAFETY: xp and yp address live buffers of this context holding the input and
             // output of `shape` in f16; their guards outlive every launch (the stream is
             // drained before they drop).
-            unsafe { op.forward_raw(&g.kernels, &stream, DType::F16, shape, Layout::Nhwc, xp, yp) }
+            let ptrs = ForwardPtrs {
+                x: xp,
+                y: yp,
+                ..ForwardPtrs::default()
+            };
+            unsafe { op.forward_raw(&launch, DType::F16, shape, ptrs) }
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })?
@@ -261,19 +293,20 @@ pub fn prepare(g: &Gpu, w: &Workload) -> Result<Prepared, String> {
 
 /// The element types cuDNN can time (with the `cudnn` feature), or any element type without it.
 #[cfg(feature = "cudnn")]
-pub trait BenchElement: Element + cudarc::cudnn::CudnnDataType {}
+pub trait BenchElement: TestElement + cudarc::cudnn::CudnnDataType {}
 #[cfg(feature = "cudnn")]
-impl<T: Element + cudarc::cudnn::CudnnDataType> BenchElement for T {}
+impl<T: TestElement + cudarc::cudnn::CudnnDataType> BenchElement for T {}
+/// The element types cuDNN can time (with the `cudnn` feature), or any element type without it.
 #[cfg(not(feature = "cudnn"))]
-pub trait BenchElement: Element {}
+pub trait BenchElement: TestElement {}
 #[cfg(not(feature = "cudnn"))]
-impl<T: Element> BenchElement for T {}
+impl<T: TestElement> BenchElement for T {}
 
 /// The fused paths of `op` on the rotating inputs `xs`: `fused` (what `forward` launches) and,
 /// where that is a specialised kernel (strip v2, tensor-core v3), `fused v1`: the general kernel
 /// on the same data. `weight` only for the conv operators (no bias).
 #[allow(clippy::too_many_arguments)]
-fn fused_paths<T: Element + 'static>(
+fn fused_paths<T: TestElement>(
     op: &Operator,
     kernels: &Arc<Kernels>,
     stream: &Arc<CudaStream>,
@@ -282,10 +315,10 @@ fn fused_paths<T: Element + 'static>(
     xs: &Arc<Vec<CudaSlice<T>>>,
     weight: Option<Arc<CudaSlice<T>>>,
 ) -> Result<Vec<Path>, String> {
-    let general = kernels.with_choice(KernelChoice::General);
+    let general = kernels.with_choice(KernelChoice::GENERAL);
     let kind = |k: &Kernels| {
-        op.plan_for(shape, k.target(T::DTYPE))
-            .map(|p| p.kind)
+        op.plan(shape, k.target(T::DTYPE, layout))
+            .map(|p| p.symbol())
             .map_err(|e| e.to_string())
     };
     let mut versions = vec![("fused", kernels.clone())];
@@ -306,18 +339,26 @@ fn fused_paths<T: Element + 'static>(
             Ok(Path {
                 name: name.into(),
                 run: Box::new(move |i| {
-                    let w = wt.as_deref().map(|w| w as &dyn DevicePtr<T>);
-                    op.forward(&k, &s, shape, layout, &xs[i % xs.len()], w, None, &mut y)
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
+                    let launch = Launch::new(&k, &s, layout).map_err(|e| e.to_string())?;
+                    let x = &xs[i % xs.len()];
+                    match (&op, wt.as_deref()) {
+                        (Operator::ConvBlurPool(o), Some(w)) => {
+                            o.forward(&launch, shape, x, w, None, &mut y)
+                        }
+                        (Operator::MaxBlurPool(o), None) => o.forward(&launch, shape, x, &mut y),
+                        (Operator::BlurPool(o), None) => o.forward(&launch, shape, x, &mut y),
+                        _ => return Err(format!("no fused path for {}", op.name())),
+                    }
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
                 }),
             })
         })
         .collect()
 }
 
-fn prepare_typed<T: BenchElement + 'static>(g: &Gpu, w: &Workload) -> Result<Prepared, String> {
-    let e = |e: crate::Error| e.to_string();
+fn prepare_typed<T: BenchElement>(g: &Gpu, w: &Workload) -> Result<Prepared, String> {
+    let e = |e: blurpool::Error| e.to_string();
     let d = |e: cudarc::driver::DriverError| e.to_string();
     let stream = g.stream.clone();
     let kernels: Arc<Kernels> = g.kernels.clone();
@@ -354,17 +395,10 @@ fn prepare_typed<T: BenchElement + 'static>(g: &Gpu, w: &Workload) -> Result<Pre
                 paths.push(Path {
                     name: "separate".into(),
                     run: Box::new(move |i| {
-                        op.forward_separate(
-                            &k,
-                            &s,
-                            shape,
-                            layout,
-                            &xs[i % xs.len()],
-                            &mut mm,
-                            &mut y,
-                        )
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
+                        let launch = Launch::new(&k, &s, layout).map_err(|e| e.to_string())?;
+                        forward_separate(&op, &launch, shape, &xs[i % xs.len()], &mut mm, &mut y)
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
                     }),
                 });
             }
@@ -425,7 +459,13 @@ fn prepare_typed<T: BenchElement + 'static>(g: &Gpu, w: &Workload) -> Result<Pre
             paths.push(Path {
                 name: "fused".into(),
                 run: Box::new(move |i| {
-                    op.backward(&k, &s, shape, layout, &xs[i % xs.len()], &dy, &mut dx)
+                    let launch = Launch::new(&k, &s, layout).map_err(|e| e.to_string())?;
+                    let grads = MaxGrads {
+                        x: &xs[i % xs.len()],
+                        dy: &dy,
+                        dx: &mut dx,
+                    };
+                    op.backward(&launch, shape, grads)
                         .map_err(|e| e.to_string())
                 }),
             });
@@ -460,7 +500,7 @@ mod cudnn {
 
     const WHY: &str = "built without the `cudnn` feature (cargo build --features cudnn)";
 
-    pub fn max_blur<T: Element>(
+    pub fn max_blur<T: TestElement>(
         _: &Arc<CudaStream>,
         _: &MaxBlurPool2d,
         _: Shape4,
@@ -470,9 +510,9 @@ mod cudnn {
         Err(WHY.into())
     }
 
-    pub fn blur<T: Element>(
+    pub fn blur<T: TestElement>(
         _: &Arc<CudaStream>,
-        _: &crate::Blur,
+        _: &blurpool::Blur,
         _: Shape4,
         _: Layout,
         _: Arc<Vec<CudaSlice<T>>>,
@@ -480,7 +520,7 @@ mod cudnn {
         Err(WHY.into())
     }
 
-    pub fn conv_then_blur<T: Element>(
+    pub fn conv_then_blur<T: TestElement>(
         _: &Arc<CudaStream>,
         _: &Arc<Kernels>,
         _: &ConvBlurPool2d,
@@ -533,8 +573,8 @@ mod cudnn {
     }
 
     /// The blur's taps as a depthwise filter (C × 1 × Fy × Fx), and its symmetric padding.
-    fn blur_filter<T: Element>(
-        blur: &crate::Blur,
+    fn blur_filter<T: TestElement>(
+        blur: &blurpool::Blur,
         c: usize,
     ) -> Result<(Vec<T>, [c_int; 2]), String> {
         let p = blur.pad();
@@ -565,7 +605,7 @@ mod cudnn {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn conv<T: Element + CudnnDataType>(
+    fn conv<T: TestElement + CudnnDataType>(
         stream: &Arc<CudaStream>,
         input: Shape4,
         output: Shape4,
@@ -625,7 +665,7 @@ mod cudnn {
         })
     }
 
-    impl<T: Element + CudnnDataType> Conv<T> {
+    impl<T: TestElement + CudnnDataType> Conv<T> {
         fn run(
             &mut self,
             x: &CudaSlice<T>,
@@ -657,7 +697,7 @@ mod cudnn {
     }
 
     /// cuDNN max pooling into a max map, then a depthwise convolution with the blur's taps.
-    pub fn max_blur<T: Element + CudnnDataType + 'static>(
+    pub fn max_blur<T: TestElement + CudnnDataType>(
         stream: &Arc<CudaStream>,
         op: &MaxBlurPool2d,
         shape: Shape4,
@@ -666,7 +706,7 @@ mod cudnn {
     ) -> Result<Path, String> {
         available()?;
         let ce = |e: cudarc::cudnn::CudnnError| format!("{e:?}");
-        let e = |e: crate::Error| e.to_string();
+        let e = |e: blurpool::Error| e.to_string();
         let m = op.max_map_shape(shape).map_err(e)?;
         let out = op.output_shape(shape).map_err(e)?;
         let (taps, pad) = blur_filter::<T>(op.blur(), shape.c)?;
@@ -724,15 +764,15 @@ mod cudnn {
     }
 
     /// A depthwise convolution with the blur's taps.
-    pub fn blur<T: Element + CudnnDataType + 'static>(
+    pub fn blur<T: TestElement + CudnnDataType>(
         stream: &Arc<CudaStream>,
-        b: &crate::Blur,
+        b: &blurpool::Blur,
         shape: Shape4,
         layout: Layout,
         xs: Arc<Vec<CudaSlice<T>>>,
     ) -> Result<Path, String> {
         available()?;
-        let e = |e: crate::Error| e.to_string();
+        let e = |e: blurpool::Error| e.to_string();
         let d = |e: cudarc::driver::DriverError| e.to_string();
         let (ho, wo) = b.output_hw("BlurPool2d", shape.h, shape.w).map_err(e)?;
         let out = Shape4::new(shape.n, shape.c, ho, wo);
@@ -759,7 +799,7 @@ mod cudnn {
     }
 
     /// cuDNN's convolution (stride 1) into the full-resolution map, then the crate's blur kernel.
-    pub fn conv_then_blur<T: Element + CudnnDataType + 'static>(
+    pub fn conv_then_blur<T: TestElement + CudnnDataType>(
         stream: &Arc<CudaStream>,
         kernels: &Arc<Kernels>,
         op: &ConvBlurPool2d,
@@ -769,7 +809,7 @@ mod cudnn {
         weight: Arc<CudaSlice<T>>,
     ) -> Result<Path, String> {
         available()?;
-        let e = |e: crate::Error| e.to_string();
+        let e = |e: blurpool::Error| e.to_string();
         let d = |e: cudarc::driver::DriverError| e.to_string();
         let spec = op.conv();
         if spec.has_bias() || spec.activation() != Activation::Identity {
@@ -798,7 +838,8 @@ mod cudnn {
             name: "cudnn conv + blur".into(),
             run: Box::new(move |i| {
                 c.run(&xs[i % xs.len()], &weight, &mut zbuf)?;
-                blur.forward(&k, &s, z, layout, &zbuf, &mut y)
+                let launch = Launch::new(&k, &s, layout).map_err(|e| e.to_string())?;
+                blur.forward(&launch, z, &zbuf, &mut y)
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             }),

@@ -1,29 +1,76 @@
-//! The CPU reference: the oracle every kernel is tested against.
+//! The CPU reference: the oracle every kernel is tested against (forward here, gradients in
+//! [`grad`]).
 //!
 //! It stays simple and obviously right: inputs are widened to f64 in a plain NCHW array, each
 //! stage of the operator (dense max, convolution + activation, blur + subsample) is a direct loop
-//! over its definition in SPEC.md that materialises its result, and only the final output is
-//! rounded to the element type. No tiling, no fusion, no cleverness.
+//! over its definition in docs/SPEC.md that materialises its result, and only the final output
+//! is rounded to the element type. No tiling, no fusion, no cleverness. It needs no GPU stack.
+//!
+//! ```
+//! use blurpool::{presets::kornia, reference, Layout, Operator, Shape4};
+//! // kornia's doctest: blur_pool2d(eye(5), 3)
+//! let eye: Vec<f32> = (0..25).map(|i| if i / 5 == i % 5 { 1.0 } else { 0.0 }).collect();
+//! let op = Operator::from(kornia::blur_pool2d(3, 2)?);
+//! let mut y = vec![0f32; 9];
+//! reference::forward(&op, Shape4::new(1, 1, 5, 5), Layout::Nchw, &eye, &[], None, &mut y)?;
+//! assert_eq!(y, [0.3125, 0.0625, 0.0, 0.0625, 0.375, 0.0625, 0.0, 0.0625, 0.3125]);
+//! # Ok::<(), blurpool::Error>(())
+//! ```
 
-use crate::error::{Error, Result};
+pub mod grad;
+
+use crate::error::{check_len, Error, Result};
 use crate::ops::{
     Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, MaxBlurPool2d, MaxPool2d, Operator,
 };
 use crate::tensor::{Element, Layout, Shape4};
 
-/// A dense f64 N×C×H×W array in NCHW order.
+/// A dense f64 N×C×H×W array in NCHW order: what each stage of the reference produces.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Map {
-    pub shape: Shape4,
-    pub data: Vec<f64>,
+    shape: Shape4,
+    data: Vec<f64>,
 }
 
 impl Map {
-    fn zeros(shape: Shape4) -> Map {
-        Map {
+    /// A map of `shape` holding `data` (NCHW order); its length must match the shape.
+    pub fn new(shape: Shape4, data: Vec<f64>) -> Result<Map> {
+        check_len("map", shape.numel()?, data.len())?;
+        Ok(Map { shape, data })
+    }
+
+    /// A map of zeros.
+    pub fn zeros(shape: Shape4) -> Result<Map> {
+        Ok(Map {
             shape,
-            data: vec![0.0; shape.n * shape.c * shape.h * shape.w],
-        }
+            data: vec![0.0; shape.numel()?],
+        })
+    }
+
+    /// The map's shape.
+    pub fn shape(&self) -> Shape4 {
+        self.shape
+    }
+
+    /// The values, NCHW order.
+    pub fn data(&self) -> &[f64] {
+        &self.data
+    }
+
+    /// The values, NCHW order, for changing in place (the shape stays).
+    pub fn data_mut(&mut self) -> &mut [f64] {
+        &mut self.data
+    }
+
+    /// The values, NCHW order.
+    pub fn into_data(self) -> Vec<f64> {
+        self.data
+    }
+
+    /// The value at (n, c, y, x), or `None` outside the shape.
+    pub fn get(&self, n: usize, c: usize, y: usize, x: usize) -> Option<f64> {
+        let s = self.shape;
+        (n < s.n && c < s.c && y < s.h && x < s.w).then(|| self.at(n, c, y, x))
     }
 
     #[inline]
@@ -40,7 +87,7 @@ impl Map {
     /// Widens a typed buffer in `layout` to f64.
     pub fn from_slice<T: Element>(shape: Shape4, layout: Layout, data: &[T]) -> Result<Map> {
         check_len("input", shape.numel()?, data.len())?;
-        let mut m = Map::zeros(shape);
+        let mut m = Map::zeros(shape)?;
         for n in 0..shape.n {
             for c in 0..shape.c {
                 for y in 0..shape.h {
@@ -70,23 +117,12 @@ impl Map {
     }
 }
 
-pub(crate) fn check_len(what: &'static str, expected: usize, got: usize) -> Result<()> {
-    if expected != got {
-        return Err(Error::BufferLength {
-            what,
-            expected,
-            got,
-        });
-    }
-    Ok(())
-}
-
 /// Dense max with PyTorch's rule: scan row-major, take `v > best || isnan(v)`, padding never wins.
 pub fn dense_max_map(op: &MaxPool2d, x: &Map) -> Result<Map> {
     let out = op.output_shape(x.shape)?;
     let (kh, kw) = op.kernel();
     let (py, px) = op.padding();
-    let mut m = Map::zeros(out);
+    let mut m = Map::zeros(out)?;
     for n in 0..out.n {
         for c in 0..out.c {
             for i in 0..out.h {
@@ -112,7 +148,7 @@ pub fn dense_max_map(op: &MaxPool2d, x: &Map) -> Result<Map> {
     Ok(m)
 }
 
-/// Blur + subsample of a map: y[i,j] = Σ_u Σ_v wy[u]·wx[v]·xp[i·sy+u, j·sx+v].
+/// Blur + subsample of a map: `y[i,j] = Σ_u Σ_v wy[u]·wx[v]·xp[i·sy+u, j·sx+v]`.
 pub fn blur_map(blur: &Blur, x: &Map, what: &'static str) -> Result<Map> {
     let (ho, wo) = blur.output_hw(what, x.shape.h, x.shape.w)?;
     let out = Shape4::new(x.shape.n, x.shape.c, ho, wo);
@@ -120,7 +156,7 @@ pub fn blur_map(blur: &Blur, x: &Map, what: &'static str) -> Result<Map> {
     let (sy, sx) = blur.stride();
     let pad = blur.pad();
     let mode = blur.mode();
-    let mut y = Map::zeros(out);
+    let mut y = Map::zeros(out)?;
     for n in 0..out.n {
         for c in 0..out.c {
             for i in 0..ho {
@@ -189,7 +225,7 @@ pub fn conv_map(
     );
     let cin_g = conv.in_channels() / conv.groups();
     let cout_g = conv.out_channels() / conv.groups();
-    let mut z = Map::zeros(out);
+    let mut z = Map::zeros(out)?;
     for n in 0..out.n {
         for co in 0..out.c {
             let g = co / cout_g;
@@ -308,8 +344,9 @@ pub fn blur_conv<T: Element>(
     .write_to(layout, y)
 }
 
-/// Runs any operator (`weight`/`bias` only for the conv operators, else ignored and may be empty).
-pub fn run<T: Element>(
+/// Runs any operator on host buffers in `layout` (`weight`/`bias` only for the conv
+/// operators, else ignored and may be empty); `y` receives `op.output_shape(shape)`.
+pub fn forward<T: Element>(
     op: &Operator,
     shape: Shape4,
     layout: Layout,

@@ -2,18 +2,54 @@
 //! (tests/emulated.rs): every operator × pad mode × filter 1..7 and a custom one × strides ×
 //! max windows × sizes 1×1, prime, odd, even, wide, tall (batch and channels that divide no
 //! block shape); conv groups 1, Cin and between, kernels 1/3/5/7, bias, each activation.
-//! `run_matrix` runs each case in every dtype × layout.
-#![allow(dead_code)]
+//!
+//! `run_matrix` runs each case in every dtype × layout when the matrix is full (the GPU tests,
+//! and CI with `BLURPOOL_FULL_MATRIX=1`), else each case in one dtype × layout chosen by a hash
+//! of its position: every case, pad mode, filter and size still runs, every dtype and layout
+//! runs on a sixth of them, and `cargo test` stays quick.
 
-use blurpool::ops::Operator;
+use blurpool::cuda::{specialised_kernels, Specialised};
 use blurpool::reference;
-use blurpool::verify::{check_in_dtype, CaseData, Runner};
 use blurpool::{
-    Activation, Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, DType, Filter, Layout,
-    MaxBlurPool2d, MaxPool2d, Pad2d, PadMode, Shape4,
+    Activation, Blur, BlurConv2d, BlurPool2d, Conv2dArgs, Conv2dSpec, ConvBlurPool2d, DType,
+    Filter, Layout, MaxBlurPool2d, MaxPool2d, Operator, Pad2d, PadMode, Shape4,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+
+use crate::check::{check_in_dtype, Runner};
+use crate::data::CaseData;
+
+/// Environment variable that makes [`run_matrix`] run every case in every dtype × layout.
+pub const FULL_MATRIX_ENV: &str = "BLURPOOL_FULL_MATRIX";
+
+/// How much of the matrix a run covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coverage {
+    /// Every case × every dtype × layout.
+    Full,
+    /// Every case in one dtype × layout (a sixth of the runs).
+    Sample,
+}
+
+impl Coverage {
+    /// `Full` when `BLURPOOL_FULL_MATRIX=1`, else `Sample`.
+    pub fn from_env() -> Coverage {
+        match std::env::var(FULL_MATRIX_ENV) {
+            Ok(v) if v == "1" => Coverage::Full,
+            _ => Coverage::Sample,
+        }
+    }
+}
+
+/// SplitMix64: a well-mixed hash of a case's position (so the sampled dtype × layout does not
+/// line up with the nested loops that generate the cases).
+fn mix(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
 
 /// The seed of the random data: BLURPOOL_TEST_SEED, or the clock (printed either way).
 pub fn seed() -> u64 {
@@ -30,32 +66,48 @@ pub fn seed() -> u64 {
     s
 }
 
-/// Runs `cases` over every dtype and layout; prints counts and fails with the first failures.
+/// Runs `cases` ([`Coverage::from_env`]); prints counts and fails with the first failures.
+/// Returns the number of (case, dtype, layout) runs.
 pub fn run_matrix(g: &impl Runner, test: &str, cases: &[(Operator, Shape4)]) -> usize {
-    run_cases(g, test, cases, false)
+    run_cases(g, test, cases, false, Coverage::from_env())
 }
 
-/// `run_matrix` for the backward: dx (and dweight, dbias) of every case in every dtype × layout.
+/// `run_matrix` for the backward: dx (and dweight, dbias).
 pub fn run_backward_matrix(g: &impl Runner, test: &str, cases: &[(Operator, Shape4)]) -> usize {
-    run_cases(g, test, cases, true)
+    run_cases(g, test, cases, true, Coverage::from_env())
 }
 
-fn run_cases(g: &impl Runner, test: &str, cases: &[(Operator, Shape4)], backward: bool) -> usize {
+/// `run_matrix` / `run_backward_matrix` with an explicit coverage (the GPU tests run it all).
+pub fn run_cases(
+    g: &impl Runner,
+    test: &str,
+    cases: &[(Operator, Shape4)],
+    backward: bool,
+    coverage: Coverage,
+) -> usize {
     let mut rng = StdRng::seed_from_u64(seed());
     let (mut run, mut failures) = (0usize, Vec::new());
-    for (op, shape) in cases {
-        for layout in Layout::ALL {
-            for dtype in DType::ALL {
-                let r = check_in_dtype(g, &mut rng, op, *shape, layout, dtype, backward);
-                run += 1;
-                if let Err(e) = r {
-                    failures.push(e);
-                }
+    let combos: Vec<(Layout, DType)> = Layout::ALL
+        .into_iter()
+        .flat_map(|l| DType::ALL.map(|d| (l, d)))
+        .collect();
+    for (i, (op, shape)) in cases.iter().enumerate() {
+        let chosen: Vec<(Layout, DType)> = match coverage {
+            Coverage::Full => combos.clone(),
+            Coverage::Sample => vec![combos[(mix(i as u64) % combos.len() as u64) as usize]],
+        };
+        for (layout, dtype) in chosen {
+            let r = check_in_dtype(g, &mut rng, op, *shape, layout, dtype, backward);
+            run += 1;
+            if let Err(e) = r {
+                failures.push(e);
             }
         }
     }
     println!(
-        "{test}: {run} cases run, {} passed, {} failed",
+        "{test}: {run} cases run ({coverage:?} coverage of {} cases × {} dtype-layouts), {} passed, {} failed",
+        cases.len(),
+        combos.len(),
         run - failures.len(),
         failures.len()
     );
@@ -130,7 +182,12 @@ pub fn blurs() -> Vec<Blur> {
         for f in filters() {
             for stride in STRIDES {
                 let (fy, fx) = (f.size_y(), f.size_x());
-                let pad = Pad2d::new((fy - 1) / 2, fy / 2, (fx - 1) / 2, fx / 2);
+                let pad = Pad2d {
+                    top: (fy - 1) / 2,
+                    bottom: fy / 2,
+                    left: (fx - 1) / 2,
+                    right: fx / 2,
+                };
                 out.push(Blur::new(f.clone(), stride, pad, mode).unwrap());
             }
         }
@@ -228,11 +285,15 @@ fn binomial_and_skewed(f: usize, taps: [f64; 4]) -> [Filter; 2] {
 pub fn strip_cases() -> Vec<(Operator, Shape4)> {
     let mut cases = Vec::new();
     let mut turn = 0usize;
-    for shape in blurpool::cuda::StripShape::ALL {
-        if shape.is_depthwise_conv() {
+    for spec in specialised_kernels() {
+        let Specialised::Pooling {
+            window: k,
+            filter: f,
+            stride: s,
+        } = spec
+        else {
             continue;
-        }
-        let (k, f, s) = shape.dims();
+        };
         let filters = binomial_and_skewed(f, [0.7, -0.2, 0.45, 0.15]);
         let pads = [
             ((f - 1) / 2, f / 2),
@@ -249,7 +310,12 @@ pub fn strip_cases() -> Vec<(Operator, Shape4)> {
                         let blur = Blur::new(
                             filter.clone(),
                             (s, s),
-                            Pad2d::new(before, after, before, after),
+                            Pad2d {
+                                top: before,
+                                bottom: after,
+                                left: before,
+                                right: after,
+                            },
                             mode,
                         )
                         .unwrap();
@@ -292,7 +358,12 @@ fn conv_blur_grid(
             ] {
                 for &(before, after) in pads {
                     for filter in filters {
-                        let pad = Pad2d::new(before, after, before, after);
+                        let pad = Pad2d {
+                            top: before,
+                            bottom: after,
+                            left: before,
+                            right: after,
+                        };
                         let blur = Blur::new(filter.clone(), (s, s), pad, mode).unwrap();
                         out.push((blur, conv_pad, bias, act));
                     }
@@ -310,11 +381,15 @@ fn conv_blur_grid(
 pub fn strip_depthwise_cases() -> Vec<(Operator, Shape4)> {
     let mut cases = Vec::new();
     let mut turn = 0usize;
-    for shape in blurpool::cuda::StripShape::ALL {
-        if !shape.is_depthwise_conv() {
+    for spec in specialised_kernels() {
+        let Specialised::DepthwiseConv {
+            kernel: k,
+            filter: f,
+            stride: s,
+        } = spec
+        else {
             continue;
-        }
-        let (k, f, s) = shape.dims();
+        };
         let custom: Vec<f64> = (0..f).map(|t| [0.55, 0.3, -0.15, 0.25][t % 4]).collect();
         let filters = [
             Filter::binomial(f).unwrap(),
@@ -330,8 +405,16 @@ pub fn strip_depthwise_cases() -> Vec<(Operator, Shape4)> {
                 let size = STRIP_SIZES[turn % STRIP_SIZES.len()];
                 turn += 1;
                 let c = size.c;
-                let conv =
-                    Conv2dSpec::new(c, c, (k, k), (conv_pad, conv_pad), c, bias, act).unwrap();
+                let conv = Conv2dSpec::new(Conv2dArgs {
+                    in_channels: c,
+                    out_channels: c,
+                    kernel: (k, k),
+                    padding: (conv_pad, conv_pad),
+                    groups: c,
+                    bias,
+                    activation: act,
+                })
+                .unwrap();
                 cases.push((
                     Operator::ConvBlurPool(ConvBlurPool2d::new(conv, blur.clone())),
                     size,
@@ -366,14 +449,26 @@ pub const TENSOR_CORE_SIZES: [(Shape4, usize); 8] = [
 pub fn tensor_core_cases() -> Vec<(Operator, Shape4)> {
     let mut cases = Vec::new();
     let mut turn = 0usize;
-    for f in [3usize, 4] {
+    let filters = specialised_kernels().filter_map(|s| match s {
+        Specialised::TensorCoreConv { filter } => Some(filter),
+        _ => None,
+    });
+    for f in filters {
         let filters = binomial_and_skewed(f, [0.6, -0.15, 0.35, 0.2]);
         let pads = [((f - 1) / 2, f / 2), (f / 2, f / 2), (f, f + 1)];
         for (blur, conv_pad, bias, act) in conv_blur_grid(&filters, &pads, 2) {
             let (size, cout) = TENSOR_CORE_SIZES[turn % TENSOR_CORE_SIZES.len()];
             turn += 1;
-            let conv =
-                Conv2dSpec::new(size.c, cout, (3, 3), (conv_pad, conv_pad), 1, bias, act).unwrap();
+            let conv = Conv2dSpec::new(Conv2dArgs {
+                in_channels: size.c,
+                out_channels: cout,
+                kernel: (3, 3),
+                padding: (conv_pad, conv_pad),
+                groups: 1,
+                bias,
+                activation: act,
+            })
+            .unwrap();
             cases.push((
                 Operator::ConvBlurPool(ConvBlurPool2d::new(conv, blur)),
                 size,
@@ -402,7 +497,12 @@ pub fn nan_and_inf(r: &impl Runner) -> usize {
             let blur = Blur::new(
                 f,
                 (2, 2),
-                Pad2d::new((filt - 1) / 2, filt / 2, (filt - 1) / 2, filt / 2),
+                Pad2d {
+                    top: (filt - 1) / 2,
+                    bottom: filt / 2,
+                    left: (filt - 1) / 2,
+                    right: filt / 2,
+                },
                 mode,
             )
             .unwrap();
@@ -423,7 +523,7 @@ pub fn nan_and_inf(r: &impl Runner) -> usize {
             }
             let out = op.output_shape(shape).unwrap();
             let mut want = vec![0f32; out.numel().unwrap()];
-            reference::run(&op, shape, layout, &data.x, &[], None, &mut want).unwrap();
+            reference::forward(&op, shape, layout, &data.x, &[], None, &mut want).unwrap();
             let got = r.run(&op, shape, layout, &data).unwrap();
             for (e, (a, b)) in got.iter().zip(&want).enumerate() {
                 let same = (a.is_nan() && b.is_nan())
@@ -455,7 +555,16 @@ pub fn conv_specs() -> Vec<Conv2dSpec> {
             for bias in [false, true] {
                 for act in Activation::ALL {
                     out.push(
-                        Conv2dSpec::new(cin, cout, (k, k), (k / 2, k / 2), g, bias, act).unwrap(),
+                        Conv2dSpec::new(Conv2dArgs {
+                            in_channels: cin,
+                            out_channels: cout,
+                            kernel: (k, k),
+                            padding: (k / 2, k / 2),
+                            groups: g,
+                            bias,
+                            activation: act,
+                        })
+                        .unwrap(),
                     );
                 }
             }
@@ -476,12 +585,12 @@ pub fn conv_blur_pool_cases() -> Vec<(Operator, Shape4)> {
         let mode = PadMode::ALL[i % 3];
         let f = fs[i % fs.len()].clone();
         let stride = STRIDES[1 + i % 3];
-        let pad = Pad2d::new(
-            (f.size_y() - 1) / 2,
-            f.size_y() / 2,
-            (f.size_x() - 1) / 2,
-            f.size_x() / 2,
-        );
+        let pad = Pad2d {
+            top: (f.size_y() - 1) / 2,
+            bottom: f.size_y() / 2,
+            left: (f.size_x() - 1) / 2,
+            right: f.size_x() / 2,
+        };
         let blur = Blur::new(f, stride, pad, mode).unwrap();
         for s in [
             Shape4::new(2, conv.in_channels(), 9, 11),
@@ -503,7 +612,18 @@ pub fn blur_conv_cases() -> Vec<(Operator, Shape4)> {
         let mode = PadMode::ALL[i % 3];
         let f = Filter::binomial([1, 3, 4, 5][i % 4]).unwrap();
         let p = f.size_y() / 2;
-        let blur = Blur::new(f, (1, 1), Pad2d::new(p, p, p, p), mode).unwrap();
+        let blur = Blur::new(
+            f,
+            (1, 1),
+            Pad2d {
+                top: p,
+                bottom: p,
+                left: p,
+                right: p,
+            },
+            mode,
+        )
+        .unwrap();
         let stride = STRIDES[1 + i % 3];
         for s in [
             Shape4::new(2, conv.in_channels(), 9, 11),

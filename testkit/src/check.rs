@@ -1,5 +1,5 @@
-//! Kernel verification against the CPU reference, shared by the GPU tests (tests/gpu.rs),
-//! the CLI's `verify` and the GPU bundle.
+//! Kernel verification against the CPU reference, shared by the GPU tests (tests/gpu.rs), the
+//! emulated tests (tests/emulated.rs), the CLI's `verify` and the GPU bundle.
 //!
 //! Tolerance per element (the output is rounded once to T on both sides; the kernel
 //! accumulates in f32, the reference in f64):
@@ -10,64 +10,14 @@
 //! tiny_T the smallest subnormal step of T. Dense max is a selection: it must be bit-exact.
 //! Inputs are random, never zero; outputs are poisoned before each launch.
 
-use std::sync::Arc;
-
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
-use rand::rngs::StdRng;
-use rand::Rng;
-
-use crate::cuda::{open_device, GradPtrs, Kernels};
-use crate::ops::Operator;
-use crate::{
-    reference, Activation, Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, DType,
-    Element, Filter, Layout, MaxBlurPool2d, Shape4,
+use blurpool::reference::{self, grad};
+use blurpool::{
+    Activation, Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, DType, Element, Filter,
+    Layout, MaxBlurPool2d, Operator, Shape4,
 };
+use rand::rngs::StdRng;
 
-/// A device, its kernels and a stream, or the reason there is none.
-pub struct Gpu {
-    pub ctx: Arc<CudaContext>,
-    pub kernels: Arc<Kernels>,
-    pub stream: Arc<CudaStream>,
-}
-
-impl Gpu {
-    /// Opens device `ordinal`, loads the kernels and creates a stream; Err says why not (no
-    /// driver, no device, kernels that do not load).
-    pub fn open(ordinal: usize) -> crate::Result<Gpu> {
-        let ctx = open_device(ordinal)?;
-        let kernels = Kernels::for_context(&ctx)?;
-        let stream = ctx.new_stream()?;
-        Ok(Gpu {
-            ctx,
-            kernels,
-            stream,
-        })
-    }
-
-    /// The same device and stream with kernels that launch `choice` (e.g. the general
-    /// kernels, to test them where a specialised one would be picked).
-    pub fn with_choice(&self, choice: crate::cuda::KernelChoice) -> Gpu {
-        Gpu {
-            ctx: self.ctx.clone(),
-            kernels: self.kernels.with_choice(choice),
-            stream: self.stream.clone(),
-        }
-    }
-}
-
-/// Random values in ±[0.25, 2): never zero, both signs, exactly representable after rounding.
-pub fn random_vec<T: Element>(rng: &mut StdRng, n: usize, scale: f64) -> Vec<T> {
-    (0..n)
-        .map(|_| {
-            let m: f64 = rng.random_range(0.25..2.0);
-            let s = if rng.random_bool(0.5) { -1.0 } else { 1.0 };
-            T::from_f64(s * m * scale)
-        })
-        .collect()
-}
-
-/// A value no correct output takes, so an element the kernel fails to write is caught.
-pub const POISON: f64 = -60000.0;
+use crate::data::{random_vec, CaseData, TestElement, POISON};
 
 /// The same operator on absolute values (|taps|, identity activation): run on |x|, |w|, |b| it
 /// gives S, the sum of the absolute terms of each output, for the tolerance.
@@ -84,18 +34,7 @@ pub fn abs_operator(op: &Operator) -> Operator {
         )
         .unwrap()
     };
-    let abs_conv = |c: &Conv2dSpec| {
-        Conv2dSpec::new(
-            c.in_channels(),
-            c.out_channels(),
-            c.kernel(),
-            c.padding(),
-            c.groups(),
-            c.has_bias(),
-            Activation::Identity,
-        )
-        .unwrap()
-    };
+    let abs_conv = |c: &Conv2dSpec| c.linear();
     match op {
         Operator::MaxPool(m) => Operator::MaxPool(*m),
         Operator::BlurPool(b) => Operator::BlurPool(BlurPool2d::new(abs_blur(b.blur()))),
@@ -125,6 +64,7 @@ pub fn terms(op: &Operator) -> f64 {
     }
 }
 
+/// Relative tolerance per element type: 1e-5 for f32, one ulp for the half types.
 pub fn rtol<T: Element>() -> f64 {
     match T::DTYPE {
         DType::F32 => 1e-5,
@@ -132,6 +72,7 @@ pub fn rtol<T: Element>() -> f64 {
     }
 }
 
+/// The smallest step of T near zero (subnormal for f16).
 pub fn tiny<T: Element>() -> f64 {
     match T::DTYPE {
         DType::F32 => 1e-38,
@@ -140,103 +81,11 @@ pub fn tiny<T: Element>() -> f64 {
     }
 }
 
-/// The inputs of one case, on the host.
-pub struct CaseData<T> {
-    pub x: Vec<T>,
-    pub w: Vec<T>,
-    pub b: Option<Vec<T>>,
-}
-
-impl<T: Element> CaseData<T> {
-    pub fn random(rng: &mut StdRng, op: &Operator, shape: Shape4) -> Self {
-        let x = random_vec(rng, shape.numel().unwrap(), 1.0);
-        let (w, b) = match op.conv() {
-            Some(c) => {
-                let fan_in = (c.in_channels() / c.groups() * c.kernel().0 * c.kernel().1) as f64;
-                let w = random_vec(rng, c.weight_len(), 1.5 / fan_in.sqrt());
-                let b = c.has_bias().then(|| random_vec(rng, c.bias_len(), 0.5));
-                (w, b)
-            }
-            None => (Vec::new(), None),
-        };
-        CaseData { x, w, b }
-    }
-}
-
-/// Copies `v` to the device, as one element of `E::default()` when empty (cuMemAlloc refuses
-/// 0 bytes).
-fn upload_padded<E: cudarc::driver::DeviceRepr + Clone + Default>(
-    stream: &Arc<CudaStream>,
-    v: &[E],
-) -> crate::Result<CudaSlice<E>> {
-    let mut padded = v.to_vec();
-    if padded.is_empty() {
-        padded.push(E::default());
-    }
-    Ok(stream.clone_htod(&padded)?)
-}
-
-/// Uploads, poisons, runs, downloads. `raw` goes through the raw-pointer entry instead.
-pub fn run_gpu<T: Element>(
-    g: &Gpu,
-    stream: &Arc<CudaStream>,
-    op: &Operator,
-    shape: Shape4,
-    layout: Layout,
-    data: &CaseData<T>,
-    raw: bool,
-) -> crate::Result<Vec<T>> {
-    let out = op.output_shape(shape)?;
-    // cuMemAlloc refuses 0 bytes: allocate at least one element and pass exact-length views.
-    let upload = |v: &[T]| upload_padded(stream, v);
-    let x_buf = upload(&data.x)?;
-    let x = x_buf.slice(0..data.x.len());
-    let w_buf = if data.w.is_empty() {
-        None
-    } else {
-        Some(upload(&data.w)?)
-    };
-    let b_buf = match &data.b {
-        Some(b) => Some(upload(b)?),
-        None => None,
-    };
-    let n_out = out.numel()?;
-    let mut y_buf = upload(&vec![T::from_f64(POISON); n_out])?;
-    let mut y = y_buf.slice_mut(0..n_out);
-    if raw {
-        let (xp, _gx) = x.device_ptr(stream);
-        let (wp, _gw) = match &w_buf {
-            Some(w) => {
-                let (p, g) = w.device_ptr(stream);
-                (p, Some(g))
-            }
-            None => (0, None),
-        };
-        let (bp, _gb) = match &b_buf {
-            Some(b) => {
-                let (p, g) = b.device_ptr(stream);
-                (p, Some(g))
-            }
-            None => (0, None),
-        };
-        let (yp, _gy) = cudarc::driver::DevicePtrMut::device_ptr_mut(&mut y, stream);
-        // SAFETY: all pointers are live allocations of this context with the lengths the
-        // shapes need (uploaded above), kept alive until after the synchronize below.
-        unsafe { op.forward_raw(&g.kernels, stream, T::DTYPE, shape, layout, xp, wp, bp, yp) }?;
-    } else {
-        let wv = w_buf.as_ref().map(|w| w as &dyn DevicePtr<T>);
-        let bv = b_buf.as_ref().map(|b| b as &dyn DevicePtr<T>);
-        op.forward(&g.kernels, stream, shape, layout, &x, wv, bv, &mut y)?;
-    }
-    stream.synchronize()?;
-    let all = stream.clone_dtoh(&y_buf)?;
-    Ok(all[..n_out].to_vec())
-}
-
 /// Something that runs an operator's kernel on host data and returns the output: the GPU, or
 /// the host emulator of the kernels (emu/, tests only). Err is the message of the refusal.
 pub trait Runner {
-    fn run<T: Element>(
+    /// The operator's forward on `data` (x in `layout`, weights as PyTorch's).
+    fn run<T: TestElement>(
         &self,
         op: &Operator,
         shape: Shape4,
@@ -245,7 +94,7 @@ pub trait Runner {
     ) -> Result<Vec<T>, String>;
 
     /// The operator's backward for output gradient `dy`.
-    fn run_backward<T: Element>(
+    fn run_backward<T: TestElement>(
         &self,
         op: &Operator,
         shape: Shape4,
@@ -259,92 +108,16 @@ pub trait Runner {
 /// operators; empty / None otherwise).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GradsOf<T> {
+    /// Input gradient.
     pub dx: Vec<T>,
+    /// Weight gradient (conv operators; else empty).
     pub dweight: Vec<T>,
+    /// Bias gradient (conv operators with a bias).
     pub dbias: Option<Vec<T>>,
 }
 
-impl Runner for Gpu {
-    fn run<T: Element>(
-        &self,
-        op: &Operator,
-        shape: Shape4,
-        layout: Layout,
-        data: &CaseData<T>,
-    ) -> Result<Vec<T>, String> {
-        run_gpu(self, &self.stream, op, shape, layout, data, false).map_err(|e| e.to_string())
-    }
-
-    fn run_backward<T: Element>(
-        &self,
-        op: &Operator,
-        shape: Shape4,
-        layout: Layout,
-        data: &CaseData<T>,
-        dy: &[T],
-    ) -> Result<GradsOf<T>, String> {
-        run_gpu_backward(self, &self.stream, op, shape, layout, data, dy).map_err(|e| e.to_string())
-    }
-}
-
-/// Uploads x, weight, bias and dy, poisons dx, dweight, dbias and the workspace (NaN), runs the
-/// operator's backward through [`Operator::backward_raw`] and downloads the gradients.
-pub fn run_gpu_backward<T: Element>(
-    g: &Gpu,
-    stream: &Arc<CudaStream>,
-    op: &Operator,
-    shape: Shape4,
-    layout: Layout,
-    data: &CaseData<T>,
-    dy: &[T],
-) -> crate::Result<GradsOf<T>> {
-    let plan = op.backward_plan(shape)?;
-    let poison = |n: usize| vec![T::from_f64(POISON); n];
-    let (wlen, blen) = op.conv().map_or((0, 0), |c| (c.weight_len(), c.bias_len()));
-    let x = upload_padded(stream, &data.x)?;
-    let w = upload_padded(stream, &data.w)?;
-    let b = upload_padded(stream, data.b.as_deref().unwrap_or(&[]))?;
-    let dyb = upload_padded(stream, dy)?;
-    let dx = upload_padded(stream, &poison(data.x.len()))?;
-    let dw = upload_padded(stream, &poison(wlen))?;
-    let db = upload_padded(stream, &poison(blen))?;
-    let ws = upload_padded(stream, &vec![f32::NAN; plan.workspace_len])?;
-    let ptr = |s: &CudaSlice<T>| s.device_ptr(stream).0;
-    let has_bias = data.b.is_some();
-    let ptrs = GradPtrs {
-        x: ptr(&x),
-        weight: ptr(&w),
-        bias: if has_bias { ptr(&b) } else { 0 },
-        dy: ptr(&dyb),
-        dx: ptr(&dx),
-        dweight: ptr(&dw),
-        dbias: if has_bias { ptr(&db) } else { 0 },
-        workspace: ws.device_ptr(stream).0,
-    };
-    // SAFETY: every buffer is a live allocation of this context sized for its role (uploaded
-    // above from host data of the shapes' lengths), kept alive until after the synchronize.
-    unsafe { op.backward_raw(&g.kernels, stream, T::DTYPE, shape, layout, &ptrs) }?;
-    stream.synchronize()?;
-    let down = |s: &CudaSlice<T>, n: usize| -> crate::Result<Vec<T>> {
-        Ok(stream.clone_dtoh(s)?[..n].to_vec())
-    };
-    Ok(GradsOf {
-        dx: down(&dx, data.x.len())?,
-        dweight: if op.conv().is_some() {
-            down(&dw, wlen)?
-        } else {
-            Vec::new()
-        },
-        dbias: if has_bias {
-            Some(down(&db, blen)?)
-        } else {
-            None
-        },
-    })
-}
-
 /// Compares one case; Err describes the first bad element.
-pub fn check_case<T: Element>(
+pub fn check_case<T: TestElement>(
     g: &impl Runner,
     rng: &mut StdRng,
     op: &Operator,
@@ -368,7 +141,7 @@ pub fn check_case<T: Element>(
         }
     };
     let mut want = vec![T::default(); out.numel().unwrap()];
-    reference::run(
+    reference::forward(
         op,
         shape,
         layout,
@@ -385,7 +158,7 @@ pub fn check_case<T: Element>(
     };
     let mut sums = vec![T::default(); want.len()];
     let ab = data.b.as_deref().map(abs);
-    reference::run(
+    reference::forward(
         &abs_operator(op),
         shape,
         layout,
@@ -435,16 +208,7 @@ pub fn random_backward_data<T: Element>(
     if conv.activation() == Activation::Identity || !matches!(op, Operator::ConvBlurPool(_)) {
         return data;
     }
-    let linear = Conv2dSpec::new(
-        conv.in_channels(),
-        conv.out_channels(),
-        conv.kernel(),
-        conv.padding(),
-        conv.groups(),
-        conv.has_bias(),
-        Activation::Identity,
-    )
-    .unwrap();
+    let linear = conv.linear();
     for _ in 0..100 {
         let widen = |v: &[T]| v.iter().map(|e| e.to_f64()).collect::<Vec<f64>>();
         let Ok(x) = reference::Map::from_slice(shape, layout, &data.x) else {
@@ -455,10 +219,10 @@ pub fn random_backward_data<T: Element>(
         else {
             return data;
         };
-        let top = z.data.iter().fold(0f64, |m, v| m.max(v.abs()));
+        let top = z.data().iter().fold(0f64, |m, v| m.max(v.abs()));
         let delta = 1e-3 * top;
         let near = |v: f64| v.abs() <= delta || (v - 6.0).abs() <= delta;
-        if !z.data.iter().any(|&v| near(v)) {
+        if !z.data().iter().any(|&v| near(v)) {
             break;
         }
         data = CaseData::random(rng, op, shape);
@@ -467,10 +231,10 @@ pub fn random_backward_data<T: Element>(
 }
 
 /// Compares one backward case (dx, and dweight/dbias for the conv operators) against the CPU
-/// reference ([`crate::backward`]) with the tolerance of the forward: rtol_T·|ref| +
+/// reference ([`blurpool::reference::grad`]) with the tolerance of the forward: rtol_T·|ref| +
 /// 2·n·2⁻²⁴·S + tiny_T, S the same gradient computed on absolute values (|taps|, |w|, |dy|, and
 /// |x| where x is a factor rather than a selector), n a bound on the terms per element.
-pub fn check_backward_case<T: Element>(
+pub fn check_backward_case<T: TestElement>(
     r: &impl Runner,
     rng: &mut StdRng,
     op: &Operator,
@@ -508,7 +272,7 @@ pub fn check_backward_case<T: Element>(
             dweight: vec![T::default(); wlen],
             dbias: b.map(|_| vec![T::default(); blen]),
         };
-        crate::backward::run_backward(
+        grad::backward(
             op,
             shape,
             layout,

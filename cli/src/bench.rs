@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-use blurpool::bench::{copy_path, host_overhead, prepare, time_path, BenchOp, Workload};
-use blurpool::verify::Gpu;
 use blurpool::{DType, Layout, Shape4};
+use blurpool_testkit::bench::{copy_path, host_overhead, prepare, time_path, BenchOp, Workload};
+use blurpool_testkit::Gpu;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -225,9 +225,13 @@ pub fn bench(g: &Gpu, a: &BenchArgs) -> Result<Vec<Row>, String> {
         host.forward_us, host.forward_raw_us
     );
     write_outputs(&a.out, &rows)?;
+    let host_json = serde_json::json!({
+        "forward_us": host.forward_us,
+        "forward_raw_us": host.forward_raw_us,
+    });
     std::fs::write(
         a.out.join("host_overhead.json"),
-        serde_json::to_string_pretty(&host).map_err(|e| e.to_string())?,
+        serde_json::to_string_pretty(&host_json).map_err(|e| e.to_string())?,
     )
     .map_err(|e| format!("{}: {e}", a.out.display()))?;
     println!(

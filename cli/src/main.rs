@@ -8,15 +8,16 @@
 //! * `blurpool bench`: the copy roofline, then fused vs separate vs cuDNN over the benchmark
 //!   suite (or one shape), with JSON / CSV / SVG outputs.
 
-mod cli_bench;
+mod bench;
 
 use std::process::ExitCode;
 
 use blurpool::cuda::KernelChoice;
-use blurpool::ops::Operator;
 use blurpool::presets::antialiased_cnns;
-use blurpool::verify::{check_in_dtype, Gpu};
-use blurpool::{reference, Activation, Conv2dSpec, DType, Layout, PadMode, Shape4};
+use blurpool::{
+    reference, Activation, Conv2dArgs, Conv2dSpec, DType, Layout, Operator, PadMode, Shape4,
+};
+use blurpool_testkit::{check_in_dtype, Gpu};
 use clap::{Parser, Subcommand};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -45,7 +46,7 @@ enum Command {
         seed: Option<u64>,
     },
     /// Time the fused kernels vs the separate kernels vs cuDNN against the copy roofline.
-    Bench(cli_bench::BenchArgs),
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,7 +62,7 @@ fn main() -> ExitCode {
             .and_then(|g| verify(&g, seed)),
         Command::Bench(args) => Gpu::open(0)
             .map_err(|e| format!("no usable GPU: {e}"))
-            .and_then(|g| cli_bench::bench(&g, &args).map(|_| ())),
+            .and_then(|g| bench::bench(&g, &args).map(|_| ())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,11 +77,11 @@ fn run() -> Result<(), String> {
     match Gpu::open(0) {
         Ok(g) => {
             verify(&g, None)?;
-            cli_bench::bench(
+            bench::bench(
                 &g,
-                &cli_bench::BenchArgs {
+                &bench::BenchArgs {
                     shape: Some(Shape4::new(32, 64, 112, 112)),
-                    ops: vec![blurpool::bench::BenchOp::MaxBlurPool],
+                    ops: vec![blurpool_testkit::bench::BenchOp::MaxBlurPool],
                     dtypes: vec![DType::F16],
                     layouts: Layout::ALL.to_vec(),
                     iters: 50,
@@ -127,7 +128,8 @@ fn demo() {
     let first_row = |op: &Operator, x: &[f32]| {
         let out = op.output_shape(shape).expect("valid shape");
         let mut y = vec![0f32; out.numel().expect("small")];
-        reference::run(op, shape, Layout::Nchw, &rows(x), &[], None, &mut y).expect("reference");
+        reference::forward(op, shape, Layout::Nchw, &rows(x), &[], None, &mut y)
+            .expect("reference");
         y[..out.w].to_vec()
     };
     let fmt = |v: &[f32]| {
@@ -209,8 +211,16 @@ fn verify(g: &Gpu, seed: Option<u64>) -> Result<(), String> {
             (8, 1, Activation::Relu),
             (4, 2, Activation::Identity),
         ] {
-            let conv = Conv2dSpec::new(6, cout, (3, 3), (1, 1), groups, true, act)
-                .map_err(|e| e.to_string())?;
+            let conv = Conv2dSpec::new(Conv2dArgs {
+                in_channels: 6,
+                out_channels: cout,
+                kernel: (3, 3),
+                padding: (1, 1),
+                groups,
+                bias: true,
+                activation: act,
+            })
+            .map_err(|e| e.to_string())?;
             cases.push(Operator::ConvBlurPool(
                 antialiased_cnns::conv_blur_pool(conv, mode, 3, 2, 0).map_err(|e| e.to_string())?,
             ));
@@ -228,7 +238,7 @@ fn verify(g: &Gpu, seed: Option<u64>) -> Result<(), String> {
     // Backward too, except BlurConv2d's (not on the GPU yet). Pooling and ConvBlurPool run
     // twice: with the kernels `forward` picks (strip kernels, or the tensor-core conv in
     // f16/bf16, where a specialisation matches) and with the general kernels only ("v1").
-    let general = g.with_choice(KernelChoice::General);
+    let general = g.with_choice(KernelChoice::GENERAL);
     let rows = [
         ("max_pool", false, false),
         ("blur_pool", false, false),

@@ -1,6 +1,6 @@
-//! CPU reference gradients: the backward oracle every backward kernel is tested against.
+//! CPU reference gradients: the backward oracle every GPU backward kernel is tested against.
 //!
-//! Same style as [`crate::reference`]: the inputs are widened to f64 in a plain NCHW
+//! Same style as the forward [`crate::reference`]: the inputs are widened to f64 in a plain NCHW
 //! [`Map`]; what the backward needs from the forward is recomputed (the argmax of each max
 //! window by the forward's own scan, the pre-activation conv output with the reference's
 //! `conv_map`, BlurConv2d's blurred map with `blur_map`); each stage's backward is a direct
@@ -44,28 +44,32 @@
 //! conv weight (Cout×Cin/groups×kh×kw, PyTorch's layout whatever the activations' layout) and
 //! bias, and the output gradient dy; they *overwrite* dx (and dweight, dbias). Every buffer
 //! length is checked ([`crate::Error::BufferLength`]); shape problems are the forward's errors.
-//! [`run_backward_map`] and the `*_map_backward` functions are the same computation on f64 maps,
+//! [`backward_map`] and the `*_map_backward` functions are the same computation on f64 maps,
 //! before the rounding (the finite-difference tests use them).
+//!
+//! ```
+//! use blurpool::{reference::grad, MaxPool2d, Layout, Operator, Shape4};
+//! // A 2×2 max over [[1, 3], [2, 0]]: the gradient goes to the 3.
+//! let op = Operator::from(MaxPool2d::new((2, 2), (0, 0))?);
+//! let (x, dy) = ([1f32, 3.0, 2.0, 0.0], [1f32]);
+//! let mut dx = [0f32; 4];
+//! grad::backward(&op, Shape4::new(1, 1, 2, 2), Layout::Nchw, &x, &[], None, &dy, &mut dx, &mut [], None)?;
+//! assert_eq!(dx, [0.0, 1.0, 0.0, 0.0]);
+//! # Ok::<(), blurpool::Error>(())
+//! ```
 
-use crate::error::Result;
+use crate::error::{check_len, Result};
 use crate::ops::{
     Activation, Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, MaxBlurPool2d, MaxPool2d,
     Operator,
 };
-use crate::reference::{blur_map, check_len, conv_map, Map};
+use crate::reference::{blur_map, conv_map, Map};
 use crate::tensor::{Element, Layout, Shape4};
 
 /// Index of (n, c, y, x) in an NCHW [`Map`] of `shape`.
 #[inline]
 fn at(shape: Shape4, n: usize, c: usize, y: usize, x: usize) -> usize {
     shape.offset(Layout::Nchw, n, c, y, x)
-}
-
-fn zeros(shape: Shape4) -> Result<Map> {
-    Ok(Map {
-        shape,
-        data: vec![0.0; shape.numel()?],
-    })
 }
 
 /// The activation's derivative at the pre-activation value `z` (PyTorch's conventions, see the
@@ -108,14 +112,14 @@ pub fn max_window_argmax(
     for u in 0..kh {
         for v in 0..kw {
             let (y, xx) = ((i + u) as i64 - py as i64, (j + v) as i64 - px as i64);
-            if y < 0 || xx < 0 || y >= x.shape.h as i64 || xx >= x.shape.w as i64 {
+            if y < 0 || xx < 0 || y >= x.shape().h as i64 || xx >= x.shape().w as i64 {
                 continue; // padding never wins
             }
             let (y, xx) = (y as usize, xx as usize);
             if arg.is_none() {
                 arg = Some((y, xx)); // PyTorch starts from the first in-bounds cell
             }
-            let val = x.data[at(x.shape, n, c, y, xx)];
+            let val = x.data()[at(x.shape(), n, c, y, xx)];
             if val > best || val.is_nan() {
                 best = val;
                 arg = Some((y, xx));
@@ -128,16 +132,16 @@ pub fn max_window_argmax(
 /// Backward of the dense max: `dm` is the gradient of the max map (NCHW, the map's shape);
 /// returns the gradient of `x`.
 pub fn max_map_backward(op: &MaxPool2d, x: &Map, dm: &[f64]) -> Result<Map> {
-    let ms = op.output_shape(x.shape)?;
+    let ms = op.output_shape(x.shape())?;
     check_len("max-map gradient", ms.numel()?, dm.len())?;
-    let mut dx = zeros(x.shape)?;
+    let mut dx = Map::zeros(x.shape())?;
     for n in 0..ms.n {
         for c in 0..ms.c {
             for i in 0..ms.h {
                 for j in 0..ms.w {
                     // Every window has an in-bounds cell (padding ≤ window/2), so this is Some.
                     if let Some((y, xx)) = max_window_argmax(op, x, n, c, i, j) {
-                        dx.data[at(x.shape, n, c, y, xx)] += dm[at(ms, n, c, i, j)];
+                        dx.data_mut()[at(x.shape(), n, c, y, xx)] += dm[at(ms, n, c, i, j)];
                     }
                 }
             }
@@ -161,7 +165,7 @@ pub fn blur_map_backward(
     let (sy, sx) = blur.stride();
     let pad = blur.pad();
     let mode = blur.mode();
-    let mut dx = zeros(input)?;
+    let mut dx = Map::zeros(input)?;
     for n in 0..out.n {
         for c in 0..out.c {
             for i in 0..ho {
@@ -181,7 +185,7 @@ pub fn blur_map_backward(
                             else {
                                 continue;
                             };
-                            dx.data[at(input, n, c, r, q)] += a * b * g;
+                            dx.data_mut()[at(input, n, c, r, q)] += a * b * g;
                         }
                     }
                 }
@@ -215,17 +219,8 @@ pub fn conv_map_backward(
     what: &'static str,
 ) -> Result<Grads> {
     // The pre-activation z, from the reference forward with the activation switched off.
-    let linear = Conv2dSpec::new(
-        conv.in_channels(),
-        conv.out_channels(),
-        conv.kernel(),
-        conv.padding(),
-        conv.groups(),
-        conv.has_bias(),
-        Activation::Identity,
-    )?;
-    let z = conv_map(&linear, stride, x, weight, bias, what)?;
-    let out = z.shape;
+    let z = conv_map(&conv.linear(), stride, x, weight, bias, what)?;
+    let out = z.shape();
     check_len("output gradient (dy)", out.numel()?, dy.len())?;
     let act = conv.activation();
     let (kh, kw) = conv.kernel();
@@ -233,7 +228,7 @@ pub fn conv_map_backward(
     let (sy, sx) = stride;
     let cin_g = conv.in_channels() / conv.groups();
     let cout_g = conv.out_channels() / conv.groups();
-    let mut dx = zeros(x.shape)?;
+    let mut dx = Map::zeros(x.shape())?;
     let mut dweight = vec![0.0; conv.weight_len()];
     let mut dbias = conv.has_bias().then(|| vec![0.0; conv.out_channels()]);
     for n in 0..out.n {
@@ -242,25 +237,25 @@ pub fn conv_map_backward(
             for i in 0..out.h {
                 for j in 0..out.w {
                     let k = at(out, n, co, i, j);
-                    let dz = dy[k] * activation_grad(act, z.data[k]);
+                    let dz = dy[k] * activation_grad(act, z.data()[k]);
                     if let Some(db) = dbias.as_mut() {
                         db[co] += dz;
                     }
                     for ci in 0..cin_g {
                         for r in 0..kh {
                             let y = (i * sy + r) as i64 - py as i64;
-                            if y < 0 || y >= x.shape.h as i64 {
+                            if y < 0 || y >= x.shape().h as i64 {
                                 continue; // zero padding: no input, no weight gradient
                             }
                             for s in 0..kw {
                                 let xx = (j * sx + s) as i64 - px as i64;
-                                if xx < 0 || xx >= x.shape.w as i64 {
+                                if xx < 0 || xx >= x.shape().w as i64 {
                                     continue;
                                 }
                                 let wi = ((co * cin_g + ci) * kh + r) * kw + s;
-                                let xi = at(x.shape, n, g * cin_g + ci, y as usize, xx as usize);
-                                dx.data[xi] += weight[wi] * dz;
-                                dweight[wi] += x.data[xi] * dz;
+                                let xi = at(x.shape(), n, g * cin_g + ci, y as usize, xx as usize);
+                                dx.data_mut()[xi] += weight[wi] * dz;
+                                dweight[wi] += x.data()[xi] * dz;
                             }
                         }
                     }
@@ -274,9 +269,9 @@ pub fn conv_map_backward(
 /// MaxBlurPool2d backward on maps: blur transpose onto the max map, then each window's
 /// gradient to its argmax.
 pub fn max_blur_pool_map_backward(op: &MaxBlurPool2d, x: &Map, dy: &[f64]) -> Result<Map> {
-    let ms = op.max_map_shape(x.shape)?;
+    let ms = op.max_map_shape(x.shape())?;
     let dm = blur_map_backward(op.blur(), ms, dy, "MaxBlurPool2d")?;
-    max_map_backward(op.max_pool(), x, &dm.data)
+    max_map_backward(op.max_pool(), x, dm.data())
 }
 
 /// ConvBlurPool2d backward on maps: blur transpose onto act(z), then the conv (+ act) backward.
@@ -287,7 +282,7 @@ pub fn conv_blur_pool_map_backward(
     bias: Option<&[f64]>,
     dy: &[f64],
 ) -> Result<Grads> {
-    let zs = op.conv_map_shape(x.shape)?;
+    let zs = op.conv_map_shape(x.shape())?;
     let da = blur_map_backward(op.blur(), zs, dy, "ConvBlurPool2d")?;
     conv_map_backward(
         op.conv(),
@@ -295,7 +290,7 @@ pub fn conv_blur_pool_map_backward(
         x,
         weight,
         bias,
-        &da.data,
+        da.data(),
         "ConvBlurPool2d",
     )
 }
@@ -309,23 +304,23 @@ pub fn blur_conv_map_backward(
     bias: Option<&[f64]>,
     dy: &[f64],
 ) -> Result<Grads> {
-    op.blur_map_shape(x.shape)?;
+    op.blur_map_shape(x.shape())?;
     let b = blur_map(op.blur(), x, "BlurConv2d")?;
     let mut grads = conv_map_backward(op.conv(), op.stride(), &b, weight, bias, dy, "BlurConv2d")?;
-    grads.dx = blur_map_backward(op.blur(), x.shape, &grads.dx.data, "BlurConv2d")?;
+    grads.dx = blur_map_backward(op.blur(), x.shape(), grads.dx.data(), "BlurConv2d")?;
     Ok(grads)
 }
 
 /// Gradients of any operator on f64 maps: `x` is the input, `dy` the output gradient (NCHW, the
 /// operator's output shape). `weight`/`bias` are used by the conv operators only.
-pub fn run_backward_map(
+pub fn backward_map(
     op: &Operator,
     x: &Map,
     weight: &[f64],
     bias: Option<&[f64]>,
     dy: &[f64],
 ) -> Result<Grads> {
-    let out = op.output_shape(x.shape)?;
+    let out = op.output_shape(x.shape())?;
     check_len("output gradient (dy)", out.numel()?, dy.len())?;
     let plain = |dx| {
         Ok(Grads {
@@ -336,7 +331,7 @@ pub fn run_backward_map(
     };
     match op {
         Operator::MaxPool(op) => plain(max_map_backward(op, x, dy)?),
-        Operator::BlurPool(op) => plain(blur_map_backward(op.blur(), x.shape, dy, "BlurPool2d")?),
+        Operator::BlurPool(op) => plain(blur_map_backward(op.blur(), x.shape(), dy, "BlurPool2d")?),
         Operator::MaxBlurPool(op) => plain(max_blur_pool_map_backward(op, x, dy)?),
         Operator::ConvBlurPool(op) => conv_blur_pool_map_backward(op, x, weight, bias, dy),
         Operator::BlurConv(op) => blur_conv_map_backward(op, x, weight, bias, dy),
@@ -362,8 +357,8 @@ fn narrow_into<T: Element>(what: &'static str, v: &[f64], out: &mut [T]) -> Resu
 /// f64 and rounded once; dx, dweight and dbias are overwritten. Every buffer length is checked
 /// before any work is done; `x` is checked for every operator, also for BlurPool2d, whose
 /// gradient does not depend on it.
-#[allow(clippy::too_many_arguments)]
-pub fn run_backward<T: Element>(
+#[allow(clippy::too_many_arguments)] // mirrors the forward's (op, shape, layout, buffers…)
+pub fn backward<T: Element>(
     op: &Operator,
     shape: Shape4,
     layout: Layout,
@@ -396,12 +391,12 @@ pub fn run_backward<T: Element>(
     }
     let g = Map::from_slice(out, layout, dy)?;
     let bias = bias.map(widen);
-    let grads = run_backward_map(
+    let grads = backward_map(
         op,
         &Map::from_slice(shape, layout, x)?,
         &widen(weight),
         bias.as_deref(),
-        &g.data,
+        g.data(),
     )?;
     grads.dx.write_to(layout, dx)?;
     if conv.is_some() {
@@ -422,7 +417,7 @@ pub fn max_pool_backward<T: Element>(
     dy: &[T],
     dx: &mut [T],
 ) -> Result<()> {
-    run_backward(
+    backward(
         &Operator::MaxPool(*op),
         shape,
         layout,
@@ -448,7 +443,7 @@ pub fn blur_pool_backward<T: Element>(
     check_len("output gradient (dy)", out.numel()?, dy.len())?;
     check_len("input gradient (dx)", shape.numel()?, dx.len())?;
     let g = Map::from_slice(out, layout, dy)?;
-    blur_map_backward(op.blur(), shape, &g.data, "BlurPool2d")?.write_to(layout, dx)
+    blur_map_backward(op.blur(), shape, g.data(), "BlurPool2d")?.write_to(layout, dx)
 }
 
 /// Gradient of MaxBlurPool2d with respect to x.
@@ -460,7 +455,7 @@ pub fn max_blur_pool_backward<T: Element>(
     dy: &[T],
     dx: &mut [T],
 ) -> Result<()> {
-    run_backward(
+    backward(
         &Operator::MaxBlurPool(op.clone()),
         shape,
         layout,
@@ -475,7 +470,7 @@ pub fn max_blur_pool_backward<T: Element>(
 }
 
 /// Gradients of ConvBlurPool2d (conv at stride 1 → act → blur + subsample) with respect to x,
-/// the weight and the bias (see [`run_backward`] for the buffers).
+/// the weight and the bias (see [`backward`] for the buffers).
 #[allow(clippy::too_many_arguments)]
 pub fn conv_blur_pool_backward<T: Element>(
     op: &ConvBlurPool2d,
@@ -489,7 +484,7 @@ pub fn conv_blur_pool_backward<T: Element>(
     dweight: &mut [T],
     dbias: Option<&mut [T]>,
 ) -> Result<()> {
-    run_backward(
+    backward(
         &Operator::ConvBlurPool(op.clone()),
         shape,
         layout,
@@ -504,7 +499,7 @@ pub fn conv_blur_pool_backward<T: Element>(
 }
 
 /// Gradients of BlurConv2d (blur at stride 1 → strided conv → act) with respect to x, the weight
-/// and the bias (see [`run_backward`] for the buffers).
+/// and the bias (see [`backward`] for the buffers).
 #[allow(clippy::too_many_arguments)]
 pub fn blur_conv_backward<T: Element>(
     op: &BlurConv2d,
@@ -518,7 +513,7 @@ pub fn blur_conv_backward<T: Element>(
     dweight: &mut [T],
     dbias: Option<&mut [T]>,
 ) -> Result<()> {
-    run_backward(
+    backward(
         &Operator::BlurConv(op.clone()),
         shape,
         layout,

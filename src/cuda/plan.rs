@@ -1,0 +1,931 @@
+//! Launch plans: which kernel a call launches, over what grid, with which parameter block.
+//! Pure values, computed from the operator, the input shape and a [`Target`]; the GPU launch
+//! layer and the host emulator run the same plan. No device, environment or allocation here.
+
+use super::params::BpParams;
+use crate::error::{Error, Result};
+use crate::ops::{BlurConv2d, BlurPool2d, ConvBlurPool2d, MaxBlurPool2d, MaxPool2d, Operator};
+use crate::tensor::{DType, Layout, Shape4};
+
+/// The kernels' specialisations, read from the sources by build.rs (one line per
+/// specialisation in kernels/*.cu: `BP_STRIP_VARIANT(name, K, F, S)` etc.).
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/specialisations.rs"));
+}
+
+/// Threads per block of every kernel (grid-stride loops over their work).
+pub(crate) const BLOCK: u32 = 256;
+
+/// Output rows per thread of the strip kernels (`BP_STRIP_ROWS` in kernels/strip.cuh).
+const STRIP_ROWS: i64 = 8;
+
+/// Output tile of the tensor-core kernel: `BP_TC_OUT` × `BP_TC_OUT` pixels × `BP_TC_COUT`
+/// channels (kernels/conv_forward.cu).
+const TC_TILE: (i64, i64) = (8, 32);
+
+/// Generations of the forward kernels (notes/kernels.md has each one's design and figures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KernelVersion {
+    /// General kernels: one thread per output, every configuration.
+    V1,
+    /// Strip kernels: register rings for the presets' pooling and depthwise-conv shapes.
+    V2,
+    /// Tensor-core dense ConvBlurPool2d (f16/bf16, compute capability ≥ 8.0).
+    V3,
+}
+
+impl KernelVersion {
+    /// Lower-case name (`v1`, `v2`, `v3`).
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelVersion::V1 => "v1",
+            KernelVersion::V2 => "v2",
+            KernelVersion::V3 => "v3",
+        }
+    }
+}
+
+/// Which forward kernels a launch may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum KernelChoice {
+    /// The newest kernel that implements the configuration exactly (the default).
+    #[default]
+    Auto,
+    /// The newest kernel no newer than this version: `AtMost(V1)` always runs the general
+    /// kernels, the reference the specialised ones are compared with.
+    AtMost(KernelVersion),
+}
+
+impl KernelChoice {
+    /// Always the general (v1) kernels.
+    pub const GENERAL: KernelChoice = KernelChoice::AtMost(KernelVersion::V1);
+
+    fn allows(self, v: KernelVersion) -> bool {
+        match self {
+            KernelChoice::Auto => true,
+            KernelChoice::AtMost(max) => v <= max,
+        }
+    }
+}
+
+/// What a launch is planned for: the element type and layout of the tensors, the kernel
+/// choice, and whether the device runs the tensor-core kernels (compute capability ≥ 8.0).
+/// [`super::Kernels::target`] and [`super::Launch::target`] give the one a device uses.
+///
+/// ```
+/// use blurpool::cuda::{KernelChoice, Target};
+/// use blurpool::{DType, Layout};
+/// let t = Target::new(DType::F16, Layout::Nhwc).with_choice(KernelChoice::GENERAL);
+/// assert_eq!(t.choice(), KernelChoice::GENERAL);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Target {
+    dtype: DType,
+    layout: Layout,
+    choice: KernelChoice,
+    tensor_cores: bool,
+}
+
+impl Target {
+    /// `dtype` in `layout` with [`KernelChoice::Auto`] on a device with tensor cores (the host
+    /// emulator has them too).
+    pub fn new(dtype: DType, layout: Layout) -> Target {
+        Target {
+            dtype,
+            layout,
+            choice: KernelChoice::Auto,
+            tensor_cores: true,
+        }
+    }
+
+    /// The same target with another kernel choice.
+    pub fn with_choice(self, choice: KernelChoice) -> Target {
+        Target { choice, ..self }
+    }
+
+    /// The same target on a device with (`true`) or without tensor cores.
+    pub fn with_tensor_cores(self, tensor_cores: bool) -> Target {
+        Target {
+            tensor_cores,
+            ..self
+        }
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    /// Layout of the activations.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+    /// Kernel choice.
+    pub fn choice(&self) -> KernelChoice {
+        self.choice
+    }
+    /// Whether the tensor-core kernels may run.
+    pub fn tensor_cores(&self) -> bool {
+        self.tensor_cores
+    }
+
+    fn tensor_core_kernels(self) -> bool {
+        self.choice.allows(KernelVersion::V3) && self.tensor_cores && self.dtype != DType::F32
+    }
+}
+
+/// A specialised kernel: a strip kernel (`window` 1 = BlurPool2d, else the max window, or the
+/// depthwise conv kernel) or a tensor-core conv, with its geometry fixed at compile time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Specialisation {
+    stem: &'static str,
+    family: Family,
+    window: usize,
+    filter: usize,
+    stride: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Family {
+    StripPool,
+    StripDepthwise,
+    TensorCore,
+}
+
+impl Specialisation {
+    /// Every specialisation in the kernel sources.
+    fn all() -> impl Iterator<Item = Specialisation> {
+        generated::SPECIALISATIONS.iter().map(|&(mac, stem, dims)| {
+            let family = match mac {
+                "BP_STRIP_VARIANT" => Family::StripPool,
+                "BP_STRIP_DW_VARIANT" => Family::StripDepthwise,
+                "BP_TC_VARIANT" => Family::TensorCore,
+                other => unreachable!("build.rs only lists known macros, not {other}"),
+            };
+            let (window, filter, stride) = match (family, dims) {
+                (Family::TensorCore, [f]) => (3, *f as usize, 2),
+                (_, [k, f, s]) => (*k as usize, *f as usize, *s as usize),
+                _ => unreachable!("build.rs checks each macro's argument count"),
+            };
+            Specialisation {
+                stem,
+                family,
+                window,
+                filter,
+                stride,
+            }
+        })
+    }
+
+    fn find(family: Family, window: usize, filter: usize, stride: usize) -> Option<Specialisation> {
+        Specialisation::all().find(|s| {
+            s.family == family && (s.window, s.filter, s.stride) == (window, filter, stride)
+        })
+    }
+
+    fn version(self) -> KernelVersion {
+        match self.family {
+            Family::StripPool | Family::StripDepthwise => KernelVersion::V2,
+            Family::TensorCore => KernelVersion::V3,
+        }
+    }
+}
+
+/// The kernel families, one `extern "C"` entry per dtype × layout each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum KernelKind {
+    MaxPool,
+    BlurPool,
+    MaxBlurPool,
+    ConvBlurPool,
+    BlurConv,
+    MaxPoolBackward,
+    BlurPoolBackward,
+    MaxBlurPoolBackward,
+    ConvBlurPoolDz,
+    ConvDx,
+    ConvDw,
+    ConvDb,
+    Special(Specialisation),
+}
+
+impl KernelKind {
+    const GENERAL: [KernelKind; 12] = [
+        KernelKind::MaxPool,
+        KernelKind::BlurPool,
+        KernelKind::MaxBlurPool,
+        KernelKind::ConvBlurPool,
+        KernelKind::BlurConv,
+        KernelKind::MaxPoolBackward,
+        KernelKind::BlurPoolBackward,
+        KernelKind::MaxBlurPoolBackward,
+        KernelKind::ConvBlurPoolDz,
+        KernelKind::ConvDx,
+        KernelKind::ConvDw,
+        KernelKind::ConvDb,
+    ];
+
+    /// Every kernel family and specialisation.
+    fn all() -> impl Iterator<Item = KernelKind> {
+        KernelKind::GENERAL
+            .into_iter()
+            .chain(Specialisation::all().map(KernelKind::Special))
+    }
+
+    /// Whether this kind has an entry point for `dtype` (the tensor-core kernels exist for
+    /// f16 and bf16 only; every other kind for all three).
+    fn has_dtype(self, dtype: DType) -> bool {
+        !matches!(self, KernelKind::Special(s) if s.family == Family::TensorCore)
+            || dtype != DType::F32
+    }
+
+    /// Every entry point the module exports: (kind, dtype, layout).
+    pub(crate) fn entry_points() -> impl Iterator<Item = (KernelKind, DType, Layout)> {
+        KernelKind::all().flat_map(|kind| {
+            DType::ALL
+                .into_iter()
+                .filter(move |&d| kind.has_dtype(d))
+                .flat_map(move |d| Layout::ALL.into_iter().map(move |l| (kind, d, l)))
+        })
+    }
+
+    fn stem(self) -> &'static str {
+        match self {
+            KernelKind::MaxPool => "bp_maxpool",
+            KernelKind::BlurPool => "bp_blurpool",
+            KernelKind::MaxBlurPool => "bp_maxblurpool",
+            KernelKind::ConvBlurPool => "bp_convblurpool",
+            KernelKind::BlurConv => "bp_blurconv",
+            KernelKind::MaxPoolBackward => "bp_maxpool_bwd",
+            KernelKind::BlurPoolBackward => "bp_blurpool_bwd",
+            KernelKind::MaxBlurPoolBackward => "bp_maxblurpool_bwd",
+            KernelKind::ConvBlurPoolDz => "bp_convblurpool_dz",
+            KernelKind::ConvDx => "bp_conv_dx",
+            KernelKind::ConvDw => "bp_conv_dw",
+            KernelKind::ConvDb => "bp_conv_db",
+            KernelKind::Special(s) => s.stem,
+        }
+    }
+
+    fn version(self) -> KernelVersion {
+        match self {
+            KernelKind::Special(s) => s.version(),
+            _ => KernelVersion::V1,
+        }
+    }
+
+    /// The `extern "C"` symbol for a dtype and layout, e.g. `bp_maxblurpool_f16_nhwc`.
+    pub(crate) fn symbol(self, dtype: DType, layout: Layout) -> String {
+        format!("{}_{}_{}", self.stem(), dtype.name(), layout.name())
+    }
+}
+
+/// Every kernel symbol the module exports (forward and backward, every dtype × layout it has),
+/// e.g. for a tool that checks another build of the same sources has them all.
+pub fn kernel_symbols() -> Vec<String> {
+    KernelKind::entry_points()
+        .map(|(k, d, l)| k.symbol(d, l))
+        .collect()
+}
+
+/// A specialised forward kernel: the configurations it serves exactly (the plan picks it for
+/// those, and the general kernel for every other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Specialised {
+    /// MaxBlurPool2d with a square max `window` (1: BlurPool2d), a square blur `filter` and
+    /// equal strides `stride` (strip kernel, v2).
+    Pooling {
+        /// Max window (1 = no max: BlurPool2d).
+        window: usize,
+        /// Blur taps per axis.
+        filter: usize,
+        /// Blur stride on both axes.
+        stride: usize,
+    },
+    /// Depthwise ConvBlurPool2d with a square `kernel` (strip kernel, v2).
+    DepthwiseConv {
+        /// Conv kernel per axis.
+        kernel: usize,
+        /// Blur taps per axis.
+        filter: usize,
+        /// Blur stride on both axes.
+        stride: usize,
+    },
+    /// Dense (groups 1) 3×3 ConvBlurPool2d in f16/bf16, blur at stride 2 (tensor cores, v3).
+    TensorCoreConv {
+        /// Blur taps per axis.
+        filter: usize,
+    },
+}
+
+/// Every specialised forward kernel the build has (one line each in kernels/*.cu).
+pub fn specialised_kernels() -> impl Iterator<Item = Specialised> {
+    Specialisation::all().map(|s| match s.family {
+        Family::StripPool => Specialised::Pooling {
+            window: s.window,
+            filter: s.filter,
+            stride: s.stride,
+        },
+        Family::StripDepthwise => Specialised::DepthwiseConv {
+            kernel: s.window,
+            filter: s.filter,
+            stride: s.stride,
+        },
+        Family::TensorCore => Specialised::TensorCoreConv { filter: s.filter },
+    })
+}
+
+/// How a kernel's work is spread over the grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Work {
+    /// One thread per element (grid-stride loop over this many).
+    Elements(i64),
+    /// One block per element (block-stride loop over this many), for reductions and tiles.
+    Blocks(i64),
+}
+
+impl Work {
+    fn count(self) -> i64 {
+        match self {
+            Work::Elements(n) | Work::Blocks(n) => n,
+        }
+    }
+
+    /// Blocks to launch: enough to cover the work, at most `max_blocks` (the kernels loop
+    /// over the rest).
+    fn grid(self, max_blocks: u32) -> u32 {
+        let blocks = match self {
+            Work::Elements(n) => (n.max(0) as u64).div_ceil(BLOCK as u64),
+            Work::Blocks(n) => n.max(0) as u64,
+        };
+        blocks.clamp(1, max_blocks.max(1) as u64) as u32
+    }
+}
+
+/// What one forward launch consists of: the kernel, its grid and its parameter block, exactly
+/// as [`super::Launch`] launches it on a GPU (and the host emulator runs it on a CPU).
+///
+/// ```
+/// use blurpool::cuda::{KernelChoice, KernelVersion, Target};
+/// use blurpool::{presets::timm, DType, Layout, MaxBlurPool2d, MaxPool2d, PadMode, Shape4};
+/// let op = MaxBlurPool2d::new(MaxPool2d::new((3, 3), (1, 1))?, timm::blur(3, 2, PadMode::Reflect)?);
+/// let input = Shape4::new(8, 64, 56, 56);
+/// let plan = op.plan(input, Target::new(DType::F16, Layout::Nhwc))?;
+/// assert_eq!(plan.version(), KernelVersion::V2); // a strip kernel serves timm's geometry
+/// assert_eq!(plan.symbol(), "bp_maxblurpool_k3f3s2_f16_nhwc");
+/// let v1 = op.plan(input, Target::new(DType::F16, Layout::Nhwc).with_choice(KernelChoice::GENERAL))?;
+/// assert_eq!(v1.version(), KernelVersion::V1);
+/// assert_eq!(v1.params_bytes(), plan.params_bytes()); // the same parameter block
+/// # Ok::<(), blurpool::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LaunchPlan {
+    pub(crate) kind: KernelKind,
+    pub(crate) dtype: DType,
+    pub(crate) layout: Layout,
+    pub(crate) output: Shape4,
+    pub(crate) params: BpParams,
+    pub(crate) work: Work,
+}
+
+impl LaunchPlan {
+    /// The output shape.
+    pub fn output(&self) -> Shape4 {
+        self.output
+    }
+    /// Element type of the tensors.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    /// Layout of the activations.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+    /// The generation of the kernel.
+    pub fn version(&self) -> KernelVersion {
+        self.kind.version()
+    }
+    /// The kernel's `extern "C"` symbol, e.g. `bp_maxblurpool_k3f3s2_f16_nhwc`.
+    pub fn symbol(&self) -> String {
+        self.kind.symbol(self.dtype, self.layout)
+    }
+    /// Threads per block.
+    pub fn block_dim(&self) -> u32 {
+        BLOCK
+    }
+    /// Blocks of the grid on a device that keeps `max_blocks` resident (the kernels' loops
+    /// cover any remaining work).
+    pub fn grid_dim(&self, max_blocks: u32) -> u32 {
+        self.work.grid(max_blocks)
+    }
+    /// False when there is nothing to compute (an empty batch): no launch is made.
+    pub fn has_work(&self) -> bool {
+        self.work.count() > 0
+    }
+    /// The kernel's parameter block, byte for byte as the launch passes it (its layout is
+    /// `struct BpParams` in kernels/common.cuh).
+    pub fn params_bytes(&self) -> &[u8] {
+        bytemuck::bytes_of(&self.params)
+    }
+}
+
+/// A buffer role in a backward pass (the argument names of the C ABI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Buf {
+    /// The forward's input.
+    X,
+    /// The convolution's weight.
+    Weight,
+    /// The convolution's bias.
+    Bias,
+    /// The output gradient.
+    Dy,
+    /// The input gradient (written).
+    Dx,
+    /// The weight gradient (written).
+    DWeight,
+    /// The bias gradient (written).
+    DBias,
+    /// The f32 workspace (ConvBlurPool2d: the conv map's gradient).
+    Workspace,
+}
+
+impl Buf {
+    /// The buffer's name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Buf::X => "x",
+            Buf::Weight => "weight",
+            Buf::Bias => "bias",
+            Buf::Dy => "dy",
+            Buf::Dx => "dx",
+            Buf::DWeight => "dweight",
+            Buf::DBias => "dbias",
+            Buf::Workspace => "workspace",
+        }
+    }
+}
+
+/// One kernel launch of a backward pass: its kernel, grid, the buffers it reads (the kernel's
+/// four input slots, `None` = unused) and the one it writes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BackwardStep {
+    kind: KernelKind,
+    dtype: DType,
+    layout: Layout,
+    work: Work,
+    inputs: [Option<Buf>; 4],
+    output: Buf,
+}
+
+impl BackwardStep {
+    /// The kernel's `extern "C"` symbol.
+    pub fn symbol(&self) -> String {
+        self.kind.symbol(self.dtype, self.layout)
+    }
+    /// Threads per block.
+    pub fn block_dim(&self) -> u32 {
+        BLOCK
+    }
+    /// Blocks of the grid (see [`LaunchPlan::grid_dim`]).
+    pub fn grid_dim(&self, max_blocks: u32) -> u32 {
+        self.work.grid(max_blocks)
+    }
+    /// False when the step has nothing to do (no launch is made).
+    pub fn has_work(&self) -> bool {
+        self.work.count() > 0
+    }
+    /// The buffers in the kernel's four input slots.
+    pub fn inputs(&self) -> [Option<Buf>; 4] {
+        self.inputs
+    }
+    /// The buffer it writes.
+    pub fn output(&self) -> Buf {
+        self.output
+    }
+    pub(crate) fn kind(&self) -> KernelKind {
+        self.kind
+    }
+}
+
+/// An operator's backward pass: the parameter block (the forward's), the launches in order,
+/// and the f32 workspace they need. A pure value, like [`LaunchPlan`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BackwardPlan {
+    params: BpParams,
+    output: Shape4,
+    steps: [Option<BackwardStep>; 4],
+    workspace_len: usize,
+}
+
+impl BackwardPlan {
+    /// The forward's output shape (that of dy).
+    pub fn output(&self) -> Shape4 {
+        self.output
+    }
+    /// The launches, in order.
+    pub fn steps(&self) -> impl Iterator<Item = &BackwardStep> {
+        self.steps.iter().flatten()
+    }
+    /// Elements of f32 workspace the steps need (0: none).
+    pub fn workspace_len(&self) -> usize {
+        self.workspace_len
+    }
+    /// The parameter block every step takes, byte for byte.
+    pub fn params_bytes(&self) -> &[u8] {
+        bytemuck::bytes_of(&self.params)
+    }
+    pub(crate) fn params(&self) -> &BpParams {
+        &self.params
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parameter blocks and kernel selection, per operator.
+
+fn general(kind: KernelKind, target: Target, (output, params): (Shape4, BpParams)) -> LaunchPlan {
+    LaunchPlan {
+        kind,
+        dtype: target.dtype,
+        layout: target.layout,
+        output,
+        params,
+        work: Work::Elements(params.total),
+    }
+}
+
+/// The strip kernel of `family` for `params` with square window `window` (1: no max; the conv
+/// kernel for depthwise), if `target` allows one and it matches exactly (square filter, equal
+/// strides, map coordinates well inside i32); else the general kernel `kind`.
+fn strip_or_general(
+    family: Family,
+    window: (i32, i32),
+    kind: KernelKind,
+    target: Target,
+    (output, params): (Shape4, BpParams),
+) -> LaunchPlan {
+    let square = window.0 == window.1 && params.fy == params.fx && params.sy == params.sx;
+    let small = params.hm.max(params.wm)
+        + i64::from(params.fy)
+        + i64::from(params.pad_top.max(params.pad_left))
+        < 1 << 30;
+    let strip = (square && small && target.choice.allows(KernelVersion::V2))
+        .then(|| {
+            Specialisation::find(
+                family,
+                window.0 as usize,
+                params.fy as usize,
+                params.sy as usize,
+            )
+        })
+        .flatten();
+    match strip {
+        Some(s) => {
+            let strips = (params.ho + STRIP_ROWS - 1) / STRIP_ROWS;
+            LaunchPlan {
+                kind: KernelKind::Special(s),
+                dtype: target.dtype,
+                layout: target.layout,
+                output,
+                params,
+                // Threads cover STRIP_ROWS output rows of one column each (NHWC half types
+                // take two channels per thread, so this is an upper bound there; the kernel
+                // computes its own count).
+                work: Work::Elements(params.n * params.c * strips * params.wo),
+            }
+        }
+        None => general(kind, target, (output, params)),
+    }
+}
+
+impl MaxPool2d {
+    /// The launch [`MaxPool2d::forward`](super::Launch) makes for `input` on `target`, or the
+    /// error it would return.
+    pub fn plan(&self, input: Shape4, target: Target) -> Result<LaunchPlan> {
+        Ok(general(KernelKind::MaxPool, target, self.params(input)?))
+    }
+
+    fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
+        let out = self.output_shape(input)?;
+        Ok((
+            out,
+            BpParams::new(input, out, (out.h, out.w))?.with_max(self.kernel(), self.padding())?,
+        ))
+    }
+}
+
+impl BlurPool2d {
+    /// The launch `forward` makes for `input` on `target`, or the error it would return.
+    pub fn plan(&self, input: Shape4, target: Target) -> Result<LaunchPlan> {
+        let p = self.params(input)?;
+        Ok(strip_or_general(
+            Family::StripPool,
+            (1, 1),
+            KernelKind::BlurPool,
+            target,
+            p,
+        ))
+    }
+
+    fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
+        let out = self.output_shape(input)?;
+        Ok((
+            out,
+            BpParams::new(input, out, (input.h, input.w))?.with_blur(self.blur())?,
+        ))
+    }
+}
+
+impl MaxBlurPool2d {
+    /// The launch `forward` makes for `input` on `target`, or the error it would return.
+    pub fn plan(&self, input: Shape4, target: Target) -> Result<LaunchPlan> {
+        let (kh, kw) = self.max_pool().kernel();
+        let p = self.params(input)?;
+        Ok(strip_or_general(
+            Family::StripPool,
+            (kh as i32, kw as i32),
+            KernelKind::MaxBlurPool,
+            target,
+            p,
+        ))
+    }
+
+    fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
+        let out = self.output_shape(input)?;
+        let m = self.max_map_shape(input)?;
+        let p = BpParams::new(input, out, (m.h, m.w))?
+            .with_max(self.max_pool().kernel(), self.max_pool().padding())?
+            .with_blur(self.blur())?;
+        Ok((out, p))
+    }
+}
+
+impl ConvBlurPool2d {
+    /// The launch `forward` makes for `input` on `target`, or the error it would return:
+    /// depthwise strip kernels (v2), the tensor-core kernel for dense 3×3 convs in half types
+    /// (v3), else the general kernel.
+    pub fn plan(&self, input: Shape4, target: Target) -> Result<LaunchPlan> {
+        let (output, params) = self.params(input)?;
+        // Depthwise (one filter per channel; the conv is always stride 1 here): strip kernels.
+        // (With one channel a conv is both depthwise and dense; the strip kernel wastes less.)
+        let depthwise = i64::from(params.groups) == params.c && params.cout == params.c;
+        if depthwise {
+            let plan = strip_or_general(
+                Family::StripDepthwise,
+                (params.ckh, params.ckw),
+                KernelKind::ConvBlurPool,
+                target,
+                (output, params),
+            );
+            if plan.kind != KernelKind::ConvBlurPool {
+                return Ok(plan);
+            }
+        }
+        if target.tensor_core_kernels() {
+            if let Some(s) = tensor_core_kernel(&params) {
+                return Ok(LaunchPlan {
+                    kind: KernelKind::Special(s),
+                    dtype: target.dtype,
+                    layout: target.layout,
+                    output,
+                    params,
+                    work: Work::Blocks(tensor_core_tiles(&params)),
+                });
+            }
+        }
+        Ok(general(KernelKind::ConvBlurPool, target, (output, params)))
+    }
+
+    fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
+        let out = self.output_shape(input)?;
+        let z = self.conv_map_shape(input)?;
+        let p = BpParams::new(input, out, (z.h, z.w))?
+            .with_conv(self.conv(), (1, 1))?
+            .with_blur(self.blur())?;
+        Ok((out, p))
+    }
+
+    /// f32 elements of workspace the backward needs for `input`: the conv map's gradient
+    /// (N × Cout × the conv map).
+    pub fn backward_workspace_len(&self, input: Shape4) -> Result<usize> {
+        self.conv_map_shape(input)?.numel()
+    }
+}
+
+/// The tensor-core ConvBlurPool2d kernel for `params`, if one computes it: a dense (groups 1)
+/// 3×3 conv, a square blur at stride 2 whose size has a specialisation, map coordinates well
+/// inside i32.
+fn tensor_core_kernel(params: &BpParams) -> Option<Specialisation> {
+    let conv = params.groups == 1 && params.ckh == 3 && params.ckw == 3;
+    let blur = params.fy == params.fx && params.sy == 2 && params.sx == 2;
+    let small = params.hm.max(params.wm) + 2 * i64::from(params.fy) + 64 < 1 << 30
+        && i64::from(params.pad_top.max(params.pad_left)) < 1 << 20;
+    if !(conv && blur && small) {
+        return None;
+    }
+    Specialisation::find(Family::TensorCore, 3, params.fy as usize, 2)
+}
+
+/// Blocks' worth of work of the tensor-core kernel: N × output tiles × channel tiles.
+fn tensor_core_tiles(params: &BpParams) -> i64 {
+    let (px, ch) = TC_TILE;
+    params.n
+        * ((params.ho + px - 1) / px)
+        * ((params.wo + px - 1) / px)
+        * ((params.cout + ch - 1) / ch)
+}
+
+impl BlurConv2d {
+    /// The launch `forward` makes for `input` on `target`, or the error it would return.
+    pub fn plan(&self, input: Shape4, target: Target) -> Result<LaunchPlan> {
+        Ok(general(KernelKind::BlurConv, target, self.params(input)?))
+    }
+
+    fn params(&self, input: Shape4) -> Result<(Shape4, BpParams)> {
+        let out = self.output_shape(input)?;
+        let b = self.blur_map_shape(input)?;
+        let p = BpParams::new(input, out, (b.h, b.w))?
+            .with_conv(self.conv(), self.stride())?
+            .with_blur(self.blur())?;
+        Ok((out, p))
+    }
+}
+
+fn step(
+    target: Target,
+    kind: KernelKind,
+    work: Work,
+    inputs: [Option<Buf>; 4],
+    output: Buf,
+) -> Option<BackwardStep> {
+    Some(BackwardStep {
+        kind,
+        dtype: target.dtype,
+        layout: target.layout,
+        work,
+        inputs,
+        output,
+    })
+}
+
+impl Operator {
+    /// The launch the operator's `forward` makes for `input` on `target` (which kernel, grid,
+    /// parameter block), or the error it would return.
+    pub fn plan(&self, input: Shape4, target: Target) -> Result<LaunchPlan> {
+        match self {
+            Operator::MaxPool(op) => op.plan(input, target),
+            Operator::BlurPool(op) => op.plan(input, target),
+            Operator::MaxBlurPool(op) => op.plan(input, target),
+            Operator::ConvBlurPool(op) => op.plan(input, target),
+            Operator::BlurConv(op) => op.plan(input, target),
+        }
+    }
+
+    /// The launches the operator's backward makes for `input` on `target` (the dtype and
+    /// layout; the kernel choice does not apply), or the error it would return.
+    pub fn backward_plan(&self, input: Shape4, target: Target) -> Result<BackwardPlan> {
+        match self {
+            Operator::MaxPool(op) => op.backward_plan(input, target),
+            Operator::BlurPool(op) => op.backward_plan(input, target),
+            Operator::MaxBlurPool(op) => op.backward_plan(input, target),
+            Operator::ConvBlurPool(op) => op.backward_plan(input, target),
+            Operator::BlurConv(op) => {
+                op.params(input)?; // shape errors first, as for every other operator
+                Err(Error::Unsupported(
+                    "BlurConv2d backward is not implemented on the GPU yet (the CPU reference \
+                     blurpool::reference::grad has it)"
+                        .into(),
+                ))
+            }
+        }
+    }
+}
+
+/// A backward pass of one kernel, one thread per input-gradient element.
+fn single_step_backward(
+    kind: KernelKind,
+    needs_x: bool,
+    target: Target,
+    (output, p): (Shape4, BpParams),
+) -> BackwardPlan {
+    use Buf::*;
+    BackwardPlan {
+        params: p,
+        output,
+        steps: [
+            step(
+                target,
+                kind,
+                Work::Elements(p.total_in),
+                [needs_x.then_some(X), None, Some(Dy), None],
+                Dx,
+            ),
+            None,
+            None,
+            None,
+        ],
+        workspace_len: 0,
+    }
+}
+
+impl MaxPool2d {
+    /// The backward's launch for `input` on `target` (one gather kernel), or the error it
+    /// would return.
+    pub fn backward_plan(&self, input: Shape4, target: Target) -> Result<BackwardPlan> {
+        let p = self.params(input)?;
+        Ok(single_step_backward(
+            KernelKind::MaxPoolBackward,
+            true,
+            target,
+            p,
+        ))
+    }
+}
+
+impl BlurPool2d {
+    /// The backward's launch for `input` on `target` (one gather kernel; x is not read), or
+    /// the error it would return.
+    pub fn backward_plan(&self, input: Shape4, target: Target) -> Result<BackwardPlan> {
+        let p = self.params(input)?;
+        Ok(single_step_backward(
+            KernelKind::BlurPoolBackward,
+            false,
+            target,
+            p,
+        ))
+    }
+}
+
+impl MaxBlurPool2d {
+    /// The backward's launch for `input` on `target` (one fused gather kernel), or the error
+    /// it would return.
+    pub fn backward_plan(&self, input: Shape4, target: Target) -> Result<BackwardPlan> {
+        let p = self.params(input)?;
+        Ok(single_step_backward(
+            KernelKind::MaxBlurPoolBackward,
+            true,
+            target,
+            p,
+        ))
+    }
+}
+
+impl ConvBlurPool2d {
+    /// The backward's launches for `input` on `target`: the conv map's gradient dz into the
+    /// f32 workspace, then dx, dweight and (with a bias) dbias from it; or the error they would
+    /// return.
+    pub fn backward_plan(&self, input: Shape4, target: Target) -> Result<BackwardPlan> {
+        use Buf::*;
+        let (output, p) = self.params(input)?;
+        let c = self.conv();
+        i32::try_from(c.weight_len()).map_err(|_| {
+            Error::ShapeOverflow(format!(
+                "the weight has {} elements; the backward kernels index it with 32 bits",
+                c.weight_len()
+            ))
+        })?;
+        let t = target;
+        let bias_step = c.has_bias().then(|| {
+            step(
+                t,
+                KernelKind::ConvDb,
+                Work::Blocks(c.bias_len() as i64),
+                [None, None, Some(Workspace), None],
+                DBias,
+            )
+        });
+        Ok(BackwardPlan {
+            params: p,
+            output,
+            steps: [
+                step(
+                    t,
+                    KernelKind::ConvBlurPoolDz,
+                    Work::Elements(p.total_map),
+                    [
+                        Some(X),
+                        Some(Weight),
+                        Some(Dy),
+                        c.has_bias().then_some(Bias),
+                    ],
+                    Workspace,
+                ),
+                step(
+                    t,
+                    KernelKind::ConvDx,
+                    Work::Elements(p.total_in),
+                    [None, Some(Weight), Some(Workspace), None],
+                    Dx,
+                ),
+                step(
+                    t,
+                    KernelKind::ConvDw,
+                    Work::Blocks(c.weight_len() as i64),
+                    [Some(X), None, Some(Workspace), None],
+                    DWeight,
+                ),
+                bias_step.flatten(),
+            ],
+            workspace_len: p.total_map as usize,
+        })
+    }
+}
