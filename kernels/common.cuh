@@ -1,6 +1,13 @@
-// Shared helpers for the blurpool kernels: element types, the parameter block every kernel
-// takes, layout indexing and blur padding. Self-contained (no CUDA headers) so that the same
-// text compiles with nvcc ahead of time and with NVRTC at run time.
+// Shared helpers of every blurpool kernel: element types, the parameter block, layout indexing,
+// blur padding, the max rule, the blur's taps (forward and adjoint), vector loads and stores,
+// and the instantiation macros. Self-contained (no CUDA headers) so that the same text compiles
+// with nvcc ahead of time, with NVRTC at run time and as C++ in the host emulator (emu/).
+//
+// The kernels are laid out by one rule: `<family>_<direction>.cu`, family `pool` (MaxPool2d,
+// BlurPool2d, MaxBlurPool2d) or `conv` (ConvBlurPool2d, BlurConv2d), direction `forward` or
+// `backward`, each file holding its versions in order (v1 general, v2 strip, v3 tensor core);
+// a header holds only what more than one file uses (this one, and strip.cuh for the strip walk
+// of pool_forward.cu and conv_forward.cu).
 #pragma once
 
 #define BP_MAX_TAPS 16
@@ -160,7 +167,11 @@ __device__ __forceinline__ float bp_activate(float v, int act) {
     return v;
 }
 
-// PyTorch's max_pool2d rule: row-major scan, `v > best || isnan(v)`, padding never wins.
+// PyTorch's max_pool2d step: `v > best || isnan(v)` (a NaN wins, and among equal maxima the first
+// one scanned stays).
+__device__ __forceinline__ float bp_max_step(float best, float v) { return (v > best || v != v) ? v : best; }
+
+// PyTorch's max_pool2d rule: row-major scan with bp_max_step, padding never wins.
 template <typename T, typename L>
 __device__ __forceinline__ float bp_window_max(const T *__restrict__ x, const BpParams &p, long long n,
                                                long long c, long long r, long long q) {
@@ -171,11 +182,114 @@ __device__ __forceinline__ float bp_window_max(const T *__restrict__ x, const Bp
         for (int b = 0; b < p.mkw; ++b) {
             long long xx = q + b - p.mpx;
             if (xx < 0 || xx >= p.w) continue;
-            float v = bp_to_f32(x[L::offset(n, c, y, xx, p.c, p.h, p.w)]);
-            if (v > best || v != v) best = v;
+            best = bp_max_step(best, bp_to_f32(x[L::offset(n, c, y, xx, p.c, p.h, p.w)]));
         }
     }
     return best;
+}
+
+// The blur at output (i, j) of a map with extents (hm, wm): Σ_u Σ_v ty[u]·tx[v]·map(p, r_u, q_v)
+// over the source cells r_u = source(i·sy + u − pad_top), q_v = source(j·sx + v − pad_left),
+// skipping zero-padded ones, in this fixed order (every general kernel sums the same way).
+// `map` is a small functor (pointers and indices; the parameter block comes in as an argument
+// and is never stored: taking its address makes nvcc copy all of it to local memory).
+// F > 0: the filter has F × F taps (known at compile time, so the loops unroll); F = 0: read
+// the sizes from the parameter block.
+template <int F = 0, typename Map>
+__device__ __forceinline__ float bp_blur_at(const BpParams &p, long long i, long long j, long long hm, long long wm,
+                                            const Map &map) {
+    const int fy = F > 0 ? F : p.fy, fx = F > 0 ? F : p.fx;
+    float acc = 0.f;
+#pragma unroll
+    for (int u = 0; u < fy; ++u) {
+        const long long r = bp_source_index(i * p.sy + u - p.pad_top, hm, p.mode);
+        if (r < 0) continue;
+#pragma unroll
+        for (int v = 0; v < fx; ++v) {
+            const long long q = bp_source_index(j * p.sx + v - p.pad_left, wm, p.mode);
+            if (q < 0) continue;
+            acc += p.ty[u] * p.tx[v] * map(p, r, q);
+        }
+    }
+    return acc;
+}
+
+// A map that is a tensor in memory (extents C, hm, wm in layout L): BlurPool2d's input, the
+// unfused path's max map.
+template <typename T, typename L>
+struct bp_tensor_map {
+    const T *__restrict__ x;
+    long long n, c;
+    __device__ __forceinline__ float operator()(const BpParams &p, long long r, long long q) const {
+        return bp_to_f32(x[L::offset(n, c, r, q, p.c, p.hm, p.wm)]);
+    }
+};
+
+// The blur's adjoint along one axis. The padded coordinates whose source (bp_source_index) is
+// r on an axis of length len come in up to three runs: r itself; below 0, its mirror -r
+// (reflect) or the whole leading pad when r == 0 (replicate); beyond len - 1, its mirror
+// 2(len-1) - r (reflect) or the whole trailing pad when r == len - 1 (replicate). Run k of them
+// is [lo, hi] (empty when lo > hi). Plain loops rather than callbacks: a lambda capturing the
+// parameter block by reference made nvcc copy it to local memory.
+__device__ __forceinline__ void bp_adjoint_run(int k, int r, int len, int pad0, int s, int nf, int nout, int mode,
+                                               int &lo, int &hi) {
+    lo = 1;
+    hi = 0;
+    if (k == 0) {
+        lo = hi = r;
+    } else if (mode == BP_PAD_REFLECT) {
+        if (k == 1 && r > 0) lo = hi = -r;
+        if (k == 2 && r < len - 1) lo = hi = 2 * (len - 1) - r;
+    } else if (mode == BP_PAD_REPLICATE) {
+        if (k == 1 && r == 0) {
+            lo = -pad0;
+            hi = -1;
+        }
+        if (k == 2 && r == len - 1) {
+            lo = len;
+            hi = (nout - 1) * s + nf - 1 - pad0; // the last padded cell any output reads
+        }
+    }
+}
+
+// Output index i of the tap u that reads padded coordinate pc (i*s + u - pad0 == pc), or -1.
+__device__ __forceinline__ int bp_adjoint_output(int pc, int u, int pad0, int s, int nout) {
+    int t = pc + pad0 - u;
+    if (t < 0 || t % s != 0) return -1;
+    int i = t / s;
+    return i < nout ? i : -1;
+}
+
+// Gradient of the blurred-and-subsampled map's source at (r, q) (a cell of the map the blur
+// reads, extents hm × wm): sum over the outputs (i, j) and taps that read it of
+// ty·tx·dy[n, c, i, j]; dy has the output's extents (cout, ho, wo). Fixed visiting order.
+template <typename T, typename L>
+__device__ __forceinline__ float bp_blur_adjoint(const BpParams &p, const T *__restrict__ dy, long long n,
+                                                 long long c, int r, int q) {
+    const int hm = (int)p.hm, wm = (int)p.wm, ho = (int)p.ho, wo = (int)p.wo;
+    float acc = 0.f;
+    for (int ky = 0; ky < 3; ++ky) {
+        int ylo, yhi;
+        bp_adjoint_run(ky, r, hm, p.pad_top, p.sy, p.fy, ho, p.mode, ylo, yhi);
+        for (int pcy = ylo; pcy <= yhi; ++pcy) {
+            for (int u = 0; u < p.fy; ++u) {
+                const int i = bp_adjoint_output(pcy, u, p.pad_top, p.sy, ho);
+                if (i < 0) continue;
+                for (int kx = 0; kx < 3; ++kx) {
+                    int xlo, xhi;
+                    bp_adjoint_run(kx, q, wm, p.pad_left, p.sx, p.fx, wo, p.mode, xlo, xhi);
+                    for (int pcx = xlo; pcx <= xhi; ++pcx) {
+                        for (int v = 0; v < p.fx; ++v) {
+                            const int j = bp_adjoint_output(pcx, v, p.pad_left, p.sx, wo);
+                            if (j < 0) continue;
+                            acc += p.ty[u] * p.tx[v] * bp_to_f32(dy[L::offset(n, c, i, j, p.cout, p.ho, p.wo)]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return acc;
 }
 
 // Vector loads and stores: aligned accesses on the GPU; in host emulation a memcpy (no

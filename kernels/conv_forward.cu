@@ -1,3 +1,225 @@
+// Convolution family, forward: conv + bias + activation + blur + subsample (ConvBlurPool2d), and
+// blur + strided conv + bias + activation (BlurConv2d, composer's blur_first order). Weights are
+// PyTorch's Cout×(Cin/groups)×kh×kw in the activations' dtype; accumulation is f32.
+//
+// v1 (general): one thread per output element; the full-resolution conv output (ConvBlurPool2d)
+// or blurred map (BlurConv2d) is recomputed where needed and never written. Every configuration.
+// v2 (strip): depthwise ConvBlurPool2d with the presets' 3×3 kernel, filters and stride (the
+// strip walk of strip.cuh over a depthwise conv map).
+// v3 (tensor cores): dense 3×3 ConvBlurPool2d in f16/bf16 on sm_80+.
+#include "strip.cuh"
+
+// ---- v1 --------------------------------------------------------------------------------------
+
+// conv2d at stride 1 (zero padding cpy/cpx, groups) + bias + activation at one point (r, q) of
+// the conv map for output channel co.
+template <typename T, typename L>
+__device__ __forceinline__ float bp_conv_point(const BpParams &p, const T *__restrict__ x, const T *__restrict__ w,
+                                               const T *__restrict__ b, long long n, long long co, long long r,
+                                               long long q) {
+    // Channel counts fit in int (checked on the host): 32-bit division stays inline.
+    const int cin_g = (int)p.c / p.groups;
+    const int cout_g = (int)p.cout / p.groups;
+    const int ci0 = ((int)co / cout_g) * cin_g;
+    float acc = p.has_bias ? bp_to_f32(b[co]) : 0.f;
+    for (int ci = 0; ci < cin_g; ++ci) {
+        const T *wk = w + (co * cin_g + ci) * (long long)(p.ckh * p.ckw);
+        for (int a = 0; a < p.ckh; ++a) {
+            long long y = r + a - p.cpy;
+            if (y < 0 || y >= p.h) continue;
+            for (int k = 0; k < p.ckw; ++k) {
+                long long xx = q + k - p.cpx;
+                if (xx < 0 || xx >= p.w) continue;
+                acc += bp_to_f32(wk[a * p.ckw + k]) * bp_to_f32(x[L::offset(n, ci0 + ci, y, xx, p.c, p.h, p.w)]);
+            }
+        }
+    }
+    return bp_activate(acc, p.act);
+}
+
+// The conv map of ConvBlurPool2d for output channel co, evaluated where a blur tap reads it.
+template <typename T, typename L>
+struct bp_conv_map {
+    const T *__restrict__ x;
+    const T *__restrict__ w;
+    const T *__restrict__ b;
+    long long n, co;
+    __device__ __forceinline__ float operator()(const BpParams &p, long long r, long long q) const {
+        return bp_conv_point<T, L>(p, x, w, b, n, co, r, q);
+    }
+};
+
+// ConvBlurPool2d: y = blur_s(act(conv_1(x) + bias)); the blur pads the conv map (hm, wm).
+template <typename T, typename L>
+__device__ __forceinline__ void bp_convblurpool_impl(const BpParams p, const T *__restrict__ x,
+                                                     const T *__restrict__ w, const T *__restrict__ b,
+                                                     T *__restrict__ y) {
+    BP_GRID_STRIDE_LOOP(idx, p.total) {
+        long long n, co, i, j;
+        L::split(idx, p, n, co, i, j);
+        y[idx] = bp_from_f32<T>(bp_blur_at(p, i, j, p.hm, p.wm, bp_conv_map<T, L>{x, w, b, n, co}));
+    }
+}
+BP_INSTANTIATE(bp_convblurpool)
+
+// The input as the map a stride-1 blur reads (extents c, h, w): BlurConv2d's blur.
+template <typename T, typename L>
+struct bp_input_map {
+    const T *__restrict__ x;
+    long long n, c;
+    __device__ __forceinline__ float operator()(const BpParams &p, long long r, long long q) const {
+        return bp_to_f32(x[L::offset(n, c, r, q, p.c, p.h, p.w)]);
+    }
+};
+
+// One point (r, q) of the stride-1 blur of input channel ci (the blur's stride is 1 for
+// BlurConv2d, the conv has the stride); (hm, wm) are the blurred map's extents and the conv's
+// zero padding lies outside them.
+template <typename T, typename L>
+__device__ __forceinline__ float bp_blur_point(const BpParams &p, const T *__restrict__ x, long long n, long long ci,
+                                               long long r, long long q) {
+    return bp_blur_at(p, r, q, p.h, p.w, bp_input_map<T, L>{x, n, ci});
+}
+
+// BlurConv2d: y = act(conv_s(blur_1(x)) + bias).
+template <typename T, typename L>
+__device__ __forceinline__ void bp_blurconv_impl(const BpParams p, const T *__restrict__ x, const T *__restrict__ w,
+                                                 const T *__restrict__ b, T *__restrict__ y) {
+    const int cin_g = (int)p.c / p.groups;
+    const int cout_g = (int)p.cout / p.groups;
+    BP_GRID_STRIDE_LOOP(idx, p.total) {
+        long long n, co, i, j;
+        L::split(idx, p, n, co, i, j);
+        const int ci0 = ((int)co / cout_g) * cin_g;
+        float acc = p.has_bias ? bp_to_f32(b[co]) : 0.f;
+        for (int ci = 0; ci < cin_g; ++ci) {
+            const T *wk = w + (co * cin_g + ci) * (long long)(p.ckh * p.ckw);
+            for (int a = 0; a < p.ckh; ++a) {
+                long long r = i * p.csy + a - p.cpy;
+                if (r < 0 || r >= p.hm) continue;
+                for (int k = 0; k < p.ckw; ++k) {
+                    long long q = j * p.csx + k - p.cpx;
+                    if (q < 0 || q >= p.wm) continue;
+                    acc += bp_to_f32(wk[a * p.ckw + k]) * bp_blur_point<T, L>(p, x, n, ci0 + ci, r, q);
+                }
+            }
+        }
+        y[idx] = bp_from_f32<T>(bp_activate(acc, p.act));
+    }
+}
+BP_INSTANTIATE(bp_blurconv)
+
+// ---- v2: depthwise strip kernels ----------------------------------------------------------
+
+// The map of depthwise ConvBlurPool2d (groups = Cin = Cout, a KC×KC kernel at stride 1, any zero
+// padding, bias and activation). A map row is Σ_a Σ_b w[a][b]·x[s − cpy + a][q − cpx + b] +
+// bias, so away from the side edges the thread keeps the last KC input rows' span of
+// F + KC − 1 pixels in registers (xr, slid like hx) and loads each input pixel once; columns
+// whose taps reach past the row's ends (or into the blur's column padding) read taps directly.
+template <typename T, int KC, int F, int V>
+struct bp_strip_dwconv_map {
+    static constexpr int E = F + KC - 1;
+    const T *__restrict__ w;
+    const T *__restrict__ b;
+    int cpy, cpx, H, W, act, has_bias;
+    bool fast;
+    float wk[KC][KC][V], bias[V];
+    float xr[KC][E][V]; // fast path: input rows s − cpy .. s − cpy + KC − 1 (0 outside)
+
+    __device__ __forceinline__ bp_strip_dwconv_map(const BpParams &p, const T *__restrict__ w_,
+                                                   const T *__restrict__ b_)
+        : w(w_), b(b_), cpy(p.cpy), cpx(p.cpx), H((int)p.h), W((int)p.w), act(p.act), has_bias(p.has_bias),
+          fast(false), wk{}, bias{}, xr{} {}
+
+    // This channel group's taps and bias (weights are Cout×1×KC×KC; lanes past `valid` get
+    // zeros and are never stored).
+    __device__ __forceinline__ void begin(const bp_strip_item<T, F> &it, int WM) {
+        fast = it.q0 >= 0 && it.q0 + F - 1 < WM && it.q0 - cpx >= 0 && it.q0 - cpx + E - 1 < W;
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+            const bool live = k < it.valid;
+            bias[k] = (live && has_bias) ? bp_to_f32(b[it.c0 + k]) : 0.f;
+#pragma unroll
+            for (int a = 0; a < KC; ++a)
+#pragma unroll
+                for (int t = 0; t < KC; ++t)
+                    wk[a][t][k] = live ? bp_to_f32(w[((it.c0 + k) * KC + a) * KC + t]) : 0.f;
+        }
+    }
+
+    __device__ __forceinline__ void row(const bp_strip_item<T, F> &it, int s, bool follows, float (&m)[F][V]) {
+        float z[F][V];
+#pragma unroll
+        for (int v = 0; v < F; ++v)
+#pragma unroll
+            for (int k = 0; k < V; ++k) z[v][k] = bias[k];
+        if (fast) {
+            const int y_last = s - cpy + KC - 1;
+            for (int yy = follows ? y_last : s - cpy; yy <= y_last; ++yy) {
+                bp_ring_advance(xr);
+                const bool inside = yy >= 0 && yy < H;
+                const T *__restrict__ rowp = it.plane + (long long)(inside ? yy : 0) * it.row_stride;
+#pragma unroll
+                for (int e = 0; e < E; ++e) {
+                    float px[V];
+                    bp_load_channels<T, V>(rowp + (long long)(it.q0 - cpx + e) * it.col_stride, it.valid, it.pairs,
+                                           px);
+#pragma unroll
+                    for (int k = 0; k < V; ++k) xr[KC - 1][e][k] = inside ? px[k] : 0.f;
+                }
+            }
+#pragma unroll
+            for (int a = 0; a < KC; ++a)
+#pragma unroll
+                for (int v = 0; v < F; ++v)
+#pragma unroll
+                    for (int t = 0; t < KC; ++t)
+#pragma unroll
+                        for (int k = 0; k < V; ++k) z[v][k] += wk[a][t][k] * xr[a][v + t][k];
+        } else {
+#pragma unroll
+            for (int a = 0; a < KC; ++a) {
+                const int yy = s - cpy + a;
+                if (yy < 0 || yy >= H) continue;
+                const T *__restrict__ rowp = it.plane + (long long)yy * it.row_stride;
+#pragma unroll
+                for (int v = 0; v < F; ++v) {
+                    if (it.qs[v] < 0) continue;
+#pragma unroll
+                    for (int t = 0; t < KC; ++t) {
+                        const int col = it.qs[v] - cpx + t;
+                        if (col < 0 || col >= W) continue;
+                        float px[V];
+                        bp_load_channels<T, V>(rowp + (long long)col * it.col_stride, it.valid, it.pairs, px);
+#pragma unroll
+                        for (int k = 0; k < V; ++k) z[v][k] += wk[a][t][k] * px[k];
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int v = 0; v < F; ++v)
+#pragma unroll
+            for (int k = 0; k < V; ++k) m[v][k] = bp_activate(z[v][k], act);
+    }
+};
+
+#define BP_STRIP_DW_VARIANT(NAME, KC, F, S)                                                              \
+    template <typename T, typename L>                                                                    \
+    __device__ __forceinline__ void NAME##_impl(const BpParams p, const T *__restrict__ x,               \
+                                                const T *__restrict__ w, const T *__restrict__ b,        \
+                                                T *__restrict__ y) {                                     \
+        bp_strip_run<T, L, F, S>(p, x, y, bp_strip_dwconv_map<T, KC, F, bp_strip_lanes<T, L>>(p, w, b));   \
+    }                                                                                                    \
+    BP_INSTANTIATE(NAME)
+
+// Depthwise 3×3 conv (MobileNet-style blocks; antialiased-cnns' and timm's ConvBlurPool order)
+// with filters 3 and 4 at stride 2.
+BP_STRIP_DW_VARIANT(bp_convblurpool_dw3f3s2, 3, 3, 2)
+BP_STRIP_DW_VARIANT(bp_convblurpool_dw3f4s2, 3, 4, 2)
+
+// ---- v3: tensor cores ----------------------------------------------------------------------
+//
 // Dense ConvBlurPool2d on the tensor cores (v3), f16 and bf16 on sm_80+: a 3×3 conv (groups 1,
 // stride 1, any zero padding) + bias + activation + blur (F taps, stride 2, any pad mode and
 // padding) + subsample, with the conv output kept in shared memory.
@@ -16,7 +238,6 @@
 // rows a tile reads are the image of one interval under that mapping, hence one interval of at
 // most (8 − 1)·2 + F rows, which is the tile computed (from its smallest row r0). Map rows past
 // the map's end are computed from zero padding and never read.
-#include "common.cuh"
 
 #define BP_TC_OUT 8   // output tile: BP_TC_OUT × BP_TC_OUT pixels
 #define BP_TC_COUT 32 // output channels per block: 4 mma n-tiles
@@ -135,6 +356,18 @@ __device__ __forceinline__ void bp_tc_stage_weights(const BpParams &p, const T *
     }
 }
 
+// The conv map tile in shared memory as the map the blur reads: rows from r0, columns from c0,
+// channel nl of the block's 32 (the blur's stride is 2 here, as the plan requires).
+template <int F>
+struct bp_tc_tile_map {
+    const float *map_s;
+    int r0, c0, nl;
+    __device__ __forceinline__ float operator()(const BpParams &, long long r, long long q) const {
+        using D = bp_tc_dims<F>;
+        return map_s[((int)(r - r0) * D::MH + (int)(q - c0)) * D::MAP_STRIDE + nl];
+    }
+};
+
 template <typename T, typename L, int F>
 __device__ __forceinline__ void bp_convblurpool_tc_run(const BpParams p, const T *__restrict__ x,
                                                        const T *__restrict__ w, const T *__restrict__ b,
@@ -248,20 +481,8 @@ __device__ __forceinline__ void bp_convblurpool_tc_run(const BpParams p, const T
             }
             if (li >= ni || lj >= nj || co0 + nl >= CO) continue;
             const int i = i0 + li, j = j0 + lj;
-            float a = 0.f;
-#pragma unroll
-            for (int u = 0; u < F; ++u) {
-                const long long r = bp_source_index(2LL * i + u - p.pad_top, p.hm, p.mode);
-                if (r < 0) continue;
-                const float *row = map_s + (int)(r - r0) * D::MH * D::MAP_STRIDE + nl;
-#pragma unroll
-                for (int v = 0; v < F; ++v) {
-                    const long long q = bp_source_index(2LL * j + v - p.pad_left, p.wm, p.mode);
-                    if (q < 0) continue;
-                    a += p.ty[u] * p.tx[v] * row[(int)(q - c0) * D::MAP_STRIDE];
-                }
-            }
-            y[L::offset(n, co0 + nl, i, j, CO, HO, WO)] = bp_from_f32<T>(a);
+            const bp_tc_tile_map<F> tile{map_s, r0, c0, nl};
+            y[L::offset(n, co0 + nl, i, j, CO, HO, WO)] = bp_from_f32<T>(bp_blur_at<F>(p, i, j, p.hm, p.wm, tile));
         }
     }
 }

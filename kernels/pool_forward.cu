@@ -1,0 +1,166 @@
+// Pooling family, forward: dense max, blur + subsample, and the fused max + blur + subsample.
+//
+// v1 (general): one thread per output element, grid-stride over 64-bit indices; the output
+// index is split in the output's own layout so consecutive threads write consecutive addresses
+// (NHWC: channels, NCHW: columns). Each output recomputes the window maxima it needs instead of
+// reading a max map, so the max map never reaches memory. Every configuration.
+// v2 (strip): the presets' windows, filters and strides (see strip.cuh), compared against v1
+// on the same data.
+#include "strip.cuh"
+
+// ---- v1 --------------------------------------------------------------------------------------
+
+// Dense max, stride 1 (the first half of the unfused "separate max + blur" path).
+// Output extents (ho, wo) = (h + 2·mpy − mkh + 1, w + 2·mpx − mkw + 1).
+template <typename T, typename L>
+__device__ __forceinline__ void bp_maxpool_impl(const BpParams p, const T *__restrict__ x, const T *, const T *,
+                                                T *__restrict__ y) {
+    BP_GRID_STRIDE_LOOP(idx, p.total) {
+        long long n, c, i, j;
+        L::split(idx, p, n, c, i, j);
+        y[idx] = bp_from_f32<T>(bp_window_max<T, L>(x, p, n, c, i, j));
+    }
+}
+BP_INSTANTIATE(bp_maxpool)
+
+// Blur + subsample: only the kept outputs are computed. Reads a map of extents (hm, wm) — the
+// input itself for BlurPool2d, or the dense max map in the unfused path.
+template <typename T, typename L>
+__device__ __forceinline__ void bp_blurpool_impl(const BpParams p, const T *__restrict__ x, const T *, const T *,
+                                                 T *__restrict__ y) {
+    BP_GRID_STRIDE_LOOP(idx, p.total) {
+        long long n, c, i, j;
+        L::split(idx, p, n, c, i, j);
+        y[idx] = bp_from_f32<T>(bp_blur_at(p, i, j, p.hm, p.wm, bp_tensor_map<T, L>{x, n, c}));
+    }
+}
+BP_INSTANTIATE(bp_blurpool)
+
+// The max map of MaxBlurPool2d, evaluated from the input where a blur tap reads it.
+template <typename T, typename L>
+struct bp_max_map {
+    const T *__restrict__ x;
+    long long n, c;
+    __device__ __forceinline__ float operator()(const BpParams &p, long long r, long long q) const {
+        return bp_window_max<T, L>(x, p, n, c, r, q);
+    }
+};
+
+// Fused MaxBlurPool2d: the blur's padding applies to the max map (extents hm, wm); each tap's
+// max is taken from the input on the fly, so the max map is never written.
+template <typename T, typename L>
+__device__ __forceinline__ void bp_maxblurpool_impl(const BpParams p, const T *__restrict__ x, const T *,
+                                                    const T *, T *__restrict__ y) {
+    BP_GRID_STRIDE_LOOP(idx, p.total) {
+        long long n, c, i, j;
+        L::split(idx, p, n, c, i, j);
+        y[idx] = bp_from_f32<T>(bp_blur_at(p, i, j, p.hm, p.wm, bp_max_map<T, L>{x, n, c}));
+    }
+}
+BP_INSTANTIATE(bp_maxblurpool)
+
+// ---- v2: strip kernels --------------------------------------------------------------------
+
+// One input row's horizontal maxima for the F map columns a thread blurs: hv[v] = max over
+// b < K of row[qs[v] − mpx + b] (−inf outside the row, PyTorch's max padding). `fast` says the
+// F map columns are consecutive, inside the map, and their windows inside the row, so one span
+// of F + K − 1 pixels serves them all.
+template <typename T, int K, int F, int V>
+__device__ __forceinline__ void bp_strip_hmax(const T *__restrict__ row, long long col_stride, const int (&qs)[F],
+                                              int mpx, int W, bool fast, int valid, bool pairs, float (&hv)[F][V]) {
+    const float neg_inf = __int_as_float(0xff800000);
+    if (fast) {
+        float e[F + K - 1][V];
+#pragma unroll
+        for (int t = 0; t < F + K - 1; ++t)
+            bp_load_channels<T, V>(row + (long long)(qs[0] - mpx + t) * col_stride, valid, pairs, e[t]);
+#pragma unroll
+        for (int v = 0; v < F; ++v)
+#pragma unroll
+            for (int k = 0; k < V; ++k) {
+                float best = neg_inf;
+#pragma unroll
+                for (int b = 0; b < K; ++b) best = bp_max_step(best, e[v + b][k]);
+                hv[v][k] = best;
+            }
+        return;
+    }
+#pragma unroll
+    for (int v = 0; v < F; ++v) {
+#pragma unroll
+        for (int k = 0; k < V; ++k) hv[v][k] = neg_inf;
+        if (qs[v] < 0) continue; // a zero-padded map column: never blurred
+#pragma unroll
+        for (int b = 0; b < K; ++b) {
+            const int col = qs[v] - mpx + b;
+            if (col < 0 || col >= W) continue;
+            float e[V];
+            bp_load_channels<T, V>(row + (long long)col * col_stride, valid, pairs, e);
+#pragma unroll
+            for (int k = 0; k < V; ++k) hv[v][k] = bp_max_step(hv[v][k], e[k]);
+        }
+    }
+}
+
+// The map of MaxBlurPool2d (K ≥ 2: K×K max at stride 1) or of BlurPool2d (K = 1: the input):
+// hx holds the horizontal maxima of the last K input rows at the F columns.
+template <typename T, int K, int F, int V>
+struct bp_strip_max_map {
+    int mpy, mpx, H, W;
+    bool fast;
+    float hx[K][F][V];
+
+    __device__ __forceinline__ bp_strip_max_map(const BpParams &p)
+        : mpy(K > 1 ? p.mpy : 0), mpx(K > 1 ? p.mpx : 0), H((int)p.h), W((int)p.w), fast(false), hx{} {}
+
+    __device__ __forceinline__ void begin(const bp_strip_item<T, F> &it, int WM) {
+        fast = it.q0 >= 0 && it.q0 + F - 1 < WM && it.q0 - mpx >= 0 && it.q0 - mpx + F + K - 2 < W;
+    }
+
+    // Map row s at the F columns into m; `follows` says s is the row after the last one.
+    __device__ __forceinline__ void row(const bp_strip_item<T, F> &it, int s, bool follows, float (&m)[F][V]) {
+        const float neg_inf = __int_as_float(0xff800000);
+        // Map row s is the max over input rows s − mpy .. s − mpy + K − 1: slide the ring by one
+        // row when s follows the last one, else refill it.
+        const int y_last = s - mpy + K - 1;
+        for (int yy = follows ? y_last : s - mpy; yy <= y_last; ++yy) {
+            bp_ring_advance(hx);
+            if (yy < 0 || yy >= H) {
+#pragma unroll
+                for (int v = 0; v < F; ++v)
+#pragma unroll
+                    for (int k = 0; k < V; ++k) hx[K - 1][v][k] = neg_inf;
+            } else {
+                bp_strip_hmax<T, K, F, V>(it.plane + (long long)yy * it.row_stride, it.col_stride, it.qs, mpx, W,
+                                          fast, it.valid, it.pairs, hx[K - 1]);
+            }
+        }
+#pragma unroll
+        for (int v = 0; v < F; ++v)
+#pragma unroll
+            for (int k = 0; k < V; ++k) {
+                float best = neg_inf;
+#pragma unroll
+                for (int a = 0; a < K; ++a) best = bp_max_step(best, hx[a][v][k]);
+                m[v][k] = best;
+            }
+    }
+};
+
+// Entry points NAME_<dtype>_<layout> for one (window, filter, stride) specialisation; the
+// host picks them in src/cuda (StripShape) when an operator matches exactly.
+#define BP_STRIP_VARIANT(NAME, K, F, S)                                                                   \
+    template <typename T, typename L>                                                                     \
+    __device__ __forceinline__ void NAME##_impl(const BpParams p, const T *__restrict__ x, const T *, const T *, \
+                                                T *__restrict__ y) {                                      \
+        bp_strip_run<T, L, F, S>(p, x, y, bp_strip_max_map<T, K, F, bp_strip_lanes<T, L>>(p));              \
+    }                                                                                                     \
+    BP_INSTANTIATE(NAME)
+
+// antialiased-cnns (MaxPool2d(2, 1) + BlurPool filt 4), timm aa (3×3 max + filt 3), kornia and
+// composer (2×2 max + filt 3); BlurPool2d with filters 3 (timm) and 4 (antialiased-cnns).
+BP_STRIP_VARIANT(bp_maxblurpool_k2f4s2, 2, 4, 2)
+BP_STRIP_VARIANT(bp_maxblurpool_k3f3s2, 3, 3, 2)
+BP_STRIP_VARIANT(bp_maxblurpool_k2f3s2, 2, 3, 2)
+BP_STRIP_VARIANT(bp_blurpool_f3s2, 1, 3, 2)
+BP_STRIP_VARIANT(bp_blurpool_f4s2, 1, 4, 2)

@@ -1,0 +1,178 @@
+// The strip walk (v2) shared by the strip kernels of pool_forward.cu (MaxBlurPool2d, BlurPool2d)
+// and conv_forward.cu (depthwise ConvBlurPool2d): window, filter and stride fixed at compile
+// time (the presets' common cases), beside the general v1 kernels that serve every other
+// configuration. A map policy (max map, depthwise conv map; in their family's file) produces
+// map rows; this walk blurs and subsamples them.
+//
+// Why: v1 recomputes every tap's window max per output, F² × k² loads and compares each (81
+// for timm's 3×3 max + 3-tap blur). Here one thread owns one output column (NCHW) or one
+// column of V channels (NHWC) over BP_STRIP_ROWS output rows and walks down the map once, so
+// every value it needs is produced once and kept in registers:
+//   - per input row: the horizontal max over k columns for each of the F map columns it blurs
+//     (hx), loaded as one contiguous span of F + k − 1 pixels away from the edges;
+//   - per map row: the vertical max over the last k input rows (a register ring, shifted by
+//     one row per map row), then the horizontal blur (row);
+//   - per output row: the vertical blur over the last F blurred rows (ring), shifted by s rows.
+// Separable max is exact (the same element wins as in PyTorch's row-major scan: the first
+// maximum, the last NaN), so only the blur's f32 summation order differs from v1. The blur's
+// padding is resolved per map row and per map column with bp_source_index, so reflect,
+// replicate and zero padding of any size take the same path as in v1; no shared memory and
+// no barriers are needed. NHWC threads take V = 2 channels of f16/bf16 at once (one 4-byte
+// load per pixel when C is even and the buffers are 4-byte aligned).
+#pragma once
+#include "common.cuh"
+
+// Output rows per thread. Mirrored by STRIP_ROWS in src/cuda/plan.rs (it only sizes the grid).
+#define BP_STRIP_ROWS 8
+
+__device__ __forceinline__ int bp_min_int(int a, int b) { return a < b ? a : b; }
+
+// V consecutive channels at `at` as f32; lanes at or past `valid` read as 0 (never stored).
+template <typename T, int V>
+__device__ __forceinline__ void bp_load_channels(const T *__restrict__ at, int valid, bool pairs, float (&out)[V]) {
+    if constexpr (V == 2) {
+        if (pairs) {
+            const unsigned int w = bp_load_u32(at);
+            out[0] = bp_to_f32(T{(unsigned short)(w & 0xffffu)});
+            out[1] = bp_to_f32(T{(unsigned short)(w >> 16)});
+            return;
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < V; ++k) out[k] = k < valid ? bp_to_f32(at[k]) : 0.f;
+}
+
+template <typename T, int V>
+__device__ __forceinline__ void bp_store_channels(T *__restrict__ at, int valid, bool pairs, const float (&v)[V]) {
+    if constexpr (V == 2) {
+        if (pairs) {
+            const unsigned int lo = bp_from_f32<T>(v[0]).bits, hi = bp_from_f32<T>(v[1]).bits;
+            bp_store_u32(at, lo | (hi << 16));
+            return;
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < V; ++k)
+        if (k < valid) at[k] = bp_from_f32<T>(v[k]);
+}
+
+// Moves a register ring of R input rows up by one (row 0, the oldest, drops out) so that the
+// caller can load the next row into row R − 1.
+template <int R, int E, int V>
+__device__ __forceinline__ void bp_ring_advance(float (&ring)[R][E][V]) {
+#pragma unroll
+    for (int a = 0; a + 1 < R; ++a)
+#pragma unroll
+        for (int e = 0; e < E; ++e)
+#pragma unroll
+            for (int k = 0; k < V; ++k) ring[a][e][k] = ring[a + 1][e][k];
+}
+
+// Channels per thread: NHWC half types take two (one 4-byte word), everything else one.
+template <typename T, typename L>
+constexpr int bp_strip_lanes = (L::channels_last && sizeof(T) == 2) ? 2 : 1;
+
+// What a map policy needs to know about the work item: where the (n, c0) plane starts, its
+// strides, the thread's output column and the F map columns it blurs (resolved through the
+// blur's padding: −1 for a zero-padded column).
+template <typename T, int F>
+struct bp_strip_item {
+    const T *__restrict__ plane;
+    long long row_stride, col_stride;
+    long long c0;
+    int valid; // channels of the group that exist (≤ V)
+    bool pairs;
+    int q0;    // padded map column of tap 0
+    int qs[F];
+};
+
+// The strip walk shared by every map: item split, blur-padding resolution, the ring of blurred
+// map rows and the stores. `map` produces map rows at the thread's F columns; F×F filter at
+// stride S in both directions, taps and padding from the parameter block as in v1.
+template <typename T, typename L, int F, int S, typename Map>
+__device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restrict__ x, T *__restrict__ y, Map map) {
+    constexpr int V = bp_strip_lanes<T, L>;
+    const int H = (int)p.h, W = (int)p.w, HM = (int)p.hm, WM = (int)p.wm, HO = (int)p.ho, WO = (int)p.wo;
+    const long long C = p.c;
+    const long long strips = (HO + BP_STRIP_ROWS - 1) / BP_STRIP_ROWS;
+    const long long groups = L::channels_last ? (C + V - 1) / V : C;
+    const long long items = p.n * groups * strips * WO;
+    if (items == 0) return;
+    const double rcp_strips = 1.0 / (double)strips, rcp_groups = 1.0 / (double)groups;
+    bp_strip_item<T, F> it;
+    it.col_stride = L::col_stride(C);
+    it.row_stride = (long long)W * it.col_stride;
+    it.pairs = V == 2 && C % 2 == 0 && (reinterpret_cast<unsigned long long>(x) & 3) == 0 &&
+               (reinterpret_cast<unsigned long long>(y) & 3) == 0;
+
+    BP_GRID_STRIDE_LOOP(idx, items) {
+        long long n, c0, rest, strip, jl;
+        if (L::channels_last) { // lanes along channel groups
+            long long g;
+            bp_divmod(idx, groups, rcp_groups, rest, g);
+            c0 = g * V;
+            bp_divmod(rest, WO, p.rcp_wo, rest, jl);
+            bp_divmod(rest, strips, rcp_strips, n, strip);
+        } else { // lanes along output columns
+            bp_divmod(idx, WO, p.rcp_wo, rest, jl);
+            bp_divmod(rest, strips, rcp_strips, rest, strip);
+            bp_divmod(rest, C, p.rcp_c, n, c0);
+        }
+        const int j = (int)jl;
+        it.c0 = c0;
+        it.valid = L::channels_last ? (int)(C - c0 < V ? C - c0 : V) : 1;
+        it.plane = x + L::offset(n, c0, 0, 0, C, H, W);
+        it.q0 = j * S - p.pad_left;
+#pragma unroll
+        for (int v = 0; v < F; ++v) it.qs[v] = (int)bp_source_index(it.q0 + v, WM, p.mode);
+        map.begin(it, WM);
+
+        // Zero-initialised only so that no path reads an indeterminate value: every entry is
+        // written before it reaches an output.
+        float mrow[F][V] = {}; // the map row last_s at the F columns
+        float ring[F][V] = {}; // blurred map rows R − F + 1 .. R (padded coordinates)
+        int last_s = -2;       // no map row yet (−1 is the zero-padding marker)
+        const int i_begin = (int)strip * BP_STRIP_ROWS;
+        const int i_end = bp_min_int(HO, i_begin + BP_STRIP_ROWS);
+        int r_next = i_begin * S - p.pad_top;
+        for (int i = i_begin; i < i_end; ++i) {
+            for (const int r_last = i * S - p.pad_top + F - 1; r_next <= r_last; ++r_next) {
+                float row[V];
+                const int s = (int)bp_source_index(r_next, HM, p.mode);
+                if (s < 0) {
+#pragma unroll
+                    for (int k = 0; k < V; ++k) row[k] = 0.f;
+                } else {
+                    if (s != last_s) {
+                        map.row(it, s, s == last_s + 1, mrow);
+                        last_s = s;
+                    }
+#pragma unroll
+                    for (int k = 0; k < V; ++k) {
+                        float acc = 0.f;
+#pragma unroll
+                        for (int v = 0; v < F; ++v)
+                            if (it.qs[v] >= 0) acc += p.tx[v] * mrow[v][k];
+                        row[k] = acc;
+                    }
+                }
+#pragma unroll
+                for (int u = 0; u + 1 < F; ++u)
+#pragma unroll
+                    for (int k = 0; k < V; ++k) ring[u][k] = ring[u + 1][k];
+#pragma unroll
+                for (int k = 0; k < V; ++k) ring[F - 1][k] = row[k];
+            }
+            // ring[u] now holds padded map row i·S − pad_top + u.
+            float out[V];
+#pragma unroll
+            for (int k = 0; k < V; ++k) {
+                float acc = 0.f;
+#pragma unroll
+                for (int u = 0; u < F; ++u) acc += p.ty[u] * ring[u][k];
+                out[k] = acc;
+            }
+            bp_store_channels<T, V>(y + L::offset(n, c0, i, j, C, HO, WO), it.valid, it.pairs, out);
+        }
+    }
+}
