@@ -44,3 +44,8 @@ pub use ops::{
     MaxBlurPool2d, MaxPool2d, Operator, Pad2d, PadMode, MAX_TAPS,
 };
 pub use tensor::{DType, Element, Layout, Shape4};
+
+// The README's Rust examples compile as doctests (so the README cannot drift from the API).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

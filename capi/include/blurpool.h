@@ -43,7 +43,7 @@ typedef enum blurpool_status {
     BLURPOOL_STATUS_INTERNAL = 9,
 } blurpool_status;
 
-// Which operator a descriptor describes (SPEC.md). 0 is deliberately not an operator, so a
+// Which operator a descriptor describes (docs/SPEC.md). 0 is deliberately not an operator, so a
 // zero-filled descriptor is rejected.
 typedef enum blurpool_op_kind {
     // Dense max pooling, stride 1 (`max_*` fields).

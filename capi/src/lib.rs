@@ -1,7 +1,7 @@
 //! # libblurpool: the C ABI of the blurpool kernels
 //!
 //! A descriptor-based C interface to the fused anti-aliased downsampling operators of the
-//! `blurpool` crate (SPEC.md), for any CUDA pipeline (C, C++, PyTorch through ctypes):
+//! `blurpool` crate (docs/SPEC.md), for any CUDA pipeline (C, C++, PyTorch through ctypes):
 //!
 //! * [`blurpool_op_desc`] describes one operator as plain data; the `blurpool_preset_*`
 //!   functions fill it the way antialiased-cnns, kornia, timm and composer do.

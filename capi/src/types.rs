@@ -47,7 +47,7 @@ pub enum blurpool_status {
     BLURPOOL_STATUS_INTERNAL = 9,
 }
 
-/// Which operator a descriptor describes (SPEC.md). 0 is deliberately not an operator, so a
+/// Which operator a descriptor describes (docs/SPEC.md). 0 is deliberately not an operator, so a
 /// zero-filled descriptor is rejected.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@
 //! blur's taps, or cuDNN's convolution followed by the crate's blur kernel). Paths are timed with
 //! CUDA events on the launches' own stream ([`time_path`]).
 //!
-//! Bytes (SPEC.md): the minimum traffic of the fused operator, input read once + output written
+//! Bytes (docs/SPEC.md, §6): the minimum traffic of the fused operator, input read once + output written
 //! once + weights (backward: x and dy read, dx written). GB/s of every path of a workload use
 //! the same bytes, so they compare as speed.
 
