@@ -326,6 +326,27 @@ macro_rules! pooling_forward {
 
             #[doc = concat!($what, " on raw device pointers (`ptrs.x`, `ptrs.y`) of element type `dtype`. Returns the output shape.")]
             ///
+            /// ```no_run
+            /// # use blurpool::cuda::{open_device, ForwardPtrs, Kernels, Launch};
+            /// # use blurpool::{presets, DType, Layout, PadMode, Shape4};
+            /// # use cudarc::driver::{DevicePtr, DevicePtrMut};
+            /// # let ctx = open_device(0)?;
+            /// # let kernels = Kernels::for_context(&ctx)?;
+            /// # let stream = ctx.new_stream()?;
+            /// let launch = Launch::new(&kernels, &stream, Layout::Nchw)?;
+            #[doc = $example]
+            /// let input = Shape4::new(8, 64, 56, 56);
+            /// let x = stream.alloc_zeros::<u16>(input.numel()?)?; // f16 bits, e.g. a caller's buffer
+            /// let mut y = stream.alloc_zeros::<u16>(op.output_shape(input)?.numel()?)?;
+            /// let (xp, _gx) = x.device_ptr(&stream);
+            /// let (yp, _gy) = y.device_ptr_mut(&stream);
+            /// let ptrs = ForwardPtrs { x: xp, y: yp, ..ForwardPtrs::default() };
+            /// // SAFETY: x and y are live allocations of this context holding the input and the
+            /// // output of `input` in a 2-byte type, valid until the stream has run the kernel.
+            /// unsafe { op.forward_raw(&launch, DType::F16, input, ptrs) }?;
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
+            ///
             /// # Safety
             /// `ptrs.x` and `ptrs.y` must be device allocations of the kernels' context
             /// holding `input` and `output_shape(input)` elements of `dtype`, valid until the
@@ -418,6 +439,32 @@ macro_rules! conv_forward {
 
             #[doc = concat!($what, " on raw device pointers (`ptrs.bias` = 0 when the conv has no bias). Returns the output shape.")]
             ///
+            /// ```no_run
+            /// # use blurpool::cuda::{open_device, ForwardPtrs, Kernels, Launch};
+            /// # use blurpool::{presets, Activation, Conv2dArgs, Conv2dSpec, DType, Layout, PadMode, Shape4};
+            /// # use cudarc::driver::{DevicePtr, DevicePtrMut};
+            /// # let ctx = open_device(0)?;
+            /// # let kernels = Kernels::for_context(&ctx)?;
+            /// # let stream = ctx.new_stream()?;
+            /// let launch = Launch::new(&kernels, &stream, Layout::Nhwc)?;
+            /// let conv = Conv2dSpec::new(Conv2dArgs {
+            ///     in_channels: 32, out_channels: 32, kernel: (3, 3), padding: (1, 1), ..Default::default()
+            /// })?;
+            #[doc = $example]
+            /// let input = Shape4::new(4, 32, 28, 28);
+            /// let x = stream.alloc_zeros::<f32>(input.numel()?)?;
+            /// let w = stream.alloc_zeros::<f32>(conv.weight_len())?;
+            /// let mut y = stream.alloc_zeros::<f32>(op.output_shape(input)?.numel()?)?;
+            /// let (xp, _gx) = x.device_ptr(&stream);
+            /// let (wp, _gw) = w.device_ptr(&stream);
+            /// let (yp, _gy) = y.device_ptr_mut(&stream);
+            /// let ptrs = ForwardPtrs { x: xp, weight: wp, bias: 0, y: yp };
+            /// // SAFETY: live allocations of this context holding the input, the weight and the
+            /// // output in f32, valid until the stream has run the kernel.
+            /// unsafe { op.forward_raw(&launch, DType::F32, input, ptrs) }?;
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
+            ///
             /// # Safety
             /// `ptrs.x`, `ptrs.weight`, `ptrs.bias` (if the conv has one) and `ptrs.y` must be
             /// device allocations of the kernels' context holding `input`,
@@ -482,6 +529,31 @@ impl MaxPool2d {
 
     /// [`MaxPool2d::backward`] on raw device pointers (`x`, `dy`, `dx`).
     ///
+    /// ```no_run
+    /// # use blurpool::cuda::{open_device, GradPtrs, Kernels, Launch};
+    /// # use blurpool::{DType, Layout, Shape4, MaxPool2d};
+    /// # use cudarc::driver::{DevicePtr, DevicePtrMut};
+    /// # let ctx = open_device(0)?;
+    /// # let kernels = Kernels::for_context(&ctx)?;
+    /// # let stream = ctx.new_stream()?;
+    /// let launch = Launch::new(&kernels, &stream, Layout::Nchw)?;
+    /// let op = MaxPool2d::new((2, 2), (0, 0))?;
+    /// let input = Shape4::new(2, 8, 16, 16);
+    /// let x = stream.alloc_zeros::<f32>(input.numel()?)?;
+    /// let dy = stream.alloc_zeros::<f32>(op.output_shape(input)?.numel()?)?;
+    /// let mut dx = stream.alloc_zeros::<f32>(input.numel()?)?;
+    /// let ptrs = GradPtrs {
+    ///     x: x.device_ptr(&stream).0,
+    ///     dy: dy.device_ptr(&stream).0,
+    ///     dx: dx.device_ptr_mut(&stream).0,
+    ///     ..GradPtrs::default()
+    /// };
+    /// // SAFETY: live f32 allocations of this context of the shapes' lengths, kept until the
+    /// // stream has run the kernels.
+    /// unsafe { op.backward_raw(&launch, DType::F32, input, &ptrs) }?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Safety
     /// As [`Operator::backward_raw`].
     pub unsafe fn backward_raw(
@@ -528,6 +600,31 @@ impl MaxBlurPool2d {
     }
 
     /// [`MaxBlurPool2d::backward`] on raw device pointers (`x`, `dy`, `dx`).
+    ///
+    /// ```no_run
+    /// # use blurpool::cuda::{open_device, GradPtrs, Kernels, Launch};
+    /// # use blurpool::{DType, Layout, Shape4, presets::antialiased_cnns, PadMode};
+    /// # use cudarc::driver::{DevicePtr, DevicePtrMut};
+    /// # let ctx = open_device(0)?;
+    /// # let kernels = Kernels::for_context(&ctx)?;
+    /// # let stream = ctx.new_stream()?;
+    /// let launch = Launch::new(&kernels, &stream, Layout::Nchw)?;
+    /// let op = antialiased_cnns::max_blur_pool(2, 0, PadMode::Reflect, 4, 2, 0)?;
+    /// let input = Shape4::new(2, 8, 16, 16);
+    /// let x = stream.alloc_zeros::<f32>(input.numel()?)?;
+    /// let dy = stream.alloc_zeros::<f32>(op.output_shape(input)?.numel()?)?;
+    /// let mut dx = stream.alloc_zeros::<f32>(input.numel()?)?;
+    /// let ptrs = GradPtrs {
+    ///     x: x.device_ptr(&stream).0,
+    ///     dy: dy.device_ptr(&stream).0,
+    ///     dx: dx.device_ptr_mut(&stream).0,
+    ///     ..GradPtrs::default()
+    /// };
+    /// // SAFETY: live f32 allocations of this context of the shapes' lengths, kept until the
+    /// // stream has run the kernels.
+    /// unsafe { op.backward_raw(&launch, DType::F32, input, &ptrs) }?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Safety
     /// As [`Operator::backward_raw`].
@@ -605,6 +702,31 @@ impl BlurPool2d {
     }
 
     /// [`BlurPool2d::backward`] on raw device pointers (`dy`, `dx`).
+    ///
+    /// ```no_run
+    /// # use blurpool::cuda::{open_device, GradPtrs, Kernels, Launch};
+    /// # use blurpool::{DType, Layout, Shape4, presets::timm, PadMode};
+    /// # use cudarc::driver::{DevicePtr, DevicePtrMut};
+    /// # let ctx = open_device(0)?;
+    /// # let kernels = Kernels::for_context(&ctx)?;
+    /// # let stream = ctx.new_stream()?;
+    /// let launch = Launch::new(&kernels, &stream, Layout::Nchw)?;
+    /// let op = timm::blur_pool2d(3, 2, PadMode::Reflect)?;
+    /// let input = Shape4::new(2, 8, 16, 16);
+    /// let x = stream.alloc_zeros::<f32>(input.numel()?)?;
+    /// let dy = stream.alloc_zeros::<f32>(op.output_shape(input)?.numel()?)?;
+    /// let mut dx = stream.alloc_zeros::<f32>(input.numel()?)?;
+    /// let ptrs = GradPtrs {
+    ///     x: x.device_ptr(&stream).0,
+    ///     dy: dy.device_ptr(&stream).0,
+    ///     dx: dx.device_ptr_mut(&stream).0,
+    ///     ..GradPtrs::default()
+    /// };
+    /// // SAFETY: live f32 allocations of this context of the shapes' lengths, kept until the
+    /// // stream has run the kernels.
+    /// unsafe { op.backward_raw(&launch, DType::F32, input, &ptrs) }?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Safety
     /// As [`Operator::backward_raw`].
@@ -694,6 +816,36 @@ impl ConvBlurPool2d {
     /// [`ConvBlurPool2d::backward`] on raw device pointers (`ptrs.bias`/`ptrs.dbias` = 0
     /// when the conv has no bias).
     ///
+    /// ```no_run
+    /// # use blurpool::cuda::{open_device, GradPtrs, Kernels, Launch};
+    /// # use blurpool::{presets, Activation, Conv2dSpec, DType, Layout, PadMode, Shape4};
+    /// # use cudarc::driver::{DevicePtr, DevicePtrMut};
+    /// # let ctx = open_device(0)?;
+    /// # let kernels = Kernels::for_context(&ctx)?;
+    /// # let stream = ctx.new_stream()?;
+    /// let launch = Launch::new(&kernels, &stream, Layout::Nchw)?;
+    /// let conv = Conv2dSpec::depthwise(8, (3, 3), (1, 1), false, Activation::Relu6)?;
+    /// let op = presets::timm::conv_blur_pool(conv, 3, 2, PadMode::Reflect)?;
+    /// let input = Shape4::new(2, 8, 16, 16);
+    /// let alloc = |n: usize| stream.alloc_zeros::<f32>(n);
+    /// let (x, w, dy) = (alloc(input.numel()?)?, alloc(conv.weight_len())?, alloc(op.output_shape(input)?.numel()?)?);
+    /// let (mut dx, mut dw) = (alloc(input.numel()?)?, alloc(conv.weight_len())?);
+    /// let mut ws = alloc(op.backward_workspace_len(input)?)?;
+    /// let ptrs = GradPtrs {
+    ///     x: x.device_ptr(&stream).0,
+    ///     weight: w.device_ptr(&stream).0,
+    ///     dy: dy.device_ptr(&stream).0,
+    ///     dx: dx.device_ptr_mut(&stream).0,
+    ///     dweight: dw.device_ptr_mut(&stream).0,
+    ///     workspace: ws.device_ptr_mut(&stream).0,
+    ///     ..GradPtrs::default()
+    /// };
+    /// // SAFETY: live f32 allocations of this context of the lengths their roles need, kept
+    /// // until the stream has run the kernels.
+    /// unsafe { op.backward_raw(&launch, DType::F32, input, &ptrs) }?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Safety
     /// As [`Operator::backward_raw`].
     pub unsafe fn backward_raw(
@@ -714,7 +866,8 @@ impl ConvBlurPool2d {
 
 impl Operator {
     /// Any operator's forward on raw device pointers (`weight`/`bias` = 0 where unused): the
-    /// operator's own `forward_raw`. Returns the output shape.
+    /// operator's own `forward_raw` (see [`MaxBlurPool2d::forward_raw`] and
+    /// [`ConvBlurPool2d::forward_raw`] for examples). Returns the output shape.
     ///
     /// # Safety
     /// As the operator's own `forward_raw`.
@@ -741,7 +894,8 @@ impl Operator {
     /// weight, dweight (Cout×Cin/groups×kh×kw) and bias, dbias (Cout) for ConvBlurPool2d, with
     /// an f32 workspace of `backward_plan(..)?.workspace_len()` elements. dx, dweight and
     /// dbias are overwritten; unused pointers may be 0. BlurConv2d has no GPU backward yet
-    /// ([`Error::Unsupported`]).
+    /// ([`Error::Unsupported`]). Examples: [`MaxBlurPool2d::backward_raw`],
+    /// [`ConvBlurPool2d::backward_raw`].
     ///
     /// # Safety
     /// Every pointer the plan uses must be a device allocation of the kernels' context holding

@@ -409,6 +409,16 @@ pub fn backward<T: Element>(
 }
 
 /// Gradient of dense MaxPool2d (stride 1) with respect to x.
+///
+/// ```
+/// use blurpool::{reference::grad, Layout, MaxPool2d, Shape4};
+/// // Ties: the first maximum scanned takes the gradient (PyTorch's rule).
+/// let mut dx = [0f32; 4];
+/// grad::max_pool_backward(&MaxPool2d::new((2, 2), (0, 0))?, Shape4::new(1, 1, 2, 2), Layout::Nchw,
+///     &[7.0, 7.0, 7.0, 7.0], &[1.0], &mut dx)?;
+/// assert_eq!(dx, [1.0, 0.0, 0.0, 0.0]);
+/// # Ok::<(), blurpool::Error>(())
+/// ```
 pub fn max_pool_backward<T: Element>(
     op: &MaxPool2d,
     shape: Shape4,
@@ -432,6 +442,17 @@ pub fn max_pool_backward<T: Element>(
 }
 
 /// Gradient of BlurPool2d with respect to x (the blur is linear: x is not needed).
+///
+/// ```
+/// use blurpool::{presets::timm, reference::grad, Layout, PadMode, Shape4};
+/// // The adjoint of a normalised blur keeps the total: reflect padding folds the border back.
+/// let op = timm::blur_pool2d(3, 2, PadMode::Reflect)?;
+/// let shape = Shape4::new(1, 1, 6, 6);
+/// let mut dx = [0f32; 36];
+/// grad::blur_pool_backward(&op, shape, Layout::Nchw, &[1.0; 9], &mut dx)?;
+/// assert!((dx.iter().sum::<f32>() - 9.0).abs() < 1e-6);
+/// # Ok::<(), blurpool::Error>(())
+/// ```
 pub fn blur_pool_backward<T: Element>(
     op: &BlurPool2d,
     shape: Shape4,
@@ -447,6 +468,16 @@ pub fn blur_pool_backward<T: Element>(
 }
 
 /// Gradient of MaxBlurPool2d with respect to x.
+///
+/// ```
+/// use blurpool::{presets::kornia, reference::grad, Layout, Shape4};
+/// let op = kornia::max_blur_pool2d(3, 2, 2)?;
+/// let x: Vec<f32> = (0..25).map(|v| v as f32).collect(); // the max of every window is its last cell
+/// let mut dx = [0f32; 25];
+/// grad::max_blur_pool_backward(&op, Shape4::new(1, 1, 5, 5), Layout::Nchw, &x, &[1.0; 4], &mut dx)?;
+/// assert_eq!(dx[0], 0.0); // the first cell is nobody's maximum
+/// # Ok::<(), blurpool::Error>(())
+/// ```
 pub fn max_blur_pool_backward<T: Element>(
     op: &MaxBlurPool2d,
     shape: Shape4,
@@ -471,6 +502,17 @@ pub fn max_blur_pool_backward<T: Element>(
 
 /// Gradients of ConvBlurPool2d (conv at stride 1 → act → blur + subsample) with respect to x,
 /// the weight and the bias (see [`backward`] for the buffers).
+///
+/// ```
+/// use blurpool::{presets::timm, reference::grad, Activation, Conv2dSpec, Layout, PadMode, Shape4};
+/// let conv = Conv2dSpec::depthwise(1, (1, 1), (0, 0), true, Activation::Identity)?;
+/// let op = timm::conv_blur_pool(conv, 3, 2, PadMode::Reflect)?;
+/// let (mut dx, mut dw, mut db) = ([0f32; 16], [0f32; 1], [0f32; 1]);
+/// grad::conv_blur_pool_backward(&op, Shape4::new(1, 1, 4, 4), Layout::Nchw, &[1.0; 16], &[2.0],
+///     Some(&[0.5]), &[1.0; 4], &mut dx, &mut dw, Some(&mut db))?;
+/// assert_eq!(db, [4.0]); // four outputs, each a normalised blur of the bias
+/// # Ok::<(), blurpool::Error>(())
+/// ```
 #[allow(clippy::too_many_arguments)]
 pub fn conv_blur_pool_backward<T: Element>(
     op: &ConvBlurPool2d,
@@ -500,6 +542,17 @@ pub fn conv_blur_pool_backward<T: Element>(
 
 /// Gradients of BlurConv2d (blur at stride 1 → strided conv → act) with respect to x, the weight
 /// and the bias (see [`backward`] for the buffers).
+///
+/// ```
+/// use blurpool::{presets::composer, reference::grad, Conv2dArgs, Conv2dSpec, Layout, Shape4};
+/// let conv = Conv2dSpec::new(Conv2dArgs { in_channels: 1, out_channels: 1, kernel: (1, 1), bias: true, ..Default::default() })?;
+/// let composer::BlurConv::BlurFirst(op) = composer::blur_conv2d(conv, (2, 2), true)? else { unreachable!() };
+/// let (mut dx, mut dw, mut db) = ([0f32; 16], [0f32; 1], [0f32; 1]);
+/// grad::blur_conv_backward(&op, Shape4::new(1, 1, 4, 4), Layout::Nchw, &[1.0; 16], &[1.0],
+///     Some(&[0.0]), &[1.0; 4], &mut dx, &mut dw, Some(&mut db))?;
+/// assert_eq!(db, [4.0]);
+/// # Ok::<(), blurpool::Error>(())
+/// ```
 #[allow(clippy::too_many_arguments)]
 pub fn blur_conv_backward<T: Element>(
     op: &BlurConv2d,

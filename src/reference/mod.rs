@@ -260,7 +260,16 @@ fn widen<T: Element>(v: &[T]) -> Vec<f64> {
     v.iter().map(|e| e.to_f64()).collect()
 }
 
-/// Dense MaxPool2d (stride 1).
+/// Dense MaxPool2d (stride 1) on host buffers in `layout`.
+///
+/// ```
+/// use blurpool::{reference, Layout, MaxPool2d, Shape4};
+/// let op = MaxPool2d::new((2, 2), (0, 0))?;
+/// let mut y = [0f32; 2];
+/// reference::max_pool(&op, Shape4::new(1, 1, 2, 3), Layout::Nchw, &[1., 5., 2., 3., 4., 0.], &mut y)?;
+/// assert_eq!(y, [5.0, 5.0]);
+/// # Ok::<(), blurpool::Error>(())
+/// ```
 pub fn max_pool<T: Element>(
     op: &MaxPool2d,
     shape: Shape4,
@@ -272,7 +281,17 @@ pub fn max_pool<T: Element>(
     dense_max_map(op, &Map::from_slice(shape, layout, x)?)?.write_to(layout, y)
 }
 
-/// BlurPool2d.
+/// BlurPool2d on host buffers in `layout`.
+///
+/// ```
+/// use blurpool::{presets::antialiased_cnns, reference, Layout, PadMode, Shape4};
+/// // A constant stays constant under a normalised blur, whatever the padding.
+/// let op = antialiased_cnns::blur_pool(PadMode::Reflect, 3, 2, 0)?;
+/// let mut y = [0f32; 4];
+/// reference::blur_pool(&op, Shape4::new(1, 1, 4, 4), Layout::Nchw, &[2.0; 16], &mut y)?;
+/// assert_eq!(y, [2.0; 4]);
+/// # Ok::<(), blurpool::Error>(())
+/// ```
 pub fn blur_pool<T: Element>(
     op: &BlurPool2d,
     shape: Shape4,
@@ -284,7 +303,17 @@ pub fn blur_pool<T: Element>(
     blur_map(op.blur(), &Map::from_slice(shape, layout, x)?, "BlurPool2d")?.write_to(layout, y)
 }
 
-/// MaxBlurPool2d: dense max, then blur + subsample of the max map.
+/// MaxBlurPool2d: dense max, then blur + subsample of the max map (host buffers in `layout`).
+///
+/// ```
+/// use blurpool::{presets::kornia, reference, Layout, Shape4};
+/// // kornia's doctest: max_blur_pool2d(eye(5), 3)
+/// let eye: Vec<f32> = (0..25).map(|i| if i / 5 == i % 5 { 1.0 } else { 0.0 }).collect();
+/// let mut y = [0f32; 4];
+/// reference::max_blur_pool(&kornia::max_blur_pool2d(3, 2, 2)?, Shape4::new(1, 1, 5, 5), Layout::Nchw, &eye, &mut y)?;
+/// assert_eq!(y, [0.5625, 0.3125, 0.3125, 0.875]);
+/// # Ok::<(), blurpool::Error>(())
+/// ```
 pub fn max_blur_pool<T: Element>(
     op: &MaxBlurPool2d,
     shape: Shape4,
@@ -297,7 +326,19 @@ pub fn max_blur_pool<T: Element>(
     blur_map(op.blur(), &m, "MaxBlurPool2d")?.write_to(layout, y)
 }
 
-/// ConvBlurPool2d: conv (stride 1) + bias + activation, then blur + subsample.
+/// ConvBlurPool2d: conv (stride 1) + bias + activation, then blur + subsample (host buffers:
+/// x and y in `layout`, weight Cout×Cin/groups×kh×kw, bias Cout).
+///
+/// ```
+/// use blurpool::{presets::timm, reference, Activation, Conv2dSpec, Layout, PadMode, Shape4};
+/// // A 1×1 depthwise conv with weight 2 and bias −1, ReLU, then timm's blur.
+/// let conv = Conv2dSpec::depthwise(1, (1, 1), (0, 0), true, Activation::Relu)?;
+/// let op = timm::conv_blur_pool(conv, 3, 2, PadMode::Reflect)?;
+/// let mut y = [0f32; 4];
+/// reference::conv_blur_pool(&op, Shape4::new(1, 1, 4, 4), Layout::Nchw, &[1.0; 16], &[2.0], Some(&[-1.0]), &mut y)?;
+/// assert_eq!(y, [1.0; 4]);
+/// # Ok::<(), blurpool::Error>(())
+/// ```
 pub fn conv_blur_pool<T: Element>(
     op: &ConvBlurPool2d,
     shape: Shape4,
@@ -320,7 +361,18 @@ pub fn conv_blur_pool<T: Element>(
     blur_map(op.blur(), &z, "ConvBlurPool2d")?.write_to(layout, y)
 }
 
-/// BlurConv2d: blur at stride 1, then the strided conv + bias + activation.
+/// BlurConv2d: blur at stride 1, then the strided conv + bias + activation (buffers as
+/// [`conv_blur_pool`]).
+///
+/// ```
+/// use blurpool::{presets::composer, reference, Conv2dArgs, Conv2dSpec, Layout, Shape4};
+/// let conv = Conv2dSpec::new(Conv2dArgs { in_channels: 1, out_channels: 1, kernel: (1, 1), ..Default::default() })?;
+/// let composer::BlurConv::BlurFirst(op) = composer::blur_conv2d(conv, (2, 2), true)? else { unreachable!() };
+/// let mut y = [0f32; 4];
+/// reference::blur_conv(&op, Shape4::new(1, 1, 4, 4), Layout::Nchw, &[1.0; 16], &[3.0], None, &mut y)?;
+/// assert_eq!(y, [3.0 * 9.0 / 16.0, 3.0 * 12.0 / 16.0, 3.0 * 12.0 / 16.0, 3.0]); // zero padding at the top-left border
+/// # Ok::<(), blurpool::Error>(())
+/// ```
 pub fn blur_conv<T: Element>(
     op: &BlurConv2d,
     shape: Shape4,
