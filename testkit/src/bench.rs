@@ -584,8 +584,8 @@ mod cudnn {
         let (wy, wx) = (blur.filter().weights_y(), blur.filter().weights_x());
         let mut taps = Vec::with_capacity(c * wy.len() * wx.len());
         for _ in 0..c {
-            for a in &wy {
-                for b in &wx {
+            for a in wy {
+                for b in wx {
                     taps.push(T::from_f64(a * b));
                 }
             }
@@ -774,8 +774,7 @@ mod cudnn {
         available()?;
         let e = |e: blurpool::Error| e.to_string();
         let d = |e: cudarc::driver::DriverError| e.to_string();
-        let (ho, wo) = b.output_hw("BlurPool2d", shape.h, shape.w).map_err(e)?;
-        let out = Shape4::new(shape.n, shape.c, ho, wo);
+        let out = BlurPool2d::new(b.clone()).output_shape(shape).map_err(e)?;
         let (taps, pad) = blur_filter::<T>(b, shape.c)?;
         let f = b.filter();
         let mut c = conv::<T>(
