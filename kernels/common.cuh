@@ -22,8 +22,10 @@
 #define BP_ACT_RELU6 2
 
 // One parameter block for every operator, passed by value. Field order and types are mirrored
-// by `BpParams` in src/cuda/params.rs (368 bytes, no implicit padding). Spatial extents fit in
-// 32 bits (checked on the host), so per-axis arithmetic may use int.
+// by `BpParams` in src/cuda/params.rs (368 bytes, no implicit padding). Spatial extents,
+// windows, strides, paddings and padded extents are below 2^31 and every tensor has fewer than
+// 2^53 elements (checked on the host: MAX_EXTENT and MAX_ELEMENTS in src/ops.rs, and
+// src/cuda/params.rs), so per-axis arithmetic may use int and linear indices long long.
 struct BpParams {
     long long n, c, h, w;   // input extents
     long long cout, ho, wo; // output extents (cout == c for pooling)
@@ -225,7 +227,8 @@ struct bp_tensor_map {
     }
 };
 
-// The blur's adjoint along one axis. The padded coordinates whose source (bp_source_index) is
+// The blur's adjoint along one axis. Padded coordinates are int: the host proves every padded
+// extent (map + padding) is below 2^31 (Blur::output_len in src/ops.rs). The padded coordinates whose source (bp_source_index) is
 // r on an axis of length len come in up to three runs: r itself; below 0, its mirror -r
 // (reflect) or the whole leading pad when r == 0 (replicate); beyond len - 1, its mirror
 // 2(len-1) - r (reflect) or the whole trailing pad when r == len - 1 (replicate). Run k of them

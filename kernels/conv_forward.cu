@@ -23,7 +23,7 @@ __device__ __forceinline__ float bp_conv_point(const BpParams &p, const T *__res
     const int ci0 = ((int)co / cout_g) * cin_g;
     float acc = p.has_bias ? bp_to_f32(b[co]) : 0.f;
     for (int ci = 0; ci < cin_g; ++ci) {
-        const T *wk = w + (co * cin_g + ci) * (long long)(p.ckh * p.ckw);
+        const T *wk = w + (co * cin_g + ci) * (long long)(p.ckh * p.ckw); // kh·kw < 2^31: Conv2dSpec::new
         for (int a = 0; a < p.ckh; ++a) {
             long long y = r + a - p.cpy;
             if (y < 0 || y >= p.h) continue;
@@ -93,7 +93,7 @@ __device__ __forceinline__ void bp_blurconv_impl(const BpParams p, const T *__re
         const int ci0 = ((int)co / cout_g) * cin_g;
         float acc = p.has_bias ? bp_to_f32(b[co]) : 0.f;
         for (int ci = 0; ci < cin_g; ++ci) {
-            const T *wk = w + (co * cin_g + ci) * (long long)(p.ckh * p.ckw);
+            const T *wk = w + (co * cin_g + ci) * (long long)(p.ckh * p.ckw); // kh·kw < 2^31: Conv2dSpec::new
             for (int a = 0; a < p.ckh; ++a) {
                 long long r = i * p.csy + a - p.cpy;
                 if (r < 0 || r >= p.hm) continue;

@@ -130,9 +130,49 @@ pub enum Error {
         /// The elements the buffer has.
         got: usize,
     },
-    /// A size that overflows, or exceeds what the kernels can index.
-    #[error("shape {0} has more elements than fit in memory addresses")]
+    /// A tensor with more elements than fit in `usize`, or than the kernels index
+    /// ([`crate::ops::MAX_ELEMENTS`]); the message names the tensor.
+    #[error("{0}")]
     ShapeOverflow(String),
+    /// A configuration value or a computed extent beyond what the kernels index (see
+    /// [`crate::ops::MAX_EXTENT`] and [`crate::ops::MAX_ELEMENTS`]).
+    #[error("{what} is {value}, more than the largest supported ({max})")]
+    TooLarge {
+        /// The quantity.
+        what: &'static str,
+        /// Its value (computed exactly, so it may exceed `usize`).
+        value: u128,
+        /// The largest allowed.
+        max: u128,
+    },
+    /// A filter weight (after normalisation) that the kernels' f32 arithmetic cannot hold.
+    #[error(
+        "filter weight {index} is {value} after normalisation, which f32 (the kernels' precision) \
+         cannot represent"
+    )]
+    FilterWeight {
+        /// Position of the weight (vertical taps first, then horizontal).
+        index: usize,
+        /// Its value.
+        value: f64,
+    },
+    /// The CPU reference would need an intermediate larger than its workspace limit.
+    #[error(
+        "the CPU reference needs a {needed}-byte intermediate map, over its workspace limit of \
+         {limit} bytes (raise it with blurpool::reference::set_workspace_limit)"
+    )]
+    WorkspaceLimit {
+        /// Bytes the intermediate needs.
+        needed: u128,
+        /// The limit in force on this thread.
+        limit: usize,
+    },
+    /// An allocation of the CPU reference failed.
+    #[error("the CPU reference could not allocate {bytes} bytes")]
+    OutOfMemory {
+        /// Bytes asked for.
+        bytes: usize,
+    },
     /// A string naming a pad mode, activation, layout or dtype was not recognised.
     #[error("unknown {what} {got:?}: expected one of {expected}")]
     UnknownName {
@@ -172,6 +212,18 @@ pub enum Error {
 
 /// Shorthand for this crate's results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// [`Error::TooLarge`] unless `value ≤ max`; returns the value.
+pub(crate) fn at_most(what: &'static str, value: u128, max: usize) -> Result<usize> {
+    if value > max as u128 {
+        return Err(Error::TooLarge {
+            what,
+            value,
+            max: max as u128,
+        });
+    }
+    Ok(value as usize)
+}
 
 /// [`Error::BufferLength`] unless a buffer of `got` elements is the `expected` length.
 pub(crate) fn check_len(what: &'static str, expected: usize, got: usize) -> Result<()> {

@@ -5,11 +5,57 @@
 //! (reflect padding against the map it pads, inputs too small to give an output, channel
 //! counts). Both return [`Error`] variants that say what is wrong.
 
-use crate::error::{Axis, Error, Result};
+use crate::error::{at_most, Axis, Error, Result};
 use crate::tensor::Shape4;
 
 /// Largest number of taps per axis of a blur filter (binomial presets use at most 7).
 pub const MAX_TAPS: usize = 16;
+
+/// Largest spatial extent, channel count, window, kernel, stride, padding and group count
+/// (2³¹ − 1): the kernels index them with 32-bit integers. Configurations are checked against
+/// it when they are built, shapes when an output shape is asked for (docs/SPEC.md, §1).
+pub const MAX_EXTENT: usize = i32::MAX as usize;
+
+/// Largest number of elements of any tensor (input, output, intermediate map, weight):
+/// 2⁵³ − 1, where the kernels' index split (a double-precision reciprocal) is exact.
+pub const MAX_ELEMENTS: usize = (1 << 53) - 1;
+
+/// A configuration value, checked against [`MAX_EXTENT`].
+fn extent(what: &'static str, v: usize) -> Result<usize> {
+    at_most(what, v as u128, MAX_EXTENT)
+}
+
+/// `shape` after checking each extent (but N) against [`MAX_EXTENT`] and the element count
+/// against [`MAX_ELEMENTS`], exactly (in 128 bits).
+pub(crate) fn checked_tensor(what: &'static str, shape: Shape4) -> Result<Shape4> {
+    extent(what_channels(what), shape.c)?;
+    extent(what_height(what), shape.h)?;
+    extent(what_width(what), shape.w)?;
+    let numel = shape.n as u128 * shape.c as u128 * shape.h as u128 * shape.w as u128;
+    if numel > MAX_ELEMENTS as u128 {
+        return Err(Error::ShapeOverflow(format!(
+            "{} ({shape}) is {numel}, more than the kernels index ({MAX_ELEMENTS})",
+            what_elements(what)
+        )));
+    }
+    Ok(shape)
+}
+
+macro_rules! tensor_names {
+    ($($name:ident => $suffix:literal),*) => {$(
+        fn $name(what: &'static str) -> &'static str {
+            match what {
+                "input" => concat!("the input's ", $suffix),
+                "output" => concat!("the output's ", $suffix),
+                "max map" => concat!("the max map's ", $suffix),
+                "conv map" => concat!("the conv map's ", $suffix),
+                "blurred map" => concat!("the blurred map's ", $suffix),
+                _ => concat!("a tensor's ", $suffix),
+            }
+        }
+    )*};
+}
+tensor_names!(what_channels => "channels", what_height => "height", what_width => "width", what_elements => "element count");
 
 /// Integer taps of the binomial filters 1..=7 (row F−1 of Pascal's triangle).
 const BINOMIAL: [&[f64]; 7] = [
@@ -58,23 +104,17 @@ impl Filter {
         Filter::separable(taps, taps)
     }
 
-    /// Custom vertical and horizontal taps (sizes may differ), normalised.
+    /// Custom vertical and horizontal taps (sizes may differ), normalised. Any finite taps
+    /// whose sum is not zero, however large (the sum is taken after scaling by the largest
+    /// magnitude, so it cannot overflow), as long as the normalised weights fit in f32.
     pub fn separable(taps_y: &[f64], taps_x: &[f64]) -> Result<Filter> {
-        for taps in [taps_y, taps_x] {
-            check_taps(taps)?;
-            if taps.iter().sum::<f64>() == 0.0 {
-                return Err(Error::ZeroTapSum);
-            }
-        }
-        Ok(Filter::with_weights(taps_y, taps_x, true))
+        Filter::with_weights(taps_y, taps_x, true)
     }
 
-    /// Custom taps used exactly as given (composer's convention), no normalisation.
+    /// Custom taps used exactly as given (composer's convention), no normalisation; they must
+    /// fit in f32 (the kernels' precision).
     pub fn unnormalized(taps_y: &[f64], taps_x: &[f64]) -> Result<Filter> {
-        for taps in [taps_y, taps_x] {
-            check_taps(taps)?;
-        }
-        Ok(Filter::with_weights(taps_y, taps_x, false))
+        Filter::with_weights(taps_y, taps_x, false)
     }
 
     /// Number of vertical taps (Fy).
@@ -107,18 +147,39 @@ impl Filter {
         (&self.taps_y, &self.taps_x)
     }
 
-    fn with_weights(taps_y: &[f64], taps_x: &[f64], normalize: bool) -> Filter {
-        let weights = |taps: &[f64]| {
-            let sum: f64 = if normalize { taps.iter().sum() } else { 1.0 };
-            taps.iter().map(|t| t / sum).collect()
-        };
-        Filter {
+    fn with_weights(taps_y: &[f64], taps_x: &[f64], normalize: bool) -> Result<Filter> {
+        let mut weights = [Vec::new(), Vec::new()];
+        for (axis, taps) in [taps_y, taps_x].into_iter().enumerate() {
+            check_taps(taps)?;
+            weights[axis] = if normalize {
+                // Scaled by the largest magnitude first: the sum of at most MAX_TAPS values in
+                // [-1, 1] cannot overflow, so [1e308, 1e308] normalises to [0.5, 0.5].
+                let scale = taps.iter().fold(0f64, |m, t| m.max(t.abs()));
+                let sum: f64 = taps.iter().map(|t| t / scale).sum();
+                if scale == 0.0 || sum == 0.0 {
+                    return Err(Error::ZeroTapSum);
+                }
+                taps.iter().map(|t| (t / scale) / sum).collect()
+            } else {
+                taps.to_vec()
+            };
+        }
+        let [weights_y, weights_x] = weights;
+        let offset = weights_y.len();
+        // Weights the kernels' f32 cannot hold (also catches NaN, which cannot occur here).
+        let fits = |w: f64| w.is_finite() && w.abs() <= f32::MAX as f64;
+        let all = weights_y.iter().chain(&weights_x).enumerate();
+        if let Some((i, &w)) = all.clone().find(|(_, &w)| !fits(w)) {
+            let index = if i < offset { i } else { i - offset };
+            return Err(Error::FilterWeight { index, value: w });
+        }
+        Ok(Filter {
             taps_y: taps_y.to_vec(),
             taps_x: taps_x.to_vec(),
             normalize,
-            weights_y: weights(taps_y),
-            weights_x: weights(taps_x),
-        }
+            weights_y,
+            weights_x,
+        })
     }
 }
 
@@ -163,10 +224,15 @@ impl PadMode {
     }
 
     /// Maps a padded coordinate `i` (may be negative or ≥ `n`) into `0..n`, or `None` for a
-    /// zero-padded cell. Reflect is only valid for |overhang| < n, which configs ensure.
+    /// zero-padded cell (and always for an empty axis, `n` = 0). Reflect mirrors once, so for
+    /// |overhang| ≥ n it gives `None` too (configs refuse reflect padding ≥ the map).
     #[inline]
     pub fn source_index(self, i: i64, n: usize) -> Option<usize> {
-        let n = n as i64;
+        // (No extent reaches 2^63; one that did is treated as i64::MAX long.)
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        if n == 0 {
+            return None;
+        }
         if (0..n).contains(&i) {
             return Some(i as usize);
         }
@@ -174,8 +240,12 @@ impl PadMode {
             PadMode::Zero => None,
             PadMode::Replicate => Some(i.clamp(0, n - 1) as usize),
             PadMode::Reflect => {
-                let r = if i < 0 { -i } else { 2 * (n - 1) - i };
-                Some(r as usize)
+                let r = if i < 0 {
+                    i.checked_neg()?
+                } else {
+                    (n - 1).checked_mul(2)?.checked_sub(i)?
+                };
+                (0..n).contains(&r).then_some(r as usize)
             }
         }
     }
@@ -264,7 +334,8 @@ pub struct Blur {
 }
 
 impl Blur {
-    /// A blur with the given filter, strides (sy, sx), padding and pad mode.
+    /// A blur with the given filter, strides (sy, sx), padding and pad mode (strides and
+    /// paddings at most [`MAX_EXTENT`]).
     pub fn new(filter: Filter, stride: (usize, usize), pad: Pad2d, mode: PadMode) -> Result<Blur> {
         if stride.0 == 0 {
             return Err(Error::ZeroStride { axis: Axis::Height });
@@ -272,6 +343,12 @@ impl Blur {
         if stride.1 == 0 {
             return Err(Error::ZeroStride { axis: Axis::Width });
         }
+        extent("the blur's vertical stride", stride.0)?;
+        extent("the blur's horizontal stride", stride.1)?;
+        extent("the blur's top padding", pad.top)?;
+        extent("the blur's bottom padding", pad.bottom)?;
+        extent("the blur's left padding", pad.left)?;
+        extent("the blur's right padding", pad.right)?;
         Ok(Blur {
             filter,
             pad,
@@ -321,8 +398,19 @@ impl Blur {
                 size: len,
             });
         }
-        let padded = len + before + after;
-        if padded < taps {
+        // Each term is at most MAX_EXTENT (checked when built / for the shape): exact in u128.
+        // The padded extent itself must fit in 32 bits: the backward kernels walk padded
+        // coordinates in int (pool_backward.cu / common.cuh, bp_adjoint_run).
+        let padded = len as u128 + before as u128 + after as u128;
+        at_most(
+            match axis {
+                Axis::Height => "the blur's padded map height",
+                Axis::Width => "the blur's padded map width",
+            },
+            padded,
+            MAX_EXTENT,
+        )?;
+        if padded < taps as u128 {
             return Err(Error::InputTooSmall {
                 what,
                 axis,
@@ -332,7 +420,15 @@ impl Blur {
                 ),
             });
         }
-        Ok((padded - taps) / stride + 1)
+        let out = (padded - taps as u128) / stride as u128 + 1;
+        at_most(
+            match axis {
+                Axis::Height => "the output's height",
+                Axis::Width => "the output's width",
+            },
+            out,
+            MAX_EXTENT,
+        )
     }
 
     /// Output (H, W) for a map of (h, w).
@@ -375,7 +471,7 @@ impl BlurPool2d {
     pub fn output_shape(&self, input: Shape4) -> Result<Shape4> {
         input.check_input()?;
         let (h, w) = self.blur.output_hw("BlurPool2d", input.h, input.w)?;
-        Ok(Shape4::new(input.n, input.c, h, w))
+        checked_tensor("output", Shape4::new(input.n, input.c, h, w))
     }
 }
 
@@ -408,6 +504,7 @@ impl MaxPool2d {
                     axis,
                 });
             }
+            extent("the max-pool window", k)?;
             if p > k / 2 {
                 return Err(Error::MaxPoolPadding {
                     axis,
@@ -432,7 +529,9 @@ impl MaxPool2d {
             Axis::Height => (self.kernel.0, self.padding.0),
             Axis::Width => (self.kernel.1, self.padding.1),
         };
-        if len + 2 * p < k {
+        let padded = len as u128 + 2 * p as u128;
+        at_most("the max pool's padded input", padded, MAX_EXTENT)?;
+        if padded < k as u128 {
             return Err(Error::InputTooSmall {
                 what: "MaxPool2d",
                 axis,
@@ -440,18 +539,19 @@ impl MaxPool2d {
                 detail: format!("with padding {p} it is smaller than the window {k}"),
             });
         }
-        Ok(len + 2 * p - k + 1)
+        Ok((padded - k as u128 + 1) as usize) // ≤ len + 1 (p ≤ k/2)
     }
 
     /// Output shape (stride 1): H + 2p − kh + 1.
     pub fn output_shape(&self, input: Shape4) -> Result<Shape4> {
         input.check_input()?;
-        Ok(Shape4::new(
+        let out = Shape4::new(
             input.n,
             input.c,
             self.map_len(Axis::Height, input.h)?,
             self.map_len(Axis::Width, input.w)?,
-        ))
+        );
+        checked_tensor("max map", out)
     }
 }
 
@@ -492,7 +592,7 @@ impl MaxBlurPool2d {
     pub fn output_shape(&self, input: Shape4) -> Result<Shape4> {
         let m = self.max.output_shape(input)?;
         let (h, w) = self.blur.output_hw("MaxBlurPool2d", m.h, m.w)?;
-        Ok(Shape4::new(m.n, m.c, h, w))
+        checked_tensor("output", Shape4::new(m.n, m.c, h, w))
     }
 }
 
@@ -634,15 +734,19 @@ impl Default for Conv2dArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Conv2dSpec {
     args: Conv2dArgs,
+    // Computed (exactly, checked) when built: kernels index the weights with it.
+    weight_len: usize,
 }
 
 impl Conv2dSpec {
-    /// Validates channel/group divisibility and the window.
+    /// Validates channel/group divisibility, the window, each value against [`MAX_EXTENT`]
+    /// and the weight's size (exact, at most [`MAX_ELEMENTS`]).
     pub fn new(args: Conv2dArgs) -> Result<Conv2dSpec> {
         let Conv2dArgs {
             in_channels,
             out_channels,
             kernel,
+            padding,
             groups,
             ..
         } = args;
@@ -671,7 +775,22 @@ impl Conv2dSpec {
                 axis: Axis::Width,
             });
         }
-        Ok(Conv2dSpec { args })
+        extent("in_channels", in_channels)?;
+        extent("out_channels", out_channels)?;
+        extent("the conv kernel's height", kernel.0)?;
+        extent("the conv kernel's width", kernel.1)?;
+        extent("the conv's vertical padding", padding.0)?;
+        extent("the conv's horizontal padding", padding.1)?;
+        // The kernels index one filter's taps (kh·kw) with 32 bits (conv_forward.cu,
+        // bp_conv_point; conv_backward.cu: `p.ckh * p.ckw`): proven here.
+        let taps = kernel.0 as u128 * kernel.1 as u128;
+        at_most("the conv kernel's area (kh·kw)", taps, MAX_EXTENT)?;
+        let weight_len = at_most(
+            "the conv weight's element count",
+            out_channels as u128 * (in_channels / groups) as u128 * taps,
+            MAX_ELEMENTS,
+        )?;
+        Ok(Conv2dSpec { args, weight_len })
     }
 
     /// Depthwise convolution (groups = in = out channels).
@@ -732,12 +851,12 @@ impl Conv2dSpec {
                 activation: Activation::Identity,
                 ..self.args
             },
+            weight_len: self.weight_len,
         }
     }
-    /// Number of weight elements: Cout·(Cin/groups)·kh·kw.
+    /// Number of weight elements: Cout·(Cin/groups)·kh·kw (exact: checked when built).
     pub fn weight_len(&self) -> usize {
-        let a = &self.args;
-        a.out_channels * (a.in_channels / a.groups) * a.kernel.0 * a.kernel.1
+        self.weight_len
     }
     /// Number of bias elements expected (Cout, or 0 without bias).
     pub fn bias_len(&self) -> usize {
@@ -771,7 +890,19 @@ impl Conv2dSpec {
             Axis::Height => (self.args.kernel.0, self.args.padding.0),
             Axis::Width => (self.args.kernel.1, self.args.padding.1),
         };
-        if len + 2 * p < k {
+        // Each term is at most MAX_EXTENT (checked): exact in u128. The padded extent must fit
+        // in 32 bits: the backward kernels add the padding to a coordinate in int
+        // (conv_backward.cu, bp_conv_dx).
+        let padded = len as u128 + 2 * p as u128;
+        at_most(
+            match axis {
+                Axis::Height => "the conv's padded input height",
+                Axis::Width => "the conv's padded input width",
+            },
+            padded,
+            MAX_EXTENT,
+        )?;
+        if padded < k as u128 {
             return Err(Error::InputTooSmall {
                 what,
                 axis,
@@ -779,7 +910,14 @@ impl Conv2dSpec {
                 detail: format!("with conv padding {p} it is smaller than the kernel {k}"),
             });
         }
-        Ok((len + 2 * p - k) / stride + 1)
+        at_most(
+            match axis {
+                Axis::Height => "the convolution's output height",
+                Axis::Width => "the convolution's output width",
+            },
+            (padded - k as u128) / stride as u128 + 1,
+            MAX_EXTENT,
+        )
     }
 }
 
@@ -820,13 +958,16 @@ impl ConvBlurPool2d {
         let w = self
             .conv
             .conv_len("ConvBlurPool2d", Axis::Width, input.w, 1)?;
-        Ok(Shape4::new(input.n, self.conv.out_channels(), h, w))
+        checked_tensor(
+            "conv map",
+            Shape4::new(input.n, self.conv.out_channels(), h, w),
+        )
     }
     /// Output shape for `input`, or the reason there is none.
     pub fn output_shape(&self, input: Shape4) -> Result<Shape4> {
         let z = self.conv_map_shape(input)?;
         let (h, w) = self.blur.output_hw("ConvBlurPool2d", z.h, z.w)?;
-        Ok(Shape4::new(z.n, z.c, h, w))
+        checked_tensor("output", Shape4::new(z.n, z.c, h, w))
     }
 }
 
@@ -865,6 +1006,8 @@ impl BlurConv2d {
         if stride.1 == 0 {
             return Err(Error::ZeroStride { axis: Axis::Width });
         }
+        extent("the conv's vertical stride", stride.0)?;
+        extent("the conv's horizontal stride", stride.1)?;
         Ok(BlurConv2d { blur, conv, stride })
     }
     /// The blur stage (stride 1).
@@ -883,7 +1026,7 @@ impl BlurConv2d {
     pub fn blur_map_shape(&self, input: Shape4) -> Result<Shape4> {
         self.conv.check_input_channels(input)?;
         let (h, w) = self.blur.output_hw("BlurConv2d", input.h, input.w)?;
-        Ok(Shape4::new(input.n, input.c, h, w))
+        checked_tensor("blurred map", Shape4::new(input.n, input.c, h, w))
     }
     /// Output shape for `input`, or the reason there is none.
     pub fn output_shape(&self, input: Shape4) -> Result<Shape4> {
@@ -894,7 +1037,7 @@ impl BlurConv2d {
         let w = self
             .conv
             .conv_len("BlurConv2d", Axis::Width, b.w, self.stride.1)?;
-        Ok(Shape4::new(b.n, self.conv.out_channels(), h, w))
+        checked_tensor("output", Shape4::new(b.n, self.conv.out_channels(), h, w))
     }
 }
 

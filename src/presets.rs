@@ -32,15 +32,28 @@ pub mod antialiased_cnns {
     /// The blur stage of `BlurPool(channels, pad_type, filt_size, stride, pad_off)`: binomial
     /// taps 1..=7, padding ⌊(F−1)/2⌋+pad_off before and ⌈(F−1)/2⌉+pad_off after.
     pub fn blur(pad_type: PadMode, filt_size: usize, stride: usize, pad_off: i64) -> Result<Blur> {
-        let filter = Filter::binomial(filt_size)?;
-        let before = (filt_size as i64 - 1) / 2 + pad_off;
-        let after = filt_size as i64 / 2 + pad_off; // ⌈(F−1)/2⌉ = ⌊F/2⌋
-        for (side, v) in [("top/left", before), ("bottom/right", after)] {
+        let filter = Filter::binomial(filt_size)?; // so filt_size ≤ 7 below
+        let f = filt_size as i128;
+        let before = (f - 1) / 2 + pad_off as i128;
+        let after = f / 2 + pad_off as i128; // ⌈(F−1)/2⌉ = ⌊F/2⌋
+        let mut pads = [0usize; 2];
+        for (slot, (side, v)) in pads
+            .iter_mut()
+            .zip([("top/left", before), ("bottom/right", after)])
+        {
             if v < 0 {
-                return Err(Error::NegativePadding { side, value: v });
+                return Err(Error::NegativePadding {
+                    side,
+                    value: v.max(i64::MIN as i128) as i64,
+                });
             }
+            *slot = crate::error::at_most(
+                "antialiased-cnns padding (⌊(F−1)/2⌋ + pad_off)",
+                v as u128,
+                crate::ops::MAX_EXTENT,
+            )?;
         }
-        let pad = Pad2d::before_after(before as usize, after as usize);
+        let pad = Pad2d::before_after(pads[0], pads[1]);
         Blur::new(filter, (stride, stride), pad, pad_type)
     }
 
@@ -132,13 +145,15 @@ pub mod timm {
 
     /// The blur stage of `BlurPool2d(channels, filt_size, stride, pad_mode)`.
     pub fn blur(filt_size: usize, stride: usize, pad_mode: PadMode) -> Result<Blur> {
-        let p = ((stride.max(1) - 1) + (filt_size.max(1) - 1)) / 2;
-        Blur::new(
-            Filter::binomial(filt_size)?,
-            (stride, stride),
-            Pad2d::uniform(p),
-            pad_mode,
-        )
+        let filter = Filter::binomial(filt_size)?;
+        // u128: a stride near usize::MAX is refused by Blur::new, not wrapped here.
+        let p = (stride.max(1) as u128 - 1 + (filt_size as u128 - 1)) / 2;
+        let p = crate::error::at_most(
+            "timm's padding ((s−1) + (F−1))/2",
+            p,
+            crate::ops::MAX_EXTENT,
+        )?;
+        Blur::new(filter, (stride, stride), Pad2d::uniform(p), pad_mode)
     }
 
     /// `BlurPool2d(channels, filt_size, stride, pad_mode)`.

@@ -124,7 +124,11 @@ impl Shape4 {
             .checked_mul(self.c)
             .and_then(|v| v.checked_mul(self.h))
             .and_then(|v| v.checked_mul(self.w))
-            .ok_or_else(|| Error::ShapeOverflow(self.to_string()))
+            .ok_or_else(|| {
+                Error::ShapeOverflow(format!(
+                    "shape {self} has more elements than fit in memory addresses"
+                ))
+            })
     }
 
     /// Linear offset of element (n, c, y, x) in the given layout. The coordinates must lie
@@ -137,7 +141,9 @@ impl Shape4 {
         }
     }
 
-    /// Checks C, H, W ≥ 1 (N may be 0: an empty batch is a no-op) and that the size fits.
+    /// Checks C, H, W ≥ 1 (N may be 0: an empty batch is a no-op), each extent against
+    /// [`crate::ops::MAX_EXTENT`] and the element count against [`crate::ops::MAX_ELEMENTS`]
+    /// (whatever N is, so an empty batch of impossible images is refused too).
     pub(crate) fn check_input(&self) -> Result<()> {
         for (what, v) in [
             ("channels (C)", self.c),
@@ -148,7 +154,7 @@ impl Shape4 {
                 return Err(Error::ZeroDim { what });
             }
         }
-        self.numel().map(|_| ())
+        crate::ops::checked_tensor("input", *self).map(|_| ())
     }
 }
 

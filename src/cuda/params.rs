@@ -61,6 +61,11 @@ const _: () = assert!(std::mem::size_of::<BpParams>() == 368);
 // static_asserts the same size.
 unsafe impl cudarc::driver::DeviceRepr for BpParams {}
 
+// The kernels' assumptions (kernels/common.cuh: per-axis values in int, linear indices below
+// 2^53 for the double-reciprocal index split), checked where the values become kernel
+// parameters. src/ops.rs (MAX_EXTENT, MAX_ELEMENTS) already refuses every operator and shape
+// that would break them, so these errors are a second line, never the first.
+
 /// Largest element count the kernels index (their index split is exact below 2^53).
 const MAX_INDEX: usize = 1 << 53;
 
