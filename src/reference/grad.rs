@@ -58,12 +58,12 @@
 //! # Ok::<(), blurpool::Error>(())
 //! ```
 
-use crate::error::{check_len, Result};
+use crate::error::{check_len, Error, Result};
 use crate::ops::{
     Activation, Blur, BlurConv2d, BlurPool2d, Conv2dSpec, ConvBlurPool2d, MaxBlurPool2d, MaxPool2d,
     Operator,
 };
-use crate::reference::{blur_map, conv_map, Map};
+use crate::reference::{alloc_f64, blur_map, check_bias, conv_map, Map};
 use crate::tensor::{Element, Layout, Shape4};
 
 /// Index of (n, c, y, x) in an NCHW [`Map`] of `shape`.
@@ -229,8 +229,11 @@ pub fn conv_map_backward(
     let cin_g = conv.in_channels() / conv.groups();
     let cout_g = conv.out_channels() / conv.groups();
     let mut dx = Map::zeros(x.shape())?;
-    let mut dweight = vec![0.0; conv.weight_len()];
-    let mut dbias = conv.has_bias().then(|| vec![0.0; conv.out_channels()]);
+    let mut dweight = alloc_f64(conv.weight_len())?;
+    let mut dbias = match conv.has_bias() {
+        true => Some(alloc_f64(conv.out_channels())?),
+        false => None,
+    };
     for n in 0..out.n {
         for co in 0..out.c {
             let g = co / cout_g;
@@ -338,8 +341,12 @@ pub fn backward_map(
     }
 }
 
-fn widen<T: Element>(v: &[T]) -> Vec<f64> {
-    v.iter().map(|e| e.to_f64()).collect()
+fn widen<T: Element>(v: &[T]) -> Result<Vec<f64>> {
+    let mut out = alloc_f64(v.len())?;
+    for (o, e) in out.iter_mut().zip(v) {
+        *o = e.to_f64();
+    }
+    Ok(out)
 }
 
 fn narrow_into<T: Element>(what: &'static str, v: &[f64], out: &mut [T]) -> Result<()> {
@@ -377,24 +384,42 @@ pub fn backward<T: Element>(
     let conv = op.conv();
     if let Some(conv) = conv {
         check_len("weight", conv.weight_len(), weight.len())?;
-        check_len("bias", conv.bias_len(), bias.map_or(0, |b| b.len()))?;
+        check_bias(conv, bias)?;
         check_len(
             "weight gradient (dweight)",
             conv.weight_len(),
             dweight.len(),
         )?;
-        check_len(
-            "bias gradient (dbias)",
-            conv.bias_len(),
-            dbias.as_ref().map_or(0, |b| b.len()),
-        )?;
+        match (conv.has_bias(), dbias.as_deref()) {
+            (true, Some(db)) => check_len("bias gradient (dbias)", conv.bias_len(), db.len())?,
+            (false, None) => {}
+            (true, None) => {
+                return Err(Error::BufferLength {
+                    what: "bias gradient (dbias)",
+                    expected: conv.bias_len(),
+                    got: 0,
+                })
+            }
+            (false, Some(db)) if !db.is_empty() => {
+                return Err(Error::BufferLength {
+                    what: "bias gradient (dbias)",
+                    expected: 0,
+                    got: db.len(),
+                })
+            }
+            (false, Some(_)) => {
+                return Err(Error::Conv(
+                    "a dbias was passed but the convolution has no bias (pass None)".into(),
+                ))
+            }
+        }
     }
     let g = Map::from_slice(out, layout, dy)?;
-    let bias = bias.map(widen);
+    let bias = bias.map(widen).transpose()?;
     let grads = backward_map(
         op,
         &Map::from_slice(shape, layout, x)?,
-        &widen(weight),
+        &widen(weight)?,
         bias.as_deref(),
         g.data(),
     )?;
