@@ -430,3 +430,42 @@ fn more_than_2_pow_31_elements() {
         );
     }
 }
+
+/// A borrowed stream must belong to the kernels' context: one of another context on the same
+/// device is refused with ContextMismatch (before issue 23 the wrapper took the kernels'
+/// context on trust, so the check could never fail), while a stream of the right context and the
+/// null stream are accepted.
+#[test]
+#[ignore = "needs a CUDA GPU (cargo test --test gpu -- --ignored)"]
+fn borrowed_streams_of_another_context_are_refused() {
+    use cudarc::driver::sys;
+    let g = gpu("stream_context");
+    // SAFETY: plain driver calls on handles created here and destroyed at the end; the other
+    // context is popped off this thread before the kernels' context is used again.
+    unsafe {
+        let mut dev: sys::CUdevice = 0;
+        sys::cuDeviceGet(&mut dev, 0).result().unwrap();
+        let mut other: sys::CUcontext = std::ptr::null_mut();
+        sys::cuCtxCreate_v4(&mut other, std::ptr::null_mut(), 0, dev)
+            .result()
+            .unwrap();
+        let mut foreign: sys::CUstream = std::ptr::null_mut();
+        sys::cuStreamCreate(&mut foreign, 0).result().unwrap();
+        let mut popped: sys::CUcontext = std::ptr::null_mut();
+        sys::cuCtxPopCurrent_v2(&mut popped).result().unwrap();
+        assert_eq!(popped, other);
+        let refused = g.kernels.borrow_stream(foreign);
+        assert!(
+            matches!(refused, Err(blurpool::Error::ContextMismatch)),
+            "{refused:?}"
+        );
+        let own = g.kernels.borrow_stream(g.stream.cu_stream());
+        assert!(own.is_ok(), "{own:?}");
+        let null = g.kernels.borrow_stream(std::ptr::null_mut());
+        assert!(null.is_ok(), "{null:?}");
+        sys::cuCtxPushCurrent_v2(other).result().unwrap();
+        sys::cuStreamDestroy_v2(foreign).result().unwrap();
+        sys::cuCtxPopCurrent_v2(&mut popped).result().unwrap();
+        sys::cuCtxDestroy_v2(other).result().unwrap();
+    }
+}

@@ -648,10 +648,10 @@ pub unsafe extern "C" fn blurpool_forward(
         }
         let kernels = kernels_for(device_ordinal)?;
         let _restore = RestoreContext::save()?;
-        // SAFETY: the caller promises `stream` is a live stream of this device's primary
-        // context that outlives this call; the wrapper is dropped before we return and never
-        // destroys it.
-        let stream = unsafe { kernels.borrow_stream(stream as CUstream) };
+        // SAFETY: the caller promises `stream` is a live stream (or NULL) that outlives this
+        // call; a stream of another context is refused (CONTEXT_MISMATCH); the wrapper is
+        // dropped before we return and never destroys it.
+        let stream = unsafe { kernels.borrow_stream(stream as CUstream) }?;
         let launch = Launch::new(&kernels, &stream, layout)?;
         let ptrs = ForwardPtrs { x, weight, bias, y };
         // SAFETY: the caller guarantees the device buffers (this function's contract); their
@@ -759,9 +759,9 @@ pub unsafe extern "C" fn blurpool_backward(
         }
         let kernels = kernels_for(device_ordinal)?;
         let _restore = RestoreContext::save()?;
-        // SAFETY: as in blurpool_forward: a live stream of this device's primary context,
-        // borrowed for the duration of the call.
-        let stream = unsafe { kernels.borrow_stream(stream as CUstream) };
+        // SAFETY: as in blurpool_forward: a live stream (or NULL), borrowed for the duration
+        // of the call; another context's is refused.
+        let stream = unsafe { kernels.borrow_stream(stream as CUstream) }?;
         let launch = Launch::new(&kernels, &stream, layout)?;
         // SAFETY: the caller guarantees the device buffers (this function's contract); every
         // pointer the plan uses was checked non-zero above.
@@ -817,5 +817,7 @@ pub unsafe extern "C" fn blurpool_reference_forward(
     })
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

@@ -304,13 +304,33 @@ impl Kernels {
     }
 
     /// Wraps a stream owned by someone else (PyTorch's `current_stream().cuda_stream`, a C++
-    /// pipeline's `cudaStream_t`) without taking ownership.
+    /// pipeline's `cudaStream_t`) without taking ownership. The stream's context is asked of
+    /// the driver: a stream of another context is [`Error::ContextMismatch`]. The null stream
+    /// (and the legacy / per-thread handles) mean this context's, which is made current.
+    ///
+    /// ```no_run
+    /// # let kernels = blurpool::cuda::Kernels::for_device(0)?;
+    /// # let raw: cudarc::driver::sys::CUstream = std::ptr::null_mut();
+    /// // SAFETY: `raw` is a live stream (here the legacy default stream) that outlives `stream`.
+    /// let stream = unsafe { kernels.borrow_stream(raw) }?;
+    /// # Ok::<(), blurpool::Error>(())
+    /// ```
     ///
     /// # Safety
-    /// `raw` must be a live stream of this context and outlive the returned wrapper.
-    pub unsafe fn borrow_stream(&self, raw: CUstream) -> Arc<CudaStream> {
-        // SAFETY: forwarded to the caller's contract above; the wrapper never destroys `raw`.
-        unsafe { self.ctx.wrap_borrowed_stream(raw) }
+    /// `raw` must be a live stream (or null) and outlive the returned wrapper.
+    pub unsafe fn borrow_stream(&self, raw: CUstream) -> Result<Arc<CudaStream>> {
+        // The special handles resolve to the thread's current context: make it ours.
+        self.ctx.bind_to_thread()?;
+        let mut owner: cudarc::driver::sys::CUcontext = std::ptr::null_mut();
+        // SAFETY: `raw` is a live stream or a special handle (the caller's contract);
+        // cuStreamGetCtx only reads it and writes the context handle into `owner`.
+        unsafe { cudarc::driver::sys::cuStreamGetCtx(raw, &mut owner) }.result()?;
+        if owner != self.ctx.cu_ctx() {
+            return Err(Error::ContextMismatch);
+        }
+        // SAFETY: forwarded to the caller's contract above; the stream belongs to this context
+        // (checked), and the wrapper never destroys `raw`.
+        Ok(unsafe { self.ctx.wrap_borrowed_stream(raw) })
     }
 
     /// ContextMismatch unless `stream` belongs to these kernels' context.
