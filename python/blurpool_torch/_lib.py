@@ -12,6 +12,7 @@ It is loaded on first use, so importing the package never fails for want of it.
 from __future__ import annotations
 
 import ctypes
+import operator
 import os
 import threading
 from pathlib import Path
@@ -102,15 +103,20 @@ def activation_code(name) -> int:
     raise ValueError(f"unknown activation {name!r}: expected 'identity', 'relu' or 'relu6'")
 
 
-def int32(name: str, v) -> int:
-    """An int argument that fits the C ABI's int32 (ctypes would silently truncate)."""
-    if isinstance(v, bool) or not isinstance(v, int):
-        try:
-            import operator
+def _integer(name: str, v) -> int:
+    """An integer argument: an int (or a numpy / torch integer scalar), never a bool or a float
+    (which ctypes or int() would silently truncate)."""
+    if isinstance(v, bool):
+        raise TypeError(f"{name} must be an int, got a bool ({v})")
+    try:
+        return operator.index(v)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(v).__name__}") from None
 
-            v = operator.index(v)  # numpy / torch integer scalars
-        except TypeError:
-            raise TypeError(f"{name} must be an int, got {type(v).__name__}") from None
+
+def int32(name: str, v) -> int:
+    """An int argument that fits the C ABI's int32."""
+    v = _integer(name, v)
     if not -(2**31) <= v < 2**31:
         raise ValueError(f"{name} = {v} is out of range")
     return int(v)
@@ -286,9 +292,19 @@ def lib() -> Library:
 
 
 def _shape_array(shape: Sequence[int]):
-    if len(shape) != 4:
-        raise ValueError(f"expected a 4-D (N, C, H, W) shape, got {tuple(shape)}")
-    return (ctypes.c_int64 * 4)(*[int(s) for s in shape])
+    try:
+        dims = list(shape)
+    except TypeError:
+        raise TypeError(f"a shape must be a sequence of 4 ints, got {type(shape).__name__}") from None
+    if len(dims) != 4:
+        raise ValueError(f"expected a 4-D (N, C, H, W) shape, got {tuple(dims)}")
+    out = []
+    for i, s in enumerate(dims):
+        v = _integer(f"shape[{i}]", s)
+        if not -(2**63) <= v < 2**63:
+            raise ValueError(f"shape[{i}] = {v} is out of range")
+        out.append(v)
+    return (ctypes.c_int64 * 4)(*out)
 
 
 class Desc:
