@@ -37,6 +37,9 @@ fn main() {
         .include(manifest.join("cpp"))
         .include(&kernels)
         .file(&unity_path)
+        // The performance gates' deliberately broken kernels (model/src/gates.rs).
+        .file(manifest.join("cpp/variant_uncoalesced.cpp"))
+        .file(manifest.join("cpp/variant_serialised.cpp"))
         .opt_level(2)
         .warnings(true)
         .flag_if_supported("-Wno-unused-parameter")

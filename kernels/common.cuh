@@ -12,6 +12,40 @@
 
 #define BP_MAX_TAPS 16
 
+// Memory accesses. Every load from and store to global or shared memory goes through bp_ld /
+// bp_st (a thread's private arrays excepted): on the GPU a plain access; in the host emulator
+// (emu/) a plain access too, unless the performance model (model/) is tracing, when each one is
+// recorded with its size and the source line that made it (BP_SITE: the caller's line, passed
+// down by helpers such as bp_load_u32 so that each access is named where the kernel makes it).
+// The model's hook test (model/tests/hooks.rs) runs every kernel with its buffers moved
+// elsewhere and reachable only through these hooks, so an access that bypasses them is caught.
+#ifdef BP_HOST_EMULATION
+#define BP_SITE , unsigned bp_line = __builtin_LINE(), const char *bp_file = __builtin_FILE()
+#define BP_SITE_FWD , bp_line, bp_file
+#else
+#define BP_SITE
+#define BP_SITE_FWD
+#endif
+
+template <typename T> __device__ __forceinline__ T bp_ld(const T *at BP_SITE) {
+#ifdef BP_HOST_EMULATION
+    if (bp_emu_tracing) at = static_cast<const T *>(bp_emu_trace(at, sizeof(T), BP_EMU_LOAD, bp_file, bp_line));
+    T v;
+    std::memcpy(&v, at, sizeof(T));
+    return v;
+#else
+    return *at;
+#endif
+}
+template <typename T> __device__ __forceinline__ void bp_st(T *at, const T &v BP_SITE) {
+#ifdef BP_HOST_EMULATION
+    if (bp_emu_tracing) at = static_cast<T *>(const_cast<void *>(bp_emu_trace(at, sizeof(T), BP_EMU_STORE, bp_file, bp_line)));
+    std::memcpy(at, &v, sizeof(T));
+#else
+    *at = v;
+#endif
+}
+
 // Pad modes and activations: the numbers of `PadMode` and `Activation` in src/ops.rs (and of
 // blurpool_pad_mode / blurpool_activation in the C ABI).
 #define BP_PAD_ZERO 0
@@ -184,7 +218,7 @@ __device__ __forceinline__ float bp_window_max(const T *__restrict__ x, const Bp
         for (int b = 0; b < p.mkw; ++b) {
             long long xx = q + b - p.mpx;
             if (xx < 0 || xx >= p.w) continue;
-            best = bp_max_step(best, bp_to_f32(x[L::offset(n, c, y, xx, p.c, p.h, p.w)]));
+            best = bp_max_step(best, bp_to_f32(bp_ld(x + L::offset(n, c, y, xx, p.c, p.h, p.w))));
         }
     }
     return best;
@@ -223,7 +257,7 @@ struct bp_tensor_map {
     const T *__restrict__ x;
     long long n, c;
     __device__ __forceinline__ float operator()(const BpParams &p, long long r, long long q) const {
-        return bp_to_f32(x[L::offset(n, c, r, q, p.c, p.hm, p.wm)]);
+        return bp_to_f32(bp_ld(x + L::offset(n, c, r, q, p.c, p.hm, p.wm)));
     }
 };
 
@@ -285,7 +319,7 @@ __device__ __forceinline__ float bp_blur_adjoint(const BpParams &p, const T *__r
                         for (int v = 0; v < p.fx; ++v) {
                             const int j = bp_adjoint_output(pcx, v, p.pad_left, p.sx, wo);
                             if (j < 0) continue;
-                            acc += p.ty[u] * p.tx[v] * bp_to_f32(dy[L::offset(n, c, i, j, p.cout, p.ho, p.wo)]);
+                            acc += p.ty[u] * p.tx[v] * bp_to_f32(bp_ld(dy + L::offset(n, c, i, j, p.cout, p.ho, p.wo)));
                         }
                     }
                 }
@@ -295,62 +329,67 @@ __device__ __forceinline__ float bp_blur_adjoint(const BpParams &p, const T *__r
     return acc;
 }
 
-// Vector loads and stores: aligned accesses on the GPU; in host emulation a memcpy (no
-// aliasing assumptions) after checking the alignment the GPU would require.
-__device__ __forceinline__ unsigned int bp_load_u32(const void *at) {
+// Vector loads and stores through the hooks above, for the callers' lines; in host emulation
+// the alignment the GPU would require is checked first.
+__device__ __forceinline__ unsigned int bp_load_u32(const void *at BP_SITE) {
 #ifdef BP_HOST_EMULATION
     bp_emu_check_aligned(at, 4);
-    unsigned int v;
-    std::memcpy(&v, at, 4);
-    return v;
-#else
-    return *(const unsigned int *)at;
 #endif
+    return bp_ld(static_cast<const unsigned int *>(at) BP_SITE_FWD);
 }
-__device__ __forceinline__ void bp_store_u32(void *at, unsigned int v) {
+__device__ __forceinline__ void bp_store_u32(void *at, unsigned int v BP_SITE) {
 #ifdef BP_HOST_EMULATION
     bp_emu_check_aligned(at, 4);
-    std::memcpy(at, &v, 4);
-#else
-    *(unsigned int *)at = v;
 #endif
+    bp_st(static_cast<unsigned int *>(at), v BP_SITE_FWD);
 }
 
 // 16 bytes, e.g. 8 f16/bf16 channels (the address must be 16-byte aligned).
 struct alignas(16) bp_u128 {
     unsigned int v[4];
 };
-__device__ __forceinline__ bp_u128 bp_load_u128(const void *at) {
+__device__ __forceinline__ bp_u128 bp_load_u128(const void *at BP_SITE) {
 #ifdef BP_HOST_EMULATION
     bp_emu_check_aligned(at, 16);
-    bp_u128 r;
-    std::memcpy(&r, at, 16);
-    return r;
-#else
-    return *(const bp_u128 *)at;
 #endif
+    return bp_ld(static_cast<const bp_u128 *>(at) BP_SITE_FWD);
 }
-__device__ __forceinline__ void bp_store_u128(void *at, const bp_u128 &v) {
+__device__ __forceinline__ void bp_store_u128(void *at, const bp_u128 &v BP_SITE) {
 #ifdef BP_HOST_EMULATION
     bp_emu_check_aligned(at, 16);
-    std::memcpy(at, &v, 16);
-#else
-    *(bp_u128 *)at = v;
 #endif
+    bp_st(static_cast<bp_u128 *>(at), v BP_SITE_FWD);
 }
 
-#define BP_GRID_STRIDE_LOOP(idx, total)                                                   \
-    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < (total); \
-         idx += (long long)gridDim.x * blockDim.x)
-
-// Host emulation (emu/, tests only) registers every entry point under its symbol name.
+// The work loops. Grid-stride: one thread per work item; block-stride: one block per work item
+// (tiles, reductions). BP_LOOP_ADMIT is true on the GPU; the emulator's trace mode uses it to
+// run a sample of each thread's iterations and to count the work items (model/).
 #ifdef BP_HOST_EMULATION
+#define BP_LOOP_ADMIT(per_block, total) bp_emu_loop_admit(per_block, total)
+#else
+#define BP_LOOP_ADMIT(per_block, total) true
+#endif
+#define BP_GRID_STRIDE_LOOP(idx, total)                                                                      \
+    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;                                   \
+         idx < (total) && BP_LOOP_ADMIT(false, (total)); idx += (long long)gridDim.x * blockDim.x)
+#define BP_BLOCK_STRIDE_LOOP(idx, total)                                                                     \
+    for (long long idx = blockIdx.x; idx < (total) && BP_LOOP_ADMIT(true, (total)); idx += gridDim.x)
+
+// Host emulation (emu/, tests only) registers every entry point under its symbol name (with
+// BP_EMU_PREFIX in front: the gates' deliberately broken variants, emu/cpp/variants.cpp), and
+// needs no C linkage for them, so that a second copy of a kernel can live in a namespace.
+#ifdef BP_HOST_EMULATION
+#define BP_EXTERN_C
+#ifndef BP_EMU_PREFIX
+#define BP_EMU_PREFIX ""
+#endif
 #define BP_EMU_REGISTER(SYM, T)                                                                      \
-    static bp_emu_registrar SYM##_registrar(#SYM, [](const void *p, const void *a, const void *b,    \
+    static bp_emu_registrar SYM##_registrar(BP_EMU_PREFIX #SYM, [](const void *p, const void *a, const void *b, \
                                                      const void *c, const void *d, void *o) {       \
         SYM(*(const BpParams *)p, (const T *)a, (const T *)b, (const T *)c, (const T *)d, (T *)o);   \
     });
 #else
+#define BP_EXTERN_C extern "C"
 #define BP_EMU_REGISTER(SYM, T)
 #endif
 
@@ -359,7 +398,7 @@ __device__ __forceinline__ void bp_store_u128(void *at, const bp_u128 &v) {
 // path serves them all; symbol names are built the same way in src/cuda.
 // Forward kernels: NAME_impl<T, L>(p, x, weight, bias, y) (the fourth input is unused).
 #define BP_INSTANTIATE_ONE(NAME, T, TN, L, LN)                                                \
-    extern "C" __global__ void                                   \
+    BP_EXTERN_C __global__ void                                  \
         NAME##_##TN##_##LN(const BpParams p, const T *__restrict__ x,                     \
                            const T *__restrict__ w, const T *__restrict__ b, const T *, T *__restrict__ y) { \
         NAME##_impl<T, L>(p, x, w, b, y);                                                 \
@@ -368,7 +407,7 @@ __device__ __forceinline__ void bp_store_u128(void *at, const bp_u128 &v) {
 // Backward kernels: NAME_impl<T, L>(p, a, b, c, d, out) with untyped pointers, because some
 // of their buffers are the f32 workspace rather than T; each kernel documents its roles.
 #define BP_INSTANTIATE_BWD_ONE(NAME, T, TN, L, LN)                                                          \
-    extern "C" __global__ void NAME##_##TN##_##LN(const BpParams p, const void *a, const void *b, const void *c, \
+    BP_EXTERN_C __global__ void NAME##_##TN##_##LN(const BpParams p, const void *a, const void *b, const void *c, \
                                                   const void *d, void *out) {                              \
         NAME##_impl<T, L>(p, a, b, c, d, out);                                                             \
     }                                                                                                      \

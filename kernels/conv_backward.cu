@@ -19,7 +19,7 @@ __device__ __forceinline__ float bp_conv_linear(const BpParams &p, const T *__re
     const int cin_g = (int)p.c / p.groups;
     const int cout_g = (int)p.cout / p.groups;
     const int ci0 = ((int)co / cout_g) * cin_g;
-    float acc = p.has_bias ? bp_to_f32(b[co]) : 0.f;
+    float acc = p.has_bias ? bp_to_f32(bp_ld(b + co)) : 0.f;
     for (int ci = 0; ci < cin_g; ++ci) {
         const T *wk = w + (co * cin_g + ci) * (long long)(p.ckh * p.ckw); // kh·kw < 2^31: Conv2dSpec::new
         for (int a = 0; a < p.ckh; ++a) {
@@ -28,7 +28,7 @@ __device__ __forceinline__ float bp_conv_linear(const BpParams &p, const T *__re
             for (int k = 0; k < p.ckw; ++k) {
                 int xx = q + k - p.cpx;
                 if (xx < 0 || xx >= p.w) continue;
-                acc += bp_to_f32(wk[a * p.ckw + k]) * bp_to_f32(x[L::offset(n, ci0 + ci, y, xx, p.c, p.h, p.w)]);
+                acc += bp_to_f32(bp_ld(wk + (a * p.ckw + k))) * bp_to_f32(bp_ld(x + L::offset(n, ci0 + ci, y, xx, p.c, p.h, p.w)));
             }
         }
     }
@@ -60,7 +60,7 @@ __device__ __forceinline__ void bp_convblurpool_dz_impl(const BpParams p, const 
         // The activation's derivative only where it can matter (it reads the whole receptive field).
         if (p.act != BP_ACT_IDENTITY && g != 0.f)
             g *= bp_activation_grad(bp_conv_linear<T, L>(p, x, w, bias, n, co, (int)r, (int)q), p.act);
-        dz[idx] = g;
+        bp_st(dz + idx, g);
     }
 }
 BP_INSTANTIATE_BWD(bp_convblurpool_dz)
@@ -89,11 +89,11 @@ __device__ __forceinline__ void bp_conv_dx_impl(const BpParams p, const void *, 
                 for (int k = 0; k < p.ckw; ++k) {
                     int q = (int)xx - k + p.cpx;
                     if (q < 0 || q >= p.wm) continue;
-                    acc += bp_to_f32(wk[a * p.ckw + k]) * dz[L::offset(n, co, r, q, p.cout, p.hm, p.wm)];
+                    acc += bp_to_f32(bp_ld(wk + (a * p.ckw + k))) * bp_ld(dz + L::offset(n, co, r, q, p.cout, p.hm, p.wm));
                 }
             }
         }
-        dx[idx] = bp_from_f32<T>(acc);
+        bp_st(dx + idx, bp_from_f32<T>(acc));
     }
 }
 BP_INSTANTIATE_BWD(bp_conv_dx)
@@ -102,13 +102,13 @@ BP_INSTANTIATE_BWD(bp_conv_dx)
 // the same association every run. Returns the total in thread 0.
 __device__ __forceinline__ float bp_block_sum(float v) {
     __shared__ float part[1024];
-    part[threadIdx.x] = v;
+    bp_st(part + threadIdx.x, v);
     __syncthreads();
     for (unsigned h = blockDim.x / 2; h > 0; h /= 2) {
-        if (threadIdx.x < h) part[threadIdx.x] += part[threadIdx.x + h];
+        if (threadIdx.x < h) bp_st(part + threadIdx.x, bp_ld(part + threadIdx.x) + bp_ld(part + (threadIdx.x + h)));
         __syncthreads();
     }
-    float total = part[0];
+    float total = bp_ld(part);
     // The next use of part must not overwrite part[0] before every thread has read it.
     __syncthreads();
     return total;
@@ -127,7 +127,7 @@ __device__ __forceinline__ void bp_conv_dw_impl(const BpParams p, const void *a,
     const int taps = p.ckh * p.ckw;
     const long long nw = (long long)p.cout * cin_g * taps;
     const long long cells = p.n * p.hm * p.wm;
-    for (long long e = blockIdx.x; e < nw; e += gridDim.x) {
+    BP_BLOCK_STRIDE_LOOP(e, nw) {
         const int co = (int)(e / (cin_g * taps));
         const int rest = (int)(e % (cin_g * taps));
         const int cig = rest / taps, a = rest % taps / p.ckw, k = rest % p.ckw;
@@ -139,11 +139,11 @@ __device__ __forceinline__ void bp_conv_dw_impl(const BpParams p, const void *a,
             bp_divmod(rem, p.hm, p.rcp_hm, n, r);
             int y = (int)r + a - p.cpy, xx = (int)q + k - p.cpx;
             if (y < 0 || y >= p.h || xx < 0 || xx >= p.w) continue;
-            acc += bp_to_f32(x[L::offset(n, ci, y, xx, p.c, p.h, p.w)]) *
-                   dz[L::offset(n, co, r, q, p.cout, p.hm, p.wm)];
+            acc += bp_to_f32(bp_ld(x + L::offset(n, ci, y, xx, p.c, p.h, p.w))) *
+                   bp_ld(dz + L::offset(n, co, r, q, p.cout, p.hm, p.wm));
         }
         float total = bp_block_sum(acc);
-        if (threadIdx.x == 0) dw[e] = bp_from_f32<T>(total);
+        if (threadIdx.x == 0) bp_st(dw + e, bp_from_f32<T>(total));
     }
 }
 BP_INSTANTIATE_BWD(bp_conv_dw)
@@ -155,16 +155,16 @@ __device__ __forceinline__ void bp_conv_db_impl(const BpParams p, const void *, 
     const float *__restrict__ dz = (const float *)c;
     T *__restrict__ db = (T *)out;
     const long long cells = p.n * p.hm * p.wm;
-    for (long long co = blockIdx.x; co < p.cout; co += gridDim.x) {
+    BP_BLOCK_STRIDE_LOOP(co, p.cout) {
         float acc = 0.f;
         for (long long t = threadIdx.x; t < cells; t += blockDim.x) {
             long long n, r, q, rem;
             bp_divmod(t, p.wm, p.rcp_wm, rem, q);
             bp_divmod(rem, p.hm, p.rcp_hm, n, r);
-            acc += dz[L::offset(n, co, r, q, p.cout, p.hm, p.wm)];
+            acc += bp_ld(dz + L::offset(n, co, r, q, p.cout, p.hm, p.wm));
         }
         float total = bp_block_sum(acc);
-        if (threadIdx.x == 0) db[co] = bp_from_f32<T>(total);
+        if (threadIdx.x == 0) bp_st(db + co, bp_from_f32<T>(total));
     }
 }
 BP_INSTANTIATE_BWD(bp_conv_db)

@@ -21,7 +21,7 @@ __device__ __forceinline__ float bp_conv_point(const BpParams &p, const T *__res
     const int cin_g = (int)p.c / p.groups;
     const int cout_g = (int)p.cout / p.groups;
     const int ci0 = ((int)co / cout_g) * cin_g;
-    float acc = p.has_bias ? bp_to_f32(b[co]) : 0.f;
+    float acc = p.has_bias ? bp_to_f32(bp_ld(b + co)) : 0.f;
     for (int ci = 0; ci < cin_g; ++ci) {
         const T *wk = w + (co * cin_g + ci) * (long long)(p.ckh * p.ckw); // kh·kw < 2^31: Conv2dSpec::new
         for (int a = 0; a < p.ckh; ++a) {
@@ -30,7 +30,7 @@ __device__ __forceinline__ float bp_conv_point(const BpParams &p, const T *__res
             for (int k = 0; k < p.ckw; ++k) {
                 long long xx = q + k - p.cpx;
                 if (xx < 0 || xx >= p.w) continue;
-                acc += bp_to_f32(wk[a * p.ckw + k]) * bp_to_f32(x[L::offset(n, ci0 + ci, y, xx, p.c, p.h, p.w)]);
+                acc += bp_to_f32(bp_ld(wk + (a * p.ckw + k))) * bp_to_f32(bp_ld(x + L::offset(n, ci0 + ci, y, xx, p.c, p.h, p.w)));
             }
         }
     }
@@ -57,7 +57,7 @@ __device__ __forceinline__ void bp_convblurpool_impl(const BpParams p, const T *
     BP_GRID_STRIDE_LOOP(idx, p.total) {
         long long n, co, i, j;
         L::split(idx, p, n, co, i, j);
-        y[idx] = bp_from_f32<T>(bp_blur_at(p, i, j, p.hm, p.wm, bp_conv_map<T, L>{x, w, b, n, co}));
+        bp_st(y + idx, bp_from_f32<T>(bp_blur_at(p, i, j, p.hm, p.wm, bp_conv_map<T, L>{x, w, b, n, co})));
     }
 }
 BP_INSTANTIATE(bp_convblurpool)
@@ -68,7 +68,7 @@ struct bp_input_map {
     const T *__restrict__ x;
     long long n, c;
     __device__ __forceinline__ float operator()(const BpParams &p, long long r, long long q) const {
-        return bp_to_f32(x[L::offset(n, c, r, q, p.c, p.h, p.w)]);
+        return bp_to_f32(bp_ld(x + L::offset(n, c, r, q, p.c, p.h, p.w)));
     }
 };
 
@@ -91,7 +91,7 @@ __device__ __forceinline__ void bp_blurconv_impl(const BpParams p, const T *__re
         long long n, co, i, j;
         L::split(idx, p, n, co, i, j);
         const int ci0 = ((int)co / cout_g) * cin_g;
-        float acc = p.has_bias ? bp_to_f32(b[co]) : 0.f;
+        float acc = p.has_bias ? bp_to_f32(bp_ld(b + co)) : 0.f;
         for (int ci = 0; ci < cin_g; ++ci) {
             const T *wk = w + (co * cin_g + ci) * (long long)(p.ckh * p.ckw); // kh·kw < 2^31: Conv2dSpec::new
             for (int a = 0; a < p.ckh; ++a) {
@@ -100,11 +100,11 @@ __device__ __forceinline__ void bp_blurconv_impl(const BpParams p, const T *__re
                 for (int k = 0; k < p.ckw; ++k) {
                     long long q = j * p.csx + k - p.cpx;
                     if (q < 0 || q >= p.wm) continue;
-                    acc += bp_to_f32(wk[a * p.ckw + k]) * bp_blur_point<T, L>(p, x, n, ci0 + ci, r, q);
+                    acc += bp_to_f32(bp_ld(wk + (a * p.ckw + k))) * bp_blur_point<T, L>(p, x, n, ci0 + ci, r, q);
                 }
             }
         }
-        y[idx] = bp_from_f32<T>(bp_activate(acc, p.act));
+        bp_st(y + idx, bp_from_f32<T>(bp_activate(acc, p.act)));
     }
 }
 BP_INSTANTIATE(bp_blurconv)
@@ -138,12 +138,12 @@ struct bp_strip_dwconv_map {
 #pragma unroll
         for (int k = 0; k < V; ++k) {
             const bool live = k < it.valid;
-            bias[k] = (live && has_bias) ? bp_to_f32(b[it.c0 + k]) : 0.f;
+            bias[k] = (live && has_bias) ? bp_to_f32(bp_ld(b + (it.c0 + k))) : 0.f;
 #pragma unroll
             for (int a = 0; a < KC; ++a)
 #pragma unroll
                 for (int t = 0; t < KC; ++t)
-                    wk[a][t][k] = live ? bp_to_f32(w[((it.c0 + k) * KC + a) * KC + t]) : 0.f;
+                    wk[a][t][k] = live ? bp_to_f32(bp_ld(w + (((it.c0 + k) * KC + a) * KC + t))) : 0.f;
         }
     }
 
@@ -270,9 +270,9 @@ template <> struct bp_tc_is_bf16<bp_bf16> { static constexpr bool value = true; 
 
 // d += A·B for one m16n8k16 fragment set (layout in emu/cpp/emu.h).
 template <typename T>
-__device__ __forceinline__ void bp_tc_mma(const unsigned (&a)[4], const unsigned (&b)[2], float (&d)[4]) {
+__device__ __forceinline__ void bp_tc_mma(const unsigned (&a)[4], const unsigned (&b)[2], float (&d)[4] BP_SITE) {
 #if defined(BP_HOST_EMULATION)
-    bp_emu_mma_m16n8k16(bp_tc_is_bf16<T>::value, a, b, d);
+    bp_emu_mma_m16n8k16(bp_tc_is_bf16<T>::value, a, b, d BP_SITE_FWD);
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     if constexpr (bp_tc_is_bf16<T>::value) {
         asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
@@ -335,8 +335,8 @@ __device__ __forceinline__ void bp_tc_stage_input(const BpParams &p, const T *__
         }
         const int iy = iy0 + pix / D::IH, ix = ix0 + pix % D::IH, ci = ci0 + k;
         unsigned short v = 0;
-        if (iy >= 0 && iy < H && ix >= 0 && ix < W && ci < C) v = x[L::offset(n, ci, iy, ix, C, H, W)].bits;
-        in_s[pix * BP_TC_PIX + k] = v;
+        if (iy >= 0 && iy < H && ix >= 0 && ix < W && ci < C) v = bp_ld(x + L::offset(n, ci, iy, ix, C, H, W)).bits;
+        bp_st(in_s + (pix * BP_TC_PIX + k), v);
     }
 }
 
@@ -351,8 +351,8 @@ __device__ __forceinline__ void bp_tc_stage_weights(const BpParams &p, const T *
         const int tap = e % 9, k = (e / 9) % BP_TC_KC, nl = e / (9 * BP_TC_KC);
         const int co = co0 + nl, ci = ci0 + k;
         unsigned short v = 0;
-        if (co < CO && ci < C) v = w[((long long)co * C + ci) * 9 + tap].bits;
-        w_s[(tap * BP_TC_COUT + nl) * BP_TC_PIX + k] = v;
+        if (co < CO && ci < C) v = bp_ld(w + (((long long)co * C + ci) * 9 + tap)).bits;
+        bp_st(w_s + ((tap * BP_TC_COUT + nl) * BP_TC_PIX + k), v);
     }
 }
 
@@ -364,7 +364,7 @@ struct bp_tc_tile_map {
     int r0, c0, nl;
     __device__ __forceinline__ float operator()(const BpParams &, long long r, long long q) const {
         using D = bp_tc_dims<F>;
-        return map_s[((int)(r - r0) * D::MH + (int)(q - c0)) * D::MAP_STRIDE + nl];
+        return bp_ld(map_s + (((int)(r - r0) * D::MH + (int)(q - c0)) * D::MAP_STRIDE + nl));
     }
 };
 
@@ -399,7 +399,7 @@ __device__ __forceinline__ void bp_convblurpool_tc_run(const BpParams p, const T
 
     // Consecutive tiles differ in output channels first, so blocks running together share
     // their input tile in L2.
-    for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    BP_BLOCK_STRIDE_LOOP(tile, tiles) {
         long long rest = tile;
         const int ct = (int)(rest % cout_tiles);
         rest /= cout_tiles;
@@ -460,8 +460,8 @@ __device__ __forceinline__ void bp_convblurpool_tc_run(const BpParams p, const T
                     const int nl = nt * 8 + 2 * t + (e & 1);
                     if (m >= D::M) continue;
                     float v = acc[ch][nt][e];
-                    if (p.has_bias && co0 + nl < CO) v += bp_to_f32(b[co0 + nl]);
-                    map_s[m * D::MAP_STRIDE + nl] = bp_activate(v, p.act);
+                    if (p.has_bias && co0 + nl < CO) v += bp_to_f32(bp_ld(b + (co0 + nl)));
+                    bp_st(map_s + (m * D::MAP_STRIDE + nl), bp_activate(v, p.act));
                 }
         }
         __syncthreads();
@@ -482,7 +482,7 @@ __device__ __forceinline__ void bp_convblurpool_tc_run(const BpParams p, const T
             if (li >= ni || lj >= nj || co0 + nl >= CO) continue;
             const int i = i0 + li, j = j0 + lj;
             const bp_tc_tile_map<F> tile{map_s, r0, c0, nl};
-            y[L::offset(n, co0 + nl, i, j, CO, HO, WO)] = bp_from_f32<T>(bp_blur_at<F>(p, i, j, p.hm, p.wm, tile));
+            bp_st(y + L::offset(n, co0 + nl, i, j, CO, HO, WO), bp_from_f32<T>(bp_blur_at<F>(p, i, j, p.hm, p.wm, tile)));
         }
     }
 }

@@ -28,7 +28,7 @@ __device__ __forceinline__ void bp_window_argmax(const T *__restrict__ x, const 
                 ay = y;
                 ax = xx;
             }
-            float v = bp_to_f32(x[L::offset(n, c, y, xx, p.c, p.h, p.w)]);
+            float v = bp_to_f32(bp_ld(x + L::offset(n, c, y, xx, p.c, p.h, p.w)));
             if (v > best || v != v) {
                 best = v;
                 ay = y;
@@ -56,7 +56,7 @@ __device__ __forceinline__ float bp_max_gather(const T *__restrict__ x, const T 
             bp_window_argmax<T, L>(x, p, n, c, i, j, ay, ax);
             if (ay != y || ax != xx) continue;
             acc += FUSED ? bp_blur_adjoint<T, L>(p, dy, n, c, i, j)
-                         : bp_to_f32(dy[L::offset(n, c, i, j, p.cout, p.hm, p.wm)]);
+                         : bp_to_f32(bp_ld(dy + L::offset(n, c, i, j, p.cout, p.hm, p.wm)));
         }
     }
     return acc;
@@ -75,7 +75,7 @@ __device__ __forceinline__ void bp_max_input_grad(const BpParams &p, const void 
     BP_GRID_STRIDE_LOOP(idx, p.total_in) {
         long long n, ch, y, xx;
         L::split_in(idx, in, n, ch, y, xx);
-        dx[idx] = bp_from_f32<T>(bp_max_gather<T, L, FUSED>(x, dy, p, n, ch, (int)y, (int)xx));
+        bp_st(dx + idx, bp_from_f32<T>(bp_max_gather<T, L, FUSED>(x, dy, p, n, ch, (int)y, (int)xx)));
     }
 }
 
@@ -103,7 +103,7 @@ __device__ __forceinline__ void bp_blurpool_bwd_impl(const BpParams p, const voi
     BP_GRID_STRIDE_LOOP(idx, p.total_in) {
         long long n, ch, y, xx;
         L::split_in(idx, in, n, ch, y, xx);
-        dx[idx] = bp_from_f32<T>(bp_blur_adjoint<T, L>(p, dy, n, ch, (int)y, (int)xx));
+        bp_st(dx + idx, bp_from_f32<T>(bp_blur_adjoint<T, L>(p, dy, n, ch, (int)y, (int)xx)));
     }
 }
 BP_INSTANTIATE_BWD(bp_blurpool_bwd)

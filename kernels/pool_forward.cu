@@ -18,7 +18,7 @@ __device__ __forceinline__ void bp_maxpool_impl(const BpParams p, const T *__res
     BP_GRID_STRIDE_LOOP(idx, p.total) {
         long long n, c, i, j;
         L::split(idx, p, n, c, i, j);
-        y[idx] = bp_from_f32<T>(bp_window_max<T, L>(x, p, n, c, i, j));
+        bp_st(y + idx, bp_from_f32<T>(bp_window_max<T, L>(x, p, n, c, i, j)));
     }
 }
 BP_INSTANTIATE(bp_maxpool)
@@ -31,7 +31,7 @@ __device__ __forceinline__ void bp_blurpool_impl(const BpParams p, const T *__re
     BP_GRID_STRIDE_LOOP(idx, p.total) {
         long long n, c, i, j;
         L::split(idx, p, n, c, i, j);
-        y[idx] = bp_from_f32<T>(bp_blur_at(p, i, j, p.hm, p.wm, bp_tensor_map<T, L>{x, n, c}));
+        bp_st(y + idx, bp_from_f32<T>(bp_blur_at(p, i, j, p.hm, p.wm, bp_tensor_map<T, L>{x, n, c})));
     }
 }
 BP_INSTANTIATE(bp_blurpool)
@@ -54,7 +54,7 @@ __device__ __forceinline__ void bp_maxblurpool_impl(const BpParams p, const T *_
     BP_GRID_STRIDE_LOOP(idx, p.total) {
         long long n, c, i, j;
         L::split(idx, p, n, c, i, j);
-        y[idx] = bp_from_f32<T>(bp_blur_at(p, i, j, p.hm, p.wm, bp_max_map<T, L>{x, n, c}));
+        bp_st(y + idx, bp_from_f32<T>(bp_blur_at(p, i, j, p.hm, p.wm, bp_max_map<T, L>{x, n, c})));
     }
 }
 BP_INSTANTIATE(bp_maxblurpool)
@@ -71,9 +71,20 @@ __device__ __forceinline__ void bp_strip_hmax(const T *__restrict__ row, long lo
     const float neg_inf = __int_as_float(0xff800000);
     if (fast) {
         float e[F + K - 1][V];
+#if BP_GATE_VARIANT == 1
+        // The performance gates' serialised variant (model/, never in the library): each load's
+        // address depends on the value of the one before, so no two are in flight at once.
+        long long dep = 0;
+#pragma unroll
+        for (int t = 0; t < F + K - 1; ++t) {
+            bp_load_channels<T, V>(row + (long long)(qs[0] - mpx + t) * col_stride + dep, valid, pairs, e[t]);
+            dep = bp_gate_zero(e[t][0]);
+        }
+#else
 #pragma unroll
         for (int t = 0; t < F + K - 1; ++t)
             bp_load_channels<T, V>(row + (long long)(qs[0] - mpx + t) * col_stride, valid, pairs, e[t]);
+#endif
 #pragma unroll
         for (int v = 0; v < F; ++v)
 #pragma unroll

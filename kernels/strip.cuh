@@ -27,33 +27,49 @@
 
 __device__ __forceinline__ int bp_min_int(int a, int b) { return a < b ? a : b; }
 
+#if BP_GATE_VARIANT == 1
+// 0 or 1 from a loaded value, through a compare neither nvcc nor ptxas can fold (an `and` with
+// 0 they fold away): the serialised variant of the gates, whose SASS is read, never run.
+// The emulator's trace of the variant takes 0 (its addresses stay the library's).
+__device__ __forceinline__ long long bp_gate_zero(float v) {
+#ifdef BP_HOST_EMULATION
+    (void)v;
+    return 0;
+#else
+    return (__float_as_uint(v) >> 16) == 0xffffu ? 1 : 0; // a NaN pattern every dtype can hold
+#endif
+}
+#endif
+
 // V consecutive channels at `at` as f32; lanes at or past `valid` read as 0 (never stored).
 template <typename T, int V>
-__device__ __forceinline__ void bp_load_channels(const T *__restrict__ at, int valid, bool pairs, float (&out)[V]) {
+__device__ __forceinline__ void bp_load_channels(const T *__restrict__ at, int valid, bool pairs,
+                                                 float (&out)[V] BP_SITE) {
     if constexpr (V == 2) {
         if (pairs) {
-            const unsigned int w = bp_load_u32(at);
+            const unsigned int w = bp_load_u32(at BP_SITE_FWD);
             out[0] = bp_to_f32(T{(unsigned short)(w & 0xffffu)});
             out[1] = bp_to_f32(T{(unsigned short)(w >> 16)});
             return;
         }
     }
 #pragma unroll
-    for (int k = 0; k < V; ++k) out[k] = k < valid ? bp_to_f32(at[k]) : 0.f;
+    for (int k = 0; k < V; ++k) out[k] = k < valid ? bp_to_f32(bp_ld(at + k BP_SITE_FWD)) : 0.f;
 }
 
 template <typename T, int V>
-__device__ __forceinline__ void bp_store_channels(T *__restrict__ at, int valid, bool pairs, const float (&v)[V]) {
+__device__ __forceinline__ void bp_store_channels(T *__restrict__ at, int valid, bool pairs,
+                                                  const float (&v)[V] BP_SITE) {
     if constexpr (V == 2) {
         if (pairs) {
             const unsigned int lo = bp_from_f32<T>(v[0]).bits, hi = bp_from_f32<T>(v[1]).bits;
-            bp_store_u32(at, lo | (hi << 16));
+            bp_store_u32(at, lo | (hi << 16) BP_SITE_FWD);
             return;
         }
     }
 #pragma unroll
     for (int k = 0; k < V; ++k)
-        if (k < valid) at[k] = bp_from_f32<T>(v[k]);
+        if (k < valid) bp_st(at + k, bp_from_f32<T>(v[k]) BP_SITE_FWD);
 }
 
 // Moves a register ring of R input rows up by one (row 0, the oldest, drops out) so that the
@@ -118,6 +134,17 @@ __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restr
             bp_divmod(rest, strips, rcp_strips, rest, strip);
             bp_divmod(rest, C, p.rcp_c, n, c0);
         }
+#if BP_GATE_VARIANT == 2
+        // The performance gates' uncoalesced variant (model/, never in the library): lanes along
+        // strips, so neighbouring lanes read rows BP_STRIP_ROWS · S apart.
+        {
+            long long g;
+            bp_divmod(idx, strips, rcp_strips, rest, strip);
+            bp_divmod(rest, WO, p.rcp_wo, rest, jl);
+            bp_divmod(rest, groups, rcp_groups, n, g);
+            c0 = g * V;
+        }
+#endif
         const int j = (int)jl;
         it.c0 = c0;
         it.valid = L::channels_last ? (int)(C - c0 < V ? C - c0 : V) : 1;

@@ -36,6 +36,41 @@ struct Fiber {
     // Waiting at a warp collective: its op and this lane's data.
     bp_emu_warp_op warp_op = nullptr;
     void *warp_data = nullptr;
+    unsigned loop_iters = 0; // trace mode: work-loop iterations admitted so far
+};
+
+// One access (or mma) in trace mode, as the Rust side reads it (blurpool_emu::TraceEvent).
+struct TraceEvent {
+    unsigned long long addr; // the address the kernel used (before any redirection)
+    const char *file;        // the source line that made the access
+    unsigned line;
+    unsigned short thread;   // threadIdx.x
+    unsigned char size;      // bytes (0 for an mma)
+    unsigned char kind;      // BP_EMU_LOAD, BP_EMU_STORE, BP_EMU_MMA
+};
+static_assert(sizeof(TraceEvent) == 24, "TraceEvent layout must match emu/src/lib.rs");
+
+// An address range the kernel sees that is really another one (the hook test).
+struct Redirect {
+    const char *seen;
+    char *real;
+    unsigned long long len;
+};
+
+typedef int (*BlockCallback)(void *ctx, unsigned block, const TraceEvent *events, size_t n);
+
+// What a traced launch records and how it samples.
+struct Trace {
+    unsigned max_iters = 0;
+    const Redirect *redirects = nullptr;
+    size_t n_redirects = 0;
+    BlockCallback on_block = nullptr;
+    void *ctx = nullptr;
+    std::vector<TraceEvent> events; // of the block in progress
+    long long items_total = 0;
+    unsigned long long items_sampled = 0;
+    unsigned long long warp_iterations = 0; // admitted iterations of each warp's lane 0
+    unsigned blocks_run = 0;
 };
 
 // Per OS thread: the launch in progress.
@@ -47,6 +82,7 @@ struct Launch {
     const void *params = nullptr;
     const void *a = nullptr, *b = nullptr, *c = nullptr, *d = nullptr;
     void *out = nullptr;
+    Trace *trace = nullptr; // non-null in trace mode
 };
 thread_local Launch launch_state;
 
@@ -87,6 +123,34 @@ __attribute__((noinline)) void resume(Fiber &f) {
 } // namespace
 
 bp_emu_registrar::bp_emu_registrar(const char *name, bp_emu_entry entry) { registry()[name] = entry; }
+
+thread_local bool bp_emu_tracing = false;
+
+const void *bp_emu_trace(const void *at, unsigned size, unsigned kind, const char *file, unsigned line) {
+    Launch &L = launch_state;
+    Trace &t = *L.trace;
+    t.events.push_back({reinterpret_cast<unsigned long long>(at), file, line, (unsigned short)L.current->tid,
+                        (unsigned char)size, (unsigned char)kind});
+    const char *p = static_cast<const char *>(at);
+    for (size_t i = 0; i < t.n_redirects; ++i) {
+        const Redirect &r = t.redirects[i];
+        if (p >= r.seen && p < r.seen + r.len) return r.real + (p - r.seen);
+    }
+    return at;
+}
+
+bool bp_emu_loop_admit(bool per_block, long long total) {
+    if (!bp_emu_tracing) return true;
+    Launch &L = launch_state;
+    Trace &t = *L.trace;
+    Fiber &f = *L.current;
+    if (t.max_iters != 0 && f.loop_iters >= t.max_iters) return false;
+    ++f.loop_iters;
+    if (total > t.items_total) t.items_total = total;
+    if (!per_block || f.tid == 0) ++t.items_sampled;
+    if (f.tid % 32 == 0) ++t.warp_iterations;
+    return true;
+}
 
 void __syncthreads() {
     Launch &L = launch_state;
@@ -158,7 +222,9 @@ void mma_m16n8k16_op(void *const lanes[32]) {
 }
 } // namespace
 
-void bp_emu_mma_m16n8k16(bool bf16, const unsigned a[4], const unsigned b[2], float d[4]) {
+void bp_emu_mma_m16n8k16(bool bf16, const unsigned a[4], const unsigned b[2], float d[4], unsigned line,
+                         const char *file) {
+    if (bp_emu_tracing) bp_emu_trace(nullptr, 0, BP_EMU_MMA, file, line);
     MmaLane lane{bf16, a, b, d};
     bp_emu_warp_collective(&lane, mma_m16n8k16_op);
 }
@@ -179,13 +245,24 @@ const char *bp_emu_kernel_name(size_t i) {
     return it->first.c_str();
 }
 
-// Runs kernel `name` over grid × block threads (1-D). Returns 0, or writes why not into err.
-int bp_emu_launch(const char *name, unsigned grid, unsigned block, const void *params, const void *a,
-                  const void *b, const void *c, const void *d, void *out, char *err, size_t err_len) {
+}
+
+void bp_emu_variant_uncoalesced_anchor(); // variant_uncoalesced.cpp
+void bp_emu_variant_serialised_anchor();   // variant_serialised.cpp
+
+namespace {
+// Runs kernel `name` over grid × block threads (1-D), traced when `trace` is non-null. Returns
+// 0, or writes why not into err.
+int run_launch(const char *name, unsigned grid, unsigned block, const void *params, const void *a, const void *b,
+               const void *c, const void *d, void *out, Trace *trace, char *err, size_t err_len) {
     auto fail = [&](const std::string &msg) {
+        bp_emu_tracing = false;
+        launch_state.trace = nullptr;
         if (err && err_len) std::snprintf(err, err_len, "%s", msg.c_str());
         return 1;
     };
+    bp_emu_variant_uncoalesced_anchor();
+    bp_emu_variant_serialised_anchor();
     auto it = registry().find(name);
     if (it == registry().end()) return fail(std::string("no kernel named ") + name);
     if (grid == 0 || block == 0 || block > 1024) return fail("bad launch dimensions");
@@ -198,6 +275,8 @@ int bp_emu_launch(const char *name, unsigned grid, unsigned block, const void *p
     L.c = c;
     L.d = d;
     L.out = out;
+    L.trace = trace;
+    bp_emu_tracing = trace != nullptr;
     gridDim = {grid, 1, 1};
     blockDim = {block, 1, 1};
     // Fibers (and their stacks) are kept per OS thread and reused by later launches.
@@ -220,6 +299,7 @@ int bp_emu_launch(const char *name, unsigned grid, unsigned block, const void *p
             f.started = false;
             f.at_barrier = false;
             f.warp_op = nullptr;
+            f.loop_iters = 0;
             start_fiber(f, &L.scheduler);
         }
         // Run every runnable thread up to its next barrier, warp collective or end; then
@@ -263,10 +343,56 @@ int bp_emu_launch(const char *name, unsigned grid, unsigned block, const void *p
             }
             for (auto &f : fibers) f.at_barrier = false;
         }
+        if (trace) {
+            ++trace->blocks_run;
+            const bool more = trace->on_block(trace->ctx, bx, trace->events.data(), trace->events.size()) != 0;
+            trace->events.clear();
+            if (!more) break;
+        }
     }
     L.current = nullptr;
+    L.trace = nullptr;
+    bp_emu_tracing = false;
     if (!launch_fault.empty()) return fail(std::string(name) + ": " + launch_fault);
     return 0;
+}
+} // namespace
+
+extern "C" {
+
+int bp_emu_launch(const char *name, unsigned grid, unsigned block, const void *params, const void *a,
+                  const void *b, const void *c, const void *d, void *out, char *err, size_t err_len) {
+    return run_launch(name, grid, block, params, a, b, c, d, out, nullptr, err, err_len);
+}
+
+// The traced launch: as bp_emu_launch, with every hooked access recorded. After each block,
+// `on_block(ctx, block, events, n)` gets the block's events in the order they ran (each thread's
+// in program order); blocks run from 0 until the grid ends or on_block returns 0. Each thread
+// runs at most `max_iters` iterations of its work loop (0: no limit); `items` receives the work
+// loop's item count and the items the traced threads (per-block loops: blocks) ran,
+// `warp_iterations` the iterations each warp's lane 0 ran (summed), and `blocks_run` the blocks. Accesses inside a `redirects` range land at the same offset of
+// its `real` range.
+int bp_emu_launch_traced(const char *name, unsigned grid, unsigned block, const void *params, const void *a,
+                         const void *b, const void *c, const void *d, void *out, unsigned max_iters,
+                         const Redirect *redirects, size_t n_redirects, BlockCallback on_block, void *ctx,
+                         long long *items_total, unsigned long long *items_sampled,
+                         unsigned long long *warp_iterations, unsigned *blocks_run, char *err, size_t err_len) {
+    if (!on_block) {
+        if (err && err_len) std::snprintf(err, err_len, "%s", "a traced launch needs a block callback");
+        return 1;
+    }
+    Trace t;
+    t.max_iters = max_iters;
+    t.redirects = redirects;
+    t.n_redirects = n_redirects;
+    t.on_block = on_block;
+    t.ctx = ctx;
+    const int rc = run_launch(name, grid, block, params, a, b, c, d, out, &t, err, err_len);
+    *items_total = t.items_total;
+    *items_sampled = t.items_sampled;
+    *warp_iterations = t.warp_iterations;
+    *blocks_run = t.blocks_run;
+    return rc;
 }
 }
 

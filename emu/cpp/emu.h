@@ -66,6 +66,18 @@ inline void bp_emu_check_aligned(const void *at, unsigned long long align) {
     if (reinterpret_cast<unsigned long long>(at) % align != 0) bp_emu_fault("misaligned vector access");
 }
 
+// Trace mode, for the performance model (model/; bp_emu_launch_traced in emu.cpp): every access
+// the kernels make through bp_ld / bp_st (kernels/common.cuh) and every mma is recorded with its
+// source line, each thread runs at most a set number of iterations of its work loop
+// (BP_GRID_STRIDE_LOOP / BP_BLOCK_STRIDE_LOOP call bp_emu_loop_admit), and buffers may be
+// redirected: the kernel sees one address range, the access lands in another (the hook test).
+enum { BP_EMU_LOAD = 0, BP_EMU_STORE = 1, BP_EMU_MMA = 2 };
+extern thread_local bool bp_emu_tracing;
+// Records an access of `size` bytes at `at` and returns where it really goes.
+const void *bp_emu_trace(const void *at, unsigned size, unsigned kind, const char *file, unsigned line);
+// False once the calling thread has run its share of work-loop iterations; counts work items.
+bool bp_emu_loop_admit(bool per_block, long long total);
+
 // A warp collective: the calling thread's warp (32 consecutive threads) meets here; once all
 // 32 lanes have arrived at the same `op`, it runs once with their `lane_data` in lane order,
 // and the lanes go on. A lane that returns or waits at __syncthreads() instead is reported
@@ -80,7 +92,9 @@ void bp_emu_warp_collective(void *lane_data, bp_emu_warp_op op);
 // d2, d3 = (group+8, 2t, 2t+1); the lower-indexed element of a pair in the low 16 bits.
 // Products are exact in f32; the sums here are sequential in k (the hardware's order and
 // internal precision differ, within the tests' tolerances).
-void bp_emu_mma_m16n8k16(bool bf16, const unsigned a[4], const unsigned b[2], float d[4]);
+// (`line` and `file`: the call site, recorded in trace mode.)
+void bp_emu_mma_m16n8k16(bool bf16, const unsigned a[4], const unsigned b[2], float d[4],
+                         unsigned line = __builtin_LINE(), const char *file = __builtin_FILE());
 
 // Kernel registry: the instantiation macros in common.cuh register every entry point by its
 // symbol name, with its pointer arguments type-erased.
