@@ -1,11 +1,16 @@
-//! `blurpool bench`: the copy roofline, then every workload of the suite (or one shape), with a
-//! progress bar; prints a table per shape/dtype/layout and writes bench.json, bench.csv and
-//! bench.svg into `--out`.
+//! `blurpool bench`: the rooflines, then every workload of the suite (or one shape), each path
+//! timed cold (L2 flushed before each sample, medians with their spread, the SM clock measured
+//! beside them); prints a table per workload and writes bench.json, bench.csv and bench.svg
+//! into `--out`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use blurpool::{DType, Layout, Shape4};
-use blurpool_testkit::bench::{copy_path, host_overhead, prepare, time_path, BenchOp, Workload};
+use blurpool_testkit::bench::measure::{measure_clocks, HarnessKernels};
+use blurpool_testkit::bench::roofline::{copy_path, read_mostly_path, read_ratio};
+use blurpool_testkit::bench::{host_overhead, peak_flops, prepare, ColdTimer, MeasureConfig};
+use blurpool_testkit::workloads::{suite, BenchOp};
 use blurpool_testkit::Gpu;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -17,8 +22,8 @@ pub struct BenchArgs {
     #[arg(long, value_parser = parse_shape)]
     pub shape: Option<Shape4>,
     /// Operators (comma-separated): max_blur_pool, blur_pool, conv_blur_pool_dw,
-    /// conv_blur_pool_dense, max_blur_pool_bwd.
-    #[arg(long, value_delimiter = ',', default_value = "max_blur_pool,blur_pool,conv_blur_pool_dw,conv_blur_pool_dense,max_blur_pool_bwd", value_parser = parse_op)]
+    /// conv_blur_pool_dense, max_blur_pool_bwd, blur_pool_bwd, conv_blur_pool_dw_bwd.
+    #[arg(long, value_delimiter = ',', default_value = "max_blur_pool,blur_pool,conv_blur_pool_dw,conv_blur_pool_dense,max_blur_pool_bwd,blur_pool_bwd,conv_blur_pool_dw_bwd", value_parser = parse_op)]
     pub ops: Vec<BenchOp>,
     /// Element types (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "f16,bf16,f32")]
@@ -26,16 +31,58 @@ pub struct BenchArgs {
     /// Layouts (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "nchw,nhwc")]
     pub layouts: Vec<Layout>,
-    /// Timed launches per measurement (after untimed warm-up); fewer for paths slower than
-    /// 10 ms a launch, so that one measurement takes about half a second (at least 3).
-    #[arg(long, default_value_t = 50)]
-    pub iters: usize,
+    /// Cold samples per measurement: at least this many ...
+    #[arg(long, default_value_t = 10)]
+    pub min_samples: usize,
+    /// ... and at most this many.
+    #[arg(long, default_value_t = 200)]
+    pub max_samples: usize,
+    /// Stop sampling once the relative standard deviation is below this (and 0.1 s of GPU time
+    /// has been sampled).
+    #[arg(long, default_value_t = 0.01)]
+    pub max_noise: f64,
+    /// Wall-clock cap per measurement, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub timeout_ms: u64,
     /// Where bench.json, bench.csv and bench.svg go.
     #[arg(long, default_value = "bench-results")]
     pub out: PathBuf,
     /// No progress bar (logs, CI).
     #[arg(long)]
     pub quiet: bool,
+}
+
+impl BenchArgs {
+    /// The suite's defaults for `shape` (None: every shape), `ops`, `dtypes` and `layouts`.
+    pub fn for_suite(
+        shape: Option<Shape4>,
+        ops: Vec<BenchOp>,
+        dtypes: Vec<DType>,
+        layouts: Vec<Layout>,
+    ) -> BenchArgs {
+        BenchArgs {
+            shape,
+            ops,
+            dtypes,
+            layouts,
+            min_samples: 10,
+            max_samples: 200,
+            max_noise: 0.01,
+            timeout_ms: 2000,
+            out: "bench-results".into(),
+            quiet: true,
+        }
+    }
+
+    fn measure_config(&self) -> MeasureConfig {
+        MeasureConfig {
+            min_samples: self.min_samples.max(1),
+            max_samples: self.max_samples.max(self.min_samples.max(1)),
+            max_noise: self.max_noise,
+            timeout: Duration::from_millis(self.timeout_ms),
+            ..MeasureConfig::default()
+        }
+    }
 }
 
 fn parse_shape(s: &str) -> Result<Shape4, String> {
@@ -68,53 +115,39 @@ pub struct Row {
     pub dtype: String,
     pub layout: String,
     pub path: String,
+    /// The kernels the path launches, `+`-separated.
+    pub kernels: String,
+    pub samples: usize,
+    /// Median of the cold samples, and their 10th / 90th percentiles.
     pub time_us: f64,
+    pub p10_us: f64,
+    pub p90_us: f64,
+    pub rel_stdev: f64,
     /// Minimum bytes of the fused operator (the same for every path of a workload).
     pub bytes: u64,
     pub gb_per_s: f64,
+    /// The 1:1 device copy of the input, and the read-mostly stream with the workload's
+    /// read:write ratio (`read_ratio`:1), measured the same way.
     pub copy_gb_per_s: f64,
+    pub read_mostly_gb_per_s: f64,
+    pub read_ratio: u32,
     pub pct_of_copy: f64,
+    pub pct_of_read_mostly: f64,
+    /// Dense conv only: useful TFLOP/s (the stride-1 conv map) and % of the dtype's peak.
+    pub tflops: Option<f64>,
+    pub pct_of_peak: Option<f64>,
+    /// SM clock measured after the workload (MHz).
+    pub sm_mhz: f64,
     /// This path's time over the fused kernel's (>1: fused is faster).
     pub fused_speedup: f64,
 }
 
-/// The suite of the issue: ResNet stem and deeper stages, MobileNet-style depthwise.
-fn suite(op: BenchOp) -> Vec<Shape4> {
-    match op {
-        // The v1 dense conv kernel recomputes the conv per blur tap; keep its shapes moderate.
-        BenchOp::ConvBlurPoolDense => {
-            vec![Shape4::new(64, 64, 112, 112), Shape4::new(64, 256, 56, 56)]
-        }
-        BenchOp::ConvBlurPoolDepthwise => {
-            vec![Shape4::new(64, 96, 112, 112), Shape4::new(64, 256, 56, 56)]
-        }
-        _ => vec![
-            Shape4::new(64, 64, 112, 112),
-            Shape4::new(64, 256, 56, 56),
-            Shape4::new(64, 512, 28, 28),
-            Shape4::new(256, 64, 112, 112),
-        ],
-    }
-}
-
 pub fn bench(g: &Gpu, a: &BenchArgs) -> Result<Vec<Row>, String> {
     let device = g.ctx.name().unwrap_or_default();
-    let mut workloads = Vec::new();
-    for &op in &a.ops {
-        let shapes = a.shape.map_or_else(|| suite(op), |s| vec![s]);
-        for shape in shapes {
-            for &dtype in &a.dtypes {
-                for &layout in &a.layouts {
-                    workloads.push(Workload {
-                        op,
-                        shape,
-                        dtype,
-                        layout,
-                    });
-                }
-            }
-        }
-    }
+    let workloads = suite(&a.ops, a.shape, &a.dtypes, &a.layouts);
+    let cfg = a.measure_config();
+    let harness = HarnessKernels::load(g)?;
+    let mut timer = ColdTimer::new(g)?;
     let bar = if a.quiet {
         ProgressBar::hidden()
     } else {
@@ -124,74 +157,80 @@ pub fn bench(g: &Gpu, a: &BenchArgs) -> Result<Vec<Row>, String> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed} {msg}")
             .map_err(|e| e.to_string())?,
     );
+    let clocks = measure_clocks(g, &harness)?;
     println!(
-        "Benchmarking on {device} ({} workloads, kernels: {:?}); GB/s over the minimum bytes \
-         (input once + output once + weights), % of the device-to-device copy of the same input.",
+        "Benchmarking on {device} ({} workloads, kernels: {:?}); SM clock {:.0} MHz measured (max \
+         {:.0}). Cold samples (L2 flushed before each), median [p10, p90]; GB/s over the minimum \
+         bytes; % of the 1:1 copy and of the read-mostly stream measured the same way.",
         workloads.len(),
-        g.kernels.source()
+        g.kernels.source(),
+        clocks.sm_mhz,
+        clocks.sm_max_mhz
     );
     let mut rows = Vec::new();
-    let mut roofline: Vec<(u64, f64)> = Vec::new();
+    let mut copies: Vec<(u64, f64)> = Vec::new();
+    let mut streams: Vec<((u64, u32), f64)> = Vec::new();
     for w in &workloads {
-        bar.set_message(format!(
-            "{} {} {} {}",
-            w.op.name(),
-            w.shape,
-            w.dtype.name(),
-            w.layout.name()
-        ));
+        bar.set_message(w.label());
         let mut prepared = match prepare(g, w) {
             Ok(p) => p,
             Err(e) => {
-                bar.println(format!(
-                    "skipped {} {} {} {}: {e}",
-                    w.op.name(),
-                    w.shape,
-                    w.dtype.name(),
-                    w.layout.name()
-                ));
+                bar.println(format!("skipped {}: {e}", w.label()));
                 bar.inc(1);
                 continue;
             }
         };
-        // The roofline of this input size (measured once per size).
-        let copy_bw = match roofline.iter().find(|(b, _)| *b == prepared.input_bytes) {
+        let copy_bw = match copies.iter().find(|(b, _)| *b == prepared.input_bytes) {
             Some(&(_, bw)) => bw,
             None => {
                 let (mut copy, moved) = copy_path(g, prepared.input_bytes as usize)?;
-                let t = time_path(&g.stream, &mut copy, 5, a.iters)?;
-                let bw = moved as f64 / t.as_secs_f64();
-                roofline.push((prepared.input_bytes, bw));
+                let t = timer.measure(&mut copy.run, &cfg)?;
+                let bw = moved as f64 / t.median;
+                copies.push((prepared.input_bytes, bw));
+                bw
+            }
+        };
+        let k = read_ratio(prepared.read_bytes, prepared.write_bytes);
+        let stream_bw = match streams
+            .iter()
+            .find(|(key, _)| *key == (prepared.write_bytes, k))
+        {
+            Some(&(_, bw)) => bw,
+            None => {
+                let (mut p, moved) = read_mostly_path(g, &harness, prepared.write_bytes, k)?;
+                let t = timer.measure(&mut p.run, &cfg)?;
+                let bw = moved as f64 / t.median;
+                streams.push(((prepared.write_bytes, k), bw));
                 bw
             }
         };
         let mut times = Vec::new();
         for path in prepared.paths.iter_mut() {
-            let probe = time_path(&g.stream, path, 1, 1)?.as_secs_f64();
-            let iters = ((0.5 / probe.max(1e-9)) as usize).clamp(3, a.iters.max(3));
-            let t = time_path(&g.stream, path, 5.min(iters), iters)?;
-            times.push((path.name.clone(), t.as_secs_f64()));
+            let t = timer.measure(&mut path.run, &cfg)?;
+            times.push((path.name.clone(), path.kernels.join(" + "), t));
         }
         g.ctx.check_err().map_err(|e| e.to_string())?;
+        let sm_mhz = measure_clocks(g, &harness)?.sm_mhz;
         let fused = times
             .iter()
-            .find(|(n, _)| n == "fused")
-            .map(|t| t.1)
+            .find(|(n, _, _)| n == "fused")
+            .map(|t| t.2.median)
             .unwrap_or(f64::NAN);
         let mut lines = vec![format!(
-            "\n{} {} {} {} — copy roofline {:.0} GB/s",
-            w.op.name(),
-            w.shape,
-            w.dtype.name(),
-            w.layout.name(),
-            copy_bw / 1e9
+            "\n{} — copy {:.0} GB/s, read-mostly {k}:1 {:.0} GB/s, SM {:.0} MHz",
+            w.label(),
+            copy_bw / 1e9,
+            stream_bw / 1e9,
+            sm_mhz
         )];
         lines.push(format!(
-            "  {:<20} {:>10} {:>9} {:>8} {:>10}",
-            "path", "time µs", "GB/s", "% copy", "fused is"
+            "  {:<18} {:>22} {:>8} {:>7} {:>7} {:>8} {:>8}  kernels",
+            "path", "time µs [p10, p90]", "GB/s", "% copy", "% rm", "TFLOP/s", "fused is"
         ));
-        for (name, t) in &times {
-            let bw = prepared.min_bytes as f64 / t;
+        for (name, kernels, t) in &times {
+            let bw = prepared.min_bytes as f64 / t.median;
+            let tflops = prepared.conv_flops.map(|f| f / t.median / 1e12);
+            let peak = peak_flops(&device, w.dtype);
             let row = Row {
                 device: device.clone(),
                 op: w.op.name().into(),
@@ -199,16 +238,36 @@ pub fn bench(g: &Gpu, a: &BenchArgs) -> Result<Vec<Row>, String> {
                 dtype: w.dtype.name().into(),
                 layout: w.layout.name().into(),
                 path: name.clone(),
-                time_us: t * 1e6,
+                kernels: kernels.clone(),
+                samples: t.samples,
+                time_us: t.median * 1e6,
+                p10_us: t.p10 * 1e6,
+                p90_us: t.p90 * 1e6,
+                rel_stdev: t.rel_stdev,
                 bytes: prepared.min_bytes,
                 gb_per_s: bw / 1e9,
                 copy_gb_per_s: copy_bw / 1e9,
+                read_mostly_gb_per_s: stream_bw / 1e9,
+                read_ratio: k,
                 pct_of_copy: 100.0 * bw / copy_bw,
-                fused_speedup: t / fused,
+                pct_of_read_mostly: 100.0 * bw / stream_bw,
+                tflops,
+                pct_of_peak: tflops.zip(peak).map(|(t, p)| 100.0 * t * 1e12 / p),
+                sm_mhz,
+                fused_speedup: t.median / fused,
             };
             lines.push(format!(
-                "  {:<20} {:>10.1} {:>9.0} {:>7.1}% {:>9.2}×",
-                row.path, row.time_us, row.gb_per_s, row.pct_of_copy, row.fused_speedup
+                "  {:<18} {:>8.1} [{:>6.1}, {:>6.1}] {:>8.0} {:>6.1}% {:>6.1}% {:>8} {:>7.2}×  {}",
+                row.path,
+                row.time_us,
+                row.p10_us,
+                row.p90_us,
+                row.gb_per_s,
+                row.pct_of_copy,
+                row.pct_of_read_mostly,
+                row.tflops.map_or("-".into(), |t| format!("{t:.1}")),
+                row.fused_speedup,
+                row.kernels
             ));
             rows.push(row);
         }
@@ -228,6 +287,8 @@ pub fn bench(g: &Gpu, a: &BenchArgs) -> Result<Vec<Row>, String> {
     let host_json = serde_json::json!({
         "forward_us": host.forward_us,
         "forward_raw_us": host.forward_raw_us,
+        "sm_mhz_at_start": clocks.sm_mhz,
+        "sm_max_mhz": clocks.sm_max_mhz,
     });
     std::fs::write(
         a.out.join("host_overhead.json"),
@@ -317,11 +378,22 @@ mod tests {
             dtype: "f16".into(),
             layout: "nhwc".into(),
             path: path.into(),
+            kernels: "k1 + k2".into(),
+            samples: 10,
             time_us: 10.0,
+            p10_us: 9.0,
+            p90_us: 11.0,
+            rel_stdev: 0.01,
             bytes: 1000,
             gb_per_s: 0.1,
             copy_gb_per_s: 0.2,
+            read_mostly_gb_per_s: 0.25,
+            read_ratio: 4,
             pct_of_copy: pct,
+            pct_of_read_mostly: pct * 0.8,
+            tflops: None,
+            pct_of_peak: None,
+            sm_mhz: 1980.0,
             fused_speedup: 1.0,
         }
     }
@@ -346,7 +418,7 @@ mod tests {
         let csv = std::fs::read_to_string(dir.join("bench.csv")).unwrap();
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 4, "{csv}");
-        assert!(lines[0].starts_with("device,op,shape,dtype,layout,path,time_us"));
+        assert!(lines[0].starts_with("device,op,shape,dtype,layout,path,kernels,samples,time_us"));
         let svg = std::fs::read_to_string(dir.join("bench.svg")).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("separate"), "{svg}");
         std::fs::remove_dir_all(&dir).unwrap();

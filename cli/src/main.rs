@@ -79,15 +79,12 @@ fn run() -> Result<(), String> {
             verify(&g, None)?;
             bench::bench(
                 &g,
-                &bench::BenchArgs {
-                    shape: Some(Shape4::new(32, 64, 112, 112)),
-                    ops: vec![blurpool_testkit::bench::BenchOp::MaxBlurPool],
-                    dtypes: vec![DType::F16],
-                    layouts: Layout::ALL.to_vec(),
-                    iters: 50,
-                    out: "bench-results".into(),
-                    quiet: true,
-                },
+                &bench::BenchArgs::for_suite(
+                    Some(Shape4::new(32, 64, 112, 112)),
+                    vec![blurpool_testkit::workloads::BenchOp::MaxBlurPool],
+                    vec![DType::F16],
+                    Layout::ALL.to_vec(),
+                ),
             )
             .map(|_| ())
         }

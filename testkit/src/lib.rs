@@ -6,7 +6,9 @@
 //!   same kernels (`blurpool-emu`), sharing [`blurpool::cuda::LaunchPlan`]s.
 //! * [`matrix`]: the test matrix (every operator × dtype × layout × pad mode × filter × …),
 //!   as a representative sample by default and in full with `BLURPOOL_FULL_MATRIX=1` (CI).
-//! * [`bench`]: benchmark workloads shared by the CLI's `bench` and the criterion benches.
+//! * [`workloads`]: the benchmark suite (operators, shapes, dtypes, layouts), without a GPU:
+//!   what the CLI's `bench`, the criterion benches and the performance model all run.
+//! * [`bench`]: the GPU side of the benchmarks (buffers, paths, timing).
 //! * [`data`]: random inputs (never zero) and the poison value.
 
 pub mod bench;
@@ -15,6 +17,7 @@ pub mod data;
 pub mod emu;
 pub mod gpu;
 pub mod matrix;
+pub mod workloads;
 
 pub use check::{check_backward_case, check_case, check_in_dtype, GradsOf, Runner};
 pub use data::{random_vec, CaseData, TestElement, POISON};
