@@ -317,16 +317,31 @@ mod tests {
     /// contiguous, rows 128 B apart, read twice), then stores one word.
     fn trace(rows: u64) -> LaunchTrace {
         let base = 0x100000u64;
-        let map = AddressMap::from_ranges(vec![(base, base + (1 << 20)), (base + (2 << 20), base + (3 << 20))]);
+        let map = AddressMap::from_ranges(vec![
+            (base, base + (1 << 20)),
+            (base + (2 << 20), base + (3 << 20)),
+        ]);
         let mut events = Vec::new();
         for t in 0..32u16 {
             for pass in 0..2u32 {
                 for r in 0..rows {
                     let line = if pass == 0 { 1 } else { 2 }; // two sites
-                    events.push(TraceEvent::synthetic(base + 128 * r + 4 * t as u64, line, t, 4, AccessKind::Load));
+                    events.push(TraceEvent::synthetic(
+                        base + 128 * r + 4 * t as u64,
+                        line,
+                        t,
+                        4,
+                        AccessKind::Load,
+                    ));
                 }
             }
-            events.push(TraceEvent::synthetic(base + (2 << 20) + 4 * t as u64, 3, t, 4, AccessKind::Store));
+            events.push(TraceEvent::synthetic(
+                base + (2 << 20) + 4 * t as u64,
+                3,
+                t,
+                4,
+                AccessKind::Store,
+            ));
         }
         let (mut sites, mut sectors, mut touched) = (SiteTable::default(), Vec::new(), vec![0; 2]);
         let reqs = group_block(&events, 32, &map, &mut sites, &mut sectors, &mut touched);
@@ -361,7 +376,10 @@ mod tests {
         // An L1 of 4 lines cannot hold 16: the second pass misses L1, hits L2.
         let s = simulate(&trace(16), &cfg(512));
         assert_eq!(s.l1_hit_sectors, 0.0);
-        assert_eq!((s.l2_read_sectors, s.l2_hit_sectors, s.dram_read_sectors), (128.0, 64.0, 64.0));
+        assert_eq!(
+            (s.l2_read_sectors, s.l2_hit_sectors, s.dram_read_sectors),
+            (128.0, 64.0, 64.0)
+        );
         assert_eq!((s.ld_req_l1, s.ld_req_l2, s.ld_req_dram), (0.0, 16.0, 16.0));
     }
 }
