@@ -1,18 +1,20 @@
 """PyTorch binding of libblurpool: fused anti-aliased downsampling (MaxBlurPool, BlurPool,
-ConvBlurPool) on CUDA tensors, through the C ABI (ctypes) and one ``torch.library`` custom op
+ConvBlurPool) through the C ABI (ctypes) and one ``torch.library`` custom op
 (``torch.ops.blurpool.forward``) that torch.compile treats as a single op.
 
 * Functions (kornia's signatures): :func:`blur_pool2d`, :func:`max_blur_pool2d`, and
   :func:`conv_blur_pool2d`; :func:`apply` runs any :class:`Desc`.
-* Modules with the libraries' arguments: :class:`BlurPool` and :class:`MaxBlurPool`
-  (antialiased-cnns), :class:`MaxBlurPool2D` (kornia), :class:`BlurPool2d` (timm),
-  :class:`ConvBlurPool2d`.
+* Modules with the libraries' arguments, buffers and state_dict keys: :class:`BlurPool` and
+  :class:`MaxBlurPool` (antialiased-cnns), :class:`BlurPool2D` and :class:`MaxBlurPool2D`
+  (kornia), :class:`BlurPool2d` (timm, usable as ``aa_layer``), :class:`ConvBlurPool2d`.
+* :func:`convert` swaps those libraries' layers in an existing model, in place.
 * The CPU reference through the same C ABI: :func:`reference` and ``reference_*``.
 
-Inputs: 4-D CUDA tensors, float32/float16/bfloat16, contiguous or channels_last; the kernel
-runs on ``torch.cuda.current_stream()`` and the output keeps the input's memory format.
-The library (libblurpool.so) is found at run time: ``BLURPOOL_LIB``, next to this package, or
-the repository's ``target/release``.
+Where it runs: CUDA tensors of float32/float16/bfloat16, contiguous or channels_last, take the
+fused kernels on ``torch.cuda.current_stream()`` (output in the input's memory format); CPU and
+meta tensors and float64 take the same operator composed from torch ops, as the libraries
+compute it. Autograd on both. ``pip install ./python`` ships libblurpool inside the package
+(else: ``BLURPOOL_LIB``, or the repository's ``target/release``).
 """
 
 from ._lib import (
@@ -23,7 +25,8 @@ from ._lib import (
     LibraryNotFoundError,
     lib,
 )
-from .modules import BlurPool, BlurPool2d, ConvBlurPool2d, MaxBlurPool, MaxBlurPool2D
+from .convert import ConversionReport, PassThrough, convert
+from .modules import BlurPool, BlurPool2D, BlurPool2d, ConvBlurPool2d, MaxBlurPool, MaxBlurPool2D
 from .ops import (
     apply,
     blur_pool2d,
@@ -33,13 +36,16 @@ from .ops import (
     reference_blur_pool2d,
     reference_conv_blur_pool2d,
     reference_max_blur_pool2d,
+    uses_kernels,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BlurPool",
+    "BlurPool2D",
     "BlurPool2d",
+    "ConversionReport",
     "BlurpoolConfigError",
     "BlurpoolError",
     "BlurpoolNoDriverError",
@@ -48,13 +54,16 @@ __all__ = [
     "LibraryNotFoundError",
     "MaxBlurPool",
     "MaxBlurPool2D",
+    "PassThrough",
     "apply",
     "blur_pool2d",
     "conv_blur_pool2d",
+    "convert",
     "lib",
     "max_blur_pool2d",
     "reference",
     "reference_blur_pool2d",
     "reference_conv_blur_pool2d",
     "reference_max_blur_pool2d",
+    "uses_kernels",
 ]

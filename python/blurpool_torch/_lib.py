@@ -2,7 +2,8 @@
 
 The library is found, in order, at:
   1. the path in the environment variable ``BLURPOOL_LIB``;
-  2. ``libblurpool.so`` next to this package;
+  2. inside this package: the copy ``pip install`` builds and ships
+     (``libblurpool.cpython-*.so``, setuptools-rust's name for it), or a ``libblurpool.so``;
   3. ``$CARGO_TARGET_DIR/release`` and ``<repo>/target/release`` (then ``debug``), searching
      upwards from this file, so a source checkout works after
      ``cargo build --release -p blurpool-capi``.
@@ -62,6 +63,7 @@ _PAD_NAMES = {
 }
 
 # blurpool_activation
+ACT_IDENTITY, ACT_RELU, ACT_RELU6 = 0, 1, 2
 _ACT_NAMES = {"identity": 0, "none": 0, "linear": 0, "relu": 1, "relu6": 2}
 
 
@@ -165,7 +167,7 @@ INT_FIELDS = tuple(n for n, t in OpDesc._fields_ if t is ctypes.c_int32)
 
 def _candidates() -> list:
     here = Path(__file__).resolve().parent
-    out = [here / LIB_NAME]
+    out = sorted(here.glob("libblurpool.*.so")) + [here / LIB_NAME]
     target = os.environ.get("CARGO_TARGET_DIR")
     dirs = [Path(target)] if target else []
     for parent in [here, *here.parents]:
@@ -311,10 +313,24 @@ class Desc:
     """An operator descriptor (``blurpool_op_desc``). Build one with the preset class methods
     (each library's geometry) or from a raw :class:`OpDesc`; it is immutable by convention."""
 
-    __slots__ = ("raw",)
+    __slots__ = ("raw", "_plain")
 
     def __init__(self, raw: OpDesc):
         self.raw = raw
+        self._plain = None
+        self.plain()
+
+    def plain(self) -> dict:
+        """The descriptor's fields as plain Python values (ints and float tuples), computed once
+        when the descriptor is made: what the torch-ops path reads, so that torch.compile never
+        traces into ctypes."""
+        if self._plain is None:
+            r = self.raw
+            d = {n: int(getattr(r, n)) for n in INT_FIELDS}
+            d["taps_y"] = tuple(float(r.taps_y[i]) for i in range(r.taps_y_len))
+            d["taps_x"] = tuple(float(r.taps_x[i]) for i in range(r.taps_x_len))
+            self._plain = d
+        return self._plain
 
     # -- presets --------------------------------------------------------------------------
     @classmethod

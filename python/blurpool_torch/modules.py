@@ -1,8 +1,14 @@
-"""nn.Module drop-ins with the libraries' constructor arguments.
+"""nn.Module drop-ins with the constructor arguments, buffers and state_dict keys of the modules
+they mirror (timm's ``device=``/``dtype=`` included), so that a model built with them loads the
+original's checkpoints with ``strict=True``.
 
 Each module holds its :class:`~blurpool_torch.Desc` (built once, in ``__init__``, so bad
-arguments fail there), runs the fused CUDA kernel in ``forward`` and the CPU reference in
-``reference``. Forward only (no autograd formula yet).
+arguments fail there). ``forward`` runs the fused CUDA kernel on CUDA tensors (float32, float16,
+bfloat16) and the same operator composed from torch ops everywhere else (CPU, meta, float64), with
+autograd on both; ``reference`` runs the C ABI's CPU reference.
+
+The blur filter buffers (``filt``, ``kernel``) are kept for the state_dict and for code that
+reads them; the operator uses the descriptor's binomial taps, which are the same numbers.
 """
 
 from __future__ import annotations
@@ -13,13 +19,36 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from . import ops
-from ._lib import Desc
+from . import _torch_path, ops
+from ._lib import Desc, _integer
 
 
 def _check_channels(layer: str, channels: Optional[int], x: Tensor):
     if channels is not None and isinstance(x, Tensor) and x.dim() == 4 and x.shape[1] != channels:
         raise ValueError(f"{layer} was built for {channels} channels but the input has {x.shape[1]}")
+
+
+def _channels(name: str, v, optional: bool = False) -> Optional[int]:
+    if v is None and optional:
+        return None
+    v = _integer(name, v)
+    if not 1 <= v < 2**31:
+        raise ValueError(f"{name} must be in 1 .. 2^31 − 1 (docs/SPEC.md §1), got {v}")
+    return v
+
+
+def _filter_buffer(desc: Desc, channels: Optional[int], device, dtype, materialise: bool = True) -> Tensor:
+    """(channels or 1) × 1 × F × F copies of the blur filter (float32 unless ``dtype``): real
+    copies when the buffer is persistent (its shape is in checkpoints), else an expanded view."""
+    f = _torch_path.blur_filter(desc, torch.float32, "cpu")[None, None]
+    f = f.to(device=device, dtype=dtype if dtype is not None else torch.float32)
+    c = channels or 1
+    if not materialise:
+        return f.expand(c, 1, f.shape[2], f.shape[3])
+    try:
+        return f.repeat(c, 1, 1, 1)
+    except RuntimeError as e:  # the allocator's "can't allocate memory"
+        raise MemoryError(f"cannot allocate the {c}×1×{f.shape[2]}×{f.shape[3]} filter buffer: {e}") from None
 
 
 class _DescModule(nn.Module):
@@ -31,19 +60,30 @@ class _DescModule(nn.Module):
         return ops.apply(x, self.desc)
 
     def reference(self, x: Tensor) -> Tensor:
-        """The same layer by the CPU reference (CPU tensors)."""
+        """The same layer by the C ABI's CPU reference (CPU tensors)."""
         _check_channels(type(self).__name__, self.channels, x)
         return ops.reference(x, self.desc)
 
 
 class BlurPool(_DescModule):
-    """antialiased-cnns ``BlurPool(channels, pad_type='reflect', filt_size=4, stride=2, pad_off=0)``."""
+    """antialiased-cnns ``BlurPool(channels, pad_type='reflect', filt_size=4, stride=2, pad_off=0)``,
+    with its persistent ``filt`` buffer (channels × 1 × F × F)."""
 
-    def __init__(self, channels: int, pad_type: str = "reflect", filt_size: int = 4, stride: int = 2, pad_off: int = 0):
+    def __init__(
+        self,
+        channels: int,
+        pad_type: str = "reflect",
+        filt_size: int = 4,
+        stride: int = 2,
+        pad_off: int = 0,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
-        self.channels = channels
+        self.channels = _channels("channels", channels)
         self.pad_type, self.filt_size, self.stride, self.pad_off = pad_type, filt_size, stride, pad_off
         self.desc = Desc.antialiased_cnns_blur_pool(pad_type, filt_size, stride, pad_off)
+        self.register_buffer("filt", _filter_buffer(self.desc, self.channels, device, dtype))
 
     def extra_repr(self):
         return (
@@ -52,9 +92,11 @@ class BlurPool(_DescModule):
         )
 
 
-class MaxBlurPool(_DescModule):
+class MaxBlurPool(nn.Sequential):
     """antialiased-cnns' models' ``nn.Sequential(nn.MaxPool2d(max_kernel, stride=1,
-    padding=max_padding), BlurPool(channels, pad_type, filt_size, stride, pad_off))``, fused."""
+    padding=max_padding), BlurPool(channels, pad_type, filt_size, stride, pad_off))``, fused into
+    one operator. It is that Sequential (children ``0`` and ``1``, so state_dict keys such as
+    ``maxpool.1.filt`` stay), with a fused ``forward``."""
 
     def __init__(
         self,
@@ -65,40 +107,77 @@ class MaxBlurPool(_DescModule):
         filt_size: int = 4,
         stride: int = 2,
         pad_off: int = 0,
+        device=None,
+        dtype=None,
     ):
-        super().__init__()
-        self.channels = channels
-        self.desc = Desc.antialiased_cnns_max_blur_pool(max_kernel, max_padding, pad_type, filt_size, stride, pad_off)
-        self._repr = (
-            f"{channels}, max_kernel={max_kernel}, max_padding={max_padding}, pad_type={pad_type!r}, "
-            f"filt_size={filt_size}, stride={stride}, pad_off={pad_off}"
+        desc = Desc.antialiased_cnns_max_blur_pool(max_kernel, max_padding, pad_type, filt_size, stride, pad_off)
+        super().__init__(
+            nn.MaxPool2d(max_kernel, stride=1, padding=max_padding),
+            BlurPool(channels, pad_type, filt_size, stride, pad_off, device=device, dtype=dtype),
         )
+        self.desc = desc
+        self.channels = self[1].channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_channels("MaxBlurPool", self.channels, x)
+        return ops.apply(x, self.desc)
+
+    def reference(self, x: Tensor) -> Tensor:
+        """The same layer by the C ABI's CPU reference (CPU tensors)."""
+        _check_channels("MaxBlurPool", self.channels, x)
+        return ops.reference(x, self.desc)
+
+
+class BlurPool2D(_DescModule):
+    """kornia ``BlurPool2D(kernel_size, stride=2)``, with its non-persistent ``kernel`` buffer."""
+
+    def __init__(self, kernel_size, stride: int = 2, device=None, dtype=None):
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+        self.desc = ops.blur_pool2d_desc(kernel_size, stride)
+        self.register_buffer("kernel", _filter_buffer(self.desc, None, device, dtype)[0, 0], persistent=False)
 
     def extra_repr(self):
-        return self._repr
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
 
 
 class MaxBlurPool2D(_DescModule):
-    """kornia ``MaxBlurPool2D(kernel_size, stride=2, max_pool_size=2, ceil_mode=False)``, fused."""
+    """kornia ``MaxBlurPool2D(kernel_size, stride=2, max_pool_size=2, ceil_mode=False)``, fused,
+    with its non-persistent ``kernel`` buffer."""
 
-    def __init__(self, kernel_size: int, stride: int = 2, max_pool_size: int = 2, ceil_mode: bool = False):
+    def __init__(
+        self, kernel_size, stride: int = 2, max_pool_size: int = 2, ceil_mode: bool = False, device=None, dtype=None
+    ):
         super().__init__()
         self.kernel_size, self.stride, self.max_pool_size, self.ceil_mode = kernel_size, stride, max_pool_size, ceil_mode
         self.desc = ops.max_blur_pool2d_desc(kernel_size, stride, max_pool_size, ceil_mode)
+        self.register_buffer("kernel", _filter_buffer(self.desc, None, device, dtype)[0, 0], persistent=False)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, max_pool_size={self.max_pool_size}"
 
 
 class BlurPool2d(_DescModule):
-    """timm ``BlurPool2d(channels=None, filt_size=3, stride=2, pad_mode='reflect')``
-    (``pad_mode`` 'reflect' or 'constant')."""
+    """timm ``BlurPool2d(channels=None, filt_size=3, stride=2, pad_mode='reflect', device=None,
+    dtype=None)`` (``pad_mode`` 'reflect' or 'constant'), with its non-persistent ``filt`` buffer
+    ((channels or 1) × 1 × F × F). Usable as timm's ``aa_layer``."""
 
-    def __init__(self, channels: Optional[int] = None, filt_size: int = 3, stride: int = 2, pad_mode: str = "reflect"):
+    def __init__(
+        self,
+        channels: Optional[int] = None,
+        filt_size: int = 3,
+        stride: int = 2,
+        pad_mode: str = "reflect",
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
-        self.channels = channels
+        self.channels = _channels("channels", channels, optional=True)
         self.filt_size, self.stride, self.pad_mode = filt_size, stride, pad_mode
         self.desc = Desc.timm_blur_pool2d(filt_size, stride, pad_mode)
+        self.register_buffer(
+            "filt", _filter_buffer(self.desc, self.channels, device, dtype, materialise=False), persistent=False
+        )
 
     def extra_repr(self):
         return f"channels={self.channels}, filt_size={self.filt_size}, stride={self.stride}, pad_mode={self.pad_mode!r}"
@@ -130,6 +209,8 @@ class ConvBlurPool2d(nn.Module):
         dtype=None,
     ):
         super().__init__()
+        in_channels = _channels("in_channels", in_channels)
+        out_channels = _channels("out_channels", out_channels)
         self.desc = ops.conv_blur_pool2d_desc(
             in_channels, out_channels, kernel_size, padding, groups, bias, activation, filt_size, stride, pad_type,
             pad_off, style,
@@ -148,7 +229,7 @@ class ConvBlurPool2d(nn.Module):
         )
 
     def reset_parameters(self):
-        # nn.Conv2d's initialisation.
+        # nn.Conv2d's initialisation (a no-op on meta tensors).
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
             fan_in = self.weight.shape[1] * self.weight.shape[2] * self.weight.shape[3]
@@ -158,6 +239,8 @@ class ConvBlurPool2d(nn.Module):
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, activation="identity", **blur) -> "ConvBlurPool2d":
         """Wraps a stride-1, dilation-1, zero-padded ``nn.Conv2d`` (its parameters are shared)."""
+        if not isinstance(conv, nn.Conv2d):
+            raise TypeError(f"from_conv needs an nn.Conv2d, got {type(conv).__name__}")
         if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.padding_mode != "zeros":
             raise ValueError("from_conv needs a Conv2d with stride 1, dilation 1 and padding_mode='zeros'")
         if isinstance(conv.padding, str):
@@ -174,7 +257,7 @@ class ConvBlurPool2d(nn.Module):
         return ops.apply(x, self.desc, self.weight, self.bias)
 
     def reference(self, x: Tensor) -> Tensor:
-        """The same layer by the CPU reference (CPU tensors and parameters)."""
+        """The same layer by the C ABI's CPU reference (CPU tensors and parameters)."""
         return ops.reference(x, self.desc, self.weight.detach(), None if self.bias is None else self.bias.detach())
 
     def extra_repr(self):

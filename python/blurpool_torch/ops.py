@@ -2,7 +2,10 @@
 fused kernel on PyTorch's current stream, the library-shaped functions on top of it, and the
 CPU reference through the C ABI.
 
-Autograd: ``blurpool::forward`` has a registered backward, ``blurpool::backward``, which runs
+Off CUDA's kernels (CPU and meta tensors, float64) :func:`apply` composes the operator from
+torch ops instead (``_torch_path``), and PyTorch differentiates it.
+
+Autograd on CUDA: ``blurpool::forward`` has a registered backward, ``blurpool::backward``, which runs
 the crate's deterministic gather kernels (bitwise reproducible in every pad mode, also under
 ``torch.use_deterministic_algorithms(True)``): dx for every operator but BlurConv2d, and dweight,
 dbias for ConvBlurPool2d. BlurConv2d (composer's blur-first conv) raises on backward for now.
@@ -15,7 +18,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import _lib
+from . import _lib, _torch_path
 from ._lib import Desc
 
 _DTYPES = {torch.float32: _lib.DTYPE_F32, torch.float16: _lib.DTYPE_F16, torch.bfloat16: _lib.DTYPE_BF16}
@@ -48,7 +51,7 @@ def _check_input(x, *, cuda: bool) -> int:
     if x.dim() != 4:
         raise ValueError(f"input must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
     if x.dtype not in _DTYPES:
-        raise TypeError(f"input dtype {x.dtype} is not supported: use float32, float16 or bfloat16")
+        raise TypeError(f"input dtype {x.dtype} is not supported here: use float32, float16 or bfloat16")
     layout = _layout(x)
     if cuda and x.device.type != "cuda":
         raise TypeError(
@@ -60,8 +63,9 @@ def _check_input(x, *, cuda: bool) -> int:
     return layout
 
 
-def _check_params(desc: Desc, x: Tensor, weight, bias):
-    """Weight/bias against the descriptor and the input; returns contiguous (weight, bias)."""
+def _check_params(desc: Desc, x: Tensor, weight, bias, contiguous: bool = True):
+    """Weight/bias against the descriptor and the input; returns (weight, bias), made
+    contiguous for the kernels."""
     r = desc.raw
     if not desc.has_conv:
         if weight is not None or bias is not None:
@@ -86,6 +90,8 @@ def _check_params(desc: Desc, x: Tensor, weight, bias):
             raise TypeError(f"{name} dtype {p.dtype} differs from the input's {x.dtype}")
         if p.device != x.device:
             raise TypeError(f"{name} is on {p.device} but the input is on {x.device}")
+    if not contiguous:
+        return weight, bias
     # Conv weights are read as Cout×Cin/g×kh×kw whatever the activations' layout (a model moved
     # to channels_last has channels_last weights too): make them dense in that order.
     return weight.contiguous(), (bias.contiguous() if bias is not None else None)
@@ -203,13 +209,41 @@ torch.library.register_autograd("blurpool::forward", _autograd_backward, setup_c
 # ---- generic entry points ----------------------------------------------------------------------
 
 
+def uses_kernels(input: Tensor) -> bool:
+    """True where :func:`apply` runs the fused CUDA kernel: a CUDA tensor of float32, float16 or
+    bfloat16. Everything else (CPU and meta tensors, float64) takes the torch-ops path."""
+    return isinstance(input, Tensor) and input.device.type == "cuda" and input.dtype in _DTYPES
+
+
+def _check_any_input(x) -> None:
+    """The checks of every path: a 4-D floating tensor."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"input must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"input dtype {x.dtype} is not supported: use a floating type (float32, float16, bfloat16; float64 off CUDA's kernels)")
+
+
 def apply(input: Tensor, desc: Desc, weight: Optional[Tensor] = None, bias: Optional[Tensor] = None) -> Tensor:
-    """Runs the operator ``desc`` on a CUDA tensor (one fused kernel on the current stream).
+    """Runs the operator ``desc`` on ``input``, with autograd.
+
+    * CUDA tensors of float32/float16/bfloat16: one fused kernel on the current stream
+      (``torch.ops.blurpool.forward``, with its backward kernels).
+    * CPU and meta tensors, float64 anywhere: the same operator composed from torch ops, as the
+      libraries compute it (``_torch_path``: same numbers as timm/antialiased-cnns/kornia on
+      CPU, autograd, ``torch.compile``/``torch.export``/tracing).
 
     The output has the input's dtype and memory format (contiguous or channels_last)."""
+    _check_any_input(input)
+    if not torch.compiler.is_compiling():
+        desc.output_shape(input.shape)  # config errors as BlurpoolConfigError before any work
+    if not uses_kernels(input):
+        _layout(input)
+        weight, bias = _check_params(desc, input, weight, bias, contiguous=False)
+        return _torch_path.forward(input, desc, weight, bias)
     _check_input(input, cuda=True)
     weight, bias = _check_params(desc, input, weight, bias)
-    desc.output_shape(input.shape)  # config errors as ValueError before dispatch
     ints, ty, tx = desc.to_args()
     return torch.ops.blurpool.forward(input, weight, bias, ints, ty, tx)
 
@@ -258,9 +292,12 @@ def conv_blur_pool2d_desc(
     pad_off=0,
     style="antialiased_cnns",
 ) -> Desc:
+    if not isinstance(bias, bool):
+        raise TypeError(f"bias must be a bool (whether the conv has one), got {type(bias).__name__}")
     if style == "antialiased_cnns":
         blur = Desc.antialiased_cnns_blur_pool(pad_type, filt_size, stride, pad_off)
     elif style == "timm":
+        # (timm's geometry for the blur stage)
         if pad_off:
             raise ValueError("pad_off is an antialiased-cnns argument; timm has none")
         blur = Desc.timm_blur_pool2d(filt_size, stride, pad_type)
@@ -270,20 +307,25 @@ def conv_blur_pool2d_desc(
 
 
 def blur_pool2d(input: Tensor, kernel_size, stride=2) -> Tensor:
-    """kornia's ``blur_pool2d(input, kernel_size, stride)`` on a CUDA tensor."""
+    """kornia's ``blur_pool2d(input, kernel_size, stride)`` (fused on CUDA, torch ops elsewhere)."""
     return apply(input, blur_pool2d_desc(kernel_size, stride))
 
 
 def max_blur_pool2d(input: Tensor, kernel_size, stride=2, max_pool_size=2, ceil_mode=False) -> Tensor:
-    """kornia's ``max_blur_pool2d(input, kernel_size, stride, max_pool_size, ceil_mode)``, fused."""
+    """kornia's ``max_blur_pool2d(input, kernel_size, stride, max_pool_size, ceil_mode)`` (fused on
+    CUDA, torch ops elsewhere)."""
     return apply(input, max_blur_pool2d_desc(kernel_size, stride, max_pool_size, ceil_mode))
 
 
 def _conv_desc_for(input, weight, bias, padding, groups, activation, filt_size, stride, pad_type, pad_off, style):
+    if not isinstance(input, Tensor):
+        raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
+    if input.dim() != 4:
+        raise ValueError(f"input must be 4-D (N, C, H, W), got shape {tuple(input.shape)}")
     if not isinstance(weight, Tensor) or weight.dim() != 4:
         raise TypeError("weight must be a 4-D tensor (Cout, Cin/groups, kh, kw)")
-    if not isinstance(input, Tensor) or input.dim() != 4:
-        raise ValueError("input must be a 4-D tensor (N, C, H, W)")
+    if bias is not None and not isinstance(bias, Tensor):
+        raise TypeError(f"bias must be a tensor or None, got {type(bias).__name__}")
     cout, _, kh, kw = weight.shape
     return conv_blur_pool2d_desc(
         input.shape[1], cout, (kh, kw), padding, groups, bias is not None, activation, filt_size, stride,

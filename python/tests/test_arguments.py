@@ -10,18 +10,30 @@ def x(*shape, dtype=torch.float32):
     return torch.rand(*(shape or (1, 3, 8, 8)), dtype=dtype)
 
 
-def test_cpu_tensors_are_rejected_by_the_cuda_path():
-    for call in (
-        lambda: bp.max_blur_pool2d(x(), 3),
-        lambda: bp.blur_pool2d(x(), 3),
-        lambda: bp.conv_blur_pool2d(x(), torch.rand(4, 3, 3, 3)),
-        lambda: bp.MaxBlurPool2D(3)(x()),
-        lambda: bp.BlurPool(3)(x()),
-        lambda: bp.BlurPool2d(3)(x()),
-        lambda: bp.ConvBlurPool2d(3, 4, 3)(x()),
+def test_cpu_tensors_take_the_torch_path_and_match_the_reference():
+    t = torch.randn(2, 3, 11, 13)
+    w = torch.randn(4, 3, 3, 3)
+    for fast, ref in (
+        (lambda v: bp.max_blur_pool2d(v, 3), lambda v: bp.reference_max_blur_pool2d(v, 3)),
+        (lambda v: bp.blur_pool2d(v, 3), lambda v: bp.reference_blur_pool2d(v, 3)),
+        (lambda v: bp.conv_blur_pool2d(v, w, padding=1), lambda v: bp.reference_conv_blur_pool2d(v, w, padding=1)),
+        (bp.MaxBlurPool2D(3), bp.MaxBlurPool2D(3).reference),
+        (bp.BlurPool(3), bp.BlurPool(3).reference),
+        (bp.MaxBlurPool(3), bp.MaxBlurPool(3).reference),
+        (bp.BlurPool2d(3), bp.BlurPool2d(3).reference),
+        (bp.BlurPool2D(3), bp.BlurPool2D(3).reference),
     ):
-        with pytest.raises(TypeError, match="CUDA tensors"):
-            call()
+        assert not bp.uses_kernels(t)
+        y, r = fast(t), ref(t)
+        assert y.shape == r.shape
+        torch.testing.assert_close(y, r, rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_path_keeps_the_memory_format():
+    t = torch.randn(2, 3, 11, 13).contiguous(memory_format=torch.channels_last)
+    y = bp.max_blur_pool2d(t, 3)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, bp.reference_max_blur_pool2d(t, 3), rtol=1e-5, atol=1e-5)
 
 
 def test_not_a_tensor():
@@ -29,12 +41,21 @@ def test_not_a_tensor():
         bp.max_blur_pool2d([[1.0]], 3)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.int32, torch.uint8])
+@pytest.mark.parametrize("dtype", [torch.int32, torch.uint8, torch.bool])
 def test_wrong_dtypes(dtype):
     with pytest.raises(TypeError, match="not supported"):
         bp.max_blur_pool2d(torch.zeros(1, 1, 8, 8, dtype=dtype), 3)
     with pytest.raises(TypeError, match="not supported"):
         bp.reference_max_blur_pool2d(torch.zeros(1, 1, 8, 8, dtype=dtype), 3)
+
+
+def test_float64_runs_on_the_torch_path_but_not_in_the_c_reference():
+    t = torch.randn(1, 2, 9, 9, dtype=torch.float64)
+    y = bp.max_blur_pool2d(t, 3)
+    assert y.dtype == torch.float64
+    torch.testing.assert_close(y.float(), bp.reference_max_blur_pool2d(t.float(), 3), rtol=1e-6, atol=1e-6)
+    with pytest.raises(TypeError, match="not supported"):
+        bp.reference_max_blur_pool2d(t, 3)
 
 
 def test_wrong_rank():
