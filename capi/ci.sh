@@ -49,8 +49,18 @@ if [[ -z $py ]]; then
 fi
 "$py" -c 'import sys, torch; print(sys.executable, "torch", torch.__version__, "cuda available:", torch.cuda.is_available())'
 
-step "pytest python/tests"
-export BLURPOOL_LIB=$target/release/libblurpool.so
+step "pip install ./python (setuptools-rust builds libblurpool into the package)"
+# One pip command; the installed package must find its bundled library with no BLURPOOL_LIB.
+unset BLURPOOL_LIB
+if [[ ${py} == python3 ]]; then
+    python3 -m pip install "${pip_args[@]}" --target "$target/capi-pylib" ./python
+else
+    "$py" -m pip install --no-cache-dir --disable-pip-version-check --progress-bar off ./python
+fi
+rm -rf python/build python/*.egg-info   # setuptools' in-tree leftovers (also git-ignored)
+(cd "$target" && "$py" -c 'import blurpool_torch as b, pathlib; p = pathlib.Path(b.lib().path); print("installed:", pathlib.Path(b.__file__).parent, "library:", p); assert p.parent == pathlib.Path(b.__file__).resolve().parent')
+
+step "pytest python/tests (against the installed package)"
 set +e
 "$py" -m pytest python/tests -ra -p no:cacheprovider
 rc=$?
@@ -63,4 +73,11 @@ if [[ $rc -ne 0 ]]; then
     echo "ERROR: pytest failed (exit $rc)" >&2
     exit "$rc"
 fi
+
+step "a wheel built the same way works elsewhere (installed into an empty directory)"
+rm -rf "$target/wheel" "$target/wheel-site"
+"$py" -m pip wheel --no-cache-dir --disable-pip-version-check --no-deps -w "$target/wheel" ./python
+rm -rf python/build python/*.egg-info
+"$py" -m pip install --no-cache-dir --disable-pip-version-check --no-deps --target "$target/wheel-site" "$target"/wheel/blurpool_torch-*.whl
+(cd /tmp && PYTHONPATH="$target/wheel-site${PYTHONPATH:+:$PYTHONPATH}" "$py" -c 'import blurpool_torch as b, torch, pathlib; assert pathlib.Path(b.lib().path).parent == pathlib.Path(b.__file__).resolve().parent; y = b.BlurPool2d(3)(torch.randn(1, 3, 8, 8)); print("wheel ok:", b.lib().path, tuple(y.shape))')
 echo "capi: all checks passed"

@@ -10,7 +10,7 @@ use blurpool::{DType, Layout, Shape4};
 use blurpool_testkit::bench::measure::{measure_clocks, HarnessKernels};
 use blurpool_testkit::bench::roofline::{copy_path, read_mostly_path, read_ratio};
 use blurpool_testkit::bench::{host_overhead, peak_flops, prepare, ColdTimer, MeasureConfig};
-use blurpool_testkit::workloads::{suite, BenchOp};
+use blurpool_testkit::workloads::{parse_op, parse_shape, suite, BenchOp};
 use blurpool_testkit::Gpu;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -83,27 +83,6 @@ impl BenchArgs {
             ..MeasureConfig::default()
         }
     }
-}
-
-fn parse_shape(s: &str) -> Result<Shape4, String> {
-    let v: Vec<usize> = s
-        .split([',', 'x', '×'])
-        .map(|p| p.trim().parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("shape {s:?}: {e} (expected N,C,H,W)"))?;
-    match v[..] {
-        [n, c, h, w] => Ok(Shape4::new(n, c, h, w)),
-        _ => Err(format!("shape {s:?}: expected four numbers N,C,H,W")),
-    }
-}
-
-fn parse_op(s: &str) -> Result<BenchOp, String> {
-    BenchOp::from_name(s).ok_or_else(|| {
-        format!(
-            "unknown operator {s:?}: expected one of {}",
-            BenchOp::ALL.map(|o| o.name()).join(", ")
-        )
-    })
 }
 
 /// One timed path of one workload.

@@ -21,7 +21,7 @@ use blurpool_model::sass::Sass;
 use blurpool_model::suite::{run_all, spec, suite_workloads};
 use blurpool_model::trace::Sample;
 use blurpool_model::{gates, report, suite};
-use blurpool_testkit::workloads::{BenchOp, Workload};
+use blurpool_testkit::workloads::{parse_op, parse_shape, BenchOp, Workload};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -56,27 +56,6 @@ struct Args {
     /// Worker threads (default: the machine's cores).
     #[arg(long)]
     threads: Option<usize>,
-}
-
-fn parse_shape(s: &str) -> Result<Shape4, String> {
-    let v: Vec<usize> = s
-        .split([',', 'x', '×'])
-        .map(|p| p.trim().parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("shape {s:?}: {e} (expected N,C,H,W)"))?;
-    match v[..] {
-        [n, c, h, w] => Ok(Shape4::new(n, c, h, w)),
-        _ => Err(format!("shape {s:?}: expected four numbers N,C,H,W")),
-    }
-}
-
-fn parse_op(s: &str) -> Result<BenchOp, String> {
-    BenchOp::from_name(s).ok_or_else(|| {
-        format!(
-            "unknown operator {s:?}: expected one of {}",
-            BenchOp::ALL.map(|o| o.name()).join(", ")
-        )
-    })
 }
 
 fn main() -> ExitCode {

@@ -127,6 +127,29 @@ impl Workload {
 }
 
 /// The suite for `ops` × `dtypes` × `layouts` (each op at its own shapes, or at `shape`).
+/// Parses a shape written `N,C,H,W` (or with `x`/`×`), for the CLIs.
+pub fn parse_shape(s: &str) -> Result<Shape4, String> {
+    let v: Vec<usize> = s
+        .split([',', 'x', '×'])
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("shape {s:?}: {e} (expected N,C,H,W)"))?;
+    match v[..] {
+        [n, c, h, w] => Ok(Shape4::new(n, c, h, w)),
+        _ => Err(format!("shape {s:?}: expected four numbers N,C,H,W")),
+    }
+}
+
+/// Parses an operator of the suite by its name, for the CLIs.
+pub fn parse_op(s: &str) -> Result<BenchOp, String> {
+    BenchOp::from_name(s).ok_or_else(|| {
+        format!(
+            "unknown operator {s:?}: expected one of {}",
+            BenchOp::ALL.map(|o| o.name()).join(", ")
+        )
+    })
+}
+
 pub fn suite(
     ops: &[BenchOp],
     shape: Option<Shape4>,
