@@ -30,16 +30,23 @@ fn main() {
     let unity_path = out.join("emu_kernels.cpp");
     std::fs::write(&unity_path, unity).unwrap();
 
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
         .std("c++17")
         .define("BP_HOST_EMULATION", None)
         .include(manifest.join("cpp"))
         .include(&kernels)
-        .file(&unity_path)
-        // The performance gates' deliberately broken kernels (model/src/gates.rs).
-        .file(manifest.join("cpp/variant_uncoalesced.cpp"))
-        .file(manifest.join("cpp/variant_serialised.cpp"))
+        .file(&unity_path);
+    // The performance gates' deliberately broken kernels (model/src/gates.rs), only for the
+    // model: two more compilations of the pooling family that `cargo test` does not need.
+    if std::env::var_os("CARGO_FEATURE_GATE_VARIANTS").is_some() {
+        build
+            .define("BP_EMU_GATE_VARIANTS", None)
+            .file(manifest.join("cpp/variant_uncoalesced.cpp"))
+            .file(manifest.join("cpp/variant_serialised.cpp"));
+    }
+    build
         .opt_level(2)
         .warnings(true)
         .flag_if_supported("-Wno-unused-parameter")

@@ -247,8 +247,10 @@ const char *bp_emu_kernel_name(size_t i) {
 
 }
 
+#ifdef BP_EMU_GATE_VARIANTS // built only with blurpool-emu's "gate-variants" feature (the model)
 void bp_emu_variant_uncoalesced_anchor(); // variant_uncoalesced.cpp
 void bp_emu_variant_serialised_anchor();   // variant_serialised.cpp
+#endif
 
 namespace {
 // Runs kernel `name` over grid × block threads (1-D), traced when `trace` is non-null. Returns
@@ -261,8 +263,10 @@ int run_launch(const char *name, unsigned grid, unsigned block, const void *para
         if (err && err_len) std::snprintf(err, err_len, "%s", msg.c_str());
         return 1;
     };
+#ifdef BP_EMU_GATE_VARIANTS
     bp_emu_variant_uncoalesced_anchor();
     bp_emu_variant_serialised_anchor();
+#endif
     auto it = registry().find(name);
     if (it == registry().end()) return fail(std::string("no kernel named ") + name);
     if (grid == 0 || block == 0 || block > 1024) return fail("bad launch dimensions");

@@ -245,7 +245,7 @@ pub unsafe fn launch_traced(
 
 /// The symbol names of every kernel entry point, sorted: the names the fatbin exports, and the
 /// performance gates' deliberately broken variants as `gate_uncoalesced:<name>` and
-/// `gate_serialised:<name>` (cpp/variant_*.cpp).
+/// `gate_serialised:<name>` (cpp/variant_*.cpp, with the `gate-variants` feature).
 pub fn kernel_names() -> Vec<String> {
     // SAFETY: the registry is filled by static constructors before main and never changes;
     // each returned pointer is a NUL-terminated string owned by it.
