@@ -21,7 +21,6 @@ it) is left alone and reported as skipped. The returned :class:`ConversionReport
 replacement and skip.
 """
 
-from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
@@ -74,13 +73,18 @@ class _FusedLayer(nn.Module):
 
     def __init__(self, desc: Desc, what: str, buffers: dict, channels: Optional[int]):
         super().__init__()
-        self.desc, self.what, self.channels = desc, what, channels
+        modules.set_desc(self, desc)
+        self.what, self.channels = what, channels
         for name, (t, persistent) in buffers.items():
             self.register_buffer(name, t, persistent=persistent)
 
     def forward(self, x: Tensor) -> Tensor:
+        return self._run(x)
+
+    @torch.jit.ignore
+    def _run(self, x: Tensor) -> Tensor:
         modules._check_channels(self.what, self.channels, x)
-        return ops.apply(x, self.desc)
+        return ops.apply(x, modules.desc_of(self))
 
     def reference(self, x: Tensor) -> Tensor:
         """The same layer by the C ABI's CPU reference (CPU tensors)."""
@@ -225,10 +229,10 @@ def _fuse_sequential(seq: nn.Sequential, path: str, report: ConversionReport) ->
                 else:
                     fused = modules.ConvBlurPool2d.__new__(modules.ConvBlurPool2d)
                     nn.Module.__init__(fused)
-                    fused.desc = desc.with_conv(
+                    modules.set_desc(fused, desc.with_conv(
                         cur.in_channels, cur.out_channels, cur.kernel_size, cur.padding, cur.groups,
                         cur.bias is not None, act,
-                    )  # fmt: skip
+                    ))  # fmt: skip
                     fused.weight, fused.bias = cur.weight, cur.bias
                     fused._repr = f"fused from {type(cur).__name__} → {act} → {kind}"
                     where = f"{path}{keys[i]}"

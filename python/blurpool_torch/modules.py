@@ -11,7 +11,6 @@ The blur filter buffers (``filt``, ``kernel``) are kept for the state_dict and f
 reads them; the operator uses the descriptor's binomial taps, which are the same numbers.
 """
 
-from __future__ import annotations
 
 import math
 from typing import Optional
@@ -51,13 +50,35 @@ def _filter_buffer(desc: Desc, channels: Optional[int], device, dtype, materiali
         raise MemoryError(f"cannot allocate the {c}×1×{f.shape[2]}×{f.shape[3]} filter buffer: {e}") from None
 
 
+def set_desc(m: nn.Module, desc: Desc) -> None:
+    """Gives ``m`` its descriptor, and the descriptor's plain arguments (lists of ints and
+    floats), which survive ``torch.jit.script``: a scripted copy has no ``desc`` attribute."""
+    m.desc = desc
+    ints, ty, tx = desc.to_args()
+    m._desc_ints, m._desc_taps_y, m._desc_taps_x = ints, ty, tx
+
+
+def desc_of(m) -> Desc:
+    """``m``'s descriptor; for a scripted module, rebuilt once from its plain arguments."""
+    d = m.__dict__.get("desc")
+    if d is None:
+        d = Desc.from_args(list(m._desc_ints), list(m._desc_taps_y), list(m._desc_taps_x))
+    return d
+
+
 class _DescModule(nn.Module):
-    desc: Desc
-    channels: Optional[int] = None
+    # No class-level annotations: TorchScript would try to compile them (Optional[int] failed).
+    channels = None
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_channels(type(self).__name__, self.channels, x)
-        return ops.apply(x, self.desc)
+        return self._run(x)
+
+    # torch.jit.script compiles forward and leaves this to Python (the descriptor and the
+    # kernels' checks are Python): a scripted model runs in Python; it cannot be saved.
+    @torch.jit.ignore
+    def _run(self, x: Tensor) -> Tensor:
+        _check_channels(type(self).__name__, getattr(self, "channels", None), x)
+        return ops.apply(x, desc_of(self))
 
     def reference(self, x: Tensor) -> Tensor:
         """The same layer by the C ABI's CPU reference (CPU tensors)."""
@@ -82,7 +103,7 @@ class BlurPool(_DescModule):
         super().__init__()
         self.channels = _channels("channels", channels)
         self.pad_type, self.filt_size, self.stride, self.pad_off = pad_type, filt_size, stride, pad_off
-        self.desc = Desc.antialiased_cnns_blur_pool(pad_type, filt_size, stride, pad_off)
+        set_desc(self, Desc.antialiased_cnns_blur_pool(pad_type, filt_size, stride, pad_off))
         self.register_buffer("filt", _filter_buffer(self.desc, self.channels, device, dtype))
 
     def extra_repr(self):
@@ -115,12 +136,16 @@ class MaxBlurPool(nn.Sequential):
             nn.MaxPool2d(max_kernel, stride=1, padding=max_padding),
             BlurPool(channels, pad_type, filt_size, stride, pad_off, device=device, dtype=dtype),
         )
-        self.desc = desc
+        set_desc(self, desc)
         self.channels = self[1].channels
 
     def forward(self, x: Tensor) -> Tensor:
+        return self._run(x)
+
+    @torch.jit.ignore
+    def _run(self, x: Tensor) -> Tensor:
         _check_channels("MaxBlurPool", self.channels, x)
-        return ops.apply(x, self.desc)
+        return ops.apply(x, desc_of(self))
 
     def reference(self, x: Tensor) -> Tensor:
         """The same layer by the C ABI's CPU reference (CPU tensors)."""
@@ -134,7 +159,7 @@ class BlurPool2D(_DescModule):
     def __init__(self, kernel_size, stride: int = 2, device=None, dtype=None):
         super().__init__()
         self.kernel_size, self.stride = kernel_size, stride
-        self.desc = ops.blur_pool2d_desc(kernel_size, stride)
+        set_desc(self, ops.blur_pool2d_desc(kernel_size, stride))
         self.register_buffer("kernel", _filter_buffer(self.desc, None, device, dtype)[0, 0], persistent=False)
 
     def extra_repr(self):
@@ -150,7 +175,7 @@ class MaxBlurPool2D(_DescModule):
     ):
         super().__init__()
         self.kernel_size, self.stride, self.max_pool_size, self.ceil_mode = kernel_size, stride, max_pool_size, ceil_mode
-        self.desc = ops.max_blur_pool2d_desc(kernel_size, stride, max_pool_size, ceil_mode)
+        set_desc(self, ops.max_blur_pool2d_desc(kernel_size, stride, max_pool_size, ceil_mode))
         self.register_buffer("kernel", _filter_buffer(self.desc, None, device, dtype)[0, 0], persistent=False)
 
     def extra_repr(self):
@@ -174,7 +199,7 @@ class BlurPool2d(_DescModule):
         super().__init__()
         self.channels = _channels("channels", channels, optional=True)
         self.filt_size, self.stride, self.pad_mode = filt_size, stride, pad_mode
-        self.desc = Desc.timm_blur_pool2d(filt_size, stride, pad_mode)
+        set_desc(self, Desc.timm_blur_pool2d(filt_size, stride, pad_mode))
         self.register_buffer(
             "filt", _filter_buffer(self.desc, self.channels, device, dtype, materialise=False), persistent=False
         )
@@ -211,10 +236,10 @@ class ConvBlurPool2d(nn.Module):
         super().__init__()
         in_channels = _channels("in_channels", in_channels)
         out_channels = _channels("out_channels", out_channels)
-        self.desc = ops.conv_blur_pool2d_desc(
+        set_desc(self, ops.conv_blur_pool2d_desc(
             in_channels, out_channels, kernel_size, padding, groups, bias, activation, filt_size, stride, pad_type,
             pad_off, style,
-        )  # fmt: skip
+        ))  # fmt: skip
         r = self.desc.raw
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(
@@ -254,7 +279,11 @@ class ConvBlurPool2d(nn.Module):
         return m
 
     def forward(self, x: Tensor) -> Tensor:
-        return ops.apply(x, self.desc, self.weight, self.bias)
+        return self._run(x)
+
+    @torch.jit.ignore
+    def _run(self, x: Tensor) -> Tensor:
+        return ops.apply(x, desc_of(self), self.weight, self.bias)
 
     def reference(self, x: Tensor) -> Tensor:
         """The same layer by the C ABI's CPU reference (CPU tensors and parameters)."""

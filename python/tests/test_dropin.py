@@ -235,3 +235,24 @@ def test_an_installed_package_loads_its_own_library():
     if os.environ.get("BLURPOOL_LIB"):
         pytest.skip("BLURPOOL_LIB is set: it overrides the bundled library")
     assert Path(bp.lib().path).resolve().parent == pkg, bp.lib().path
+
+
+def test_torch_jit_script_runs_in_python():
+    """torch.jit.script compiles the modules' forward and leaves the descriptor and kernel call
+    to Python (torch.jit.ignore): a scripted model runs, in Python; it cannot be saved."""
+    import warnings
+
+    x = rand(2, 4, 16, 16)
+    layers = [bp.BlurPool2d(4), bp.BlurPool(4), bp.MaxBlurPool(4), bp.MaxBlurPool2D(3), bp.BlurPool2D(3),
+              bp.ConvBlurPool2d(4, 4, 3, padding=1)]  # fmt: skip
+    torch.manual_seed(0)
+    model = aa.resnet18(pretrained=False).eval()
+    converted = copy.deepcopy(model)
+    bp.convert(converted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for m in layers:
+            torch.testing.assert_close(torch.jit.script(m)(x), m(x), rtol=0, atol=0)
+        xi = rand(1, 3, 64, 64)
+        with torch.no_grad():
+            torch.testing.assert_close(torch.jit.script(converted)(xi), model(xi), rtol=0, atol=0)
