@@ -7,9 +7,11 @@
 //! * [`predict`]: the analytical model (the largest of the DRAM, L2, issue, LSU, latency and
 //!   tensor-core times) over [`hw`]'s machines;
 //! * [`suite`]: the benchmark workloads as launches, run through all of it;
-//! * [`report`]: the table (Markdown and JSON); [`gates`]: CI's regression gates.
+//! * [`report`]: the table (Markdown and JSON); [`gates`]: CI's regression gates;
+//! * [`compare`]: the model against a GPU's bench.json (its error per kernel path).
 
 pub mod cache;
+pub mod compare;
 pub mod gates;
 pub mod hw;
 pub mod predict;

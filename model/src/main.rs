@@ -8,6 +8,8 @@
 //! * `--gates`: CI's regression gates (no local memory, batched loads, sector efficiency) and
 //!   their self-check on deliberately broken variants; exit status 1 if any fails.
 //!   `--record-gates` rewrites model/gates.json from this build's figures.
+//! * `--compare BENCH_JSON [--model MODEL_JSON]`: after a GPU run of `blurpool bench`, the
+//!   model's error per kernel path (modeled / measured − 1), written to `--out`/compare.md.
 //!
 //! Figures are modeled, not measured (notes/model.md says what the model cannot see).
 
@@ -50,6 +52,12 @@ struct Args {
     /// Rewrite model/gates.json from this build (with --gates).
     #[arg(long)]
     record_gates: bool,
+    /// A GPU's bench.json (`blurpool bench`) to compare with the model's figures.
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// The model.json to compare with (default: `--out`/model.json).
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Where model.md and model.json go.
     #[arg(long, default_value = "model-results")]
     out: PathBuf,
@@ -60,14 +68,16 @@ struct Args {
 
 fn main() -> ExitCode {
     let a = Args::parse();
-    let r = if a.gates || a.record_gates {
+    let r = if let Some(bench) = &a.compare {
+        run_compare(&a, bench)
+    } else if a.gates || a.record_gates {
         run_gates(a.record_gates)
     } else if a.suite {
         run_suite(&a)
     } else if let Some(op) = a.workload {
         run_one(&a, op)
     } else {
-        Err("nothing to do: pass --suite, --workload OP or --gates (see --help)".into())
+        Err("nothing to do: pass --suite, --workload OP, --gates or --compare BENCH_JSON (see --help)".into())
     };
     match r {
         Ok(true) => ExitCode::SUCCESS,
@@ -162,6 +172,28 @@ fn run_one(a: &Args, op: BenchOp) -> Result<bool, String> {
     println!("{}", report::markdown(&models));
     println!("{}", report::bounds_markdown(&models));
     Ok(true)
+}
+
+fn run_compare(a: &Args, bench: &PathBuf) -> Result<bool, String> {
+    let read = |p: &PathBuf| -> Result<serde_json::Value, String> {
+        let t = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        serde_json::from_str(&t).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let model_path = a.model.clone().unwrap_or_else(|| a.out.join("model.json"));
+    let (rows, missing) = blurpool_model::compare::compare(&read(bench)?, &read(&model_path)?)?;
+    let md = blurpool_model::compare::markdown(&rows);
+    println!("{md}");
+    for m in &missing {
+        eprintln!("not compared: {m}");
+    }
+    std::fs::create_dir_all(&a.out).map_err(|e| e.to_string())?;
+    std::fs::write(a.out.join("compare.md"), &md).map_err(|e| e.to_string())?;
+    println!(
+        "wrote {}/compare.md ({} rows compared)",
+        a.out.display(),
+        rows.len()
+    );
+    Ok(!rows.is_empty())
 }
 
 fn run_gates(record: bool) -> Result<bool, String> {
