@@ -309,6 +309,9 @@ def _shape_array(shape: Sequence[int]):
     return (ctypes.c_int64 * 4)(*out)
 
 
+_FROM_ARGS: dict = {}  # Desc.from_args's descriptors by their arguments
+
+
 class Desc:
     """An operator descriptor (``blurpool_op_desc``). Build one with the preset class methods
     (each library's geometry) or from a raw :class:`OpDesc`; it is immutable by convention."""
@@ -329,6 +332,12 @@ class Desc:
             d = {n: int(getattr(r, n)) for n in INT_FIELDS}
             d["taps_y"] = tuple(float(r.taps_y[i]) for i in range(r.taps_y_len))
             d["taps_x"] = tuple(float(r.taps_x[i]) for i in range(r.taps_x_len))
+            # to_args's values (all MAX_TAPS taps), so that a call never reads the ctypes struct.
+            d["args"] = (
+                tuple(d[n] for n in INT_FIELDS),
+                tuple(float(v) for v in r.taps_y),
+                tuple(float(v) for v in r.taps_x),
+            )
             self._plain = d
         return self._plain
 
@@ -476,22 +485,32 @@ class Desc:
         return tuple(dst)
 
     def to_args(self):
-        """(ints, taps_y, taps_x): the descriptor as torch.library arguments."""
-        r = self.raw
-        ints = [getattr(r, n) for n in INT_FIELDS]
-        return ints, [float(v) for v in r.taps_y], [float(v) for v in r.taps_x]
+        """(ints, taps_y, taps_x): the descriptor as torch.library arguments (fresh lists of the
+        values :meth:`plain` computed when the descriptor was made)."""
+        ints, ty, tx = self.plain()["args"]
+        return list(ints), list(ty), list(tx)
 
     @classmethod
     def from_args(cls, ints: Sequence[int], taps_y: Sequence[float], taps_x: Sequence[float]) -> "Desc":
+        """The descriptor :meth:`to_args` describes. The custom ops call this on every launch,
+        so descriptors are kept by their arguments (a few hundred at most) and built once."""
         if len(ints) != len(INT_FIELDS) or len(taps_y) != MAX_TAPS or len(taps_x) != MAX_TAPS:
             raise ValueError("malformed blurpool descriptor arguments")
+        key = (tuple(ints), tuple(taps_y), tuple(taps_x))
+        hit = _FROM_ARGS.get(key)
+        if hit is not None:
+            return hit
         raw = OpDesc()
         raw.struct_size = ctypes.sizeof(OpDesc)
         for n, v in zip(INT_FIELDS, ints):
             setattr(raw, n, int32(n, v))
         raw.taps_y[:] = [float(v) for v in taps_y]
         raw.taps_x[:] = [float(v) for v in taps_x]
-        return cls(raw)
+        desc = cls(raw)
+        if len(_FROM_ARGS) >= 512:
+            _FROM_ARGS.clear()
+        _FROM_ARGS[key] = desc
+        return desc
 
     def __eq__(self, other):
         return isinstance(other, Desc) and bytes(self.raw) == bytes(other.raw)

@@ -59,10 +59,11 @@ def set_desc(m: nn.Module, desc: Desc) -> None:
 
 
 def desc_of(m) -> Desc:
-    """``m``'s descriptor; for a scripted module, rebuilt once from its plain arguments."""
+    """``m``'s descriptor; for a scripted module, the one its plain arguments describe
+    (``Desc.from_args`` keeps it, so it is built once)."""
     d = m.__dict__.get("desc")
     if d is None:
-        d = Desc.from_args(list(m._desc_ints), list(m._desc_taps_y), list(m._desc_taps_x))
+        d = Desc.from_args(m._desc_ints, m._desc_taps_y, m._desc_taps_x)
     return d
 
 
