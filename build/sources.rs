@@ -45,11 +45,12 @@ pub fn path_str(path: &Path) -> &str {
 }
 
 /// The macros that instantiate a specialised kernel, and the number of integer arguments each
-/// takes after the kernel's name: strip kernels (max window or depthwise conv kernel, filter,
-/// stride) and tensor-core conv kernels (filter).
-pub const SPECIALISATION_MACROS: [(&str, usize); 3] = [
+/// takes after the kernel's name: strip kernels, v2 and v4 (max window or depthwise conv kernel,
+/// filter, stride) and tensor-core conv kernels (filter).
+pub const SPECIALISATION_MACROS: [(&str, usize); 4] = [
     ("BP_STRIP_VARIANT", 3),
     ("BP_STRIP_DW_VARIANT", 3),
+    ("BP_STRIP4_VARIANT", 3),
     ("BP_TC_VARIANT", 1),
 ];
 

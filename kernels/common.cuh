@@ -95,6 +95,9 @@ __device__ __forceinline__ float bp_to_f32(bp_bf16 v) {
     return __uint_as_float(((unsigned int)v.bits) << 16);
 }
 
+template <typename T> struct bp_is_bf16 { static constexpr bool value = false; };
+template <> struct bp_is_bf16<bp_bf16> { static constexpr bool value = true; };
+
 template <typename T> __device__ __forceinline__ T bp_from_f32(float v);
 template <> __device__ __forceinline__ float bp_from_f32<float>(float v) { return v; }
 template <> __device__ __forceinline__ bp_f16 bp_from_f32<bp_f16>(float v) {
@@ -361,6 +364,82 @@ __device__ __forceinline__ void bp_store_u128(void *at, const bp_u128 &v BP_SITE
     bp_st(static_cast<bp_u128 *>(at), v BP_SITE_FWD);
 }
 
+// ---- 16-byte element vectors (the v4 kernels) ---------------------------------------------
+// A bp_u128 holds bp_vec_elems<T> elements: 8 f16/bf16 or 4 f32, in memory order (element k of
+// a half vector in bits 16·(k mod 2) of word k/2).
+template <typename T> constexpr int bp_vec_elems = (int)(16 / sizeof(T));
+
+// The larger of two elements' bits with a NaN operand winning (IEEE 754-2019 maximum: a NaN
+// gives the canonical quiet NaN, +0 > −0): PTX max.NaN on sm_80+, this scalar form before it
+// and in the host emulator. It keeps PyTorch's max_pool2d value rule (bp_max_step: a NaN wins,
+// otherwise the largest value); only the NaN's payload and the sign of an all-zero window's
+// maximum may differ, and the blur that follows makes both invisible (a NaN sum, a zero).
+template <typename T> __device__ __forceinline__ unsigned bp_max_nan_bits(unsigned a, unsigned b) {
+    float fa, fb;
+    if constexpr (sizeof(T) == 4) {
+        fa = __uint_as_float(a);
+        fb = __uint_as_float(b);
+    } else {
+        fa = bp_to_f32(T{(unsigned short)a});
+        fb = bp_to_f32(T{(unsigned short)b});
+    }
+    const unsigned qnan = sizeof(T) == 4 ? 0x7fffffffu : 0x7fffu;
+    if (fa != fa || fb != fb) return qnan;
+    if (fa == fb) return (a & b); // equal values: the same bits, or ±0 where +0 (sign bit clear) wins
+    return fa > fb ? a : b;
+}
+
+// Element-wise max-with-NaN of two vectors: one instruction per word on sm_80+ (max.NaN.f16x2,
+// max.NaN.bf16x2, max.NaN.f32).
+template <typename T> __device__ __forceinline__ bp_u128 bp_vec_max_nan(const bp_u128 &a, const bp_u128 &b) {
+    bp_u128 r;
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+#if !defined(BP_HOST_EMULATION) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+        if constexpr (sizeof(T) == 4) {
+            asm("max.NaN.f32 %0, %1, %2;" : "=r"(r.v[w]) : "r"(a.v[w]), "r"(b.v[w]));
+        } else if constexpr (bp_is_bf16<T>::value) {
+            asm("max.NaN.bf16x2 %0, %1, %2;" : "=r"(r.v[w]) : "r"(a.v[w]), "r"(b.v[w]));
+        } else {
+            asm("max.NaN.f16x2 %0, %1, %2;" : "=r"(r.v[w]) : "r"(a.v[w]), "r"(b.v[w]));
+        }
+#else
+        if constexpr (sizeof(T) == 4) {
+            r.v[w] = bp_max_nan_bits<T>(a.v[w], b.v[w]);
+        } else {
+            const unsigned lo = bp_max_nan_bits<T>(a.v[w] & 0xffffu, b.v[w] & 0xffffu);
+            const unsigned hi = bp_max_nan_bits<T>(a.v[w] >> 16, b.v[w] >> 16);
+            r.v[w] = lo | (hi << 16);
+        }
+#endif
+    }
+    return r;
+}
+
+// A vector's elements as f32, and f32 values rounded into a vector.
+template <typename T> __device__ __forceinline__ void bp_vec_to_f32(const bp_u128 &v, float (&out)[bp_vec_elems<T>]) {
+#pragma unroll
+    for (int k = 0; k < bp_vec_elems<T>; ++k) {
+        if constexpr (sizeof(T) == 4) {
+            out[k] = __uint_as_float(v.v[k]);
+        } else {
+            out[k] = bp_to_f32(T{(unsigned short)(v.v[k / 2] >> (16 * (k % 2)))});
+        }
+    }
+}
+template <typename T> __device__ __forceinline__ bp_u128 bp_vec_from_f32(const float (&in)[bp_vec_elems<T>]) {
+    bp_u128 r;
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+        if constexpr (sizeof(T) == 4) {
+            r.v[w] = __float_as_uint(in[w]);
+        } else {
+            r.v[w] = (unsigned)bp_from_f32<T>(in[2 * w]).bits | ((unsigned)bp_from_f32<T>(in[2 * w + 1]).bits << 16);
+        }
+    }
+    return r;
+}
+
 // The work loops. Grid-stride: one thread per work item; block-stride: one block per work item
 // (tiles, reductions). BP_LOOP_ADMIT is true on the GPU; the emulator's trace mode uses it to
 // run a sample of each thread's iterations and to count the work items (model/).
@@ -397,8 +476,10 @@ __device__ __forceinline__ void bp_store_u128(void *at, const bp_u128 &v BP_SITE
 // kernel takes the parameter block and five pointers (four inputs, one output), so one launch
 // path serves them all; symbol names are built the same way in src/cuda.
 // Forward kernels: NAME_impl<T, L>(p, x, weight, bias, y) (the fourth input is unused).
-#define BP_INSTANTIATE_ONE(NAME, T, TN, L, LN)                                                \
-    BP_EXTERN_C __global__ void                                  \
+#define BP_INSTANTIATE_ONE(NAME, T, TN, L, LN) BP_INSTANTIATE_ONE_BOUNDED(NAME, T, TN, L, LN, )
+// BOUNDS: empty, or __launch_bounds__(...) (BP_BOUNDS) to cap the kernel's registers.
+#define BP_INSTANTIATE_ONE_BOUNDED(NAME, T, TN, L, LN, BOUNDS)                               \
+    BP_EXTERN_C __global__ void BOUNDS                           \
         NAME##_##TN##_##LN(const BpParams p, const T *__restrict__ x,                     \
                            const T *__restrict__ w, const T *__restrict__ b, const T *, T *__restrict__ y) { \
         NAME##_impl<T, L>(p, x, w, b, y);                                                 \
@@ -427,6 +508,20 @@ __device__ __forceinline__ void bp_store_u128(void *at, const bp_u128 &v BP_SITE
     BP_INSTANTIATE_ONE(NAME, bp_f16, f16, bp_nhwc, nhwc)     \
     BP_INSTANTIATE_ONE(NAME, bp_bf16, bf16, bp_nchw, nchw)   \
     BP_INSTANTIATE_ONE(NAME, bp_bf16, bf16, bp_nhwc, nhwc)
+
+// Entry points for NHWC only (the v4 strip kernels, whose vectors run along the channels); the
+// host never looks for an NCHW one (KernelKind::has_layout in src/cuda).
+// MIN_BLOCKS: the blocks of 256 threads per SM ptxas must fit (__launch_bounds__), which caps
+// the registers (3: 80 per thread, 24 warps per SM).
+#ifdef BP_HOST_EMULATION
+#define BP_BOUNDS(MIN_BLOCKS)
+#else
+#define BP_BOUNDS(MIN_BLOCKS) __launch_bounds__(256, MIN_BLOCKS)
+#endif
+#define BP_INSTANTIATE_NHWC(NAME, MIN_BLOCKS)                                             \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, float, f32, bp_nhwc, nhwc, BP_BOUNDS(MIN_BLOCKS))    \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_f16, f16, bp_nhwc, nhwc, BP_BOUNDS(MIN_BLOCKS))   \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_bf16, bf16, bp_nhwc, nhwc, BP_BOUNDS(MIN_BLOCKS))
 
 // Entry points for the 16-bit types only (kernels built on f16/bf16 hardware paths, e.g. the
 // tensor-core mma); the host never looks for an f32 one (KernelKind::has_dtype in src/cuda).

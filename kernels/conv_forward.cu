@@ -118,6 +118,8 @@ BP_INSTANTIATE(bp_blurconv)
 // whose taps reach past the row's ends (or into the blur's column padding) read taps directly.
 template <typename T, int KC, int F, int V>
 struct bp_strip_dwconv_map {
+    static constexpr int lanes = V;
+    static constexpr bool wide = false;
     static constexpr int E = F + KC - 1;
     const T *__restrict__ w;
     const T *__restrict__ b;
@@ -265,16 +267,13 @@ template <int F> struct alignas(16) bp_tc_smem {
     float f[bp_tc_dims<F>::SMEM_FLOATS];
 };
 
-template <typename T> struct bp_tc_is_bf16 { static constexpr bool value = false; };
-template <> struct bp_tc_is_bf16<bp_bf16> { static constexpr bool value = true; };
-
 // d += A·B for one m16n8k16 fragment set (layout in emu/cpp/emu.h).
 template <typename T>
 __device__ __forceinline__ void bp_tc_mma(const unsigned (&a)[4], const unsigned (&b)[2], float (&d)[4] BP_SITE) {
 #if defined(BP_HOST_EMULATION)
-    bp_emu_mma_m16n8k16(bp_tc_is_bf16<T>::value, a, b, d BP_SITE_FWD);
+    bp_emu_mma_m16n8k16(bp_is_bf16<T>::value, a, b, d BP_SITE_FWD);
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    if constexpr (bp_tc_is_bf16<T>::value) {
+    if constexpr (bp_is_bf16<T>::value) {
         asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
             "{%0, %1, %2, %3};"
             : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])

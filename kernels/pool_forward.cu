@@ -117,6 +117,8 @@ __device__ __forceinline__ void bp_strip_hmax(const T *__restrict__ row, long lo
 // hx holds the horizontal maxima of the last K input rows at the F columns.
 template <typename T, int K, int F, int V>
 struct bp_strip_max_map {
+    static constexpr int lanes = V;
+    static constexpr bool wide = false;
     int mpy, mpx, H, W;
     bool fast;
     float hx[K][F][V];
@@ -167,6 +169,115 @@ struct bp_strip_max_map {
         bp_strip_run<T, L, F, S>(p, x, y, bp_strip_max_map<T, K, F, bp_strip_lanes<T, L>>(p));              \
     }                                                                                                     \
     BP_INSTANTIATE(NAME)
+
+// ---- v4: strip kernels over 16-byte channel vectors (NHWC) ------------------------------------
+
+// The map of v4 (the same rows as bp_strip_max_map): a lane takes 8 f16/bf16 or 4 f32 channels
+// as one 16-byte vector per pixel. The horizontal maxima of the last K input rows stay packed
+// (hx, one vector per map column), maxed with max.NaN (exact: the max of stored values is a
+// stored value, so no rounding), and only the map row's F columns are widened to f32 for the
+// blur. Away from the side edges one input row's F + K − 1 span vectors are loaded together,
+// before any of them is used, so that they are in flight at once (the v2 walk's
+// per-pixel branches on `pairs` serialised them).
+template <typename T, int K, int F>
+struct bp_strip4_max_map {
+    static constexpr int lanes = bp_vec_elems<T>;
+    static constexpr bool wide = true;
+    int mpy, mpx, H, W;
+    bool fast;
+    bp_u128 hx[K][F];
+
+    __device__ __forceinline__ bp_strip4_max_map(const BpParams &p)
+        : mpy(K > 1 ? p.mpy : 0), mpx(K > 1 ? p.mpx : 0), H((int)p.h), W((int)p.w), fast(false), hx{} {}
+
+    __device__ __forceinline__ void begin(const bp_strip_item<T, F, int> &it, int WM) {
+        fast = it.q0 >= 0 && it.q0 + F - 1 < WM && it.q0 - mpx >= 0 && it.q0 - mpx + F + K - 2 < W;
+    }
+
+    // Input row yy's horizontal maxima at the F map columns into h (−inf for a column of the
+    // blur's zero padding, which is never blurred, and for pixels outside the row).
+    __device__ __forceinline__ void hmax(const bp_strip_item<T, F, int> &it, int yy, bp_u128 (&h)[F]) const {
+        const T *__restrict__ row = it.plane + yy * it.row_stride;
+        if (fast) {
+            bp_u128 e[F + K - 1];
+#if BP_GATE_VARIANT == 1
+            // The gates' serialised variant (model/, never in the library), as in bp_strip_hmax.
+            int dep = 0;
+#pragma unroll
+            for (int t = 0; t < F + K - 1; ++t) {
+                e[t] = bp_load_u128(row + (it.qs[0] - mpx + t) * it.col_stride + dep);
+                dep = (int)bp_gate_zero(__uint_as_float(e[t].v[0]));
+            }
+#else
+#pragma unroll
+            for (int t = 0; t < F + K - 1; ++t) e[t] = bp_load_u128(row + (it.qs[0] - mpx + t) * it.col_stride);
+#endif
+#pragma unroll
+            for (int v = 0; v < F; ++v) {
+                h[v] = e[v];
+#pragma unroll
+                for (int b = 1; b < K; ++b) h[v] = bp_vec_max_nan<T>(h[v], e[v + b]);
+            }
+            return;
+        }
+#pragma unroll
+        for (int v = 0; v < F; ++v) {
+            h[v] = bp_vec_neg_inf<T>();
+            if (it.qs[v] < 0) continue;
+#pragma unroll
+            for (int b = 0; b < K; ++b) {
+                const int col = it.qs[v] - mpx + b;
+                if (col < 0 || col >= W) continue;
+                h[v] = bp_vec_max_nan<T>(h[v], bp_load_u128(row + col * it.col_stride));
+            }
+        }
+    }
+
+    __device__ __forceinline__ void row(const bp_strip_item<T, F, int> &it, int s, bool follows,
+                                        float (&m)[F][lanes]) {
+        const int y_last = s - mpy + K - 1;
+        for (int yy = follows ? y_last : s - mpy; yy <= y_last; ++yy) {
+#pragma unroll
+            for (int a = 0; a + 1 < K; ++a)
+#pragma unroll
+                for (int v = 0; v < F; ++v) hx[a][v] = hx[a + 1][v];
+            if (yy < 0 || yy >= H) {
+#pragma unroll
+                for (int v = 0; v < F; ++v) hx[K - 1][v] = bp_vec_neg_inf<T>();
+            } else {
+                hmax(it, yy, hx[K - 1]);
+            }
+        }
+#pragma unroll
+        for (int v = 0; v < F; ++v) {
+            bp_u128 best = hx[0][v];
+#pragma unroll
+            for (int a = 1; a < K; ++a) best = bp_vec_max_nan<T>(best, hx[a][v]);
+            bp_vec_to_f32<T>(best, m[v]);
+        }
+    }
+};
+
+// Entry points NAME_<dtype>_nhwc of one v4 specialisation: the v4 walk where bp_strip4_fits,
+// else (unaligned buffers) the v2 walk of the same geometry. Registers capped for 3 blocks of
+// 256 per SM (80) for BlurPool2d; MaxBlurPool2d's ring of packed maxima needs 124, and at 80
+// ptxas spilled 100–250 bytes, so it keeps 2 blocks (16 warps per SM).
+#define BP_STRIP4_VARIANT(NAME, K, F, S)                                                                  \
+    template <typename T, typename L>                                                                     \
+    __device__ __forceinline__ void NAME##_impl(const BpParams p, const T *__restrict__ x, const T *, const T *, \
+                                                T *__restrict__ y) {                                      \
+        if (bp_strip4_fits<T, L>(p, x, y))                                                                \
+            bp_strip_run<T, L, F, S>(p, x, y, bp_strip4_max_map<T, K, F>(p));                             \
+        else                                                                                              \
+            bp_strip_run<T, L, F, S>(p, x, y, bp_strip_max_map<T, K, F, bp_strip_lanes<T, L>>(p));          \
+    }                                                                                                     \
+    BP_INSTANTIATE_NHWC(NAME, (K) == 1 ? 3 : 2)
+
+BP_STRIP4_VARIANT(bp_maxblurpool_k2f4s2_v4, 2, 4, 2)
+BP_STRIP4_VARIANT(bp_maxblurpool_k3f3s2_v4, 3, 3, 2)
+BP_STRIP4_VARIANT(bp_maxblurpool_k2f3s2_v4, 2, 3, 2)
+BP_STRIP4_VARIANT(bp_blurpool_f3s2_v4, 1, 3, 2)
+BP_STRIP4_VARIANT(bp_blurpool_f4s2_v4, 1, 4, 2)
 
 // antialiased-cnns (MaxPool2d(2, 1) + BlurPool filt 4), timm aa (3×3 max + filt 3), kornia and
 // composer (2×2 max + filt 3); BlurPool2d with filters 3 (timm) and 4 (antialiased-cnns).

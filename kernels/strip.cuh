@@ -91,10 +91,10 @@ constexpr int bp_strip_lanes = (L::channels_last && sizeof(T) == 2) ? 2 : 1;
 // What a map policy needs to know about the work item: where the (n, c0) plane starts, its
 // strides, the thread's output column and the F map columns it blurs (resolved through the
 // blur's padding: −1 for a zero-padded column).
-template <typename T, int F>
+template <typename T, int F, typename O = long long>
 struct bp_strip_item {
     const T *__restrict__ plane;
-    long long row_stride, col_stride;
+    O row_stride, col_stride; // O: int in the v4 walk (one image's H·W·C < 2^31), else long long
     long long c0;
     int valid; // channels of the group that exist (≤ V)
     bool pairs;
@@ -105,9 +105,17 @@ struct bp_strip_item {
 // The strip walk shared by every map: item split, blur-padding resolution, the ring of blurred
 // map rows and the stores. `map` produces map rows at the thread's F columns; F×F filter at
 // stride S in both directions, taps and padding from the parameter block as in v1.
+template <bool B, typename A, typename C> struct bp_pick { using type = A; };
+template <typename A, typename C> struct bp_pick<false, A, C> { using type = C; };
+
+// The map policy says how many channels a lane takes (Map::lanes) and whether they travel as
+// one 16-byte vector (Map::wide, the v4 walk: C % lanes == 0, 16-byte aligned buffers, 32-bit
+// offsets inside an image; checked by the caller, bp_strip4_fits).
 template <typename T, typename L, int F, int S, typename Map>
 __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restrict__ x, T *__restrict__ y, Map map) {
-    constexpr int V = bp_strip_lanes<T, L>;
+    constexpr int V = Map::lanes;
+    constexpr bool WIDE = Map::wide;
+    using O = typename bp_pick<WIDE, int, long long>::type;
     const int H = (int)p.h, W = (int)p.w, HM = (int)p.hm, WM = (int)p.wm, HO = (int)p.ho, WO = (int)p.wo;
     const long long C = p.c;
     const long long strips = (HO + BP_STRIP_ROWS - 1) / BP_STRIP_ROWS;
@@ -115,10 +123,10 @@ __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restr
     const long long items = p.n * groups * strips * WO;
     if (items == 0) return;
     const double rcp_strips = 1.0 / (double)strips, rcp_groups = 1.0 / (double)groups;
-    bp_strip_item<T, F> it;
-    it.col_stride = L::col_stride(C);
-    it.row_stride = (long long)W * it.col_stride;
-    it.pairs = V == 2 && C % 2 == 0 && (reinterpret_cast<unsigned long long>(x) & 3) == 0 &&
+    bp_strip_item<T, F, O> it;
+    it.col_stride = (O)L::col_stride(C);
+    it.row_stride = (O)W * it.col_stride;
+    it.pairs = !WIDE && V == 2 && C % 2 == 0 && (reinterpret_cast<unsigned long long>(x) & 3) == 0 &&
                (reinterpret_cast<unsigned long long>(y) & 3) == 0;
 
     BP_GRID_STRIDE_LOOP(idx, items) {
@@ -156,7 +164,7 @@ __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restr
 
         // Zero-initialised only so that no path reads an indeterminate value: every entry is
         // written before it reaches an output.
-        float mrow[F][V] = {}; // the map row last_s at the F columns
+        float blurred[V] = {}; // map row last_s blurred across (a repeated row is not recomputed)
         float ring[F][V] = {}; // blurred map rows R − F + 1 .. R (padded coordinates)
         int last_s = -2;       // no map row yet (−1 is the zero-padding marker)
         const int i_begin = (int)strip * BP_STRIP_ROWS;
@@ -171,17 +179,20 @@ __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restr
                     for (int k = 0; k < V; ++k) row[k] = 0.f;
                 } else {
                     if (s != last_s) {
+                        float mrow[F][V]; // map row s at the F columns
                         map.row(it, s, s == last_s + 1, mrow);
                         last_s = s;
+#pragma unroll
+                        for (int k = 0; k < V; ++k) {
+                            float acc = 0.f;
+#pragma unroll
+                            for (int v = 0; v < F; ++v)
+                                if (it.qs[v] >= 0) acc += p.tx[v] * mrow[v][k];
+                            blurred[k] = acc;
+                        }
                     }
 #pragma unroll
-                    for (int k = 0; k < V; ++k) {
-                        float acc = 0.f;
-#pragma unroll
-                        for (int v = 0; v < F; ++v)
-                            if (it.qs[v] >= 0) acc += p.tx[v] * mrow[v][k];
-                        row[k] = acc;
-                    }
+                    for (int k = 0; k < V; ++k) row[k] = blurred[k];
                 }
 #pragma unroll
                 for (int u = 0; u + 1 < F; ++u)
@@ -199,7 +210,30 @@ __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restr
                 for (int u = 0; u < F; ++u) acc += p.ty[u] * ring[u][k];
                 out[k] = acc;
             }
-            bp_store_channels<T, V>(y + L::offset(n, c0, i, j, C, HO, WO), it.valid, it.pairs, out);
+            if constexpr (WIDE)
+                bp_store_u128(y + L::offset(n, c0, i, j, C, HO, WO), bp_vec_from_f32<T>(out));
+            else
+                bp_store_channels<T, V>(y + L::offset(n, c0, i, j, C, HO, WO), it.valid, it.pairs, out);
         }
     }
+}
+
+// ---- v4: the walk over 16-byte channel vectors ----------------------------------------------
+
+// Whether the v4 walk may take this launch: NHWC, C a multiple of the vector's elements, x and y
+// (and `w`, when given) 16-byte aligned, and one image's H·W·C below 2^31 (the walk's offsets
+// inside an image are int). The host plans v4 only when the shape qualifies
+// (src/cuda/plan.rs); the pointers are checked here, once per launch, and a launch that fails
+// takes the v2 walk instead (same results; see tests/emulated.rs).
+template <typename T, typename L>
+__device__ __forceinline__ bool bp_strip4_fits(const BpParams &p, const void *x, const void *y, const void *w = nullptr) {
+    const unsigned long long bits = reinterpret_cast<unsigned long long>(x) | reinterpret_cast<unsigned long long>(y) |
+                                    reinterpret_cast<unsigned long long>(w);
+    return L::channels_last && p.c % bp_vec_elems<T> == 0 && (bits & 15) == 0 && p.h * p.w * p.c < (1LL << 31);
+}
+
+// −inf in every element of a vector (the max's padding).
+template <typename T> __device__ __forceinline__ bp_u128 bp_vec_neg_inf() {
+    const unsigned w = sizeof(T) == 4 ? 0xff800000u : (bp_is_bf16<T>::value ? 0xff80ff80u : 0xfc00fc00u);
+    return bp_u128{{w, w, w, w}};
 }

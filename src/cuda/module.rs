@@ -21,9 +21,10 @@ mod build {
 /// context's kernels are first loaded).
 pub const FORCE_NVRTC_ENV: &str = "BLURPOOL_FORCE_NVRTC";
 
-/// Environment variable that makes loaded kernels launch only the general (v1) forward kernels
-/// (`BLURPOOL_KERNELS=general`), e.g. to compare versions from the command line. Read when
-/// kernels are loaded, never by a plan.
+/// Environment variable that caps the forward kernels loaded kernels launch: `general` (or
+/// `v1`) for the general kernels only, `v2`/`v3` for nothing newer ([`KernelChoice::parse`]),
+/// e.g. to compare versions from the command line. Read when kernels are loaded, never by a
+/// plan; any other value means [`KernelChoice::Auto`].
 pub const KERNELS_ENV: &str = "BLURPOOL_KERNELS";
 
 /// How the kernels were built into this library: for tools that inspect the machine code or
@@ -231,10 +232,10 @@ impl Kernels {
         let sms = ctx
             .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?
             .max(1) as u32;
-        let choice = match std::env::var(KERNELS_ENV) {
-            Ok(v) if v.eq_ignore_ascii_case("general") => KernelChoice::GENERAL,
-            _ => KernelChoice::Auto,
-        };
+        let choice = std::env::var(KERNELS_ENV)
+            .ok()
+            .and_then(|v| KernelChoice::parse(&v))
+            .unwrap_or_default();
         Ok(Kernels {
             ctx: ctx.clone(),
             _module: module,

@@ -32,15 +32,19 @@ pub enum KernelVersion {
     V2,
     /// Tensor-core dense ConvBlurPool2d (f16/bf16, compute capability ≥ 8.0).
     V3,
+    /// Strip kernels over 16-byte channel vectors (NHWC, C a multiple of 8 halves or 4 floats;
+    /// a launch whose buffers are not 16-byte aligned takes the v2 walk inside the kernel).
+    V4,
 }
 
 impl KernelVersion {
-    /// Lower-case name (`v1`, `v2`, `v3`).
+    /// Lower-case name (`v1` … `v4`).
     pub fn name(self) -> &'static str {
         match self {
             KernelVersion::V1 => "v1",
             KernelVersion::V2 => "v2",
             KernelVersion::V3 => "v3",
+            KernelVersion::V4 => "v4",
         }
     }
 }
@@ -59,6 +63,28 @@ pub enum KernelChoice {
 impl KernelChoice {
     /// Always the general (v1) kernels.
     pub const GENERAL: KernelChoice = KernelChoice::AtMost(KernelVersion::V1);
+
+    /// The choice a `BLURPOOL_KERNELS` value names: `auto`, `general` or `v1`…`v4` (the
+    /// newest version allowed), case-insensitive; `None` for anything else.
+    ///
+    /// ```
+    /// use blurpool::cuda::{KernelChoice, KernelVersion};
+    /// assert_eq!(KernelChoice::parse("general"), Some(KernelChoice::GENERAL));
+    /// assert_eq!(KernelChoice::parse("V2"), Some(KernelChoice::AtMost(KernelVersion::V2)));
+    /// assert_eq!(KernelChoice::parse("v9"), None);
+    /// ```
+    pub fn parse(value: &str) -> Option<KernelChoice> {
+        let v = value.trim().to_ascii_lowercase();
+        let version = match v.as_str() {
+            "auto" => return Some(KernelChoice::Auto),
+            "general" | "v1" => KernelVersion::V1,
+            "v2" => KernelVersion::V2,
+            "v3" => KernelVersion::V3,
+            "v4" => KernelVersion::V4,
+            _ => return None,
+        };
+        Some(KernelChoice::AtMost(version))
+    }
 
     fn allows(self, v: KernelVersion) -> bool {
         match self {
@@ -149,6 +175,8 @@ enum Family {
     StripPool,
     StripDepthwise,
     TensorCore,
+    /// v4 pooling strips (NHWC only).
+    StripPoolWide,
 }
 
 impl Specialisation {
@@ -159,6 +187,7 @@ impl Specialisation {
                 "BP_STRIP_VARIANT" => Family::StripPool,
                 "BP_STRIP_DW_VARIANT" => Family::StripDepthwise,
                 "BP_TC_VARIANT" => Family::TensorCore,
+                "BP_STRIP4_VARIANT" => Family::StripPoolWide,
                 other => unreachable!("build.rs only lists known macros, not {other}"),
             };
             let (window, filter, stride) = match (family, dims) {
@@ -186,6 +215,7 @@ impl Specialisation {
         match self.family {
             Family::StripPool | Family::StripDepthwise => KernelVersion::V2,
             Family::TensorCore => KernelVersion::V3,
+            Family::StripPoolWide => KernelVersion::V4,
         }
     }
 }
@@ -238,13 +268,24 @@ impl KernelKind {
             || dtype != DType::F32
     }
 
+    /// Whether this kind has an entry point for `layout` (the v4 strips exist for NHWC only).
+    fn has_layout(self, layout: Layout) -> bool {
+        !matches!(self, KernelKind::Special(s) if s.family == Family::StripPoolWide)
+            || layout == Layout::Nhwc
+    }
+
     /// Every entry point the module exports: (kind, dtype, layout).
     pub(crate) fn entry_points() -> impl Iterator<Item = (KernelKind, DType, Layout)> {
         KernelKind::all().flat_map(|kind| {
             DType::ALL
                 .into_iter()
                 .filter(move |&d| kind.has_dtype(d))
-                .flat_map(move |d| Layout::ALL.into_iter().map(move |l| (kind, d, l)))
+                .flat_map(move |d| {
+                    Layout::ALL
+                        .into_iter()
+                        .filter(move |&l| kind.has_layout(l))
+                        .map(move |l| (kind, d, l))
+                })
         })
     }
 
@@ -315,6 +356,16 @@ pub enum Specialised {
         /// Blur taps per axis.
         filter: usize,
     },
+    /// The v4 strip kernel of a [`Specialised::Pooling`] geometry: NHWC, channels a multiple
+    /// of 8 (f16/bf16) or 4 (f32), one 16-byte vector per pixel.
+    PoolingV4 {
+        /// Max window (1 = no max: BlurPool2d).
+        window: usize,
+        /// Blur taps per axis.
+        filter: usize,
+        /// Blur stride on both axes.
+        stride: usize,
+    },
 }
 
 /// Every specialised forward kernel the build has (one line each in kernels/*.cu).
@@ -331,6 +382,11 @@ pub fn specialised_kernels() -> impl Iterator<Item = Specialised> {
             stride: s.stride,
         },
         Family::TensorCore => Specialised::TensorCoreConv { filter: s.filter },
+        Family::StripPoolWide => Specialised::PoolingV4 {
+            window: s.window,
+            filter: s.filter,
+            stride: s.stride,
+        },
     })
 }
 
@@ -370,8 +426,11 @@ impl Work {
 /// let op = MaxBlurPool2d::new(MaxPool2d::new((3, 3), (1, 1))?, timm::blur(3, 2, PadMode::Reflect)?);
 /// let input = Shape4::new(8, 64, 56, 56);
 /// let plan = op.plan(input, Target::new(DType::F16, Layout::Nhwc))?;
-/// assert_eq!(plan.version(), KernelVersion::V2); // a strip kernel serves timm's geometry
-/// assert_eq!(plan.symbol(), "bp_maxblurpool_k3f3s2_f16_nhwc");
+/// // a strip kernel over 16-byte channel vectors serves timm's geometry in NHWC
+/// assert_eq!(plan.version(), KernelVersion::V4);
+/// assert_eq!(plan.symbol(), "bp_maxblurpool_k3f3s2_v4_f16_nhwc");
+/// let v2 = op.plan(input, Target::new(DType::F16, Layout::Nhwc).with_choice(KernelChoice::AtMost(KernelVersion::V2)))?;
+/// assert_eq!(v2.symbol(), "bp_maxblurpool_k3f3s2_f16_nhwc");
 /// let v1 = op.plan(input, Target::new(DType::F16, Layout::Nhwc).with_choice(KernelChoice::GENERAL))?;
 /// assert_eq!(v1.version(), KernelVersion::V1);
 /// assert_eq!(v1.params_bytes(), plan.params_bytes()); // the same parameter block
@@ -568,14 +627,19 @@ fn strip_or_general(
         + i64::from(params.fy)
         + i64::from(params.pad_top.max(params.pad_left))
         < 1 << 30;
+    let find = |family| {
+        Specialisation::find(
+            family,
+            window.0 as usize,
+            params.fy as usize,
+            params.sy as usize,
+        )
+    };
     let strip = (square && small && target.choice.allows(KernelVersion::V2))
         .then(|| {
-            Specialisation::find(
-                family,
-                window.0 as usize,
-                params.fy as usize,
-                params.sy as usize,
-            )
+            wide_strip(family, target, &params)
+                .and_then(find)
+                .or_else(|| find(family))
         })
         .flatten();
     match strip {
@@ -587,13 +651,39 @@ fn strip_or_general(
                 layout: target.layout,
                 output,
                 params,
-                // Threads cover STRIP_ROWS output rows of one column each (NHWC half types
-                // take two channels per thread, so this is an upper bound there; the kernel
-                // computes its own count).
-                work: Work::Elements(params.n * params.c * strips * params.wo),
+                // Threads cover STRIP_ROWS output rows of one column each, for one channel
+                // (v2; NHWC half types take two channels per thread, so this is an upper bound
+                // there; the kernel computes its own count) or one 16-byte vector of them (v4).
+                work: Work::Elements(
+                    params.n * strip_groups(s, target, &params) * strips * params.wo,
+                ),
             }
         }
         None => general(kind, target, (output, params)),
+    }
+}
+
+/// The v4 family standing in for the v2 strip `family` on `target`, if the shape lets it:
+/// NHWC, C a multiple of the 16-byte vector's elements, one image's H·W·C below 2^31 (the
+/// kernel's offsets inside an image are i32; kernels/strip.cuh, bp_strip4_fits, which also
+/// checks the pointers' alignment at launch).
+fn wide_strip(family: Family, target: Target, params: &BpParams) -> Option<Family> {
+    let lanes = 16 / target.dtype.size() as i64;
+    let fits = target.layout == Layout::Nhwc
+        && params.c % lanes == 0
+        && params.h.saturating_mul(params.w).saturating_mul(params.c) < 1 << 31
+        && target.choice.allows(KernelVersion::V4);
+    match family {
+        Family::StripPool if fits => Some(Family::StripPoolWide),
+        _ => None,
+    }
+}
+
+/// Channel groups the strip kernel `s` gives a thread each: C, or C / (16-byte vector) in v4.
+fn strip_groups(s: Specialisation, target: Target, params: &BpParams) -> i64 {
+    match s.family {
+        Family::StripPoolWide => params.c / (16 / target.dtype.size() as i64),
+        _ => params.c,
     }
 }
 
