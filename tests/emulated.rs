@@ -114,10 +114,67 @@ fn nan_and_inf_emulated() {
 
 #[test]
 fn strip_kernels_emulated() {
+    // v2 itself (Auto would take v4 for the NHWC f32 cases with 4 channels).
     matrix::run_matrix(
-        &Emu::AUTO,
-        "strip kernels (emulated)",
+        &Emu::V2,
+        "strip kernels v2 (emulated)",
         &matrix::strip_cases(),
+    );
+}
+
+/// The v4 strips over the strip matrix's operators at sizes with C a multiple of 8, NHWC: every
+/// case must plan v4, and match the reference; the same cases on v2 and v1 too.
+#[test]
+fn strip4_kernels_emulated() {
+    let cases = matrix::strip4_cases();
+    let v4 = matrix::run_nhwc_cases(&Emu::AUTO, "strip kernels v4 (emulated)", &cases);
+    assert_eq!(
+        v4.keys().copied().collect::<Vec<_>>(),
+        [KernelVersion::V4],
+        "every case plans v4: {v4:?}"
+    );
+    let v2 = matrix::run_nhwc_cases(&Emu::V2, "strip4 cases on v2 (emulated)", &cases);
+    assert_eq!(v2.keys().copied().collect::<Vec<_>>(), [KernelVersion::V2]);
+}
+
+/// Where v4 does not apply, Auto plans v2: NCHW, C not a multiple of the vector, and a choice
+/// capped below v4.
+#[test]
+fn strip4_applies_only_where_it_fits() {
+    let blur = presets::timm::blur(3, 2, PadMode::Reflect).unwrap();
+    let op = Operator::MaxBlurPool(MaxBlurPool2d::new(
+        MaxPool2d::new((3, 3), (1, 1)).unwrap(),
+        blur,
+    ));
+    let plan = |c, dtype, layout, choice| {
+        op.plan(
+            Shape4::new(2, c, 20, 20),
+            Target::new(dtype, layout).with_choice(choice),
+        )
+        .unwrap()
+    };
+    let auto = KernelChoice::Auto;
+    let v = |c, d, l, ch| plan(c, d, l, ch).version();
+    assert_eq!(v(16, DType::F16, Layout::Nhwc, auto), KernelVersion::V4);
+    assert_eq!(
+        plan(16, DType::F16, Layout::Nhwc, auto).symbol(),
+        "bp_maxblurpool_k3f3s2_v4_f16_nhwc"
+    );
+    assert_eq!(v(4, DType::F32, Layout::Nhwc, auto), KernelVersion::V4);
+    assert_eq!(v(4, DType::F16, Layout::Nhwc, auto), KernelVersion::V2);
+    assert_eq!(v(12, DType::BF16, Layout::Nhwc, auto), KernelVersion::V2);
+    assert_eq!(v(16, DType::F16, Layout::Nchw, auto), KernelVersion::V2);
+    let capped = KernelChoice::AtMost(KernelVersion::V3);
+    assert_eq!(v(16, DType::F16, Layout::Nhwc, capped), KernelVersion::V2);
+    // The grid covers C / 8 channel vectors per pixel, not C channels: 2 images × 8 vectors
+    // × 2 strips of 8 rows × 10 columns = 320 threads (2 blocks), against v2's 2560 (10).
+    assert_eq!(
+        plan(64, DType::F16, Layout::Nhwc, auto).grid_dim(u32::MAX),
+        2
+    );
+    assert_eq!(
+        plan(64, DType::F16, Layout::Nhwc, capped).grid_dim(u32::MAX),
+        10
     );
 }
 
@@ -287,6 +344,21 @@ fn strip_kernels_accept_buffers_at_odd_elements() {
         blur,
     ));
     same_bits_at_odd_offsets(&op, Shape4::new(2, 4, 19, 23), KernelVersion::V2);
+}
+
+/// The v4 strips take 16-byte vectors only when x and y are 16-byte aligned; at any other
+/// offset the same kernel takes the v2 walk, with the same bits.
+#[test]
+fn strip4_kernels_accept_buffers_at_odd_elements() {
+    let blur = presets::timm::blur(3, 2, PadMode::Reflect).unwrap();
+    let op = Operator::MaxBlurPool(MaxBlurPool2d::new(
+        MaxPool2d::new((3, 3), (1, 1)).unwrap(),
+        blur,
+    ));
+    same_bits_at_odd_offsets(&op, Shape4::new(2, 16, 19, 23), KernelVersion::V4);
+    let blur4 = presets::antialiased_cnns::blur(PadMode::Reflect, 4, 2, 0).unwrap();
+    let op = Operator::BlurPool(blurpool::BlurPool2d::new(blur4));
+    same_bits_at_odd_offsets(&op, Shape4::new(1, 8, 13, 9), KernelVersion::V4);
 }
 
 /// The tensor-core kernel loads 8 NHWC channels (16 bytes) at once only when C % 8 == 0 and

@@ -111,7 +111,7 @@ fn check(op: &Operator, shape: Shape4, dtype: DType, layout: Layout, choice: Ker
     let y_base = dy.as_ptr() as u64;
     let mut stored = vec![false; out_len];
     let mut bad = Vec::new();
-    let mut loads = 0u64;
+    let mut loads = 0u64; // bytes
     let mut on_block = |_b: u32, events: &[TraceEvent]| -> bool {
         for e in events {
             let inside = |&(a, n): &(u64, u64)| e.addr >= a && e.addr + e.size as u64 <= a + n;
@@ -128,7 +128,7 @@ fn check(op: &Operator, shape: Shape4, dtype: DType, layout: Layout, choice: Ker
                         e.line
                     ));
                 }
-                AccessKind::Load if in_ranges.iter().any(inside) => loads += 1,
+                AccessKind::Load if in_ranges.iter().any(inside) => loads += e.size as u64,
                 // Shared memory (the block's own arrays) and loads of the output.
                 _ => {}
             }
@@ -170,10 +170,11 @@ fn check(op: &Operator, shape: Shape4, dtype: DType, layout: Layout, choice: Ker
         ry.iter().any(|&v| v != POISON),
         "{label}: nothing was written"
     );
+    // Bytes, not accesses: a 16-byte vector load carries 4 or 8 elements.
     assert!(
-        loads as usize >= x.len() / sz,
-        "{label}: {loads} traced input loads for {} elements",
-        x.len() / sz
+        loads as usize >= x.len(),
+        "{label}: {loads} bytes of traced input loads for {} bytes of input",
+        x.len()
     );
     let missing = stored.iter().filter(|s| !**s).count();
     assert_eq!(
@@ -198,15 +199,25 @@ fn hooks_see_every_access_of_the_pooling_kernels() {
         antialiased_cnns::max_blur_pool(3, 1, PadMode::Reflect, 3, 2, 0).unwrap(),
     );
     let bp = Operator::BlurPool(BlurPool2d::new(timm::blur(4, 2, PadMode::Zero).unwrap()));
+    // 5 channels: v2 strips (and v1); 16: v4 in NHWC (Auto), v2 below it.
+    let v2 = KernelChoice::AtMost(KernelVersion::V2);
+    let mut v4 = 0;
     for op in [&mbp, &mbp3, &bp] {
         for dtype in DType::ALL {
             for layout in Layout::ALL {
                 for choice in [KernelChoice::Auto, KernelChoice::GENERAL] {
                     check(op, Shape4::new(2, 5, 19, 23), dtype, layout, choice);
                 }
+                for choice in [KernelChoice::Auto, v2] {
+                    let shape = Shape4::new(2, 16, 19, 23);
+                    let plan = op.plan(shape, Target::new(dtype, layout).with_choice(choice));
+                    v4 += usize::from(plan.unwrap().version() == KernelVersion::V4);
+                    check(op, shape, dtype, layout, choice);
+                }
             }
         }
     }
+    assert_eq!(v4, 9, "the three operators in NHWC in every dtype plan v4");
 }
 
 #[test]

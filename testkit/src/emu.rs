@@ -8,7 +8,7 @@
 
 use std::ffi::c_void;
 
-use blurpool::cuda::{Buf, KernelChoice, LaunchPlan, Target};
+use blurpool::cuda::{Buf, KernelChoice, KernelVersion, LaunchPlan, Target};
 use blurpool::{Element, Layout, Operator, Shape4};
 
 use crate::check::{GradsOf, Runner};
@@ -30,6 +30,11 @@ impl Emu {
     pub const AUTO: Emu = Emu {
         max_blocks: 3,
         choice: KernelChoice::Auto,
+    };
+    /// The kernels up to v2 (the strip kernels v4 is compared with), 3 blocks at most.
+    pub const V2: Emu = Emu {
+        max_blocks: 3,
+        choice: KernelChoice::AtMost(KernelVersion::V2),
     };
     /// The general (v1) kernels, 3 blocks at most.
     pub const GENERAL: Emu = Emu {

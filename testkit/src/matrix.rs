@@ -8,7 +8,7 @@
 //! of its position: every case, pad mode, filter and size still runs, every dtype and layout
 //! runs on a sixth of them, and `cargo test` stays quick.
 
-use blurpool::cuda::{specialised_kernels, Specialised};
+use blurpool::cuda::{specialised_kernels, KernelVersion, Specialised, Target};
 use blurpool::reference;
 use blurpool::{
     Activation, Blur, BlurConv2d, BlurPool2d, Conv2dArgs, Conv2dSpec, ConvBlurPool2d, DType,
@@ -18,7 +18,8 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::check::{check_in_dtype, Runner};
-use crate::data::CaseData;
+use crate::data::{CaseData, TestElement};
+use crate::emu::Emu;
 
 /// Environment variable that makes [`run_matrix`] run every case in every dtype × layout.
 pub const FULL_MATRIX_ENV: &str = "BLURPOOL_FULL_MATRIX";
@@ -265,6 +266,73 @@ pub const STRIP_SIZES: [Shape4; 7] = [
     Shape4::new(1, 7, 45, 4),
 ];
 
+/// Sizes for the v4 strip kernels (NHWC, C a multiple of 8, so every dtype takes the 16-byte
+/// vectors): one pixel, odd extents, rows shorter than the span, columns narrower than the
+/// filter, several vectors per pixel.
+pub const STRIP4_SIZES: [Shape4; 6] = [
+    Shape4::new(1, 8, 1, 1),
+    Shape4::new(2, 16, 37, 17),
+    Shape4::new(1, 8, 19, 23),
+    Shape4::new(3, 24, 8, 10),
+    Shape4::new(1, 8, 2, 2),
+    Shape4::new(2, 16, 3, 41),
+];
+
+/// [`strip_cases`]' operators on [`STRIP4_SIZES`]: the v4 strips' matrix.
+pub fn strip4_cases() -> Vec<(Operator, Shape4)> {
+    strip_cases()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (op, _))| (op, STRIP4_SIZES[i % STRIP4_SIZES.len()]))
+        .collect()
+}
+
+/// Runs `cases` in NHWC with `r` (every dtype under full coverage, one per case, cycling,
+/// under the sample) and returns the runs per kernel version the plans chose.
+pub fn run_nhwc_cases(
+    r: &Emu,
+    test: &str,
+    cases: &[(Operator, Shape4)],
+) -> std::collections::BTreeMap<KernelVersion, usize> {
+    let mut rng = StdRng::seed_from_u64(seed());
+    let coverage = Coverage::from_env();
+    let (mut versions, mut failures) = (std::collections::BTreeMap::new(), Vec::new());
+    let mut run = 0usize;
+    for (i, (op, shape)) in cases.iter().enumerate() {
+        let dtypes: Vec<DType> = match coverage {
+            Coverage::Full => DType::ALL.to_vec(),
+            Coverage::Sample => vec![DType::ALL[i % DType::ALL.len()]],
+        };
+        for dtype in dtypes {
+            let target = Target::new(dtype, Layout::Nhwc).with_choice(r.choice);
+            if let Ok(plan) = op.plan(*shape, target) {
+                *versions.entry(plan.version()).or_insert(0) += 1;
+            }
+            run += 1;
+            if let Err(e) = check_in_dtype(r, &mut rng, op, *shape, Layout::Nhwc, dtype, false) {
+                failures.push(e);
+            }
+        }
+    }
+    println!(
+        "{test}: {run} NHWC cases run ({coverage:?} coverage of {} cases), {} failed; plans by version: {versions:?}",
+        cases.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{test}: {} failures, first ones:\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    versions
+}
+
 /// The binomial filter of size `f` and an asymmetric one: `taps` (cycled to length `f`) down
 /// the rows and the same taps reversed across the columns, so a kernel that swaps the axes or
 /// flips a filter fails.
@@ -482,7 +550,16 @@ pub fn tensor_core_cases() -> Vec<(Operator, Shape4)> {
 /// must be the reference's exactly where it is not finite, and within f32 rounding elsewhere.
 /// Returns the number of cases run.
 pub fn nan_and_inf(r: &impl Runner) -> usize {
-    let shape = Shape4::new(1, 2, 9, 10);
+    use half::{bf16, f16};
+    // Two channels (the v1/v2 paths), and eight: the v4 kernels' 16-byte channel vectors in
+    // NHWC (packed max.NaN on f16/bf16), in every dtype.
+    nan_and_inf_in::<f32>(r, Shape4::new(1, 2, 9, 10), 1e-5)
+        + nan_and_inf_in::<f32>(r, Shape4::new(1, 8, 9, 10), 1e-5)
+        + nan_and_inf_in::<f16>(r, Shape4::new(1, 8, 9, 10), 2e-3)
+        + nan_and_inf_in::<bf16>(r, Shape4::new(1, 8, 9, 10), 1.6e-2)
+}
+
+fn nan_and_inf_in<T: TestElement>(r: &impl Runner, shape: Shape4, tol: f64) -> usize {
     let mut rng = StdRng::seed_from_u64(seed());
     let mut runs = 0;
     for layout in Layout::ALL {
@@ -510,33 +587,38 @@ pub fn nan_and_inf(r: &impl Runner) -> usize {
                 MaxPool2d::new((k, k), (pad, pad)).unwrap(),
                 blur,
             ));
-            let mut data = CaseData::<f32>::random(&mut rng, &op, shape);
+            let mut data = CaseData::<T>::random(&mut rng, &op, shape);
             for (i, v) in [
-                (5, f32::NAN),
-                (17, f32::INFINITY),
-                (40, f32::NEG_INFINITY),
-                (41, f32::NEG_INFINITY),
-                (77, f32::NAN),
-                (78, f32::INFINITY),
+                (5, f64::NAN),
+                (17, f64::INFINITY),
+                (40, f64::NEG_INFINITY),
+                (41, f64::NEG_INFINITY),
+                (77, f64::NAN),
+                (78, f64::INFINITY),
             ] {
-                data.x[i] = v;
+                data.x[i] = T::from_f64(v);
             }
             let out = op.output_shape(shape).unwrap();
-            let mut want = vec![0f32; out.numel().unwrap()];
+            let mut want = vec![T::from_f64(0.0); out.numel().unwrap()];
             reference::forward(&op, shape, layout, &data.x, &[], None, &mut want).unwrap();
             let got = r.run(&op, shape, layout, &data).unwrap();
             for (e, (a, b)) in got.iter().zip(&want).enumerate() {
+                let (a, b) = (a.to_f64(), b.to_f64());
                 let same = (a.is_nan() && b.is_nan())
                     || a == b
-                    || (a.is_finite() && b.is_finite() && (a - b).abs() <= 1e-5 * b.abs().max(1.0));
+                    || (a.is_finite() && b.is_finite() && (a - b).abs() <= tol * b.abs().max(1.0));
                 assert!(
                     same,
-                    "{layout:?} {op:?}: element {e}: kernel {a}, reference {b}"
+                    "{} {layout:?} {shape} {op:?}: element {e}: kernel {a}, reference {b}",
+                    T::DTYPE.name()
                 );
             }
-            assert!(want.iter().any(|v| v.is_nan()), "the case must produce NaN");
             assert!(
-                want.iter().any(|v| v.is_infinite()),
+                want.iter().any(|v| v.to_f64().is_nan()),
+                "the case must produce NaN"
+            );
+            assert!(
+                want.iter().any(|v| v.to_f64().is_infinite()),
                 "the case must produce ±inf"
             );
             runs += 1;

@@ -33,7 +33,9 @@ use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use blurpool::cuda::{ConvGrads, ForwardPtrs, KernelChoice, Kernels, Launch, MaxGrads, Target};
+use blurpool::cuda::{
+    ConvGrads, ForwardPtrs, KernelChoice, KernelVersion, Kernels, Launch, MaxGrads, Target,
+};
 use blurpool::{BlurPool2d, DType, Layout, MaxBlurPool2d, Operator, Shape4};
 
 use crate::data::{random_vec, TestElement};
@@ -184,8 +186,14 @@ fn fused_paths<T: TestElement>(
             .map(|p| p.symbol())
             .map_err(e)
     };
+    let strip = kernels.with_choice(KernelChoice::AtMost(KernelVersion::V2));
     let mut versions = vec![("fused", kernels.clone())];
-    if symbol(kernels)? != symbol(&general)? {
+    // v1, v2 and the newest side by side on the same data, where they are different kernels.
+    let (newest, v2, v1) = (symbol(kernels)?, symbol(&strip)?, symbol(&general)?);
+    if v2 != newest && v2 != v1 {
+        versions.push(("fused v2", strip));
+    }
+    if newest != v1 {
         versions.push(("fused v1", general));
     }
     let n_out = op.output_shape(shape).and_then(|o| o.numel()).map_err(e)?;
