@@ -25,7 +25,7 @@
 
 use std::collections::BTreeMap;
 
-use blurpool::cuda::{specialised_kernels, Specialised};
+use blurpool::cuda::{specialised_kernels, KernelChoice, KernelVersion, Specialised};
 use blurpool::presets::timm;
 use blurpool::{
     Activation, Blur, BlurPool2d, Conv2dArgs, Conv2dSpec, ConvBlurPool2d, DType, Filter, Layout,
@@ -100,8 +100,18 @@ fn operator_for(s: Specialised) -> blurpool::Result<Operator> {
             window: 1,
             filter,
             stride,
+        }
+        | Specialised::PoolingV4 {
+            window: 1,
+            filter,
+            stride,
         } => Operator::BlurPool(BlurPool2d::new(blur(filter, stride)?)),
         Specialised::Pooling {
+            window,
+            filter,
+            stride,
+        }
+        | Specialised::PoolingV4 {
             window,
             filter,
             stride,
@@ -151,8 +161,13 @@ fn operator_for(s: Specialised) -> blurpool::Result<Operator> {
     })
 }
 
-/// The gate workloads: each specialisation in each dtype it has and both layouts.
-pub fn gate_cases() -> Result<Vec<(Operator, Shape4, DType, Layout)>, String> {
+/// One gate workload: the operator on a shape in a dtype and layout, planned with a kernel
+/// choice that lands on the specialisation under test.
+pub type GateCase = (Operator, Shape4, DType, Layout, KernelChoice);
+
+/// The gate workloads: each specialisation in each dtype and layout it has (v4 strips: NHWC),
+/// the v2 strips planned with `AtMost(V2)` (Auto takes v4 where it applies).
+pub fn gate_cases() -> Result<Vec<GateCase>, String> {
     let mut out = Vec::new();
     for s in specialised_kernels() {
         let op = operator_for(s).map_err(|e| e.to_string())?;
@@ -161,9 +176,14 @@ pub fn gate_cases() -> Result<Vec<(Operator, Shape4, DType, Layout)>, String> {
             Specialised::TensorCoreConv { .. } => &[DType::F16, DType::BF16],
             _ => &DType::ALL,
         };
+        let (layouts, choice): (&[Layout], _) = match s {
+            Specialised::PoolingV4 { .. } => (&[Layout::Nhwc], KernelChoice::Auto),
+            Specialised::TensorCoreConv { .. } => (&Layout::ALL, KernelChoice::Auto),
+            _ => (&Layout::ALL, KernelChoice::AtMost(KernelVersion::V2)),
+        };
         for &d in dtypes {
-            for l in Layout::ALL {
-                out.push((op.clone(), shape, d, l));
+            for &l in layouts {
+                out.push((op.clone(), shape, d, l, choice));
             }
         }
     }
@@ -172,15 +192,15 @@ pub fn gate_cases() -> Result<Vec<(Operator, Shape4, DType, Layout)>, String> {
 
 /// A one-launch workload spec for the operator's forward plan, launching `emu_prefix` + symbol
 /// in the emulator.
-fn spec_for(
-    op: &Operator,
-    shape: Shape4,
-    dtype: DType,
-    layout: Layout,
-) -> Result<WorkloadSpec, String> {
+fn spec_for(case: &GateCase) -> Result<WorkloadSpec, String> {
+    let (op, shape, dtype, layout, choice) = case;
+    let (shape, dtype, layout) = (*shape, *dtype, *layout);
     let e = |e: blurpool::Error| e.to_string();
     let plan = op
-        .plan(shape, blurpool::cuda::Target::new(dtype, layout))
+        .plan(
+            shape,
+            blurpool::cuda::Target::new(dtype, layout).with_choice(*choice),
+        )
         .map_err(e)?;
     let sz = dtype.size();
     let n_in = shape.numel().map_err(e)?;
@@ -226,15 +246,8 @@ fn spec_for(
 }
 
 /// The figures of one gate case, tracing `emu_prefix` + symbol and reading `sass`.
-pub fn figures(
-    op: &Operator,
-    shape: Shape4,
-    dtype: DType,
-    layout: Layout,
-    sass: &Sass,
-    emu_prefix: &str,
-) -> Result<Figures, String> {
-    let spec = spec_for(op, shape, dtype, layout)?;
+pub fn figures(case: &GateCase, sass: &Sass, emu_prefix: &str) -> Result<Figures, String> {
+    let spec = spec_for(case)?;
     let path = &spec.paths[0];
     let traces = crate::suite::trace_path(&spec, path, Sample::SUITE, emu_prefix)?;
     let (l, t) = (&path.launches[0], &traces[0]);
@@ -356,8 +369,9 @@ pub fn run(record: bool) -> Result<GateReport, String> {
     );
     let mut recorded = Baseline::default();
     let round = |v: f64| (v * 1000.0).round() / 1000.0;
-    for (op, shape, d, l) in gate_cases()? {
-        let f = figures(&op, shape, d, l, &sass, "")?;
+    for case in gate_cases()? {
+        let (op, l) = (&case.0, case.3);
+        let f = figures(&case, &sass, "")?;
         recorded
             .loads_in_flight
             .insert(f.symbol.clone(), round(f.loads_in_flight));
@@ -378,7 +392,7 @@ pub fn run(record: bool) -> Result<GateReport, String> {
                 .loads_in_flight
                 .get(&f.symbol)
                 .is_some_and(|&r| r >= MIN_IN_FLIGHT);
-            let v = figures(&op, shape, d, l, &variant, "gate_serialised:")?;
+            let v = figures(&case, &variant, "gate_serialised:")?;
             match (check_in_flight(&v, cmp), batched) {
                 (Err(e), _) => rep.variant_checks.push(format!("serialised variant caught: {e}")),
                 (Ok(()), true) => rep.variant_escapes.push(format!(
@@ -390,7 +404,7 @@ pub fn run(record: bool) -> Result<GateReport, String> {
                     v.symbol, v.loads_in_flight, f.loads_in_flight
                 )),
             }
-            let u = figures(&op, shape, d, l, &sass, "gate_uncoalesced:")?;
+            let u = figures(&case, &sass, "gate_uncoalesced:")?;
             match (check_sectors(&u, cmp), l == Layout::Nhwc) {
                 (Err(e), _) => rep.variant_checks.push(format!("uncoalesced variant caught: {e}")),
                 (Ok(()), true) => rep.variant_escapes.push(format!(

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use blurpool::cuda::{Buf, KernelChoice, LaunchPlan, Target};
+use blurpool::cuda::{Buf, KernelChoice, KernelVersion, LaunchPlan, Target};
 use blurpool::{DType, Operator, Shape4};
 use blurpool_testkit::data::random_vec;
 use blurpool_testkit::workloads::{BenchOp, Workload};
@@ -123,8 +123,8 @@ fn e(e: blurpool::Error) -> String {
     e.to_string()
 }
 
-/// The paths of `w`: `fused` (what forward/backward launches), `fused v1` (the general kernel
-/// where that differs), `separate` (MaxBlurPool: dense max, then the blur).
+/// The paths of `w`: `fused` (what forward/backward launches), `fused v2` and `fused v1` (the
+/// strip and general kernels where those differ), `separate` (MaxBlurPool: dense max, then the blur).
 pub fn spec(w: &Workload) -> Result<WorkloadSpec, String> {
     let mb = max_blocks(&crate::hw::H100);
     debug_assert!(
@@ -236,6 +236,19 @@ pub fn spec(w: &Workload) -> Result<WorkloadSpec, String> {
             name: "fused".into(),
             launches: vec![forward_launch(&fused, Role::X, Role::Y, mb, conv)],
         });
+        // v2 beside v4 where they differ, so a table shows v1, v2 and v4 on the same data.
+        let v2 = op
+            .plan(
+                shape,
+                target.with_choice(KernelChoice::AtMost(KernelVersion::V2)),
+            )
+            .map_err(e)?;
+        if v2.symbol() != fused.symbol() && v2.symbol() != general.symbol() {
+            paths.push(PathSpec {
+                name: "fused v2".into(),
+                launches: vec![forward_launch(&v2, Role::X, Role::Y, mb, conv)],
+            });
+        }
         if general.symbol() != fused.symbol() {
             paths.push(PathSpec {
                 name: "fused v1".into(),
