@@ -389,31 +389,39 @@ template <typename T> __device__ __forceinline__ unsigned bp_max_nan_bits(unsign
     return fa > fb ? a : b;
 }
 
-// Element-wise max-with-NaN of two vectors: one instruction per word on sm_80+ (max.NaN.f16x2,
-// max.NaN.bf16x2, max.NaN.f32).
+// Element-wise max-with-NaN of two 32-bit words (2 halves or 1 float) and of two vectors: one
+// instruction per word on sm_80+ (max.NaN.f16x2, max.NaN.bf16x2, max.NaN.f32).
+template <typename T> __device__ __forceinline__ unsigned bp_word_max_nan(unsigned a, unsigned b) {
+    unsigned r;
+#if !defined(BP_HOST_EMULATION) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    if constexpr (sizeof(T) == 4) {
+        asm("max.NaN.f32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    } else if constexpr (bp_is_bf16<T>::value) {
+        asm("max.NaN.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    } else {
+        asm("max.NaN.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    }
+#else
+    if constexpr (sizeof(T) == 4) {
+        r = bp_max_nan_bits<T>(a, b);
+    } else {
+        const unsigned lo = bp_max_nan_bits<T>(a & 0xffffu, b & 0xffffu);
+        const unsigned hi = bp_max_nan_bits<T>(a >> 16, b >> 16);
+        r = lo | (hi << 16);
+    }
+#endif
+    return r;
+}
 template <typename T> __device__ __forceinline__ bp_u128 bp_vec_max_nan(const bp_u128 &a, const bp_u128 &b) {
     bp_u128 r;
 #pragma unroll
-    for (int w = 0; w < 4; ++w) {
-#if !defined(BP_HOST_EMULATION) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-        if constexpr (sizeof(T) == 4) {
-            asm("max.NaN.f32 %0, %1, %2;" : "=r"(r.v[w]) : "r"(a.v[w]), "r"(b.v[w]));
-        } else if constexpr (bp_is_bf16<T>::value) {
-            asm("max.NaN.bf16x2 %0, %1, %2;" : "=r"(r.v[w]) : "r"(a.v[w]), "r"(b.v[w]));
-        } else {
-            asm("max.NaN.f16x2 %0, %1, %2;" : "=r"(r.v[w]) : "r"(a.v[w]), "r"(b.v[w]));
-        }
-#else
-        if constexpr (sizeof(T) == 4) {
-            r.v[w] = bp_max_nan_bits<T>(a.v[w], b.v[w]);
-        } else {
-            const unsigned lo = bp_max_nan_bits<T>(a.v[w] & 0xffffu, b.v[w] & 0xffffu);
-            const unsigned hi = bp_max_nan_bits<T>(a.v[w] >> 16, b.v[w] >> 16);
-            r.v[w] = lo | (hi << 16);
-        }
-#endif
-    }
+    for (int w = 0; w < 4; ++w) r.v[w] = bp_word_max_nan<T>(a.v[w], b.v[w]);
     return r;
+}
+
+// −inf in every element of a word (the max's padding).
+template <typename T> __device__ __forceinline__ unsigned bp_word_neg_inf() {
+    return sizeof(T) == 4 ? 0xff800000u : (bp_is_bf16<T>::value ? 0xff80ff80u : 0xfc00fc00u);
 }
 
 // A vector's elements as f32, and f32 values rounded into a vector.
@@ -509,8 +517,7 @@ template <typename T> __device__ __forceinline__ bp_u128 bp_vec_from_f32(const f
     BP_INSTANTIATE_ONE(NAME, bp_bf16, bf16, bp_nchw, nchw)   \
     BP_INSTANTIATE_ONE(NAME, bp_bf16, bf16, bp_nhwc, nhwc)
 
-// Entry points for NHWC only (the v4 strip kernels, whose vectors run along the channels); the
-// host never looks for an NCHW one (KernelKind::has_layout in src/cuda).
+// Entry points for every dtype and layout with a register cap per layout (the v4 strip kernels).
 // MIN_BLOCKS: the blocks of 256 threads per SM ptxas must fit (__launch_bounds__), which caps
 // the registers (3: 80 per thread, 24 warps per SM).
 #ifdef BP_HOST_EMULATION
@@ -518,10 +525,13 @@ template <typename T> __device__ __forceinline__ bp_u128 bp_vec_from_f32(const f
 #else
 #define BP_BOUNDS(MIN_BLOCKS) __launch_bounds__(256, MIN_BLOCKS)
 #endif
-#define BP_INSTANTIATE_NHWC(NAME, MIN_BLOCKS)                                             \
-    BP_INSTANTIATE_ONE_BOUNDED(NAME, float, f32, bp_nhwc, nhwc, BP_BOUNDS(MIN_BLOCKS))    \
-    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_f16, f16, bp_nhwc, nhwc, BP_BOUNDS(MIN_BLOCKS))   \
-    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_bf16, bf16, bp_nhwc, nhwc, BP_BOUNDS(MIN_BLOCKS))
+#define BP_INSTANTIATE_BOUNDED(NAME, NCHW_BLOCKS, NHWC_BLOCKS)                                \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, float, f32, bp_nchw, nchw, BP_BOUNDS(NCHW_BLOCKS))    \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, float, f32, bp_nhwc, nhwc, BP_BOUNDS(NHWC_BLOCKS))    \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_f16, f16, bp_nchw, nchw, BP_BOUNDS(NCHW_BLOCKS))   \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_f16, f16, bp_nhwc, nhwc, BP_BOUNDS(NHWC_BLOCKS))   \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_bf16, bf16, bp_nchw, nchw, BP_BOUNDS(NCHW_BLOCKS)) \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_bf16, bf16, bp_nhwc, nhwc, BP_BOUNDS(NHWC_BLOCKS))
 
 // Entry points for the 16-bit types only (kernels built on f16/bf16 hardware paths, e.g. the
 // tensor-core mma); the host never looks for an f32 one (KernelKind::has_dtype in src/cuda).

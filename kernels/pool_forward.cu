@@ -258,20 +258,169 @@ struct bp_strip4_max_map {
     }
 };
 
-// Entry points NAME_<dtype>_nhwc of one v4 specialisation: the v4 walk where bp_strip4_fits,
+// The map of v4 in NCHW: a lane takes V = 8 (f16/bf16) or 4 (f32) consecutive output columns
+// away from the row's edges (the columns near them take the v2 walk, one per thread: the walk's
+// first_column / groups_from split, kernels/strip.cuh),
+// whose M = S·(V − 1) + F map columns need E = M + K − 1 input columns of a row. Those are read
+// as the 16-byte chunks that hold them (NC at most, all issued before any use; rows start
+// 16-byte aligned because W is a multiple of V), then shifted into place: the span's start
+// inside its first chunk, o = (q0 − mpx) mod V, is the same for every lane of a launch (q0 − mpx
+// = S·V·g − pad_left − mpx), so one uniform branch picks a shift whose moves are fixed at compile
+// time. The maxima stay packed (two halves or one float per 32-bit word, max.NaN).
+template <typename T, int K, int F, int S>
+struct bp_strip4_nchw_max_map {
+    static constexpr int lanes = bp_vec_elems<T>; // output columns per lane
+    static constexpr bool wide = true;
+    static constexpr int PER = sizeof(T) == 4 ? 1 : 2;       // elements per 32-bit word
+    static constexpr int M = S * (lanes - 1) + F;            // map columns
+    static constexpr int E = M + K - 1;                      // input columns
+    static constexpr int MW = (M + PER - 1) / PER;           // words of M map columns
+    static constexpr int EW = (E + PER - 1) / PER + 1;       // words of the shifted span (+1 slack)
+    static constexpr int NC = (E + 2 * lanes - 2) / lanes;   // chunks a span starting anywhere spans
+    static constexpr int CW = 4 * NC;                        // their words
+    using narrow = bp_strip_max_map<T, K, F, 1>;             // the v2 map, one column at a time
+    int mpy, mpx, H, W, pad_left, WO, WM;
+    unsigned hx[K][MW]; // horizontal maxima of the last K input rows at the M map columns
+
+    __device__ __forceinline__ bp_strip4_nchw_max_map(const BpParams &p)
+        : mpy(K > 1 ? p.mpy : 0), mpx(K > 1 ? p.mpx : 0), H((int)p.h), W((int)p.w), pad_left(p.pad_left),
+          WO((int)p.wo), WM((int)p.wm), hx{} {}
+
+    // Whether the lane's V output columns from j all exist and every map and input column they
+    // read lies inside the row (no padding across): the vector walk; else column by column.
+    __device__ __forceinline__ bool covers(const BpParams &, int j) const {
+        const int q0 = j * S - pad_left;
+        return j + lanes <= WO && q0 >= 0 && q0 + M - 1 < WM && q0 - mpx >= 0 && q0 - mpx + E - 1 < W;
+    }
+    // The first output column whose map and input columns start inside the row.
+    __device__ __forceinline__ int first_column(const BpParams &) const {
+        const int lead = pad_left + (mpx > 0 ? mpx : 0);
+        return (lead + S - 1) / S;
+    }
+    // How many whole groups of V columns from j the vector walk takes (every one covers()).
+    __device__ __forceinline__ int groups_from(const BpParams &p, int j) const {
+        // Exclusive end of the columns whose windows end inside the map and the row.
+        int end = WO;
+        end = bp_min_int(end, (WM - F + pad_left) / S + 1);
+        end = bp_min_int(end, (W - F - K + 1 + pad_left + mpx) / S + 1);
+        const int g = (end - j) / lanes;
+        return g > 0 && covers(p, j) && covers(p, j + (g - 1) * lanes) ? g : 0;
+    }
+    __device__ __forceinline__ void begin(const bp_strip_item<T, F, int> &, int) {}
+
+    // Element pair (or float) i of the span shifted by b elements: elements PER·i + b onwards.
+    static __device__ __forceinline__ unsigned at(const unsigned (&x)[EW], int i, int b) {
+        if (PER == 1) return x[i + b];
+        const int e = 2 * i + b, w = e / 2;
+        return e % 2 == 0 ? x[w] : (x[w] >> 16) | (x[w + 1] << 16);
+    }
+
+    // The chunk words cw shifted left by SH elements into x (x[0] starts with element SH).
+    template <int SH> static __device__ __forceinline__ void shift(const unsigned (&cw)[CW], unsigned (&x)[EW]) {
+#pragma unroll
+        for (int i = 0; i < EW; ++i) {
+            const int w = SH / PER + i;
+            const unsigned lo = w < CW ? cw[w] : 0u, hi = w + 1 < CW ? cw[w + 1] : 0u;
+            x[i] = (PER == 1 || SH % 2 == 0) ? lo : (lo >> 16) | (hi << 16);
+        }
+    }
+
+    __device__ __forceinline__ void hmax(const bp_strip_item<T, F, int> &it, int yy, unsigned (&h)[MW]) const {
+        const int c0 = it.q0 - mpx;   // ≥ 0: covers()
+        const int o = c0 % lanes;     // the same in every lane
+        const T *__restrict__ base = it.plane + yy * it.row_stride + (c0 - o);
+        unsigned cw[CW];
+#pragma unroll
+        for (int k = 0; k < NC; ++k) {
+            // Chunks past the span are not read (they may lie past the row's end).
+            bp_u128 v = {{0u, 0u, 0u, 0u}};
+#if BP_GATE_VARIANT == 1
+            // The gates' serialised variant (model/, never in the library), as in bp_strip_hmax.
+            const int dep = k > 0 ? (int)bp_gate_zero(__uint_as_float(cw[4 * k - 4])) : 0;
+            if (k * lanes < o + E) v = bp_load_u128(base + k * lanes + dep);
+#else
+            if (k * lanes < o + E) v = bp_load_u128(base + k * lanes);
+#endif
+#pragma unroll
+            for (int w = 0; w < 4; ++w) cw[4 * k + w] = v.v[w];
+        }
+        unsigned x[EW];
+        switch (o) { // uniform across the launch
+        case 0: shift<0>(cw, x); break;
+        case 1: shift<1>(cw, x); break;
+        case 2: shift<2>(cw, x); break;
+        case 3: shift<3>(cw, x); break;
+        case 4: shift<4 % lanes>(cw, x); break;
+        case 5: shift<5 % lanes>(cw, x); break;
+        case 6: shift<6 % lanes>(cw, x); break;
+        default: shift<7 % lanes>(cw, x); break;
+        }
+#pragma unroll
+        for (int i = 0; i < MW; ++i) {
+            unsigned best = at(x, i, 0);
+#pragma unroll
+            for (int b = 1; b < K; ++b) best = bp_word_max_nan<T>(best, at(x, i, b));
+            h[i] = best;
+        }
+    }
+
+    __device__ __forceinline__ void row(const bp_strip_item<T, F, int> &it, int s, bool follows,
+                                        float (&m)[F][lanes]) {
+        const int y_last = s - mpy + K - 1;
+        for (int yy = follows ? y_last : s - mpy; yy <= y_last; ++yy) {
+#pragma unroll
+            for (int a = 0; a + 1 < K; ++a)
+#pragma unroll
+                for (int i = 0; i < MW; ++i) hx[a][i] = hx[a + 1][i];
+            if (yy < 0 || yy >= H) {
+#pragma unroll
+                for (int i = 0; i < MW; ++i) hx[K - 1][i] = bp_word_neg_inf<T>();
+            } else {
+                hmax(it, yy, hx[K - 1]);
+            }
+        }
+        unsigned best[MW];
+#pragma unroll
+        for (int i = 0; i < MW; ++i) {
+            best[i] = hx[0][i];
+#pragma unroll
+            for (int a = 1; a < K; ++a) best[i] = bp_word_max_nan<T>(best[i], hx[a][i]);
+        }
+        // m[v][k]: map column S·k + v of the lane's first.
+#pragma unroll
+        for (int v = 0; v < F; ++v)
+#pragma unroll
+            for (int k = 0; k < lanes; ++k) {
+                const int e = S * k + v;
+                if constexpr (PER == 1) {
+                    m[v][k] = __uint_as_float(best[e]);
+                } else {
+                    m[v][k] = bp_to_f32(T{(unsigned short)(best[e / 2] >> (16 * (e % 2)))});
+                }
+            }
+    }
+};
+
+// Entry points NAME_<dtype>_<layout> of one v4 specialisation: the v4 walk where bp_strip4_fits,
 // else (unaligned buffers) the v2 walk of the same geometry. Registers capped for 3 blocks of
-// 256 per SM (80) for BlurPool2d; MaxBlurPool2d's ring of packed maxima needs 124, and at 80
-// ptxas spilled 100–250 bytes, so it keeps 2 blocks (16 warps per SM).
+// 256 per SM (80) for BlurPool2d (NCHW filter 4 spilled there on sm_86/89: 2 blocks);
+// MaxBlurPool2d's ring of packed maxima needs 92–124, and at 80 ptxas spilled 100–250 bytes,
+// so it keeps 2 blocks (16 warps per SM).
+// The v4 map for a layout: channel vectors (NHWC) or column groups (NCHW).
+template <typename T, typename L, int K, int F, int S>
+using bp_strip4_map = typename bp_pick<L::channels_last, bp_strip4_max_map<T, K, F>,
+                                       bp_strip4_nchw_max_map<T, K, F, S>>::type;
+
 #define BP_STRIP4_VARIANT(NAME, K, F, S)                                                                  \
     template <typename T, typename L>                                                                     \
     __device__ __forceinline__ void NAME##_impl(const BpParams p, const T *__restrict__ x, const T *, const T *, \
                                                 T *__restrict__ y) {                                      \
         if (bp_strip4_fits<T, L>(p, x, y))                                                                \
-            bp_strip_run<T, L, F, S>(p, x, y, bp_strip4_max_map<T, K, F>(p));                             \
+            bp_strip_run<T, L, F, S>(p, x, y, bp_strip4_map<T, L, K, F, S>(p));                           \
         else                                                                                              \
             bp_strip_run<T, L, F, S>(p, x, y, bp_strip_max_map<T, K, F, bp_strip_lanes<T, L>>(p));          \
     }                                                                                                     \
-    BP_INSTANTIATE_NHWC(NAME, (K) == 1 ? 3 : 2)
+    BP_INSTANTIATE_BOUNDED(NAME, (K) == 1 && (F) == 3 ? 3 : 2, (K) == 1 ? 3 : 2)
 
 BP_STRIP4_VARIANT(bp_maxblurpool_k2f4s2_v4, 2, 4, 2)
 BP_STRIP4_VARIANT(bp_maxblurpool_k3f3s2_v4, 3, 3, 2)

@@ -108,26 +108,124 @@ struct bp_strip_item {
 template <bool B, typename A, typename C> struct bp_pick { using type = A; };
 template <typename A, typename C> struct bp_pick<false, A, C> { using type = C; };
 
-// The map policy says how many channels a lane takes (Map::lanes) and whether they travel as
-// one 16-byte vector (Map::wide, the v4 walk: C % lanes == 0, 16-byte aligned buffers, 32-bit
-// offsets inside an image; checked by the caller, bp_strip4_fits).
+// One work item of the walk: output column j of channel group c0 (NCHW v4: columns j .. j + V − 1
+// of channel c0) of image n, output rows strip·BP_STRIP_ROWS onwards. `map` produces map rows at
+// the item's F columns (V lanes each); the blur's padding is resolved here; `vec_store`: the V
+// outputs go out as one 16-byte vector (v4), else element by element (v2's channel stores).
+template <typename T, typename L, int F, int S, typename Map, typename It>
+__device__ __forceinline__ void bp_strip_walk(const BpParams &p, const T *__restrict__ x, T *__restrict__ y, Map &map,
+                                              It &it, long long n, long long c0, long long strip, int j,
+                                              bool vec_store) {
+    constexpr int V = Map::lanes;
+    const int H = (int)p.h, W = (int)p.w, HM = (int)p.hm, WM = (int)p.wm, HO = (int)p.ho, WO = (int)p.wo;
+    const long long C = p.c;
+    it.c0 = c0;
+    it.valid = L::channels_last ? (int)(C - c0 < V ? C - c0 : V) : 1;
+    it.plane = x + L::offset(n, c0, 0, 0, C, H, W);
+    it.q0 = j * S - p.pad_left;
+#pragma unroll
+    for (int v = 0; v < F; ++v) it.qs[v] = (int)bp_source_index(it.q0 + v, WM, p.mode);
+    map.begin(it, WM);
+
+    // Zero-initialised only so that no path reads an indeterminate value: every entry is
+    // written before it reaches an output.
+    float blurred[V] = {}; // map row last_s blurred across (a repeated row is not recomputed)
+    float ring[F][V] = {}; // blurred map rows R − F + 1 .. R (padded coordinates)
+    int last_s = -2;       // no map row yet (−1 is the zero-padding marker)
+    const int i_begin = (int)strip * BP_STRIP_ROWS;
+    const int i_end = bp_min_int(HO, i_begin + BP_STRIP_ROWS);
+    int r_next = i_begin * S - p.pad_top;
+    for (int i = i_begin; i < i_end; ++i) {
+        for (const int r_last = i * S - p.pad_top + F - 1; r_next <= r_last; ++r_next) {
+            float row[V];
+            const int s = (int)bp_source_index(r_next, HM, p.mode);
+            if (s < 0) {
+#pragma unroll
+                for (int k = 0; k < V; ++k) row[k] = 0.f;
+            } else {
+                if (s != last_s) {
+                    float mrow[F][V]; // map row s at the F columns (of each lane)
+                    map.row(it, s, s == last_s + 1, mrow);
+                    last_s = s;
+#pragma unroll
+                    for (int k = 0; k < V; ++k) {
+                        float acc = 0.f;
+#pragma unroll
+                        for (int v = 0; v < F; ++v)
+                            if (it.qs[v] >= 0) acc += p.tx[v] * mrow[v][k];
+                        blurred[k] = acc;
+                    }
+                }
+#pragma unroll
+                for (int k = 0; k < V; ++k) row[k] = blurred[k];
+            }
+#pragma unroll
+            for (int u = 0; u + 1 < F; ++u)
+#pragma unroll
+                for (int k = 0; k < V; ++k) ring[u][k] = ring[u + 1][k];
+#pragma unroll
+            for (int k = 0; k < V; ++k) ring[F - 1][k] = row[k];
+        }
+        // ring[u] now holds padded map row i·S − pad_top + u.
+        float out[V];
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+            float acc = 0.f;
+#pragma unroll
+            for (int u = 0; u < F; ++u) acc += p.ty[u] * ring[u][k];
+            out[k] = acc;
+        }
+        T *__restrict__ at = y + L::offset(n, c0, i, j, C, HO, WO);
+        if constexpr (Map::wide) {
+            if (vec_store) {
+                bp_store_u128(at, bp_vec_from_f32<T>(out));
+            } else { // NCHW v4 with rows of WO % V != 0 elements: V consecutive outputs one by one
+#pragma unroll
+                for (int k = 0; k < V; ++k) bp_st(at + k, bp_from_f32<T>(out[k]));
+            }
+        } else {
+            bp_store_channels<T, V>(at, it.valid, it.pairs, out);
+        }
+    }
+}
+
+// The map policy says how many lanes a thread takes (Map::lanes: channels in NHWC, output
+// columns in NCHW v4) and whether they travel as 16-byte vectors (Map::wide, the v4 walk:
+// checked by the caller, bp_strip4_fits). NCHW v4 items are groups of Map::lanes output
+// columns; a group the vector walk cannot take whole (Map::covers: near the side edges, or past
+// the row's end) walks its columns one by one with the v2 map (Map::narrow).
 template <typename T, typename L, int F, int S, typename Map>
 __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restrict__ x, T *__restrict__ y, Map map) {
     constexpr int V = Map::lanes;
     constexpr bool WIDE = Map::wide;
+    constexpr bool COLUMNS = WIDE && !L::channels_last; // NCHW v4: lanes along column groups
     using O = typename bp_pick<WIDE, int, long long>::type;
-    const int H = (int)p.h, W = (int)p.w, HM = (int)p.hm, WM = (int)p.wm, HO = (int)p.ho, WO = (int)p.wo;
+    const int W = (int)p.w, HO = (int)p.ho, WO = (int)p.wo;
     const long long C = p.c;
     const long long strips = (HO + BP_STRIP_ROWS - 1) / BP_STRIP_ROWS;
     const long long groups = L::channels_last ? (C + V - 1) / V : C;
-    const long long items = p.n * groups * strips * WO;
+    // NCHW v4: each row's output columns split into [0, j_left) (too near the left edge for a
+    // vector: one column per thread, the v2 walk), G groups of V columns from j_left (the vector
+    // walk), and the rest (the right edge: one column per thread again), so that edge columns
+    // cost one v2 column walk each, side by side with the groups, not eight in a row.
+    int j_left = 0, G = 0;
+    if constexpr (COLUMNS) {
+        j_left = map.first_column(p);
+        G = map.groups_from(p, j_left);
+    }
+    const long long cols = COLUMNS ? (long long)WO - (long long)G * (V - 1) : WO; // items across a row
+    const long long items = p.n * groups * strips * cols;
     if (items == 0) return;
     const double rcp_strips = 1.0 / (double)strips, rcp_groups = 1.0 / (double)groups;
+    const double rcp_cols = COLUMNS ? 1.0 / (double)cols : p.rcp_wo;
     bp_strip_item<T, F, O> it;
     it.col_stride = (O)L::col_stride(C);
     it.row_stride = (O)W * it.col_stride;
     it.pairs = !WIDE && V == 2 && C % 2 == 0 && (reinterpret_cast<unsigned long long>(x) & 3) == 0 &&
                (reinterpret_cast<unsigned long long>(y) & 3) == 0;
+    // NCHW v4 stores 16-byte vectors when every group of y starts 16-byte aligned.
+    const bool vec_store =
+        !COLUMNS || (WO % V == 0 && j_left % V == 0 && (reinterpret_cast<unsigned long long>(y) & 15) == 0);
 
     BP_GRID_STRIDE_LOOP(idx, items) {
         long long n, c0, rest, strip, jl;
@@ -137,8 +235,8 @@ __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restr
             c0 = g * V;
             bp_divmod(rest, WO, p.rcp_wo, rest, jl);
             bp_divmod(rest, strips, rcp_strips, n, strip);
-        } else { // lanes along output columns
-            bp_divmod(idx, WO, p.rcp_wo, rest, jl);
+        } else { // lanes along output columns (NCHW v4: groups of V of them)
+            bp_divmod(idx, cols, rcp_cols, rest, jl);
             bp_divmod(rest, strips, rcp_strips, rest, strip);
             bp_divmod(rest, C, p.rcp_c, n, c0);
         }
@@ -148,92 +246,53 @@ __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restr
         {
             long long g;
             bp_divmod(idx, strips, rcp_strips, rest, strip);
-            bp_divmod(rest, WO, p.rcp_wo, rest, jl);
+            bp_divmod(rest, cols, rcp_cols, rest, jl);
             bp_divmod(rest, groups, rcp_groups, n, g);
-            c0 = g * V;
+            c0 = L::channels_last ? g * V : g;
         }
 #endif
-        const int j = (int)jl;
-        it.c0 = c0;
-        it.valid = L::channels_last ? (int)(C - c0 < V ? C - c0 : V) : 1;
-        it.plane = x + L::offset(n, c0, 0, 0, C, H, W);
-        it.q0 = j * S - p.pad_left;
-#pragma unroll
-        for (int v = 0; v < F; ++v) it.qs[v] = (int)bp_source_index(it.q0 + v, WM, p.mode);
-        map.begin(it, WM);
-
-        // Zero-initialised only so that no path reads an indeterminate value: every entry is
-        // written before it reaches an output.
-        float blurred[V] = {}; // map row last_s blurred across (a repeated row is not recomputed)
-        float ring[F][V] = {}; // blurred map rows R − F + 1 .. R (padded coordinates)
-        int last_s = -2;       // no map row yet (−1 is the zero-padding marker)
-        const int i_begin = (int)strip * BP_STRIP_ROWS;
-        const int i_end = bp_min_int(HO, i_begin + BP_STRIP_ROWS);
-        int r_next = i_begin * S - p.pad_top;
-        for (int i = i_begin; i < i_end; ++i) {
-            for (const int r_last = i * S - p.pad_top + F - 1; r_next <= r_last; ++r_next) {
-                float row[V];
-                const int s = (int)bp_source_index(r_next, HM, p.mode);
-                if (s < 0) {
-#pragma unroll
-                    for (int k = 0; k < V; ++k) row[k] = 0.f;
-                } else {
-                    if (s != last_s) {
-                        float mrow[F][V]; // map row s at the F columns
-                        map.row(it, s, s == last_s + 1, mrow);
-                        last_s = s;
-#pragma unroll
-                        for (int k = 0; k < V; ++k) {
-                            float acc = 0.f;
-#pragma unroll
-                            for (int v = 0; v < F; ++v)
-                                if (it.qs[v] >= 0) acc += p.tx[v] * mrow[v][k];
-                            blurred[k] = acc;
-                        }
-                    }
-#pragma unroll
-                    for (int k = 0; k < V; ++k) row[k] = blurred[k];
-                }
-#pragma unroll
-                for (int u = 0; u + 1 < F; ++u)
-#pragma unroll
-                    for (int k = 0; k < V; ++k) ring[u][k] = ring[u + 1][k];
-#pragma unroll
-                for (int k = 0; k < V; ++k) ring[F - 1][k] = row[k];
+        if constexpr (COLUMNS) {
+            const int t = (int)jl; // the item's place in its row
+            if (t < G) {
+                bp_strip_walk<T, L, F, S>(p, x, y, map, it, n, c0, strip, j_left + t * V, vec_store);
+            } else {
+                const int e = t - G; // an edge column
+                const int j = e < j_left ? e : j_left + G * V + (e - j_left);
+                typename Map::narrow one(p);
+                bp_strip_item<T, F, long long> it1;
+                it1.col_stride = 1;
+                it1.row_stride = W;
+                it1.pairs = false;
+                bp_strip_walk<T, L, F, S>(p, x, y, one, it1, n, c0, strip, j, false);
             }
-            // ring[u] now holds padded map row i·S − pad_top + u.
-            float out[V];
-#pragma unroll
-            for (int k = 0; k < V; ++k) {
-                float acc = 0.f;
-#pragma unroll
-                for (int u = 0; u < F; ++u) acc += p.ty[u] * ring[u][k];
-                out[k] = acc;
-            }
-            if constexpr (WIDE)
-                bp_store_u128(y + L::offset(n, c0, i, j, C, HO, WO), bp_vec_from_f32<T>(out));
-            else
-                bp_store_channels<T, V>(y + L::offset(n, c0, i, j, C, HO, WO), it.valid, it.pairs, out);
+        } else {
+            bp_strip_walk<T, L, F, S>(p, x, y, map, it, n, c0, strip, (int)jl, vec_store);
         }
     }
 }
 
 // ---- v4: the walk over 16-byte channel vectors ----------------------------------------------
 
-// Whether the v4 walk may take this launch: NHWC, C a multiple of the vector's elements, x and y
+// Whether the v4 walk may take this launch. NHWC: C a multiple of the vector's elements, x and y
 // (and `w`, when given) 16-byte aligned, and one image's H·W·C below 2^31 (the walk's offsets
 // inside an image are int). The host plans v4 only when the shape qualifies
 // (src/cuda/plan.rs); the pointers are checked here, once per launch, and a launch that fails
 // takes the v2 walk instead (same results; see tests/emulated.rs).
+//
+// NCHW: W a multiple of the vector's elements (so every input row starts 16-byte aligned) and x
+// 16-byte aligned, one plane's H·W below 2^31; y may have any alignment (the walk then stores
+// element by element).
 template <typename T, typename L>
 __device__ __forceinline__ bool bp_strip4_fits(const BpParams &p, const void *x, const void *y, const void *w = nullptr) {
-    const unsigned long long bits = reinterpret_cast<unsigned long long>(x) | reinterpret_cast<unsigned long long>(y) |
+    const unsigned long long bits = reinterpret_cast<unsigned long long>(x) |
+                                    (L::channels_last ? reinterpret_cast<unsigned long long>(y) : 0ull) |
                                     reinterpret_cast<unsigned long long>(w);
-    return L::channels_last && p.c % bp_vec_elems<T> == 0 && (bits & 15) == 0 && p.h * p.w * p.c < (1LL << 31);
+    if (L::channels_last) return p.c % bp_vec_elems<T> == 0 && (bits & 15) == 0 && p.h * p.w * p.c < (1LL << 31);
+    return p.w % bp_vec_elems<T> == 0 && (bits & 15) == 0 && p.h * p.w < (1LL << 31);
 }
 
 // −inf in every element of a vector (the max's padding).
 template <typename T> __device__ __forceinline__ bp_u128 bp_vec_neg_inf() {
-    const unsigned w = sizeof(T) == 4 ? 0xff800000u : (bp_is_bf16<T>::value ? 0xff80ff80u : 0xfc00fc00u);
+    const unsigned w = bp_word_neg_inf<T>();
     return bp_u128{{w, w, w, w}};
 }

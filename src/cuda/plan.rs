@@ -32,8 +32,9 @@ pub enum KernelVersion {
     V2,
     /// Tensor-core dense ConvBlurPool2d (f16/bf16, compute capability ≥ 8.0).
     V3,
-    /// Strip kernels over 16-byte channel vectors (NHWC, C a multiple of 8 halves or 4 floats;
-    /// a launch whose buffers are not 16-byte aligned takes the v2 walk inside the kernel).
+    /// Strip kernels over 16-byte vectors (NHWC: C a multiple of 8 halves or 4 floats; NCHW: W
+    /// a multiple of them; a launch whose input is not 16-byte aligned takes the v2 walk inside
+    /// the kernel).
     V4,
 }
 
@@ -268,24 +269,13 @@ impl KernelKind {
             || dtype != DType::F32
     }
 
-    /// Whether this kind has an entry point for `layout` (the v4 strips exist for NHWC only).
-    fn has_layout(self, layout: Layout) -> bool {
-        !matches!(self, KernelKind::Special(s) if s.family == Family::StripPoolWide)
-            || layout == Layout::Nhwc
-    }
-
     /// Every entry point the module exports: (kind, dtype, layout).
     pub(crate) fn entry_points() -> impl Iterator<Item = (KernelKind, DType, Layout)> {
         KernelKind::all().flat_map(|kind| {
             DType::ALL
                 .into_iter()
                 .filter(move |&d| kind.has_dtype(d))
-                .flat_map(move |d| {
-                    Layout::ALL
-                        .into_iter()
-                        .filter(move |&l| kind.has_layout(l))
-                        .map(move |l| (kind, d, l))
-                })
+                .flat_map(move |d| Layout::ALL.into_iter().map(move |l| (kind, d, l)))
         })
     }
 
@@ -356,8 +346,9 @@ pub enum Specialised {
         /// Blur taps per axis.
         filter: usize,
     },
-    /// The v4 strip kernel of a [`Specialised::Pooling`] geometry: NHWC, channels a multiple
-    /// of 8 (f16/bf16) or 4 (f32), one 16-byte vector per pixel.
+    /// The v4 strip kernel of a [`Specialised::Pooling`] geometry over 16-byte vectors: NHWC
+    /// with channels a multiple of 8 (f16/bf16) or 4 (f32), one vector of channels per pixel;
+    /// NCHW with W a multiple of 8 or 4, 8 or 4 output columns per thread from row chunks.
     PoolingV4 {
         /// Max window (1 = no max: BlurPool2d).
         window: usize,
@@ -651,40 +642,49 @@ fn strip_or_general(
                 layout: target.layout,
                 output,
                 params,
-                // Threads cover STRIP_ROWS output rows of one column each, for one channel
-                // (v2; NHWC half types take two channels per thread, so this is an upper bound
-                // there; the kernel computes its own count) or one 16-byte vector of them (v4).
-                work: Work::Elements(
-                    params.n * strip_groups(s, target, &params) * strips * params.wo,
-                ),
+                // Threads cover STRIP_ROWS output rows each.
+                work: Work::Elements(strip_work(s, target, &params, strips)),
             }
         }
         None => general(kind, target, (output, params)),
     }
 }
 
-/// The v4 family standing in for the v2 strip `family` on `target`, if the shape lets it:
-/// NHWC, C a multiple of the 16-byte vector's elements, one image's H·W·C below 2^31 (the
-/// kernel's offsets inside an image are i32; kernels/strip.cuh, bp_strip4_fits, which also
-/// checks the pointers' alignment at launch).
+/// Elements of a 16-byte vector: the v4 strips' lanes (channels in NHWC, output columns in NCHW).
+fn vector_lanes(dtype: DType) -> i64 {
+    16 / dtype.size() as i64
+}
+
+/// The v4 family standing in for the v2 strip `family` on `target`, if the shape lets it. NHWC:
+/// C a multiple of the 16-byte vector's elements, one image's H·W·C below 2^31; NCHW: W a
+/// multiple of them (every row starts 16-byte aligned), one plane's H·W below 2^31 (the
+/// kernel's offsets inside an image or plane are i32; kernels/strip.cuh, bp_strip4_fits, which
+/// also checks the pointers' alignment at launch).
 fn wide_strip(family: Family, target: Target, params: &BpParams) -> Option<Family> {
-    let lanes = 16 / target.dtype.size() as i64;
-    let fits = target.layout == Layout::Nhwc
-        && params.c % lanes == 0
-        && params.h.saturating_mul(params.w).saturating_mul(params.c) < 1 << 31
-        && target.choice.allows(KernelVersion::V4);
+    let lanes = vector_lanes(target.dtype);
+    let plane = params.h.saturating_mul(params.w);
+    let fits = match target.layout {
+        Layout::Nhwc => params.c % lanes == 0 && plane.saturating_mul(params.c) < 1 << 31,
+        Layout::Nchw => params.w % lanes == 0 && plane < 1 << 31,
+    } && target.choice.allows(KernelVersion::V4);
     match family {
         Family::StripPool if fits => Some(Family::StripPoolWide),
         _ => None,
     }
 }
 
-/// Channel groups the strip kernel `s` gives a thread each: C, or C / (16-byte vector) in v4.
-fn strip_groups(s: Specialisation, target: Target, params: &BpParams) -> i64 {
-    match s.family {
-        Family::StripPoolWide => params.c / (16 / target.dtype.size() as i64),
-        _ => params.c,
-    }
+/// Threads the strip kernel `s` needs for `strips` strips per column: one per column and channel
+/// (v2; NHWC half types take two channels per thread, so this is an upper bound there; the
+/// kernel computes its own count); v4: one per 16-byte channel vector and column (NHWC) or per
+/// channel and group of `lanes` columns (NCHW).
+fn strip_work(s: Specialisation, target: Target, params: &BpParams, strips: i64) -> i64 {
+    let lanes = vector_lanes(target.dtype);
+    let per_row = match (s.family, target.layout) {
+        (Family::StripPoolWide, Layout::Nhwc) => params.c / lanes * params.wo,
+        (Family::StripPoolWide, Layout::Nchw) => params.c * ((params.wo + lanes - 1) / lanes),
+        _ => params.c * params.wo,
+    };
+    params.n * per_row * strips
 }
 
 impl MaxPool2d {
