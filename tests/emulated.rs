@@ -122,19 +122,28 @@ fn strip_kernels_emulated() {
     );
 }
 
-/// The v4 strips over the strip matrix's operators at sizes with C a multiple of 8, NHWC: every
-/// case must plan v4, and match the reference; the same cases on v2 and v1 too.
-#[test]
-fn strip4_kernels_emulated() {
-    let cases = matrix::strip4_cases();
-    let v4 = matrix::run_nhwc_cases(&Emu::AUTO, "strip kernels v4 (emulated)", &cases);
+/// The v4 strips over the strip matrix's operators at sizes with C (NHWC) or W (NCHW) a
+/// multiple of 8: every valid case must plan v4 and match the reference; the same cases on v2.
+fn strip4_in(layout: Layout) {
+    let cases = matrix::strip4_cases(layout);
+    let v4 = matrix::run_layout_cases(&Emu::AUTO, "strip kernels v4 (emulated)", &cases, layout);
     assert_eq!(
         v4.keys().copied().collect::<Vec<_>>(),
         [KernelVersion::V4],
         "every case plans v4: {v4:?}"
     );
-    let v2 = matrix::run_nhwc_cases(&Emu::V2, "strip4 cases on v2 (emulated)", &cases);
+    let v2 = matrix::run_layout_cases(&Emu::V2, "strip4 cases on v2 (emulated)", &cases, layout);
     assert_eq!(v2.keys().copied().collect::<Vec<_>>(), [KernelVersion::V2]);
+}
+
+#[test]
+fn strip4_kernels_emulated() {
+    strip4_in(Layout::Nhwc);
+}
+
+#[test]
+fn strip4_nchw_kernels_emulated() {
+    strip4_in(Layout::Nchw);
 }
 
 /// Where v4 does not apply, Auto plans v2: NCHW, C not a multiple of the vector, and a choice
@@ -163,7 +172,15 @@ fn strip4_applies_only_where_it_fits() {
     assert_eq!(v(4, DType::F32, Layout::Nhwc, auto), KernelVersion::V4);
     assert_eq!(v(4, DType::F16, Layout::Nhwc, auto), KernelVersion::V2);
     assert_eq!(v(12, DType::BF16, Layout::Nhwc, auto), KernelVersion::V2);
-    assert_eq!(v(16, DType::F16, Layout::Nchw, auto), KernelVersion::V2);
+    assert_eq!(v(16, DType::F16, Layout::Nchw, auto), KernelVersion::V2); // W = 20
+    let nchw = |w, dtype| {
+        op.plan(Shape4::new(1, 3, 9, w), Target::new(dtype, Layout::Nchw))
+            .unwrap()
+            .version()
+    };
+    assert_eq!(nchw(24, DType::F16), KernelVersion::V4);
+    assert_eq!(nchw(20, DType::F32), KernelVersion::V4);
+    assert_eq!(nchw(20, DType::BF16), KernelVersion::V2);
     let capped = KernelChoice::AtMost(KernelVersion::V3);
     assert_eq!(v(16, DType::F16, Layout::Nhwc, capped), KernelVersion::V2);
     // The grid covers C / 8 channel vectors per pixel, not C channels: 2 images × 8 vectors
@@ -303,14 +320,23 @@ fn blur_conv_backward_is_refused_clearly() {
 /// same bits (no misaligned vector access: the emulator faults on one, as a GPU would), and
 /// the reference's numbers.
 fn same_bits_at_odd_offsets(op: &Operator, shape: Shape4, version: KernelVersion) {
-    let plan = Emu::AUTO.plan::<f16>(op, shape, Layout::Nhwc).unwrap();
+    same_bits_at_odd_offsets_in(op, shape, version, Layout::Nhwc)
+}
+
+fn same_bits_at_odd_offsets_in(
+    op: &Operator,
+    shape: Shape4,
+    version: KernelVersion,
+    layout: Layout,
+) {
+    let plan = Emu::AUTO.plan::<f16>(op, shape, layout).unwrap();
     assert_eq!(plan.version(), version, "{}", plan.symbol());
     let mut rng = rand::rngs::StdRng::seed_from_u64(matrix::seed());
     let data = CaseData::<f16>::random(&mut rng, op, shape);
     let bits = |v: Vec<f16>| v.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
     let run = |xo: usize, yo: usize| {
         Emu::AUTO
-            .forward_at(op, shape, Layout::Nhwc, &data, xo, yo)
+            .forward_at(op, shape, layout, &data, xo, yo)
             .map(bits)
     };
     let aligned = run(0, 0).expect("aligned buffers");
@@ -322,7 +348,7 @@ fn same_bits_at_odd_offsets(op: &Operator, shape: Shape4, version: KernelVersion
     blurpool::reference::forward(
         op,
         shape,
-        Layout::Nhwc,
+        layout,
         &data.x,
         &data.w,
         data.b.as_deref(),
@@ -346,8 +372,8 @@ fn strip_kernels_accept_buffers_at_odd_elements() {
     same_bits_at_odd_offsets(&op, Shape4::new(2, 4, 19, 23), KernelVersion::V2);
 }
 
-/// The v4 strips take 16-byte vectors only when x and y are 16-byte aligned; at any other
-/// offset the same kernel takes the v2 walk, with the same bits.
+/// The v4 strips take 16-byte vectors only when x (and in NHWC y) is 16-byte aligned; at any
+/// other offset the same kernel takes the v2 walk, with the same bits.
 #[test]
 fn strip4_kernels_accept_buffers_at_odd_elements() {
     let blur = presets::timm::blur(3, 2, PadMode::Reflect).unwrap();
@@ -359,6 +385,13 @@ fn strip4_kernels_accept_buffers_at_odd_elements() {
     let blur4 = presets::antialiased_cnns::blur(PadMode::Reflect, 4, 2, 0).unwrap();
     let op = Operator::BlurPool(blurpool::BlurPool2d::new(blur4));
     same_bits_at_odd_offsets(&op, Shape4::new(1, 8, 13, 9), KernelVersion::V4);
+    // NCHW: an odd x takes the v2 walk, an odd y the vector walk with element stores.
+    same_bits_at_odd_offsets_in(
+        &op,
+        Shape4::new(1, 3, 13, 40),
+        KernelVersion::V4,
+        Layout::Nchw,
+    );
 }
 
 /// The tensor-core kernel loads 8 NHWC channels (16 bytes) at once only when C % 8 == 0 and

@@ -278,21 +278,80 @@ pub const STRIP4_SIZES: [Shape4; 6] = [
     Shape4::new(2, 16, 3, 41),
 ];
 
-/// [`strip_cases`]' operators on [`STRIP4_SIZES`]: the v4 strips' matrix.
-pub fn strip4_cases() -> Vec<(Operator, Shape4)> {
-    strip_cases()
+/// Sizes for the v4 strips in NCHW (W a multiple of 8, so every dtype takes the row chunks):
+/// rows narrower than one lane's 8 outputs, 16/20/24/32 outputs (whole and partial groups,
+/// rows of y not a multiple of 8), odd heights, one channel to three.
+pub const STRIP4_NCHW_SIZES: [Shape4; 7] = [
+    Shape4::new(1, 1, 8, 8),
+    Shape4::new(2, 3, 37, 16),
+    Shape4::new(1, 2, 19, 24),
+    Shape4::new(1, 2, 5, 64),
+    Shape4::new(1, 1, 2, 8),
+    Shape4::new(2, 1, 3, 40),
+    Shape4::new(1, 3, 21, 48),
+];
+
+/// [`strip_cases`]' operators on [`STRIP4_SIZES`] (NHWC) or [`STRIP4_NCHW_SIZES`]: the v4
+/// strips' matrix for `layout`.
+pub fn strip4_cases(layout: Layout) -> Vec<(Operator, Shape4)> {
+    let sizes: &[Shape4] = match layout {
+        Layout::Nhwc => &STRIP4_SIZES,
+        Layout::Nchw => &STRIP4_NCHW_SIZES,
+    };
+    let mut cases: Vec<(Operator, Shape4)> = strip_cases()
         .into_iter()
         .enumerate()
-        .map(|(i, (op, _))| (op, STRIP4_SIZES[i % STRIP4_SIZES.len()]))
-        .collect()
+        .map(|(i, (op, _))| (op, sizes[i % sizes.len()]))
+        .collect();
+    if layout == Layout::Nchw {
+        // Leading zero padding 5, 6, 7 (with max padding 0 and 1): every start of a lane's span
+        // inside its first 16-byte chunk, (−pad_left − max padding) mod 8, occurs.
+        for spec in specialised_kernels() {
+            let Specialised::Pooling {
+                window: k,
+                filter: f,
+                stride: st,
+            } = spec
+            else {
+                continue;
+            };
+            for pad in [5, 6, 7] {
+                for mp in if k == 1 { vec![0] } else { vec![0, 1] } {
+                    let blur = Blur::new(
+                        Filter::binomial(f).unwrap(),
+                        (st, st),
+                        Pad2d {
+                            top: pad,
+                            bottom: 1,
+                            left: pad,
+                            right: 1,
+                        },
+                        PadMode::Zero,
+                    )
+                    .unwrap();
+                    let op = if k == 1 {
+                        Operator::BlurPool(BlurPool2d::new(blur))
+                    } else {
+                        Operator::MaxBlurPool(MaxBlurPool2d::new(
+                            MaxPool2d::new((k, k), (mp, mp)).unwrap(),
+                            blur,
+                        ))
+                    };
+                    cases.push((op, Shape4::new(1, 2, 11, 56)));
+                }
+            }
+        }
+    }
+    cases
 }
 
-/// Runs `cases` in NHWC with `r` (every dtype under full coverage, one per case, cycling,
+/// Runs `cases` in `layout` with `r` (every dtype under full coverage, one per case, cycling,
 /// under the sample) and returns the runs per kernel version the plans chose.
-pub fn run_nhwc_cases(
+pub fn run_layout_cases(
     r: &Emu,
     test: &str,
     cases: &[(Operator, Shape4)],
+    layout: Layout,
 ) -> std::collections::BTreeMap<KernelVersion, usize> {
     let mut rng = StdRng::seed_from_u64(seed());
     let coverage = Coverage::from_env();
@@ -304,18 +363,18 @@ pub fn run_nhwc_cases(
             Coverage::Sample => vec![DType::ALL[i % DType::ALL.len()]],
         };
         for dtype in dtypes {
-            let target = Target::new(dtype, Layout::Nhwc).with_choice(r.choice);
+            let target = Target::new(dtype, layout).with_choice(r.choice);
             if let Ok(plan) = op.plan(*shape, target) {
                 *versions.entry(plan.version()).or_insert(0) += 1;
             }
             run += 1;
-            if let Err(e) = check_in_dtype(r, &mut rng, op, *shape, Layout::Nhwc, dtype, false) {
+            if let Err(e) = check_in_dtype(r, &mut rng, op, *shape, layout, dtype, false) {
                 failures.push(e);
             }
         }
     }
     println!(
-        "{test}: {run} NHWC cases run ({coverage:?} coverage of {} cases), {} failed; plans by version: {versions:?}",
+        "{test}: {run} {layout:?} cases run ({coverage:?} coverage of {} cases), {} failed; plans by version: {versions:?}",
         cases.len(),
         failures.len()
     );
@@ -597,6 +656,19 @@ fn nan_and_inf_in<T: TestElement>(r: &impl Runner, shape: Shape4, tol: f64) -> u
                 (78, f64::INFINITY),
             ] {
                 data.x[i] = T::from_f64(v);
+            }
+            // A corner of −inf in every channel (the top-left 2×2 pixels): windows there hold
+            // only −inf and the max's padding, so the padding's own −inf must not win as a
+            // finite value (a kernel padding with the most negative finite number fails here).
+            let (c, h, w) = (shape.c, shape.h, shape.w);
+            for ch in 0..c {
+                for (y, x) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                    let i = match layout {
+                        Layout::Nchw => (ch * h + y) * w + x,
+                        Layout::Nhwc => (y * w + x) * c + ch,
+                    };
+                    data.x[i] = T::from_f64(f64::NEG_INFINITY);
+                }
             }
             let out = op.output_shape(shape).unwrap();
             let mut want = vec![T::from_f64(0.0); out.numel().unwrap()];
