@@ -165,19 +165,23 @@ fn operator_for(s: Specialised) -> blurpool::Result<Operator> {
 /// choice that lands on the specialisation under test.
 pub type GateCase = (Operator, Shape4, DType, Layout, KernelChoice);
 
-/// The gate workloads: each specialisation in each dtype and layout it has (v4 strips: NHWC),
+/// The gate workloads: each specialisation in each dtype and layout,
 /// the v2 strips planned with `AtMost(V2)` (Auto takes v4 where it applies).
 pub fn gate_cases() -> Result<Vec<GateCase>, String> {
     let mut out = Vec::new();
     for s in specialised_kernels() {
         let op = operator_for(s).map_err(|e| e.to_string())?;
-        let shape = Shape4::new(2, 32, 40, 44);
+        // v4 needs W a multiple of 8 in NCHW (rows of 16-byte chunks).
+        let shape = match s {
+            Specialised::PoolingV4 { .. } => Shape4::new(2, 32, 40, 48),
+            _ => Shape4::new(2, 32, 40, 44),
+        };
         let dtypes: &[DType] = match s {
             Specialised::TensorCoreConv { .. } => &[DType::F16, DType::BF16],
             _ => &DType::ALL,
         };
         let (layouts, choice): (&[Layout], _) = match s {
-            Specialised::PoolingV4 { .. } => (&[Layout::Nhwc], KernelChoice::Auto),
+            Specialised::PoolingV4 { .. } => (&Layout::ALL, KernelChoice::Auto),
             Specialised::TensorCoreConv { .. } => (&Layout::ALL, KernelChoice::Auto),
             _ => (&Layout::ALL, KernelChoice::AtMost(KernelVersion::V2)),
         };
