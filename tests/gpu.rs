@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use blurpool::cuda::{KernelChoice, Kernels, LoadFrom};
+use blurpool::cuda::{KernelChoice, KernelVersion, Kernels, LoadFrom};
 use blurpool::{
     reference, Activation, Conv2dArgs, Conv2dSpec, DType, Element, Layout, Operator, PadMode,
     Shape4,
@@ -83,6 +83,21 @@ fn strip_kernels_match_reference() {
     let dw = matrix::strip_depthwise_cases();
     full(&g, "strip depthwise conv kernels", &dw);
     full(&general, "strip depthwise cases, general kernels", &dw);
+    g.ctx.check_err().expect("no deferred CUDA errors");
+}
+
+/// The v4 strips (16-byte vectors: NHWC with C % 8 == 0, NCHW with W % 8 == 0) on their own
+/// matrix in every dtype and layout, and v2 on the same cases.
+#[test]
+#[ignore = "needs a CUDA GPU (cargo test --test gpu -- --ignored)"]
+fn strip4_kernels_match_reference() {
+    let g = gpu("strip4_kernels");
+    let v2 = g.with_choice(KernelChoice::AtMost(KernelVersion::V2));
+    for layout in Layout::ALL {
+        let cases = matrix::strip4_cases(layout);
+        full(&g, "strip4 kernels", &cases);
+        full(&v2, "strip4 cases, v2 kernels", &cases);
+    }
     g.ctx.check_err().expect("no deferred CUDA errors");
 }
 
