@@ -60,7 +60,12 @@ run group_split_wrong kernels/strip.cuh '            c0 = g * V;
 # NCHW v4 (bp_strip4_nchw_max_map, the column-group walk)
 run nchw_shift_drops_odd_start kernels/pool_forward.cu 'x[i] = (PER == 1 || SH % 2 == 0) ? lo : (lo >> 16) | (hi << 16);' 'x[i] = lo;'
 run nchw_pair_shift_wrong kernels/pool_forward.cu 'return e % 2 == 0 ? x[w] : (x[w] >> 16) | (x[w + 1] << 16);' 'return x[w];'
+# (Equivalent since edge columns are split off: groups start at first_column, so the span's
+# start inside its chunk is 0 or 1 and the last chunk is never needed. Kept as a check that
+# stays meaningful if the split changes.)
 run nchw_last_chunk_skipped kernels/pool_forward.cu 'if (k * lanes < o + E) v = bp_load_u128(base + k * lanes);' 'if (k * lanes < E) v = bp_load_u128(base + k * lanes);'
+# (Equivalent: the map-column bound in covers() implies j + lanes <= WO.)
 run nchw_partial_group_vectorised kernels/pool_forward.cu 'return j + lanes <= WO && q0 >= 0' 'return q0 >= 0'
-run nchw_vector_store_any_row kernels/strip.cuh '(WO % V == 0 && (reinterpret_cast<unsigned long long>(y) & 15) == 0)' '((reinterpret_cast<unsigned long long>(y) & 15) == 0)'
+run nchw_vector_store_any_row kernels/strip.cuh '(WO % V == 0 && j_left % V == 0 &&' '(j_left % V == 0 &&'
+run nchw_vector_store_unaligned_groups kernels/strip.cuh '(WO % V == 0 && j_left % V == 0 &&' '(WO % V == 0 &&'
 run nchw_map_column_stride kernels/pool_forward.cu 'const int e = S * k + v;' 'const int e = k + v;'

@@ -304,8 +304,8 @@ pub fn strip4_cases(layout: Layout) -> Vec<(Operator, Shape4)> {
         .map(|(i, (op, _))| (op, sizes[i % sizes.len()]))
         .collect();
     if layout == Layout::Nchw {
-        // Leading zero padding 5, 6, 7 (with max padding 0 and 1): every start of a lane's span
-        // inside its first 16-byte chunk, (−pad_left − max padding) mod 8, occurs.
+        // Leading zero padding 5, 6, 7 (with max padding 0 and 1): up to four edge columns
+        // before the first vector group, each parity of the group's start.
         for spec in specialised_kernels() {
             let Specialised::Pooling {
                 window: k,
