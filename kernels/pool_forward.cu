@@ -235,19 +235,7 @@ struct bp_strip4_max_map {
 
     __device__ __forceinline__ void row(const bp_strip_item<T, F, int> &it, int s, bool follows,
                                         float (&m)[F][lanes]) {
-        const int y_last = s - mpy + K - 1;
-        for (int yy = follows ? y_last : s - mpy; yy <= y_last; ++yy) {
-#pragma unroll
-            for (int a = 0; a + 1 < K; ++a)
-#pragma unroll
-                for (int v = 0; v < F; ++v) hx[a][v] = hx[a + 1][v];
-            if (yy < 0 || yy >= H) {
-#pragma unroll
-                for (int v = 0; v < F; ++v) hx[K - 1][v] = bp_vec_neg_inf<T>();
-            } else {
-                hmax(it, yy, hx[K - 1]);
-            }
-        }
+        bp_strip4_slide(*this, it, hx, s, follows, mpy, H, bp_vec_neg_inf<T>());
 #pragma unroll
         for (int v = 0; v < F; ++v) {
             bp_u128 best = hx[0][v];
@@ -366,19 +354,7 @@ struct bp_strip4_nchw_max_map {
 
     __device__ __forceinline__ void row(const bp_strip_item<T, F, int> &it, int s, bool follows,
                                         float (&m)[F][lanes]) {
-        const int y_last = s - mpy + K - 1;
-        for (int yy = follows ? y_last : s - mpy; yy <= y_last; ++yy) {
-#pragma unroll
-            for (int a = 0; a + 1 < K; ++a)
-#pragma unroll
-                for (int i = 0; i < MW; ++i) hx[a][i] = hx[a + 1][i];
-            if (yy < 0 || yy >= H) {
-#pragma unroll
-                for (int i = 0; i < MW; ++i) hx[K - 1][i] = bp_word_neg_inf<T>();
-            } else {
-                hmax(it, yy, hx[K - 1]);
-            }
-        }
+        bp_strip4_slide(*this, it, hx, s, follows, mpy, H, bp_word_neg_inf<T>());
         unsigned best[MW];
 #pragma unroll
         for (int i = 0; i < MW; ++i) {

@@ -274,7 +274,7 @@ __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restr
 // ---- v4: the walk over 16-byte channel vectors ----------------------------------------------
 
 // Whether the v4 walk may take this launch. NHWC: C a multiple of the vector's elements, x and y
-// (and `w`, when given) 16-byte aligned, and one image's H·W·C below 2^31 (the walk's offsets
+// 16-byte aligned, and one image's H·W·C below 2^31 (the walk's offsets
 // inside an image are int). The host plans v4 only when the shape qualifies
 // (src/cuda/plan.rs); the pointers are checked here, once per launch, and a launch that fails
 // takes the v2 walk instead (same results; see tests/emulated.rs).
@@ -283,12 +283,33 @@ __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restr
 // 16-byte aligned, one plane's H·W below 2^31; y may have any alignment (the walk then stores
 // element by element).
 template <typename T, typename L>
-__device__ __forceinline__ bool bp_strip4_fits(const BpParams &p, const void *x, const void *y, const void *w = nullptr) {
+__device__ __forceinline__ bool bp_strip4_fits(const BpParams &p, const void *x, const void *y) {
     const unsigned long long bits = reinterpret_cast<unsigned long long>(x) |
-                                    (L::channels_last ? reinterpret_cast<unsigned long long>(y) : 0ull) |
-                                    reinterpret_cast<unsigned long long>(w);
+                                    (L::channels_last ? reinterpret_cast<unsigned long long>(y) : 0ull);
     if (L::channels_last) return p.c % bp_vec_elems<T> == 0 && (bits & 15) == 0 && p.h * p.w * p.c < (1LL << 31);
     return p.w % bp_vec_elems<T> == 0 && (bits & 15) == 0 && p.h * p.w < (1LL << 31);
+}
+
+// The v4 maps' ring of K input rows' horizontal maxima (N elements of type E each, packed):
+// map row s is the max over input rows s − mpy .. s − mpy + K − 1, so slide the ring by one row
+// when s follows the last one, else refill it; rows outside the image are `pad` (−inf), the
+// others come from map.hmax(it, yy, row).
+template <int K, int N, typename E, typename Map, typename It>
+__device__ __forceinline__ void bp_strip4_slide(const Map &map, const It &it, E (&hx)[K][N], int s, bool follows,
+                                                int mpy, int H, E pad) {
+    const int y_last = s - mpy + K - 1;
+    for (int yy = follows ? y_last : s - mpy; yy <= y_last; ++yy) {
+#pragma unroll
+        for (int a = 0; a + 1 < K; ++a)
+#pragma unroll
+            for (int i = 0; i < N; ++i) hx[a][i] = hx[a + 1][i];
+        if (yy < 0 || yy >= H) {
+#pragma unroll
+            for (int i = 0; i < N; ++i) hx[K - 1][i] = pad;
+        } else {
+            map.hmax(it, yy, hx[K - 1]);
+        }
+    }
 }
 
 // −inf in every element of a vector (the max's padding).
