@@ -47,10 +47,11 @@ pub fn path_str(path: &Path) -> &str {
 /// The macros that instantiate a specialised kernel, and the number of integer arguments each
 /// takes after the kernel's name: strip kernels, v2 and v4 (max window or depthwise conv kernel,
 /// filter, stride) and tensor-core conv kernels (filter).
-pub const SPECIALISATION_MACROS: [(&str, usize); 4] = [
+pub const SPECIALISATION_MACROS: [(&str, usize); 5] = [
     ("BP_STRIP_VARIANT", 3),
     ("BP_STRIP_DW_VARIANT", 3),
     ("BP_STRIP4_VARIANT", 3),
+    ("BP_STRIP4_DW_VARIANT", 3),
     ("BP_TC_VARIANT", 1),
 ];
 

@@ -364,6 +364,23 @@ __device__ __forceinline__ void bp_store_u128(void *at, const bp_u128 &v BP_SITE
     bp_st(static_cast<bp_u128 *>(at), v BP_SITE_FWD);
 }
 
+// 8 bytes, e.g. 4 f16/bf16 channels (the address must be 8-byte aligned).
+struct alignas(8) bp_u64 {
+    unsigned int v[2];
+};
+__device__ __forceinline__ bp_u64 bp_load_u64(const void *at BP_SITE) {
+#ifdef BP_HOST_EMULATION
+    bp_emu_check_aligned(at, 8);
+#endif
+    return bp_ld(static_cast<const bp_u64 *>(at) BP_SITE_FWD);
+}
+__device__ __forceinline__ void bp_store_u64(void *at, const bp_u64 &v BP_SITE) {
+#ifdef BP_HOST_EMULATION
+    bp_emu_check_aligned(at, 8);
+#endif
+    bp_st(static_cast<bp_u64 *>(at), v BP_SITE_FWD);
+}
+
 // ---- 16-byte element vectors (the v4 kernels) ---------------------------------------------
 // A bp_u128 holds bp_vec_elems<T> elements: 8 f16/bf16 or 4 f32, in memory order (element k of
 // a half vector in bits 16·(k mod 2) of word k/2).

@@ -220,6 +220,317 @@ struct bp_strip_dwconv_map {
 BP_STRIP_DW_VARIANT(bp_convblurpool_dw3f3s2, 3, 3, 2)
 BP_STRIP_DW_VARIANT(bp_convblurpool_dw3f4s2, 3, 4, 2)
 
+// ---- v4: depthwise strip kernels over 16-byte vectors ----------------------------------------
+
+// The map of depthwise v4 in NHWC (the rows of bp_strip_dwconv_map): a lane takes 4 channels
+// per pixel, one 16-byte (f32) or 8-byte (f16/bf16) chunk. Its 4·KC² taps and 4 biases stay in
+// registers as f32, loaded once per item as KC² chunks (the taps of 4 consecutive channels are
+// 4·KC² consecutive elements; v2 loaded them element by element, 33 sectors a request) when w
+// and b are chunk-aligned, else element by element.
+// Each input row is loaded and widened once and added into the KC map rows it belongs to
+// (acc: partial sums of map rows s .. s + KC − 1 at the F columns), so a map row costs one
+// input row's E chunk loads and E·4 conversions, not KC rows'; the next input row's chunks are
+// loaded before this row's arithmetic (pre), so two rows' loads are in flight. Taps are summed
+// in v2's order (rows, then columns, ascending).
+// Why 4 channels and not a 16-byte vector of 8 halves: the partial sums and taps of 8 channels
+// (2 × 72 floats) took ptxas to 255 registers and 5.8 KB of spills; a first version with 8
+// halves that re-read all KC rows per map row fitted (204 registers, 8 warps per SM), but the
+// model gave it 61 / 44 % of copy (H100 / H200, f16), latency-bound at 3.1 loads in flight.
+// This one (168–214 registers, also 8 warps) keeps 8.7 in flight (notes/kernels.md).
+template <typename T, int KC, int F>
+struct bp_strip4_dwconv_map {
+    static constexpr int lanes = 4;                      // channels per lane
+    static constexpr bool wide = true;
+    static constexpr int E = F + KC - 1;
+    static constexpr int NW = lanes * (int)sizeof(T) / 4; // 32-bit words of a chunk: 2 or 4
+    struct chunk {
+        unsigned v[NW];
+    };
+    static __device__ __forceinline__ chunk ld(const T *__restrict__ at BP_SITE) {
+        chunk c;
+        if constexpr (NW == 4) {
+            const bp_u128 x = bp_load_u128(at BP_SITE_FWD);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) c.v[i] = x.v[i];
+        } else {
+            const bp_u64 x = bp_load_u64(at BP_SITE_FWD);
+            c.v[0] = x.v[0];
+            c.v[1] = x.v[1];
+        }
+        return c;
+    }
+    static __device__ __forceinline__ void to_f32(const chunk &c, float (&out)[lanes]) {
+#pragma unroll
+        for (int k = 0; k < lanes; ++k) {
+            if constexpr (sizeof(T) == 4) {
+                out[k] = __uint_as_float(c.v[k]);
+            } else {
+                out[k] = bp_to_f32(T{(unsigned short)(c.v[k / 2] >> (16 * (k % 2)))});
+            }
+        }
+    }
+    static __device__ __forceinline__ void store(T *__restrict__ at, const float (&out)[lanes]) {
+        if constexpr (sizeof(T) == 4) {
+            bp_store_u128(at, bp_vec_from_f32<T>(out));
+        } else {
+            bp_u64 r;
+#pragma unroll
+            for (int w = 0; w < 2; ++w)
+                r.v[w] = (unsigned)bp_from_f32<T>(out[2 * w]).bits |
+                         ((unsigned)bp_from_f32<T>(out[2 * w + 1]).bits << 16);
+            bp_store_u64(at, r);
+        }
+    }
+
+    const T *__restrict__ w;
+    const T *__restrict__ b;
+    int cpy, cpx, H, W, act, has_bias;
+    bool fast, wvec;
+    int pre_row;                  // the input row held in pre (−1: none)
+    float wk[KC][KC][lanes], bias[lanes];
+    float acc[KC][F][lanes];      // partial sums of map rows s .. s + KC − 1
+    chunk pre[E];                 // the next input row's span (fast path)
+
+    __device__ __forceinline__ bp_strip4_dwconv_map(const BpParams &p, const T *__restrict__ w_,
+                                                    const T *__restrict__ b_)
+        : w(w_), b(b_), cpy(p.cpy), cpx(p.cpx), H((int)p.h), W((int)p.w), act(p.act), has_bias(p.has_bias),
+          fast(false),
+          wvec(((reinterpret_cast<unsigned long long>(w_) |
+                 (p.has_bias ? reinterpret_cast<unsigned long long>(b_) : 0ull)) & (4 * NW - 1)) == 0),
+          pre_row(-1), wk{}, bias{}, acc{}, pre{} {}
+
+    // This channel group's taps and biases (weights are Cout×1×KC×KC, C a multiple of 4).
+    __device__ __forceinline__ void begin(const bp_strip_item<T, F, int> &it, int WM) {
+        fast = it.q0 >= 0 && it.q0 + F - 1 < WM && it.q0 - cpx >= 0 && it.q0 - cpx + E - 1 < W;
+        pre_row = -1;
+        constexpr int TAPS = KC * KC;
+        const T *__restrict__ base = w + it.c0 * TAPS;
+        if (wvec) {
+            chunk v[TAPS]; // element q·4 + e: channel (q·4 + e) / TAPS, tap (q·4 + e) % TAPS
+#pragma unroll
+            for (int q = 0; q < TAPS; ++q) v[q] = ld(base + q * lanes);
+#pragma unroll
+            for (int q = 0; q < TAPS; ++q) {
+                float f[lanes];
+                to_f32(v[q], f);
+#pragma unroll
+                for (int e = 0; e < lanes; ++e) {
+                    const int i = q * lanes + e, tap = i % TAPS;
+                    wk[tap / KC][tap % KC][i / TAPS] = f[e];
+                }
+            }
+            if (has_bias) to_f32(ld(b + it.c0), bias);
+        } else {
+#pragma unroll
+            for (int k = 0; k < lanes; ++k) {
+                bias[k] = has_bias ? bp_to_f32(bp_ld(b + (it.c0 + k))) : 0.f;
+#pragma unroll
+                for (int a = 0; a < KC; ++a)
+#pragma unroll
+                    for (int t = 0; t < KC; ++t) wk[a][t][k] = bp_to_f32(bp_ld(base + (k * KC + a) * KC + t));
+            }
+        }
+    }
+
+    // Loads the fast path's span of input row yy (inside the image) into e.
+    __device__ __forceinline__ void load_span(const bp_strip_item<T, F, int> &it, int yy, chunk (&e)[E]) const {
+        const T *__restrict__ rowp = it.plane + yy * it.row_stride;
+#pragma unroll
+        for (int t = 0; t < E; ++t) e[t] = ld(rowp + (it.q0 - cpx + t) * it.col_stride);
+    }
+
+    // Adds input row yy, tap row I of map row s (so tap row I − a of map row s + a) into acc;
+    // `next`: an input row to prefetch into pre meanwhile (−1: none).
+    template <int I>
+    __device__ __forceinline__ void add_row(const bp_strip_item<T, F, int> &it, int yy, int next) {
+        if (yy < 0 || yy >= H) return; // the conv's zero padding
+        if (fast) {
+            chunk e[E];
+            if (yy == pre_row) {
+#pragma unroll
+                for (int t = 0; t < E; ++t) e[t] = pre[t];
+            } else {
+                load_span(it, yy, e);
+            }
+            pre_row = -1;
+            if (next >= 0 && next < H) {
+                load_span(it, next, pre);
+                pre_row = next;
+            }
+#pragma unroll
+            for (int t = 0; t < E; ++t) {
+                float px[lanes];
+                to_f32(e[t], px);
+#pragma unroll
+                for (int a = 0; a < KC; ++a) {
+                    if (I - a < 0 || I - a >= KC) continue;
+#pragma unroll
+                    for (int v = 0; v < F; ++v) {
+                        const int tap = t - v; // map column v reads input column v + tap
+                        if (tap < 0 || tap >= KC) continue;
+#pragma unroll
+                        for (int k = 0; k < lanes; ++k) acc[a][v][k] += wk[I - a][tap][k] * px[k];
+                    }
+                }
+            }
+        } else {
+            const T *__restrict__ rowp = it.plane + yy * it.row_stride;
+#pragma unroll
+            for (int v = 0; v < F; ++v) {
+                if (it.qs[v] < 0) continue;
+#pragma unroll
+                for (int t = 0; t < KC; ++t) {
+                    const int col = it.qs[v] - cpx + t;
+                    if (col < 0 || col >= W) continue;
+                    float px[lanes];
+                    to_f32(ld(rowp + col * it.col_stride), px);
+#pragma unroll
+                    for (int a = 0; a < KC; ++a) {
+                        if (I - a < 0 || I - a >= KC) continue;
+#pragma unroll
+                        for (int k = 0; k < lanes; ++k) acc[a][v][k] += wk[I - a][t][k] * px[k];
+                    }
+                }
+            }
+        }
+    }
+
+    // Map row s: when s follows the last one, acc already holds its first KC − 1 input rows.
+    __device__ __forceinline__ void row(const bp_strip_item<T, F, int> &it, int s, bool follows,
+                                        float (&m)[F][lanes]) {
+        static_assert(KC >= 2 && KC <= 3, "the refill is written out for KC 2 and 3");
+        const int y0 = s - cpy; // map row s reads input rows y0 .. y0 + KC − 1
+        if (!follows) {
+#pragma unroll
+            for (int a = 0; a < KC; ++a)
+#pragma unroll
+                for (int v = 0; v < F; ++v)
+#pragma unroll
+                    for (int k = 0; k < lanes; ++k) acc[a][v][k] = bias[k];
+            pre_row = -1;
+            add_row<0>(it, y0, -1);
+            if constexpr (KC > 2) add_row<1>(it, y0 + 1, -1);
+        }
+        add_row<KC - 1>(it, y0 + KC - 1, y0 + KC);
+#pragma unroll
+        for (int v = 0; v < F; ++v)
+#pragma unroll
+            for (int k = 0; k < lanes; ++k) m[v][k] = bp_activate(acc[0][v][k], act);
+        // Map row s + 1's sums move to slot 0, and so on; the last slot starts again.
+#pragma unroll
+        for (int a = 0; a + 1 < KC; ++a)
+#pragma unroll
+            for (int v = 0; v < F; ++v)
+#pragma unroll
+                for (int k = 0; k < lanes; ++k) acc[a][v][k] = acc[a + 1][v][k];
+#pragma unroll
+        for (int v = 0; v < F; ++v)
+#pragma unroll
+            for (int k = 0; k < lanes; ++k) acc[KC - 1][v][k] = bias[k];
+    }
+};
+
+// The map of depthwise v4 in NCHW: a lane takes V = 8 (f16/bf16) or 4 (f32) consecutive output
+// columns of one channel, as the v4 max map does (bp_strip4_nchw_max_map: the same edge split
+// and the same packed row span, bp_strip4_span), with the conv's KC×KC taps in place of the
+// max: the M = S·(V − 1) + F map columns of a map row from E = M + KC − 1 input columns of each
+// of its KC input rows. The taps are uniform across a channel plane (KC² scalar registers,
+// broadcast loads); rows are re-read from L1 for each map row, as in NHWC.
+template <typename T, int KC, int F, int S>
+struct bp_strip4_nchw_dwconv_map : bp_vec_store16<T> {
+    static constexpr int lanes = bp_vec_elems<T>; // output columns per lane
+    static constexpr bool wide = true;
+    static constexpr int M = S * (lanes - 1) + F; // map columns
+    static constexpr int E = M + KC - 1;          // input columns
+    using span = bp_strip4_span<T, E>;
+    using narrow_map = bp_strip_dwconv_map<T, KC, F, 1>; // the v2 map, one column at a time
+    const T *__restrict__ w;
+    const T *__restrict__ b;
+    int cpy, cpx, H, W, pad_left, WO, WM, act, has_bias;
+    float wk[KC][KC], bias;
+
+    __device__ __forceinline__ bp_strip4_nchw_dwconv_map(const BpParams &p, const T *__restrict__ w_,
+                                                         const T *__restrict__ b_)
+        : w(w_), b(b_), cpy(p.cpy), cpx(p.cpx), H((int)p.h), W((int)p.w), pad_left(p.pad_left), WO((int)p.wo),
+          WM((int)p.wm), act(p.act), has_bias(p.has_bias), wk{}, bias(0.f) {}
+    __device__ __forceinline__ narrow_map narrow(const BpParams &p) const { return narrow_map(p, w, b); }
+
+    // As in bp_strip4_nchw_max_map, with the conv's padding and kernel.
+    __device__ __forceinline__ bool covers(const BpParams &, int j) const {
+        const int q0 = j * S - pad_left;
+        return j + lanes <= WO && q0 >= 0 && q0 + M - 1 < WM && q0 - cpx >= 0 && q0 - cpx + E - 1 < W;
+    }
+    __device__ __forceinline__ int first_column(const BpParams &) const {
+        const int lead = pad_left + (cpx > 0 ? cpx : 0);
+        return (lead + S - 1) / S;
+    }
+    __device__ __forceinline__ int groups_from(const BpParams &p, int j) const {
+        int end = WO;
+        end = bp_min_int(end, (WM - F + pad_left) / S + 1);
+        end = bp_min_int(end, (W - F - KC + 1 + pad_left + cpx) / S + 1);
+        const int g = (end - j) / lanes;
+        return g > 0 && covers(p, j) && covers(p, j + (g - 1) * lanes) ? g : 0;
+    }
+
+    // The channel's taps and bias (it.c0 is the channel in NCHW).
+    __device__ __forceinline__ void begin(const bp_strip_item<T, F, int> &it, int) {
+        bias = has_bias ? bp_to_f32(bp_ld(b + it.c0)) : 0.f;
+#pragma unroll
+        for (int a = 0; a < KC; ++a)
+#pragma unroll
+            for (int t = 0; t < KC; ++t) wk[a][t] = bp_to_f32(bp_ld(w + (it.c0 * KC + a) * KC + t));
+    }
+
+    __device__ __forceinline__ void row(const bp_strip_item<T, F, int> &it, int s, bool, float (&m)[F][lanes]) {
+        float z[M];
+#pragma unroll
+        for (int i = 0; i < M; ++i) z[i] = bias;
+#pragma unroll
+        for (int a = 0; a < KC; ++a) {
+            const int yy = s - cpy + a;
+            if (yy < 0 || yy >= H) continue; // zero padding rows of the conv
+            unsigned x[span::EW];
+            span::load(it.plane + yy * it.row_stride, it.q0 - cpx, x); // ≥ 0: covers()
+#pragma unroll
+            for (int e = 0; e < E; ++e) {
+                const float xf = span::elem(x, e);
+#pragma unroll
+                for (int t = 0; t < KC; ++t) {
+                    const int col = e - t; // map column col reads input column col + t
+                    if (col >= 0 && col < M) z[col] += wk[a][t] * xf;
+                }
+            }
+        }
+        // m[v][k]: map column S·k + v of the lane's first.
+#pragma unroll
+        for (int v = 0; v < F; ++v)
+#pragma unroll
+            for (int k = 0; k < lanes; ++k) m[v][k] = bp_activate(z[S * k + v], act);
+    }
+};
+
+// The v4 depthwise map for a layout, and the entry points: the v4 walk where bp_strip4_fits,
+// else (unaligned x or y) the v2 walk of the same geometry. Registers capped for 2 blocks of
+// 256 per SM (128).
+template <typename T, typename L, int KC, int F, int S>
+using bp_strip4_dw_map = typename bp_pick<L::channels_last, bp_strip4_dwconv_map<T, KC, F>,
+                                          bp_strip4_nchw_dwconv_map<T, KC, F, S>>::type;
+
+#define BP_STRIP4_DW_VARIANT(NAME, KC, F, S)                                                             \
+    template <typename T, typename L>                                                                    \
+    __device__ __forceinline__ void NAME##_impl(const BpParams p, const T *__restrict__ x,               \
+                                                const T *__restrict__ w, const T *__restrict__ b,        \
+                                                T *__restrict__ y) {                                     \
+        if (bp_strip4_fits<T, L>(p, x, y))                                                               \
+            bp_strip_run<T, L, F, S>(p, x, y, bp_strip4_dw_map<T, L, KC, F, S>(p, w, b));                \
+        else                                                                                             \
+            bp_strip_run<T, L, F, S>(p, x, y, bp_strip_dwconv_map<T, KC, F, bp_strip_lanes<T, L>>(p, w, b)); \
+    }                                                                                                    \
+    BP_INSTANTIATE_BOUNDED(NAME, 2, 1)
+
+BP_STRIP4_DW_VARIANT(bp_convblurpool_dw3f3s2_v4, 3, 3, 2)
+BP_STRIP4_DW_VARIANT(bp_convblurpool_dw3f4s2_v4, 3, 4, 2)
+
 // ---- v3: tensor cores ----------------------------------------------------------------------
 //
 // Dense ConvBlurPool2d on the tensor cores (v3), f16 and bf16 on sm_80+: a 3×3 conv (groups 1,

@@ -180,7 +180,7 @@ struct bp_strip_max_map {
 // before any of them is used, so that they are in flight at once (the v2 walk's
 // per-pixel branches on `pairs` serialised them).
 template <typename T, int K, int F>
-struct bp_strip4_max_map {
+struct bp_strip4_max_map : bp_vec_store16<T> {
     static constexpr int lanes = bp_vec_elems<T>;
     static constexpr bool wide = true;
     int mpy, mpx, H, W;
@@ -249,24 +249,21 @@ struct bp_strip4_max_map {
 // The map of v4 in NCHW: a lane takes V = 8 (f16/bf16) or 4 (f32) consecutive output columns
 // away from the row's edges (the columns near them take the v2 walk, one per thread: the walk's
 // first_column / groups_from split, kernels/strip.cuh),
-// whose M = S·(V − 1) + F map columns need E = M + K − 1 input columns of a row. Those are read
-// as the 16-byte chunks that hold them (NC at most, all issued before any use; rows start
-// 16-byte aligned because W is a multiple of V), then shifted into place: the span's start
-// inside its first chunk, o = (q0 − mpx) mod V, is the same for every lane of a launch (q0 − mpx
-// = S·V·g − pad_left − mpx), so one uniform branch picks a shift whose moves are fixed at compile
-// time. The maxima stay packed (two halves or one float per 32-bit word, max.NaN).
+// whose M = S·(V − 1) + F map columns need E = M + K − 1 input columns of a row, read as one
+// packed span (bp_strip4_span, strip.cuh: the 16-byte chunks that hold them, all issued before
+// any use, shifted into place by a launch-uniform branch). The maxima stay packed (two halves
+// or one float per 32-bit word, max.NaN).
 template <typename T, int K, int F, int S>
-struct bp_strip4_nchw_max_map {
+struct bp_strip4_nchw_max_map : bp_vec_store16<T> {
     static constexpr int lanes = bp_vec_elems<T>; // output columns per lane
     static constexpr bool wide = true;
-    static constexpr int PER = sizeof(T) == 4 ? 1 : 2;       // elements per 32-bit word
-    static constexpr int M = S * (lanes - 1) + F;            // map columns
-    static constexpr int E = M + K - 1;                      // input columns
-    static constexpr int MW = (M + PER - 1) / PER;           // words of M map columns
-    static constexpr int EW = (E + PER - 1) / PER + 1;       // words of the shifted span (+1 slack)
-    static constexpr int NC = (E + 2 * lanes - 2) / lanes;   // chunks a span starting anywhere spans
-    static constexpr int CW = 4 * NC;                        // their words
-    using narrow = bp_strip_max_map<T, K, F, 1>;             // the v2 map, one column at a time
+    static constexpr int M = S * (lanes - 1) + F; // map columns
+    static constexpr int E = M + K - 1;           // input columns
+    using span = bp_strip4_span<T, E>;            // a row's input columns, packed
+    static constexpr int PER = span::PER;         // elements per 32-bit word
+    static constexpr int MW = (M + PER - 1) / PER; // words of M map columns
+    using narrow_map = bp_strip_max_map<T, K, F, 1>; // the v2 map, one column at a time
+    __device__ __forceinline__ narrow_map narrow(const BpParams &p) const { return narrow_map(p); }
     int mpy, mpx, H, W, pad_left, WO, WM;
     unsigned hx[K][MW]; // horizontal maxima of the last K input rows at the M map columns
 
@@ -296,58 +293,14 @@ struct bp_strip4_nchw_max_map {
     }
     __device__ __forceinline__ void begin(const bp_strip_item<T, F, int> &, int) {}
 
-    // Element pair (or float) i of the span shifted by b elements: elements PER·i + b onwards.
-    static __device__ __forceinline__ unsigned at(const unsigned (&x)[EW], int i, int b) {
-        if (PER == 1) return x[i + b];
-        const int e = 2 * i + b, w = e / 2;
-        return e % 2 == 0 ? x[w] : (x[w] >> 16) | (x[w + 1] << 16);
-    }
-
-    // The chunk words cw shifted left by SH elements into x (x[0] starts with element SH).
-    template <int SH> static __device__ __forceinline__ void shift(const unsigned (&cw)[CW], unsigned (&x)[EW]) {
-#pragma unroll
-        for (int i = 0; i < EW; ++i) {
-            const int w = SH / PER + i;
-            const unsigned lo = w < CW ? cw[w] : 0u, hi = w + 1 < CW ? cw[w + 1] : 0u;
-            x[i] = (PER == 1 || SH % 2 == 0) ? lo : (lo >> 16) | (hi << 16);
-        }
-    }
-
     __device__ __forceinline__ void hmax(const bp_strip_item<T, F, int> &it, int yy, unsigned (&h)[MW]) const {
-        const int c0 = it.q0 - mpx;   // ≥ 0: covers()
-        const int o = c0 % lanes;     // the same in every lane
-        const T *__restrict__ base = it.plane + yy * it.row_stride + (c0 - o);
-        unsigned cw[CW];
-#pragma unroll
-        for (int k = 0; k < NC; ++k) {
-            // Chunks past the span are not read (they may lie past the row's end).
-            bp_u128 v = {{0u, 0u, 0u, 0u}};
-#if BP_GATE_VARIANT == 1
-            // The gates' serialised variant (model/, never in the library), as in bp_strip_hmax.
-            const int dep = k > 0 ? (int)bp_gate_zero(__uint_as_float(cw[4 * k - 4])) : 0;
-            if (k * lanes < o + E) v = bp_load_u128(base + k * lanes + dep);
-#else
-            if (k * lanes < o + E) v = bp_load_u128(base + k * lanes);
-#endif
-#pragma unroll
-            for (int w = 0; w < 4; ++w) cw[4 * k + w] = v.v[w];
-        }
-        unsigned x[EW];
-        switch (o) { // uniform across the launch
-        case 0: shift<0>(cw, x); break;
-        case 1: shift<1>(cw, x); break;
-        case 2: shift<2>(cw, x); break;
-        case 3: shift<3>(cw, x); break;
-        case 4: shift<4 % lanes>(cw, x); break;
-        case 5: shift<5 % lanes>(cw, x); break;
-        case 6: shift<6 % lanes>(cw, x); break;
-        default: shift<7 % lanes>(cw, x); break;
-        }
+        unsigned x[span::EW];
+        span::load(it.plane + yy * it.row_stride, it.q0 - mpx, x); // ≥ 0: covers()
 #pragma unroll
         for (int i = 0; i < MW; ++i) {
-            unsigned best = at(x, i, 0);
+            unsigned best = span::at(x, i, 0);
 #pragma unroll
-            for (int b = 1; b < K; ++b) best = bp_word_max_nan<T>(best, at(x, i, b));
+            for (int b = 1; b < K; ++b) best = bp_word_max_nan<T>(best, span::at(x, i, b));
             h[i] = best;
         }
     }

@@ -178,7 +178,7 @@ __device__ __forceinline__ void bp_strip_walk(const BpParams &p, const T *__rest
         T *__restrict__ at = y + L::offset(n, c0, i, j, C, HO, WO);
         if constexpr (Map::wide) {
             if (vec_store) {
-                bp_store_u128(at, bp_vec_from_f32<T>(out));
+                Map::store(at, out);
             } else { // NCHW v4 with rows of WO % V != 0 elements: V consecutive outputs one by one
 #pragma unroll
                 for (int k = 0; k < V; ++k) bp_st(at + k, bp_from_f32<T>(out[k]));
@@ -190,8 +190,8 @@ __device__ __forceinline__ void bp_strip_walk(const BpParams &p, const T *__rest
 }
 
 // The map policy says how many lanes a thread takes (Map::lanes: channels in NHWC, output
-// columns in NCHW v4) and whether they travel as 16-byte vectors (Map::wide, the v4 walk:
-// checked by the caller, bp_strip4_fits). NCHW v4 items are groups of Map::lanes output
+// columns in NCHW v4) and whether they travel as vectors (Map::wide, the v4 walk: checked by
+// the caller, bp_strip4_fits; Map::store writes a lane's outputs as one vector). NCHW v4 items are groups of Map::lanes output
 // columns; a group the vector walk cannot take whole (Map::covers: near the side edges, or past
 // the row's end) walks its columns one by one with the v2 map (Map::narrow).
 template <typename T, typename L, int F, int S, typename Map>
@@ -213,11 +213,18 @@ __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restr
         j_left = map.first_column(p);
         G = map.groups_from(p, j_left);
     }
-    const long long cols = COLUMNS ? (long long)WO - (long long)G * (V - 1) : WO; // items across a row
-    const long long items = p.n * groups * strips * cols;
+    // NCHW v4 items come in chunks of 32 rows (image, channel, strip): first the chunk's group
+    // items (G per row), then its edge columns (EC per row), so that a warp runs one kind (bar
+    // the last chunk's seams) — lanes of both kinds in one warp would run both walks one after
+    // the other — while a row's groups and edges still run close together (in L2 and L1).
+    const long long EC = COLUMNS ? (long long)WO - (long long)G * V : 0; // edge columns per row
+    const long long rows = p.n * (COLUMNS ? C : groups) * strips;
+    const long long chunk_items = 32 * ((long long)G + EC);
+    const long long items = COLUMNS ? rows * ((long long)G + EC) : rows * WO;
     if (items == 0) return;
     const double rcp_strips = 1.0 / (double)strips, rcp_groups = 1.0 / (double)groups;
-    const double rcp_cols = COLUMNS ? 1.0 / (double)cols : p.rcp_wo;
+    const double rcp_g = G > 0 ? 1.0 / (double)G : 0.0, rcp_e = EC > 0 ? 1.0 / (double)EC : 0.0;
+    const double rcp_chunk = COLUMNS ? 1.0 / (double)chunk_items : 0.0;
     bp_strip_item<T, F, O> it;
     it.col_stride = (O)L::col_stride(C);
     it.row_stride = (O)W * it.col_stride;
@@ -229,36 +236,28 @@ __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restr
 
     BP_GRID_STRIDE_LOOP(idx, items) {
         long long n, c0, rest, strip, jl;
-        if (L::channels_last) { // lanes along channel groups
-            long long g;
-            bp_divmod(idx, groups, rcp_groups, rest, g);
-            c0 = g * V;
-            bp_divmod(rest, WO, p.rcp_wo, rest, jl);
-            bp_divmod(rest, strips, rcp_strips, n, strip);
-        } else { // lanes along output columns (NCHW v4: groups of V of them)
-            bp_divmod(idx, cols, rcp_cols, rest, jl);
-            bp_divmod(rest, strips, rcp_strips, rest, strip);
-            bp_divmod(rest, C, p.rcp_c, n, c0);
-        }
+        if constexpr (COLUMNS) { // lanes along a row's groups of V columns, or its edge columns
+            long long chunk, li, row;
+            bp_divmod(idx, chunk_items, rcp_chunk, chunk, li);
+            const long long rc = rows - 32 * chunk < 32 ? rows - 32 * chunk : 32; // rows in this chunk
+            const bool grp = li < rc * G;
+            if (!grp) li -= rc * G;
+            const long long per = grp ? G : EC;
+            const double rcp = grp ? rcp_g : rcp_e;
+            bp_divmod(li, per, rcp, row, jl);
 #if BP_GATE_VARIANT == 2
-        // The performance gates' uncoalesced variant (model/, never in the library): lanes along
-        // strips, so neighbouring lanes read rows BP_STRIP_ROWS · S apart.
-        {
-            long long g;
-            bp_divmod(idx, strips, rcp_strips, rest, strip);
-            bp_divmod(rest, cols, rcp_cols, rest, jl);
-            bp_divmod(rest, groups, rcp_groups, n, g);
-            c0 = L::channels_last ? g * V : g;
-        }
+            // The performance gates' uncoalesced variant (model/, never in the library): lanes
+            // along rows, so neighbouring lanes read rows BP_STRIP_ROWS · S apart.
+            bp_divmod(li, rc, 1.0 / (double)rc, jl, row);
 #endif
-        if constexpr (COLUMNS) {
-            const int t = (int)jl; // the item's place in its row
-            if (t < G) {
-                bp_strip_walk<T, L, F, S>(p, x, y, map, it, n, c0, strip, j_left + t * V, vec_store);
+            bp_divmod(32 * chunk + row, strips, rcp_strips, rest, strip);
+            bp_divmod(rest, C, p.rcp_c, n, c0);
+            if (grp) {
+                bp_strip_walk<T, L, F, S>(p, x, y, map, it, n, c0, strip, j_left + (int)jl * V, vec_store);
             } else {
-                const int e = t - G; // an edge column
+                const int e = (int)jl; // an edge column
                 const int j = e < j_left ? e : j_left + G * V + (e - j_left);
-                typename Map::narrow one(p);
+                auto one = map.narrow(p); // the v2 map of the same geometry
                 bp_strip_item<T, F, long long> it1;
                 it1.col_stride = 1;
                 it1.row_stride = W;
@@ -266,6 +265,28 @@ __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restr
                 bp_strip_walk<T, L, F, S>(p, x, y, one, it1, n, c0, strip, j, false);
             }
         } else {
+            if (L::channels_last) { // lanes along channel groups
+                long long g;
+                bp_divmod(idx, groups, rcp_groups, rest, g);
+                c0 = g * V;
+                bp_divmod(rest, WO, p.rcp_wo, rest, jl);
+                bp_divmod(rest, strips, rcp_strips, n, strip);
+            } else { // lanes along output columns
+                bp_divmod(idx, WO, p.rcp_wo, rest, jl);
+                bp_divmod(rest, strips, rcp_strips, rest, strip);
+                bp_divmod(rest, C, p.rcp_c, n, c0);
+            }
+#if BP_GATE_VARIANT == 2
+            // The performance gates' uncoalesced variant (model/, never in the library): lanes
+            // along strips, so neighbouring lanes read rows BP_STRIP_ROWS · S apart.
+            {
+                long long g;
+                bp_divmod(idx, strips, rcp_strips, rest, strip);
+                bp_divmod(rest, WO, p.rcp_wo, rest, jl);
+                bp_divmod(rest, groups, rcp_groups, n, g);
+                c0 = L::channels_last ? g * V : g;
+            }
+#endif
             bp_strip_walk<T, L, F, S>(p, x, y, map, it, n, c0, strip, (int)jl, vec_store);
         }
     }
@@ -312,8 +333,87 @@ __device__ __forceinline__ void bp_strip4_slide(const Map &map, const It &it, E 
     }
 }
 
+// The v4 maps' output store: a lane's 16-byte vector of outputs.
+template <typename T> struct bp_vec_store16 {
+    static __device__ __forceinline__ void store(T *__restrict__ at, const float (&out)[bp_vec_elems<T>]) {
+        bp_store_u128(at, bp_vec_from_f32<T>(out));
+    }
+};
+
 // −inf in every element of a vector (the max's padding).
 template <typename T> __device__ __forceinline__ bp_u128 bp_vec_neg_inf() {
     const unsigned w = bp_word_neg_inf<T>();
     return bp_u128{{w, w, w, w}};
 }
+
+// E consecutive elements of an NCHW row from element c0 ≥ 0 onwards, packed into 32-bit words
+// (two halves or one float each; the v4 NCHW maps). Read as the 16-byte chunks that hold them
+// (NC at most, all issued before any use; the row must start 16-byte aligned: W a multiple of
+// the vector's elements), then shifted into place: the span's start inside its first chunk,
+// o = c0 mod V, is the same for every lane of a launch (c0 = S·V·g − pad_left − the map's
+// padding), so one uniform branch picks a shift whose moves are fixed at compile time.
+template <typename T, int E>
+struct bp_strip4_span {
+    static constexpr int V = bp_vec_elems<T>;
+    static constexpr int PER = sizeof(T) == 4 ? 1 : 2;     // elements per 32-bit word
+    static constexpr int EW = (E + PER - 1) / PER + 1;     // words of the shifted span (+1 slack)
+    static constexpr int NC = (E + 2 * V - 2) / V;         // chunks a span starting anywhere spans
+    static constexpr int CW = 4 * NC;                      // their words
+
+    // Element pair (or float) i of the span shifted by b elements: elements PER·i + b onwards.
+    static __device__ __forceinline__ unsigned at(const unsigned (&x)[EW], int i, int b) {
+        if (PER == 1) return x[i + b];
+        const int e = 2 * i + b, w = e / 2;
+        return e % 2 == 0 ? x[w] : (x[w] >> 16) | (x[w + 1] << 16);
+    }
+
+    // Element e of the span as f32.
+    static __device__ __forceinline__ float elem(const unsigned (&x)[EW], int e) {
+        if constexpr (PER == 1) {
+            return __uint_as_float(x[e]);
+        } else {
+            return bp_to_f32(T{(unsigned short)(x[e / 2] >> (16 * (e % 2)))});
+        }
+    }
+
+    // The chunk words cw shifted left by SH elements into x (x[0] starts with element SH).
+    template <int SH> static __device__ __forceinline__ void shift(const unsigned (&cw)[CW], unsigned (&x)[EW]) {
+#pragma unroll
+        for (int i = 0; i < EW; ++i) {
+            const int w = SH / PER + i;
+            const unsigned lo = w < CW ? cw[w] : 0u, hi = w + 1 < CW ? cw[w + 1] : 0u;
+            x[i] = (PER == 1 || SH % 2 == 0) ? lo : (lo >> 16) | (hi << 16);
+        }
+    }
+
+    // Elements c0 .. c0 + E − 1 of `row` into x.
+    static __device__ __forceinline__ void load(const T *__restrict__ row, int c0, unsigned (&x)[EW]) {
+        const int o = c0 % V; // the same in every lane
+        const T *__restrict__ base = row + (c0 - o);
+        unsigned cw[CW];
+#pragma unroll
+        for (int k = 0; k < NC; ++k) {
+            // Chunks past the span are not read (they may lie past the row's end).
+            bp_u128 v = {{0u, 0u, 0u, 0u}};
+#if BP_GATE_VARIANT == 1
+            // The gates' serialised variant (model/, never in the library), as in bp_strip_hmax.
+            const int dep = k > 0 ? (int)bp_gate_zero(__uint_as_float(cw[4 * k - 4])) : 0;
+            if (k * V < o + E) v = bp_load_u128(base + k * V + dep);
+#else
+            if (k * V < o + E) v = bp_load_u128(base + k * V);
+#endif
+#pragma unroll
+            for (int w = 0; w < 4; ++w) cw[4 * k + w] = v.v[w];
+        }
+        switch (o) { // uniform across the launch
+        case 0: shift<0>(cw, x); break;
+        case 1: shift<1>(cw, x); break;
+        case 2: shift<2>(cw, x); break;
+        case 3: shift<3>(cw, x); break;
+        case 4: shift<4 % V>(cw, x); break;
+        case 5: shift<5 % V>(cw, x); break;
+        case 6: shift<6 % V>(cw, x); break;
+        default: shift<7 % V>(cw, x); break;
+        }
+    }
+};

@@ -195,6 +195,36 @@ fn strip4_applies_only_where_it_fits() {
     );
 }
 
+/// The v4 depthwise strips over the depthwise matrix's operators at sizes with C (NHWC) or W
+/// (NCHW) a multiple of 8: every valid case must plan v4 and match the reference; the same
+/// cases on v2.
+fn strip4_depthwise_in(layout: Layout) {
+    let cases = matrix::strip4_depthwise_cases(layout);
+    let v4 = matrix::run_layout_cases(&Emu::AUTO, "depthwise strips v4 (emulated)", &cases, layout);
+    assert_eq!(
+        v4.keys().copied().collect::<Vec<_>>(),
+        [KernelVersion::V4],
+        "every case plans v4: {v4:?}"
+    );
+    let v2 = matrix::run_layout_cases(
+        &Emu::V2,
+        "depthwise v4 cases on v2 (emulated)",
+        &cases,
+        layout,
+    );
+    assert_eq!(v2.keys().copied().collect::<Vec<_>>(), [KernelVersion::V2]);
+}
+
+#[test]
+fn strip4_depthwise_kernels_emulated() {
+    strip4_depthwise_in(Layout::Nhwc);
+}
+
+#[test]
+fn strip4_depthwise_nchw_kernels_emulated() {
+    strip4_depthwise_in(Layout::Nchw);
+}
+
 #[test]
 fn strip_depthwise_kernels_emulated() {
     let cases = matrix::strip_depthwise_cases();
@@ -392,6 +422,51 @@ fn strip4_kernels_accept_buffers_at_odd_elements() {
         KernelVersion::V4,
         Layout::Nchw,
     );
+}
+
+/// The v4 depthwise strips: x and y as the pooling strips; NHWC loads a channel vector's taps
+/// (and biases) as 16-byte vectors only when w (and b) are 16-byte aligned, else element by
+/// element, with the same bits.
+#[test]
+fn strip4_depthwise_kernels_accept_buffers_at_odd_elements() {
+    let blur = presets::timm::blur(3, 2, PadMode::Reflect).unwrap();
+    for (layout, shape) in [
+        (Layout::Nhwc, Shape4::new(2, 16, 13, 11)),
+        (Layout::Nchw, Shape4::new(1, 3, 13, 40)),
+    ] {
+        let conv = Conv2dSpec::new(Conv2dArgs {
+            in_channels: shape.c,
+            out_channels: shape.c,
+            kernel: (3, 3),
+            padding: (1, 1),
+            groups: shape.c,
+            bias: true,
+            activation: Activation::Relu,
+        })
+        .unwrap();
+        let op = Operator::ConvBlurPool(ConvBlurPool2d::new(conv, blur.clone()));
+        same_bits_at_odd_offsets_in(&op, shape, KernelVersion::V4, layout);
+        let plan = Emu::AUTO.plan::<f16>(&op, shape, layout).unwrap();
+        assert!(
+            plan.symbol().starts_with("bp_convblurpool_dw3f3s2_v4"),
+            "{}",
+            plan.symbol()
+        );
+        let mut rng = rand::rngs::StdRng::seed_from_u64(matrix::seed());
+        let data = CaseData::<f16>::random(&mut rng, &op, shape);
+        let bits = |o| {
+            Emu::AUTO
+                .forward_offsets(&op, shape, layout, &data, o)
+                .unwrap()
+                .iter()
+                .map(|e| e.to_bits())
+                .collect::<Vec<_>>()
+        };
+        let aligned = bits([0, 0, 0, 0]);
+        for o in [[0, 1, 0, 0], [0, 0, 1, 0], [0, 3, 5, 0], [1, 1, 1, 1]] {
+            assert_eq!(bits(o), aligned, "{layout:?} offsets {o:?}");
+        }
+    }
 }
 
 /// The tensor-core kernel loads 8 NHWC channels (16 bytes) at once only when C % 8 == 0 and

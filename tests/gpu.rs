@@ -86,7 +86,7 @@ fn strip_kernels_match_reference() {
     g.ctx.check_err().expect("no deferred CUDA errors");
 }
 
-/// The v4 strips (16-byte vectors: NHWC with C % 8 == 0, NCHW with W % 8 == 0) on their own
+/// The v4 strips, pooling and depthwise (16-byte vectors: NHWC with C % 8 == 0, NCHW with W % 8 == 0), on their own
 /// matrix in every dtype and layout, and v2 on the same cases.
 #[test]
 #[ignore = "needs a CUDA GPU (cargo test --test gpu -- --ignored)"]
@@ -97,6 +97,9 @@ fn strip4_kernels_match_reference() {
         let cases = matrix::strip4_cases(layout);
         full(&g, "strip4 kernels", &cases);
         full(&v2, "strip4 cases, v2 kernels", &cases);
+        let dw = matrix::strip4_depthwise_cases(layout);
+        full(&g, "strip4 depthwise kernels", &dw);
+        full(&v2, "strip4 depthwise cases, v2 kernels", &dw);
     }
     g.ctx.check_err().expect("no deferred CUDA errors");
 }

@@ -123,6 +123,11 @@ fn operator_for(s: Specialised) -> blurpool::Result<Operator> {
             kernel,
             filter,
             stride,
+        }
+        | Specialised::DepthwiseConvV4 {
+            kernel,
+            filter,
+            stride,
         } => {
             let c = 32;
             Operator::ConvBlurPool(ConvBlurPool2d::new(
@@ -173,7 +178,9 @@ pub fn gate_cases() -> Result<Vec<GateCase>, String> {
         let op = operator_for(s).map_err(|e| e.to_string())?;
         // v4 needs W a multiple of 8 in NCHW (rows of 16-byte chunks).
         let shape = match s {
-            Specialised::PoolingV4 { .. } => Shape4::new(2, 32, 40, 48),
+            Specialised::PoolingV4 { .. } | Specialised::DepthwiseConvV4 { .. } => {
+                Shape4::new(2, 32, 40, 48)
+            }
             _ => Shape4::new(2, 32, 40, 44),
         };
         let dtypes: &[DType] = match s {
@@ -181,7 +188,9 @@ pub fn gate_cases() -> Result<Vec<GateCase>, String> {
             _ => &DType::ALL,
         };
         let (layouts, choice): (&[Layout], _) = match s {
-            Specialised::PoolingV4 { .. } => (&Layout::ALL, KernelChoice::Auto),
+            Specialised::PoolingV4 { .. } | Specialised::DepthwiseConvV4 { .. } => {
+                (&Layout::ALL, KernelChoice::Auto)
+            }
             Specialised::TensorCoreConv { .. } => (&Layout::ALL, KernelChoice::Auto),
             _ => (&Layout::ALL, KernelChoice::AtMost(KernelVersion::V2)),
         };

@@ -227,7 +227,10 @@ fn hooks_see_every_access_of_the_pooling_kernels() {
 fn hooks_see_every_access_of_the_conv_kernels() {
     let blur = timm::blur(3, 2, PadMode::Reflect).unwrap();
     let dw = Operator::ConvBlurPool(ConvBlurPool2d::new(conv(6, 6), blur.clone()));
+    // 6 channels, W = 17: the v2 depthwise strips; 16 channels, W = 24: v4, and v2 below it.
+    let dw16 = Operator::ConvBlurPool(ConvBlurPool2d::new(conv(16, 16), blur.clone()));
     let dense = Operator::ConvBlurPool(ConvBlurPool2d::new(conv(16, 1), blur));
+    let mut v4 = 0;
     for dtype in DType::ALL {
         for layout in Layout::ALL {
             check(
@@ -237,8 +240,18 @@ fn hooks_see_every_access_of_the_conv_kernels() {
                 layout,
                 KernelChoice::Auto,
             );
+            for choice in [KernelChoice::Auto, KernelChoice::AtMost(KernelVersion::V2)] {
+                let shape = Shape4::new(1, 16, 13, 24);
+                let plan = dw16.plan(shape, Target::new(dtype, layout).with_choice(choice));
+                v4 += usize::from(plan.unwrap().version() == KernelVersion::V4);
+                check(&dw16, shape, dtype, layout, choice);
+            }
         }
     }
+    assert_eq!(
+        v4, 6,
+        "the depthwise strip plans v4 in every dtype and layout"
+    );
     // The tensor-core kernel (f16/bf16) and the general one it falls back from.
     for dtype in [DType::F16, DType::BF16] {
         for layout in Layout::ALL {

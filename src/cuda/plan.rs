@@ -176,8 +176,10 @@ enum Family {
     StripPool,
     StripDepthwise,
     TensorCore,
-    /// v4 pooling strips (NHWC only).
+    /// v4 pooling strips over 16-byte vectors.
     StripPoolWide,
+    /// v4 depthwise strips over 16-byte vectors.
+    StripDepthwiseWide,
 }
 
 impl Specialisation {
@@ -189,6 +191,7 @@ impl Specialisation {
                 "BP_STRIP_DW_VARIANT" => Family::StripDepthwise,
                 "BP_TC_VARIANT" => Family::TensorCore,
                 "BP_STRIP4_VARIANT" => Family::StripPoolWide,
+                "BP_STRIP4_DW_VARIANT" => Family::StripDepthwiseWide,
                 other => unreachable!("build.rs only lists known macros, not {other}"),
             };
             let (window, filter, stride) = match (family, dims) {
@@ -216,7 +219,7 @@ impl Specialisation {
         match self.family {
             Family::StripPool | Family::StripDepthwise => KernelVersion::V2,
             Family::TensorCore => KernelVersion::V3,
-            Family::StripPoolWide => KernelVersion::V4,
+            Family::StripPoolWide | Family::StripDepthwiseWide => KernelVersion::V4,
         }
     }
 }
@@ -357,6 +360,16 @@ pub enum Specialised {
         /// Blur stride on both axes.
         stride: usize,
     },
+    /// The v4 strip kernel of a [`Specialised::DepthwiseConv`] geometry over 16-byte vectors,
+    /// on the same shapes as [`Specialised::PoolingV4`].
+    DepthwiseConvV4 {
+        /// Conv kernel per axis.
+        kernel: usize,
+        /// Blur taps per axis.
+        filter: usize,
+        /// Blur stride on both axes.
+        stride: usize,
+    },
 }
 
 /// Every specialised forward kernel the build has (one line each in kernels/*.cu).
@@ -375,6 +388,11 @@ pub fn specialised_kernels() -> impl Iterator<Item = Specialised> {
         Family::TensorCore => Specialised::TensorCoreConv { filter: s.filter },
         Family::StripPoolWide => Specialised::PoolingV4 {
             window: s.window,
+            filter: s.filter,
+            stride: s.stride,
+        },
+        Family::StripDepthwiseWide => Specialised::DepthwiseConvV4 {
+            kernel: s.window,
             filter: s.filter,
             stride: s.stride,
         },
@@ -669,6 +687,7 @@ fn wide_strip(family: Family, target: Target, params: &BpParams) -> Option<Famil
     } && target.choice.allows(KernelVersion::V4);
     match family {
         Family::StripPool if fits => Some(Family::StripPoolWide),
+        Family::StripDepthwise if fits => Some(Family::StripDepthwiseWide),
         _ => None,
     }
 }
@@ -681,7 +700,11 @@ fn strip_work(s: Specialisation, target: Target, params: &BpParams, strips: i64)
     let lanes = vector_lanes(target.dtype);
     let per_row = match (s.family, target.layout) {
         (Family::StripPoolWide, Layout::Nhwc) => params.c / lanes * params.wo,
-        (Family::StripPoolWide, Layout::Nchw) => params.c * ((params.wo + lanes - 1) / lanes),
+        // 4 channels a lane in every dtype (kernels/conv_forward.cu, bp_strip4_dwconv_map).
+        (Family::StripDepthwiseWide, Layout::Nhwc) => params.c / 4 * params.wo,
+        (Family::StripPoolWide | Family::StripDepthwiseWide, Layout::Nchw) => {
+            params.c * ((params.wo + lanes - 1) / lanes)
+        }
         _ => params.c * params.wo,
     };
     params.n * per_row * strips
@@ -751,7 +774,7 @@ impl MaxBlurPool2d {
 
 impl ConvBlurPool2d {
     /// The launch `forward` makes for `input` on `target`, or the error it would return:
-    /// depthwise strip kernels (v2), the tensor-core kernel for dense 3×3 convs in half types
+    /// depthwise strip kernels (v4 where the shape takes 16-byte vectors, else v2), the tensor-core kernel for dense 3×3 convs in half types
     /// (v3), else the general kernel.
     pub fn plan(&self, input: Shape4, target: Target) -> Result<LaunchPlan> {
         let (output, params) = self.params(input)?;

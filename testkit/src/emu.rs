@@ -66,14 +66,27 @@ impl Emu {
         x_offset: usize,
         y_offset: usize,
     ) -> Result<Vec<T>, String> {
+        self.forward_offsets(op, shape, layout, data, [x_offset, 0, 0, y_offset])
+    }
+
+    /// The forward with x, the weights, the bias and y starting `offsets` elements into their
+    /// allocations (in that order).
+    pub fn forward_offsets<T: TestElement>(
+        &self,
+        op: &Operator,
+        shape: Shape4,
+        layout: Layout,
+        data: &CaseData<T>,
+        [x_offset, w_offset, b_offset, y_offset]: [usize; 4],
+    ) -> Result<Vec<T>, String> {
         let plan = self
             .plan::<T>(op, shape, layout)
             .map_err(|e| e.to_string())?;
         let n_out = plan.output().numel().map_err(|e| e.to_string())?;
         let nan = T::from_f64(f64::NAN);
         let x = Guarded::new(&data.x, nan, x_offset);
-        let w = Guarded::new(&data.w, nan, 0);
-        let b = Guarded::new(data.b.as_deref().unwrap_or(&[]), nan, 0);
+        let w = Guarded::new(&data.w, nan, w_offset);
+        let b = Guarded::new(data.b.as_deref().unwrap_or(&[]), nan, b_offset);
         let sentinel = T::from_f64(-12345.0);
         let mut y = Guarded::new(&vec![T::from_f64(POISON); n_out], sentinel, y_offset);
         if plan.has_work() {

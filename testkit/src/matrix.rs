@@ -506,6 +506,20 @@ fn conv_blur_grid(
 /// wider than the filter) × binomial and custom taps, sizes rotating (the conv is depthwise
 /// over each size's own channel count).
 pub fn strip_depthwise_cases() -> Vec<(Operator, Shape4)> {
+    depthwise_cases_on(&STRIP_SIZES)
+}
+
+/// [`strip_depthwise_cases`]' operators on [`STRIP4_SIZES`] (NHWC) or [`STRIP4_NCHW_SIZES`]:
+/// the v4 depthwise strips' matrix for `layout` (C or W a multiple of 8, so every dtype takes
+/// the 16-byte vectors).
+pub fn strip4_depthwise_cases(layout: Layout) -> Vec<(Operator, Shape4)> {
+    match layout {
+        Layout::Nhwc => depthwise_cases_on(&STRIP4_SIZES),
+        Layout::Nchw => depthwise_cases_on(&STRIP4_NCHW_SIZES),
+    }
+}
+
+fn depthwise_cases_on(sizes: &[Shape4]) -> Vec<(Operator, Shape4)> {
     let mut cases = Vec::new();
     let mut turn = 0usize;
     for spec in specialised_kernels() {
@@ -529,7 +543,7 @@ pub fn strip_depthwise_cases() -> Vec<(Operator, Shape4)> {
         ];
         for (blur, conv_pad, bias, act) in conv_blur_grid(&filters, &pads, s) {
             for _ in 0..2 {
-                let size = STRIP_SIZES[turn % STRIP_SIZES.len()];
+                let size = sizes[turn % sizes.len()];
                 turn += 1;
                 let c = size.c;
                 let conv = Conv2dSpec::new(Conv2dArgs {
