@@ -435,7 +435,7 @@ struct bp_strip4_dwconv_map {
 // and the same packed row span, bp_strip4_span), with the conv's KC×KC taps in place of the
 // max: the M = S·(V − 1) + F map columns of a map row from E = M + KC − 1 input columns of each
 // of its KC input rows. The taps are uniform across a channel plane (KC² scalar registers,
-// broadcast loads); rows are re-read from L1 for each map row, as in NHWC.
+// broadcast loads); each input row is read once into KC rows of partial sums, as in NHWC.
 template <typename T, int KC, int F, int S>
 struct bp_strip4_nchw_dwconv_map : bp_vec_store16<T> {
     static constexpr int lanes = bp_vec_elems<T>; // output columns per lane
@@ -448,11 +448,12 @@ struct bp_strip4_nchw_dwconv_map : bp_vec_store16<T> {
     const T *__restrict__ b;
     int cpy, cpx, H, W, pad_left, WO, WM, act, has_bias;
     float wk[KC][KC], bias;
+    float acc[KC][M]; // partial sums of map rows s .. s + KC − 1 at the M map columns
 
     __device__ __forceinline__ bp_strip4_nchw_dwconv_map(const BpParams &p, const T *__restrict__ w_,
                                                          const T *__restrict__ b_)
         : w(w_), b(b_), cpy(p.cpy), cpx(p.cpx), H((int)p.h), W((int)p.w), pad_left(p.pad_left), WO((int)p.wo),
-          WM((int)p.wm), act(p.act), has_bias(p.has_bias), wk{}, bias(0.f) {}
+          WM((int)p.wm), act(p.act), has_bias(p.has_bias), wk{}, bias(0.f), acc{} {}
     __device__ __forceinline__ narrow_map narrow(const BpParams &p) const { return narrow_map(p, w, b); }
 
     // As in bp_strip4_nchw_max_map, with the conv's padding and kernel.
@@ -481,37 +482,58 @@ struct bp_strip4_nchw_dwconv_map : bp_vec_store16<T> {
             for (int t = 0; t < KC; ++t) wk[a][t] = bp_to_f32(bp_ld(w + (it.c0 * KC + a) * KC + t));
     }
 
-    __device__ __forceinline__ void row(const bp_strip_item<T, F, int> &it, int s, bool, float (&m)[F][lanes]) {
-        float z[M];
+    // Adds input row yy, tap row I of map row s (so tap row I − a of map row s + a) into acc.
+    template <int I> __device__ __forceinline__ void add_row(const bp_strip_item<T, F, int> &it, int yy) {
+        if (yy < 0 || yy >= H) return; // zero padding rows of the conv
+        unsigned x[span::EW];
+        span::load(it.plane + yy * it.row_stride, it.q0 - cpx, x); // ≥ 0: covers()
 #pragma unroll
-        for (int i = 0; i < M; ++i) z[i] = bias;
+        for (int e = 0; e < E; ++e) {
+            const float xf = span::elem(x, e);
 #pragma unroll
-        for (int a = 0; a < KC; ++a) {
-            const int yy = s - cpy + a;
-            if (yy < 0 || yy >= H) continue; // zero padding rows of the conv
-            unsigned x[span::EW];
-            span::load(it.plane + yy * it.row_stride, it.q0 - cpx, x); // ≥ 0: covers()
-#pragma unroll
-            for (int e = 0; e < E; ++e) {
-                const float xf = span::elem(x, e);
+            for (int a = 0; a < KC; ++a) {
+                if (I - a < 0 || I - a >= KC) continue;
 #pragma unroll
                 for (int t = 0; t < KC; ++t) {
                     const int col = e - t; // map column col reads input column col + t
-                    if (col >= 0 && col < M) z[col] += wk[a][t] * xf;
+                    if (col >= 0 && col < M) acc[a][col] += wk[I - a][t] * xf;
                 }
             }
         }
+    }
+
+    // Map row s from the partial sums, as in bp_strip4_dwconv_map: each input row's chunks are
+    // read once per map row, not KC times.
+    __device__ __forceinline__ void row(const bp_strip_item<T, F, int> &it, int s, bool follows,
+                                        float (&m)[F][lanes]) {
+        static_assert(KC >= 2 && KC <= 3, "the refill is written out for KC 2 and 3");
+        const int y0 = s - cpy;
+        if (!follows) {
+#pragma unroll
+            for (int a = 0; a < KC; ++a)
+#pragma unroll
+                for (int i = 0; i < M; ++i) acc[a][i] = bias;
+            add_row<0>(it, y0);
+            if constexpr (KC > 2) add_row<1>(it, y0 + 1);
+        }
+        add_row<KC - 1>(it, y0 + KC - 1);
         // m[v][k]: map column S·k + v of the lane's first.
 #pragma unroll
         for (int v = 0; v < F; ++v)
 #pragma unroll
-            for (int k = 0; k < lanes; ++k) m[v][k] = bp_activate(z[S * k + v], act);
+            for (int k = 0; k < lanes; ++k) m[v][k] = bp_activate(acc[0][S * k + v], act);
+#pragma unroll
+        for (int a = 0; a + 1 < KC; ++a)
+#pragma unroll
+            for (int i = 0; i < M; ++i) acc[a][i] = acc[a + 1][i];
+#pragma unroll
+        for (int i = 0; i < M; ++i) acc[KC - 1][i] = bias;
     }
 };
 
 // The v4 depthwise map for a layout, and the entry points: the v4 walk where bp_strip4_fits,
-// else (unaligned x or y) the v2 walk of the same geometry. Registers capped for 2 blocks of
-// 256 per SM (128).
+// else (unaligned x or y) the v2 walk of the same geometry. One block of 256 per SM (the taps
+// and partial sums take 143–230 registers; at 2 blocks, 128, ptxas spilled).
 template <typename T, typename L, int KC, int F, int S>
 using bp_strip4_dw_map = typename bp_pick<L::channels_last, bp_strip4_dwconv_map<T, KC, F>,
                                           bp_strip4_nchw_dwconv_map<T, KC, F, S>>::type;
@@ -526,7 +548,7 @@ using bp_strip4_dw_map = typename bp_pick<L::channels_last, bp_strip4_dwconv_map
         else                                                                                             \
             bp_strip_run<T, L, F, S>(p, x, y, bp_strip_dwconv_map<T, KC, F, bp_strip_lanes<T, L>>(p, w, b)); \
     }                                                                                                    \
-    BP_INSTANTIATE_BOUNDED(NAME, 2, 1)
+    BP_INSTANTIATE_BOUNDED(NAME, 1, 1)
 
 BP_STRIP4_DW_VARIANT(bp_convblurpool_dw3f3s2_v4, 3, 3, 2)
 BP_STRIP4_DW_VARIANT(bp_convblurpool_dw3f4s2_v4, 3, 4, 2)
