@@ -58,14 +58,31 @@ run group_split_wrong kernels/strip.cuh '            c0 = g * V;
             bp_divmod(rest, WO' '            c0 = g * 2;
             bp_divmod(rest, WO'
 # NCHW v4 (bp_strip4_nchw_max_map, the column-group walk)
-run nchw_shift_drops_odd_start kernels/pool_forward.cu 'x[i] = (PER == 1 || SH % 2 == 0) ? lo : (lo >> 16) | (hi << 16);' 'x[i] = lo;'
-run nchw_pair_shift_wrong kernels/pool_forward.cu 'return e % 2 == 0 ? x[w] : (x[w] >> 16) | (x[w + 1] << 16);' 'return x[w];'
-# (Equivalent since edge columns are split off: groups start at first_column, so the span's
-# start inside its chunk is 0 or 1 and the last chunk is never needed. Kept as a check that
-# stays meaningful if the split changes.)
-run nchw_last_chunk_skipped kernels/pool_forward.cu 'if (k * lanes < o + E) v = bp_load_u128(base + k * lanes);' 'if (k * lanes < E) v = bp_load_u128(base + k * lanes);'
+run nchw_shift_drops_odd_start kernels/strip.cuh 'x[i] = (PER == 1 || SH % 2 == 0) ? lo : (lo >> 16) | (hi << 16);' 'x[i] = lo;'
+run nchw_pair_shift_wrong kernels/strip.cuh 'return e % 2 == 0 ? x[w] : (x[w] >> 16) | (x[w + 1] << 16);' 'return x[w];'
+# (Equivalent for the pooling maps: groups start at first_column, so the span's start inside
+# its chunk is 0 or 1 and the last chunk is never needed there; the depthwise map's longer
+# span (E = M + 2) needs it, and its tests catch this.)
+run nchw_last_chunk_skipped kernels/strip.cuh 'if (k * V < o + E) v = bp_load_u128(base + k * V);' 'if (k * V < E) v = bp_load_u128(base + k * V);'
 # (Equivalent: the map-column bound in covers() implies j + lanes <= WO.)
 run nchw_partial_group_vectorised kernels/pool_forward.cu 'return j + lanes <= WO && q0 >= 0' 'return q0 >= 0'
 run nchw_vector_store_any_row kernels/strip.cuh '(WO % V == 0 && j_left % V == 0 &&' '(j_left % V == 0 &&'
 run nchw_vector_store_unaligned_groups kernels/strip.cuh '(WO % V == 0 && j_left % V == 0 &&' '(WO % V == 0 &&'
 run nchw_map_column_stride kernels/pool_forward.cu 'const int e = S * k + v;' 'const int e = k + v;'
+# Depthwise v4 (kernels/conv_forward.cu: bp_strip4_dwconv_map, bp_strip4_nchw_dwconv_map)
+run dw_taps_transposed kernels/conv_forward.cu 'for (int k = 0; k < lanes; ++k) acc[a][v][k] += wk[I - a][tap][k] * px[k];' 'for (int k = 0; k < lanes; ++k) acc[a][v][k] += wk[tap][I - a][k] * px[k];'
+run dw_vector_taps_scattered kernels/conv_forward.cu 'wk[tap / KC][tap % KC][i / TAPS] = f[e];' 'wk[tap % KC][tap / KC][i / TAPS] = f[e];'
+run dw_scalar_taps_wrong kernels/conv_forward.cu 'wk[a][t][k] = bp_to_f32(bp_ld(base + (k * KC + a) * KC + t));' 'wk[a][t][k] = bp_to_f32(bp_ld(base + (k * KC + t) * KC + a));'
+run dw_vector_bias_dropped kernels/conv_forward.cu 'if (has_bias) to_f32(ld(b + it.c0), bias);' ''
+run dw_edge_ignores_bounds kernels/conv_forward.cu '                    if (col < 0 || col >= W) continue;
+                    float px[lanes];' '                    if (col < 0) continue;
+                    float px[lanes];'
+run dw_partial_sums_not_shifted kernels/conv_forward.cu 'for (int k = 0; k < lanes; ++k) acc[a][v][k] = acc[a + 1][v][k];' 'for (int k = 0; k < lanes; ++k) acc[a][v][k] = acc[a][v][k];'
+run dw_nchw_partial_sums_not_reset kernels/conv_forward.cu 'for (int i = 0; i < M; ++i) acc[KC - 1][i] = bias;' ''
+run dw_fast_span_off_by_one kernels/conv_forward.cu 'e[t] = ld(rowp + (it.q0 - cpx + t) * it.col_stride);' 'e[t] = ld(rowp + (it.q0 - cpx + t + 1) * it.col_stride);'
+run dw_nchw_taps_flipped kernels/conv_forward.cu 'if (col >= 0 && col < M) z[col] += wk[a][t] * xf;' 'if (col >= 0 && col < M) z[col] += wk[a][KC - 1 - t] * xf;'
+run dw_nchw_row_padding kernels/conv_forward.cu 'if (yy < 0 || yy >= H) continue; // zero padding rows of the conv' 'if (yy < 0) continue; // zero padding rows of the conv'
+run dw_nchw_map_column_stride kernels/conv_forward.cu 'm[v][k] = bp_activate(z[S * k + v], act);' 'm[v][k] = bp_activate(z[k + v], act);'
+# NCHW v4 item order (kernels/strip.cuh: chunks of 32 rows, groups then edge columns)
+run nchw_chunk_last_partial kernels/strip.cuh 'const bool grp = li < rc * G;' 'const bool grp = li < 32 * G;'
+run nchw_chunk_row_index kernels/strip.cuh 'bp_divmod(32 * chunk + row, strips, rcp_strips, rest, strip);' 'bp_divmod(row, strips, rcp_strips, rest, strip);'
