@@ -280,7 +280,7 @@ pub const STRIP4_SIZES: [Shape4; 6] = [
 
 /// Sizes for the v4 strips in NCHW (W a multiple of 8, so every dtype takes the row chunks):
 /// rows narrower than one lane's 8 outputs, 16/20/24/32 outputs (whole and partial groups,
-/// rows of y not a multiple of 8), odd heights, one channel to thirteen.
+/// rows of y not a multiple of 8), odd heights, one channel to twenty.
 pub const STRIP4_NCHW_SIZES: [Shape4; 8] = [
     Shape4::new(1, 1, 8, 8),
     Shape4::new(2, 3, 37, 16),
@@ -289,8 +289,8 @@ pub const STRIP4_NCHW_SIZES: [Shape4; 8] = [
     Shape4::new(1, 1, 2, 8),
     Shape4::new(2, 1, 3, 40),
     Shape4::new(1, 3, 21, 48),
-    // 13 channels × 3 strips: 39 rows, more than one chunk of 32 (kernels/strip.cuh).
-    Shape4::new(1, 13, 19, 24),
+    // 20 channels × 2 strips: 40 rows, more than one chunk of 32 (kernels/strip.cuh).
+    Shape4::new(1, 20, 19, 24),
 ];
 
 /// [`strip_cases`]' operators on [`STRIP4_SIZES`] (NHWC) or [`STRIP4_NCHW_SIZES`]: the v4
