@@ -437,7 +437,9 @@ struct bp_strip4_dwconv_map {
 // of its KC input rows. The taps are uniform across a channel plane (KC² scalar registers,
 // broadcast loads); each input row is read once into KC rows of partial sums, as in NHWC.
 template <typename T, int KC, int F, int S>
-struct bp_strip4_nchw_dwconv_map : bp_vec_store16<T> {
+struct bp_strip4_nchw_dwconv_map : bp_vec_store16<T>,
+                                    bp_strip4_columns<bp_vec_elems<T>, F, S, KC, S * (bp_vec_elems<T> - 1) + F,
+                                                      S * (bp_vec_elems<T> - 1) + F + KC - 1> {
     static constexpr int lanes = bp_vec_elems<T>; // output columns per lane
     static constexpr bool wide = true;
     static constexpr int M = S * (lanes - 1) + F; // map columns
@@ -446,32 +448,15 @@ struct bp_strip4_nchw_dwconv_map : bp_vec_store16<T> {
     using narrow_map = bp_strip_dwconv_map<T, KC, F, 1>; // the v2 map, one column at a time
     const T *__restrict__ w;
     const T *__restrict__ b;
-    int cpy, cpx, H, W, pad_left, WO, WM, act, has_bias;
+    int cpy, cpx, H, act, has_bias;
     float wk[KC][KC], bias;
     float acc[KC][M]; // partial sums of map rows s .. s + KC − 1 at the M map columns
 
     __device__ __forceinline__ bp_strip4_nchw_dwconv_map(const BpParams &p, const T *__restrict__ w_,
                                                          const T *__restrict__ b_)
-        : w(w_), b(b_), cpy(p.cpy), cpx(p.cpx), H((int)p.h), W((int)p.w), pad_left(p.pad_left), WO((int)p.wo),
-          WM((int)p.wm), act(p.act), has_bias(p.has_bias), wk{}, bias(0.f), acc{} {}
+        : bp_strip4_columns<lanes, F, S, KC, M, E>(p, p.cpx), w(w_), b(b_), cpy(p.cpy), cpx(p.cpx), H((int)p.h),
+          act(p.act), has_bias(p.has_bias), wk{}, bias(0.f), acc{} {}
     __device__ __forceinline__ narrow_map narrow(const BpParams &p) const { return narrow_map(p, w, b); }
-
-    // As in bp_strip4_nchw_max_map, with the conv's padding and kernel.
-    __device__ __forceinline__ bool covers(const BpParams &, int j) const {
-        const int q0 = j * S - pad_left;
-        return j + lanes <= WO && q0 >= 0 && q0 + M - 1 < WM && q0 - cpx >= 0 && q0 - cpx + E - 1 < W;
-    }
-    __device__ __forceinline__ int first_column(const BpParams &) const {
-        const int lead = pad_left + (cpx > 0 ? cpx : 0);
-        return (lead + S - 1) / S;
-    }
-    __device__ __forceinline__ int groups_from(const BpParams &p, int j) const {
-        int end = WO;
-        end = bp_min_int(end, (WM - F + pad_left) / S + 1);
-        end = bp_min_int(end, (W - F - KC + 1 + pad_left + cpx) / S + 1);
-        const int g = (end - j) / lanes;
-        return g > 0 && covers(p, j) && covers(p, j + (g - 1) * lanes) ? g : 0;
-    }
 
     // The channel's taps and bias (it.c0 is the channel in NCHW).
     __device__ __forceinline__ void begin(const bp_strip_item<T, F, int> &it, int) {

@@ -254,7 +254,9 @@ struct bp_strip4_max_map : bp_vec_store16<T> {
 // any use, shifted into place by a launch-uniform branch). The maxima stay packed (two halves
 // or one float per 32-bit word, max.NaN).
 template <typename T, int K, int F, int S>
-struct bp_strip4_nchw_max_map : bp_vec_store16<T> {
+struct bp_strip4_nchw_max_map : bp_vec_store16<T>,
+                                 bp_strip4_columns<bp_vec_elems<T>, F, S, K, S * (bp_vec_elems<T> - 1) + F,
+                                                   S * (bp_vec_elems<T> - 1) + F + K - 1> {
     static constexpr int lanes = bp_vec_elems<T>; // output columns per lane
     static constexpr bool wide = true;
     static constexpr int M = S * (lanes - 1) + F; // map columns
@@ -264,33 +266,13 @@ struct bp_strip4_nchw_max_map : bp_vec_store16<T> {
     static constexpr int MW = (M + PER - 1) / PER; // words of M map columns
     using narrow_map = bp_strip_max_map<T, K, F, 1>; // the v2 map, one column at a time
     __device__ __forceinline__ narrow_map narrow(const BpParams &p) const { return narrow_map(p); }
-    int mpy, mpx, H, W, pad_left, WO, WM;
+    int mpy, mpx, H;
     unsigned hx[K][MW]; // horizontal maxima of the last K input rows at the M map columns
 
     __device__ __forceinline__ bp_strip4_nchw_max_map(const BpParams &p)
-        : mpy(K > 1 ? p.mpy : 0), mpx(K > 1 ? p.mpx : 0), H((int)p.h), W((int)p.w), pad_left(p.pad_left),
-          WO((int)p.wo), WM((int)p.wm), hx{} {}
+        : bp_strip4_columns<lanes, F, S, K, M, E>(p, K > 1 ? p.mpx : 0), mpy(K > 1 ? p.mpy : 0),
+          mpx(K > 1 ? p.mpx : 0), H((int)p.h), hx{} {}
 
-    // Whether the lane's V output columns from j all exist and every map and input column they
-    // read lies inside the row (no padding across): the vector walk; else column by column.
-    __device__ __forceinline__ bool covers(const BpParams &, int j) const {
-        const int q0 = j * S - pad_left;
-        return j + lanes <= WO && q0 >= 0 && q0 + M - 1 < WM && q0 - mpx >= 0 && q0 - mpx + E - 1 < W;
-    }
-    // The first output column whose map and input columns start inside the row.
-    __device__ __forceinline__ int first_column(const BpParams &) const {
-        const int lead = pad_left + (mpx > 0 ? mpx : 0);
-        return (lead + S - 1) / S;
-    }
-    // How many whole groups of V columns from j the vector walk takes (every one covers()).
-    __device__ __forceinline__ int groups_from(const BpParams &p, int j) const {
-        // Exclusive end of the columns whose windows end inside the map and the row.
-        int end = WO;
-        end = bp_min_int(end, (WM - F + pad_left) / S + 1);
-        end = bp_min_int(end, (W - F - K + 1 + pad_left + mpx) / S + 1);
-        const int g = (end - j) / lanes;
-        return g > 0 && covers(p, j) && covers(p, j + (g - 1) * lanes) ? g : 0;
-    }
     __device__ __forceinline__ void begin(const bp_strip_item<T, F, int> &, int) {}
 
     __device__ __forceinline__ void hmax(const bp_strip_item<T, F, int> &it, int yy, unsigned (&h)[MW]) const {

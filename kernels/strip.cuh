@@ -346,6 +346,35 @@ template <typename T> __device__ __forceinline__ bp_u128 bp_vec_neg_inf() {
     return bp_u128{{w, w, w, w}};
 }
 
+// The NCHW v4 maps' split of a row's output columns (bp_strip_run): lanes of V columns from j
+// whose M map columns and E input columns (a window of K, padding pk before) lie inside the row
+// take the vector walk; the others take the v2 walk one column at a time.
+template <int V, int F, int S, int K, int M, int E>
+struct bp_strip4_columns {
+    int pad_left, pk, W, WO, WM;
+    __device__ __forceinline__ bp_strip4_columns(const BpParams &p, int pk_)
+        : pad_left(p.pad_left), pk(pk_), W((int)p.w), WO((int)p.wo), WM((int)p.wm) {}
+    // Whether the lane's V output columns from j all exist and read only inside the row.
+    __device__ __forceinline__ bool covers(const BpParams &, int j) const {
+        const int q0 = j * S - pad_left;
+        return j + V <= WO && q0 >= 0 && q0 + M - 1 < WM && q0 - pk >= 0 && q0 - pk + E - 1 < W;
+    }
+    // The first output column whose map and input columns start inside the row.
+    __device__ __forceinline__ int first_column(const BpParams &) const {
+        const int lead = pad_left + (pk > 0 ? pk : 0);
+        return (lead + S - 1) / S;
+    }
+    // How many whole groups of V columns from j the vector walk takes (every one covers()).
+    __device__ __forceinline__ int groups_from(const BpParams &p, int j) const {
+        // Exclusive end of the columns whose windows end inside the map and the row.
+        int end = WO;
+        end = bp_min_int(end, (WM - F + pad_left) / S + 1);
+        end = bp_min_int(end, (W - F - K + 1 + pad_left + pk) / S + 1);
+        const int g = (end - j) / V;
+        return g > 0 && covers(p, j) && covers(p, j + (g - 1) * V) ? g : 0;
+    }
+};
+
 // E consecutive elements of an NCHW row from element c0 ≥ 0 onwards, packed into 32-bit words
 // (two halves or one float each; the v4 NCHW maps). Read as the 16-byte chunks that hold them
 // (NC at most, all issued before any use; the row must start 16-byte aligned: W a multiple of
