@@ -46,13 +46,14 @@ pub fn path_str(path: &Path) -> &str {
 
 /// The macros that instantiate a specialised kernel, and the number of integer arguments each
 /// takes after the kernel's name: strip kernels, v2 and v4 (max window or depthwise conv kernel,
-/// filter, stride) and tensor-core conv kernels (filter).
-pub const SPECIALISATION_MACROS: [(&str, usize); 5] = [
+/// filter, stride) and tensor-core conv kernels, v3 and v4 (filter).
+pub const SPECIALISATION_MACROS: [(&str, usize); 6] = [
     ("BP_STRIP_VARIANT", 3),
     ("BP_STRIP_DW_VARIANT", 3),
     ("BP_STRIP4_VARIANT", 3),
     ("BP_STRIP4_DW_VARIANT", 3),
     ("BP_TC_VARIANT", 1),
+    ("BP_TC4_VARIANT", 1),
 ];
 
 /// One specialised kernel found in the sources: its macro, its name (the symbol stem) and its

@@ -381,6 +381,59 @@ __device__ __forceinline__ void bp_store_u64(void *at, const bp_u64 &v BP_SITE) 
     bp_st(static_cast<bp_u64 *>(at), v BP_SITE_FWD);
 }
 
+// ---- Shared-memory staging of the tensor-core v4 kernel ----------------------------------
+// 32-bit shared-memory address of a pointer into shared memory (what ldmatrix / cp.async take).
+#ifndef BP_HOST_EMULATION
+__device__ __forceinline__ unsigned bp_shared_addr(const void *p) {
+    return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+#endif
+
+// ldmatrix .x4 (sm_75+): four 8×8 matrices of 16-bit elements from shared memory; lane l gives
+// the address of row l % 8 of matrix l / 8 and receives r[j], the pair of row l / 4, columns
+// 2·(l % 4) and 2·(l % 4) + 1 of matrix j (emu/cpp/emu.h has the same layout).
+__device__ __forceinline__ void bp_ldmatrix_x4(const void *row, unsigned (&r)[4] BP_SITE) {
+#if defined(BP_HOST_EMULATION)
+    bp_emu_ldmatrix_x4(row, r, bp_line, bp_file);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(bp_shared_addr(row))
+                 : "memory");
+#else
+    __trap(); // the host launches the kernels that use it on sm_80+ only
+#endif
+}
+
+// cp.async of 16 bytes global → shared (sm_80+), bypassing L1 (.cg); `valid` false writes 16
+// zero bytes and reads nothing (src-size 0; `src` must still be a valid address). The copies
+// land at bp_cp_async_wait_all(); then a __syncthreads() makes them visible to the block.
+__device__ __forceinline__ void bp_cp_async16(void *dst, const void *src, bool valid BP_SITE) {
+#if defined(BP_HOST_EMULATION)
+    bp_emu_cp_async16(dst, src, valid, bp_line, bp_file);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(bp_shared_addr(dst)), "l"(src),
+                 "r"(valid ? 16 : 0)
+                 : "memory");
+#else
+    __trap();
+#endif
+}
+// Closes the thread's group of copies issued so far.
+__device__ __forceinline__ void bp_cp_async_commit() {
+#if !defined(BP_HOST_EMULATION) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+// Waits until every copy this thread issued has landed.
+__device__ __forceinline__ void bp_cp_async_wait_all() {
+#if defined(BP_HOST_EMULATION)
+    bp_emu_cp_async_wait_all();
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
+}
+
 // ---- 16-byte element vectors (the v4 kernels) ---------------------------------------------
 // A bp_u128 holds bp_vec_elems<T> elements: 8 f16/bf16 or 4 f32, in memory order (element k of
 // a half vector in bits 16·(k mod 2) of word k/2).

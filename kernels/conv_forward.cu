@@ -817,3 +817,260 @@ __device__ __forceinline__ void bp_convblurpool_tc_run(const BpParams p, const T
 // antialiased-cnns (4).
 BP_TC_VARIANT(bp_convblurpool_tc_k3f3s2, 3)
 BP_TC_VARIANT(bp_convblurpool_tc_k3f4s2, 4)
+
+// ---- v4: tensor cores, staged with cp.async, fragments by ldmatrix ------------------------
+//
+// The v3 tile (8×8 outputs × 32 output channels a block, the conv map under the blur footprint
+// as an implicit GEMM on mma.sync.m16n8k16, then the blur from an f32 map tile in shared
+// memory) with its staging rebuilt, because v3's staging was the bottleneck the SASS showed:
+//   - weights are pre-packed by bp_pack_tc4_weights (a launch of its own, queued just before
+//     this kernel by the host into a buffer it allocates) into exactly the image a stage needs:
+//     [Cout tile][16-channel stage][tap][32 output channels][16 input channels], zero past Cout
+//     and C, so a stage's weights are 576 contiguous 16-byte chunks copied with cp.async;
+//   - the input tile (with its conv halo) is staged with 16-byte cp.async in NHWC when C % 8
+//     == 0 and x is 16-byte aligned (zero fill outside the image and past C), element by
+//     element otherwise (NCHW: the tile is transposed to channel-innermost on the way);
+//   - two stage buffers: stage s + 1 is issued before the mma of stage s, one barrier a stage;
+//   - a staged pixel (or weight row) is 16 halves = 32 bytes with its two 16-byte halves
+//     swapped on every other group of 4 rows (bp_tc4_at), so the 8 rows an ldmatrix reads fall
+//     in distinct banks, for any 8 consecutive rows, with no padding (v3 padded rows to 48
+//     bytes); A and B fragments come from ldmatrix.x4: per tap and warp 2 (B) + ≤ 3 (A)
+//     shared-load instructions for 12 mma, against v3's 20.
+// Block shape: 32 output channels keep both stage buffers and the f32 map tile inside 48 KB
+// of static shared memory (≤ 44 KB, so 4 blocks fit an SM's 228 KB where registers allow);
+// 64 channels would need 62 KB of stages and an 84 KB map tile (dynamic shared memory, 2
+// blocks per SM). notes/kernels.md has the model's figures for both.
+
+#define BP_TC4_ROW 16 // halves per staged pixel / weight row
+#define BP_TC4_W_HALVES (9 * BP_TC_COUT * BP_TC4_ROW) // one stage's weights (4608 halves, 9216 bytes)
+
+template <int F> struct bp_tc4_dims {
+    using D = bp_tc_dims<F>;
+    static constexpr int IN_HALVES = D::IH * D::IH * BP_TC4_ROW;
+    static constexpr int STAGE_HALVES = IN_HALVES + BP_TC4_W_HALVES;
+    static constexpr int STAGING_FLOATS = STAGE_HALVES; // two stages of halves
+    static constexpr int SMEM_FLOATS = D::MAP_FLOATS > STAGING_FLOATS ? D::MAP_FLOATS : STAGING_FLOATS;
+    static_assert(SMEM_FLOATS * 4 <= 48 * 1024, "static shared memory is limited to 48 KB");
+    static_assert(IN_HALVES % 8 == 0, "the weights of a stage start 16-byte aligned");
+};
+
+template <int F> struct alignas(16) bp_tc4_smem {
+    float f[bp_tc4_dims<F>::SMEM_FLOATS];
+};
+
+// Offset (in halves) of 16-byte half `half` (0: elements 0–7, 1: 8–15) of staged row `row`.
+__device__ __forceinline__ int bp_tc4_at(int row, int half) {
+    return row * BP_TC4_ROW + ((half ^ (row >> 2)) & 1) * 8;
+}
+
+// The weight image (OIHW → [Cout tile][stage][tap][32][16], zeros past Cout and C): one thread
+// per packed element, consecutive threads writing consecutive elements. x: the OIHW weights;
+// y: the packed buffer of bp_tc4_packed_len elements (src/cuda/plan.rs computes the same).
+template <typename T, typename L>
+__device__ __forceinline__ void bp_pack_tc4_weights_impl(const BpParams p, const T *__restrict__ w,
+                                                         const T *__restrict__, const T *__restrict__,
+                                                         T *__restrict__ packed) {
+    const long long C = p.c, CO = p.cout, stages = (C + BP_TC_KC - 1) / BP_TC_KC;
+    const long long total = (CO + BP_TC_COUT - 1) / BP_TC_COUT * stages * BP_TC4_W_HALVES;
+    BP_GRID_STRIDE_LOOP(e, total) {
+        const int k = (int)(e % BP_TC4_ROW), nl = (int)(e / BP_TC4_ROW % BP_TC_COUT);
+        const int tap = (int)(e / (BP_TC4_ROW * BP_TC_COUT) % 9);
+        const long long blk = e / BP_TC4_W_HALVES, s = blk % stages, ct = blk / stages;
+        const long long co = ct * BP_TC_COUT + nl, ci = s * BP_TC_KC + k;
+        T v = bp_from_f32<T>(0.f);
+        if (co < CO && ci < C) v = bp_ld(w + ((co * C + ci) * 9 + tap));
+        bp_st(packed + e, v);
+    }
+}
+BP_INSTANTIATE_HALF_TYPES(bp_pack_tc4_weights)
+
+// Issues the copies of stage `ci0` (input channels ci0..ci0+15) into one stage buffer: the
+// input tile whose top-left input pixel is (iy0, ix0) and the stage's packed weights `ws`.
+template <typename T, typename L, int F>
+__device__ __forceinline__ void bp_tc4_stage(const BpParams &p, const T *__restrict__ x, long long n, int iy0,
+                                             int ix0, int ci0, bool async_x, const unsigned short *__restrict__ ws,
+                                             unsigned short *in_s, unsigned short *w_s) {
+    using D = bp_tc_dims<F>;
+    constexpr int THREADS = BP_TC_WARPS * 32; // the launch's block (src/cuda/plan.rs BLOCK)
+    constexpr int W_CHUNKS = BP_TC4_W_HALVES / 8, X_CHUNKS = D::IH * D::IH * 2;
+    const int C = (int)p.c, H = (int)p.h, W = (int)p.w;
+    // Unrolled at the block's size, so each thread's copies of a stage (3 of weights, 3–4 of
+    // input) issue back to back, all in flight until the wait before the next stage.
+#pragma unroll
+    for (int k = 0; k < (W_CHUNKS + THREADS - 1) / THREADS; ++k) {
+        const int u = (int)threadIdx.x + k * THREADS;
+        if (u < W_CHUNKS) bp_cp_async16(w_s + bp_tc4_at(u >> 1, u & 1), ws + 8 * u, true);
+    }
+    if (L::channels_last && async_x) {
+#pragma unroll
+        for (int k = 0; k < (X_CHUNKS + THREADS - 1) / THREADS; ++k) {
+            const int u = (int)threadIdx.x + k * THREADS;
+            if (u >= X_CHUNKS) break;
+            const int pix = u >> 1, half = u & 1, iy = iy0 + pix / D::IH, ix = ix0 + pix % D::IH;
+            const int ci = ci0 + 8 * half;
+            const bool inside = iy >= 0 && iy < H && ix >= 0 && ix < W && ci < C;
+            bp_cp_async16(in_s + bp_tc4_at(pix, half), inside ? x + L::offset(n, ci, iy, ix, C, H, W) : x, inside);
+        }
+    } else {
+        for (int e = threadIdx.x; e < D::IH * D::IH * BP_TC_KC; e += blockDim.x) {
+            // Consecutive threads read consecutive addresses: channels (NHWC) or columns (NCHW).
+            int pix, k;
+            if (L::channels_last) {
+                pix = e / BP_TC_KC;
+                k = e % BP_TC_KC;
+            } else {
+                pix = e % (D::IH * D::IH);
+                k = e / (D::IH * D::IH);
+            }
+            const int iy = iy0 + pix / D::IH, ix = ix0 + pix % D::IH, ci = ci0 + k;
+            unsigned short v = 0;
+            if (iy >= 0 && iy < H && ix >= 0 && ix < W && ci < C) v = bp_ld(x + L::offset(n, ci, iy, ix, C, H, W)).bits;
+            bp_st(in_s + bp_tc4_at(pix, k >> 3) + (k & 7), v);
+        }
+    }
+    bp_cp_async_commit();
+}
+
+// w: the packed weights (bp_pack_tc4_weights), 16-byte aligned.
+template <typename T, typename L, int F>
+__device__ __forceinline__ void bp_convblurpool_tc4_run(const BpParams p, const T *__restrict__ x,
+                                                        const T *__restrict__ w, const T *__restrict__ b,
+                                                        T *__restrict__ y) {
+    using D = bp_tc_dims<F>;
+    using D4 = bp_tc4_dims<F>;
+    __shared__ bp_tc4_smem<F> smem;
+    unsigned short *stage_s = reinterpret_cast<unsigned short *>(smem.f); // two stages of D4::STAGE_HALVES
+    float *map_s = smem.f; // reuses the staging area once the conv is done
+    const unsigned short *wp = reinterpret_cast<const unsigned short *>(w);
+
+    const int C = (int)p.c, CO = (int)p.cout, HO = (int)p.ho, WO = (int)p.wo;
+    const int stages = (C + BP_TC_KC - 1) / BP_TC_KC;
+    const long long tiles_y = (HO + BP_TC_OUT - 1) / BP_TC_OUT, tiles_x = (WO + BP_TC_OUT - 1) / BP_TC_OUT;
+    const long long cout_tiles = (CO + BP_TC_COUT - 1) / BP_TC_COUT;
+    const long long tiles = p.n * tiles_y * tiles_x * cout_tiles;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const bool async_x = C % 8 == 0 && (reinterpret_cast<unsigned long long>(x) & 15) == 0;
+
+    // The A rows this lane addresses for ldmatrix in each of its m16 chunks: row
+    // (lane % 8) + 8·((lane / 8) % 2) of the chunk, as the staged input pixel of its top-left
+    // conv tap, and the 16-byte half lane / 16 (matrices 0, 1: k 0–7; 2, 3: k 8–15). Rows past
+    // M repeat the last pixel (their results are dropped).
+    const int a_half = lane >> 4;
+    int a_pix[D::CHUNKS];
+#pragma unroll
+    for (int ch = 0; ch < D::CHUNKS; ++ch) {
+        const int m = (warp + BP_TC_WARPS * ch) * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
+        const int mm = m < D::M ? m : D::M - 1;
+        a_pix[ch] = (mm / D::MH) * D::IH + mm % D::MH;
+    }
+    // The B rows (output channels) this lane addresses: n-tile 2q + lane / 16, row lane % 8,
+    // 16-byte half (lane / 8) % 2.
+    const int b_row = (lane >> 4) * 8 + (lane & 7), b_half = (lane >> 3) & 1;
+
+    BP_BLOCK_STRIDE_LOOP(tile, tiles) {
+        long long rest = tile;
+        const int ct = (int)(rest % cout_tiles);
+        rest /= cout_tiles;
+        const int tx = (int)(rest % tiles_x);
+        rest /= tiles_x;
+        const int ty = (int)(rest % tiles_y);
+        const long long n = rest / tiles_y;
+        const int i0 = ty * BP_TC_OUT, j0 = tx * BP_TC_OUT, co0 = ct * BP_TC_COUT;
+        const int ni = HO - i0 < BP_TC_OUT ? HO - i0 : BP_TC_OUT, nj = WO - j0 < BP_TC_OUT ? WO - j0 : BP_TC_OUT;
+        const int r0 = bp_tc_first_source(i0, ni, F, p.pad_top, p.hm, p.mode);
+        const int c0 = bp_tc_first_source(j0, nj, F, p.pad_left, p.wm, p.mode);
+        const int iy0 = r0 - p.cpy, ix0 = c0 - p.cpx;
+        const unsigned short *wt = wp + (long long)ct * stages * BP_TC4_W_HALVES;
+
+        float acc[D::CHUNKS][4][4];
+#pragma unroll
+        for (int ch = 0; ch < D::CHUNKS; ++ch)
+#pragma unroll
+            for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[ch][nt][e] = 0.f;
+
+        __syncthreads(); // the previous tile's blur is done with the map (it shares the buffers)
+        bp_tc4_stage<T, L, F>(p, x, n, iy0, ix0, 0, async_x, wt, stage_s, stage_s + D4::IN_HALVES);
+        for (int s = 0; s < stages; ++s) {
+            bp_cp_async_wait_all();
+            __syncthreads(); // stage s is in shared memory; everyone is done with stage s − 1
+            if (s + 1 < stages) {
+                unsigned short *next = stage_s + ((s + 1) & 1) * D4::STAGE_HALVES;
+                bp_tc4_stage<T, L, F>(p, x, n, iy0, ix0, (s + 1) * BP_TC_KC, async_x,
+                                      wt + (long long)(s + 1) * BP_TC4_W_HALVES, next, next + D4::IN_HALVES);
+            }
+            const unsigned short *in_s = stage_s + (s & 1) * D4::STAGE_HALVES;
+            const unsigned short *w_s = in_s + D4::IN_HALVES;
+#pragma unroll 1
+            for (int tap = 0; tap < 9; ++tap) {
+                const int toff = (tap / 3) * D::IH + tap % 3;
+                // bq[q]: b0, b1 of n-tile 2q, then b0, b1 of n-tile 2q + 1.
+                unsigned bq[2][4];
+#pragma unroll
+                for (int q = 0; q < 2; ++q)
+                    bp_ldmatrix_x4(w_s + bp_tc4_at(tap * BP_TC_COUT + 16 * q + b_row, b_half), bq[q]);
+#pragma unroll
+                for (int ch = 0; ch < D::CHUNKS; ++ch) {
+                    if (warp + BP_TC_WARPS * ch >= D::MCH) break; // the same for the whole warp
+                    unsigned af[4];
+                    bp_ldmatrix_x4(in_s + bp_tc4_at(a_pix[ch] + toff, a_half), af);
+#pragma unroll
+                    for (int nt = 0; nt < 4; ++nt) {
+                        const unsigned bf[2] = {bq[nt >> 1][2 * (nt & 1)], bq[nt >> 1][2 * (nt & 1) + 1]};
+                        bp_tc_mma<T>(af, bf, acc[ch][nt]);
+                    }
+                }
+            }
+        }
+
+        __syncthreads(); // the map overwrites the staging area
+#pragma unroll
+        for (int ch = 0; ch < D::CHUNKS; ++ch) {
+            if (warp + BP_TC_WARPS * ch >= D::MCH) break;
+#pragma unroll
+            for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int m = (warp + BP_TC_WARPS * ch) * 16 + g + (e >= 2 ? 8 : 0);
+                    const int nl = nt * 8 + 2 * t + (e & 1);
+                    if (m >= D::M) continue;
+                    float v = acc[ch][nt][e];
+                    if (p.has_bias && co0 + nl < CO) v += bp_to_f32(bp_ld(b + (co0 + nl)));
+                    bp_st(map_s + (m * D::MAP_STRIDE + nl), bp_activate(v, p.act));
+                }
+        }
+        __syncthreads();
+
+        // Blur + subsample, as v3. Consecutive threads write consecutive addresses: output
+        // channels (NHWC) or columns (NCHW).
+        for (int o = threadIdx.x; o < BP_TC_OUT * BP_TC_OUT * BP_TC_COUT; o += blockDim.x) {
+            int li, lj, nl;
+            if (L::channels_last) {
+                nl = o % BP_TC_COUT;
+                lj = (o / BP_TC_COUT) % BP_TC_OUT;
+                li = o / (BP_TC_COUT * BP_TC_OUT);
+            } else {
+                lj = o % BP_TC_OUT;
+                li = (o / BP_TC_OUT) % BP_TC_OUT;
+                nl = o / (BP_TC_OUT * BP_TC_OUT);
+            }
+            if (li >= ni || lj >= nj || co0 + nl >= CO) continue;
+            const int i = i0 + li, j = j0 + lj;
+            const bp_tc_tile_map<F> tile{map_s, r0, c0, nl};
+            bp_st(y + L::offset(n, co0 + nl, i, j, CO, HO, WO), bp_from_f32<T>(bp_blur_at<F>(p, i, j, p.hm, p.wm, tile)));
+        }
+    }
+}
+
+#define BP_TC4_VARIANT(NAME, F)                                                                            \
+    template <typename T, typename L>                                                                      \
+    __device__ __forceinline__ void NAME##_impl(const BpParams p, const T *__restrict__ x,                 \
+                                                const T *__restrict__ w, const T *__restrict__ b,          \
+                                                T *__restrict__ y) {                                       \
+        bp_convblurpool_tc4_run<T, L, F>(p, x, w, b, y);                                                   \
+    }                                                                                                      \
+    BP_INSTANTIATE_HALF_TYPES(NAME)
+
+BP_TC4_VARIANT(bp_convblurpool_tc_k3f3s2_v4, 3)
+BP_TC4_VARIANT(bp_convblurpool_tc_k3f4s2_v4, 4)

@@ -1,10 +1,12 @@
 #!/bin/bash
-# Mutation check of the v4 strip code (issue 25): each mutation is applied to a copy of the
-# working tree, the emulated v4 tests run (`cargo test --test emulated -- strip4 nan_and_inf`),
-# and the mutation must make them fail. Prints CAUGHT/ESCAPED per mutation; logs in $MUT_DIR.
+# Mutation check of the v4 code (issue 25): each mutation is applied to a copy of the working
+# tree, the emulated v4 tests run (`cargo test --test emulated -- $MUT_TESTS`, default
+# `strip4 nan_and_inf`; the tensor-core mutations, tc4_*: MUT_TESTS=tensor_core), and the
+# mutation must make them fail. Prints CAUGHT/ESCAPED per mutation; logs in $MUT_DIR.
 # Needs only cargo and a C++ compiler (no nvcc, no GPU); about 1–3 minutes per mutation.
 #   bash scripts/mutation-v4.sh            # all of them
 #   bash scripts/mutation-v4.sh NAME...    # only those
+#   MUT_TESTS=tensor_core bash scripts/mutation-v4.sh tc4_a_half_wrong ...
 set -u
 src=$(cd "$(dirname "$0")/.." && pwd)
 MUT_DIR=${MUT_DIR:-/tmp/blurpool-mutation}
@@ -12,11 +14,12 @@ mkdir -p "$MUT_DIR"
 work=$MUT_DIR/tree
 export CARGO_TARGET_DIR=$MUT_DIR/target
 unset BLURPOOL_REQUIRE_NVCC NVCC
+read -r -a tests <<< "${MUT_TESTS:-strip4 nan_and_inf}"
 [ -f "$src/Cargo.toml" ] && [ -d "$src/kernels" ] || { echo "not a blurpool checkout: $src" >&2; exit 1; }
 rm -rf "$work" && mkdir -p "$work"
 # Tracked and untracked-but-not-ignored files only (no build outputs).
 (cd "$src" && git ls-files -co --exclude-standard -z | tar --null -T - -cf -) | tar -xf - -C "$work"
-(cd $work && timeout 900 cargo test --release -q --test emulated -- strip4 nan_and_inf >$MUT_DIR/baseline.log 2>&1) || { echo "BASELINE FAILS"; exit 1; }
+(cd $work && timeout 900 cargo test --release -q --test emulated -- "${tests[@]}" >$MUT_DIR/baseline.log 2>&1) || { echo "BASELINE FAILS"; exit 1; }
 echo "baseline passes"
 only=("$@")
 run() { # name file old new
@@ -32,7 +35,7 @@ s=s.replace(old,new,1)
 open(p,'w').write(s)
 PY
   [ $? -eq 0 ] || { echo "ERROR   $name: mutation not applied"; return; }
-  (cd $work && timeout 600 cargo test --release -q --test emulated -- strip4 nan_and_inf >$MUT_DIR/$name.log 2>&1)
+  (cd $work && timeout 600 cargo test --release -q --test emulated -- "${tests[@]}" >$MUT_DIR/$name.log 2>&1)
   rc=$?
   cp $MUT_DIR/orig $work/$file
   if [ $rc -ne 0 ]; then
@@ -86,3 +89,16 @@ run dw_nchw_map_column_stride kernels/conv_forward.cu 'm[v][k] = bp_activate(z[S
 # NCHW v4 item order (kernels/strip.cuh: chunks of 32 rows, groups then edge columns)
 run nchw_chunk_last_partial kernels/strip.cuh 'const bool grp = li < rc * G;' 'const bool grp = li < 32 * G;'
 run nchw_chunk_row_index kernels/strip.cuh 'bp_divmod(32 * chunk + row, strips, rcp_strips, rest, strip);' 'bp_divmod(row, strips, rcp_strips, rest, strip);'
+# Tensor-core v4 (kernels/conv_forward.cu: bp_convblurpool_tc4_run, bp_tc4_stage,
+# bp_pack_tc4_weights); run with MUT_TESTS=tensor_core.
+run tc4_a_half_wrong kernels/conv_forward.cu 'const int a_half = lane >> 4;' 'const int a_half = (lane >> 3) & 1;'
+run tc4_b_row_wrong kernels/conv_forward.cu 'const int b_row = (lane >> 4) * 8 + (lane & 7)' 'const int b_row = (lane & 7)'
+run tc4_wait_dropped kernels/conv_forward.cu '            bp_cp_async_wait_all();
+            __syncthreads(); // stage s is in shared memory' '            __syncthreads(); // stage s is in shared memory'
+run tc4_unswizzled_store kernels/conv_forward.cu 'bp_st(in_s + bp_tc4_at(pix, k >> 3) + (k & 7), v);' 'bp_st(in_s + pix * BP_TC4_ROW + k, v);'
+run tc4_next_stage_weights kernels/conv_forward.cu 'wt + (long long)(s + 1) * BP_TC4_W_HALVES' 'wt + (long long)s * BP_TC4_W_HALVES'
+run tc4_last_stage_skipped kernels/conv_forward.cu 'if (s + 1 < stages) {' 'if (s + 2 < stages) {'
+run tc4_one_buffer kernels/conv_forward.cu '((s + 1) & 1) * D4::STAGE_HALVES' '(s & 1) * D4::STAGE_HALVES'
+run tc4_zero_fill_dropped kernels/conv_forward.cu 'inside ? x + L::offset(n, ci, iy, ix, C, H, W) : x, inside);' 'inside ? x + L::offset(n, ci, iy, ix, C, H, W) : x, true);'
+run tc4_pack_taps_flipped kernels/conv_forward.cu 'bp_ld(w + ((co * C + ci) * 9 + tap))' 'bp_ld(w + ((co * C + ci) * 9 + (8 - tap)))'
+run tc4_pack_channel_bound kernels/conv_forward.cu 'if (co < CO && ci < C) v = bp_ld(w + ((co * C + ci)' 'if (co < CO) v = bp_ld(w + ((co * C + ci)'

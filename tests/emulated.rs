@@ -260,14 +260,25 @@ fn tensor_core_cases_plan_tensor_core_kernels() {
         };
         assert_eq!(
             auto.version(),
-            KernelVersion::V3,
+            KernelVersion::V4,
             "{op:?} on {shape} plans {}",
             auto.symbol()
         );
+        assert!(auto.weight_pack().is_some(), "v4 reads packed weights");
         let bf16 = op
             .plan(shape, Target::new(DType::BF16, Layout::Nchw))
             .unwrap();
-        assert_eq!(bf16.version(), KernelVersion::V3);
+        assert_eq!(bf16.version(), KernelVersion::V4);
+        // v3 stays selectable, on the same parameter block, without a weight pack.
+        let v3 = op
+            .plan(
+                shape,
+                target.with_choice(KernelChoice::AtMost(KernelVersion::V3)),
+            )
+            .unwrap();
+        assert_eq!(v3.version(), KernelVersion::V3);
+        assert!(v3.weight_pack().is_none());
+        assert_eq!(v3.params_bytes(), auto.params_bytes());
         // f32, the general choice and a device without tensor cores all take v1.
         for other in [
             Target::new(DType::F32, Layout::Nchw),
@@ -294,7 +305,18 @@ fn tensor_core_cases_plan_tensor_core_kernels() {
 #[test]
 fn tensor_core_kernels_emulated() {
     let cases = matrix::tensor_core_cases();
-    matrix::run_matrix(&Emu::AUTO, "tensor-core conv kernels (emulated)", &cases);
+    matrix::run_matrix(
+        &Emu::AUTO,
+        "tensor-core conv kernels, v4 (emulated)",
+        &cases,
+    );
+}
+
+/// The v3 tensor-core kernels stay selectable (`KernelChoice::AtMost(V3)`) and right.
+#[test]
+fn tensor_core_v3_kernels_emulated() {
+    let cases = matrix::tensor_core_cases();
+    matrix::run_matrix(&Emu::V3, "tensor-core conv kernels, v3 (emulated)", &cases);
 }
 
 #[test]
@@ -485,5 +507,6 @@ fn tensor_core_kernel_accepts_buffers_at_odd_elements() {
     })
     .unwrap();
     let op = Operator::ConvBlurPool(ConvBlurPool2d::new(conv, blur));
-    same_bits_at_odd_offsets(&op, Shape4::new(1, 16, 11, 13), KernelVersion::V3);
+    // v4: the input tile takes cp.async only on 16-byte aligned NHWC inputs (C % 8 == 0).
+    same_bits_at_odd_offsets(&op, Shape4::new(1, 16, 11, 13), KernelVersion::V4);
 }

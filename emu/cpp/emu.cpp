@@ -37,6 +37,9 @@ struct Fiber {
     bp_emu_warp_op warp_op = nullptr;
     void *warp_data = nullptr;
     unsigned loop_iters = 0; // trace mode: work-loop iterations admitted so far
+    // cp.async copies issued and not yet waited for (bp_emu_cp_async16): destination, source
+    // (null: zero fill).
+    std::vector<std::pair<void *, const void *>> copies;
 };
 
 // One access (or mma) in trace mode, as the Rust side reads it (blurpool_emu::TraceEvent).
@@ -89,6 +92,7 @@ thread_local Launch launch_state;
 void fiber_main() {
     Launch &L = launch_state;
     L.entry(L.params, L.a, L.b, L.c, L.d, L.out);
+    if (!L.current->copies.empty()) bp_emu_fault("a thread returned with cp.async copies it never waited for");
     L.current->done = true;
     _longjmp(L.scheduler_jmp, 1);
 }
@@ -229,6 +233,51 @@ void bp_emu_mma_m16n8k16(bool bf16, const unsigned a[4], const unsigned b[2], fl
     bp_emu_warp_collective(&lane, mma_m16n8k16_op);
 }
 
+namespace {
+struct LdmatrixLane {
+    const unsigned char *row;
+    unsigned *r;
+};
+
+void ldmatrix_x4_op(void *const lanes[32]) {
+    unsigned words[32][4];
+    for (int lane = 0; lane < 32; ++lane) {
+        const int g = lane >> 2, t = lane & 3;
+        for (int j = 0; j < 4; ++j)
+            std::memcpy(&words[lane][j], static_cast<LdmatrixLane *>(lanes[8 * j + g])->row + 4 * t, 4);
+    }
+    for (int lane = 0; lane < 32; ++lane)
+        for (int j = 0; j < 4; ++j) static_cast<LdmatrixLane *>(lanes[lane])->r[j] = words[lane][j];
+}
+} // namespace
+
+void bp_emu_ldmatrix_x4(const void *row, unsigned r[4], unsigned line, const char *file) {
+    bp_emu_check_aligned(row, 16);
+    if (bp_emu_tracing) row = bp_emu_trace(row, 16, BP_EMU_LOAD, file, line);
+    LdmatrixLane lane{static_cast<const unsigned char *>(row), r};
+    bp_emu_warp_collective(&lane, ldmatrix_x4_op);
+}
+
+void bp_emu_cp_async16(void *dst, const void *src, bool valid, unsigned line, const char *file) {
+    bp_emu_check_aligned(dst, 16);
+    if (valid) {
+        bp_emu_check_aligned(src, 16);
+        if (bp_emu_tracing) src = bp_emu_trace(src, 16, BP_EMU_LOAD, file, line);
+    }
+    launch_state.current->copies.emplace_back(dst, valid ? src : nullptr);
+}
+
+void bp_emu_cp_async_wait_all() {
+    auto &copies = launch_state.current->copies;
+    for (auto &c : copies) {
+        if (c.second)
+            std::memcpy(c.first, c.second, 16);
+        else
+            std::memset(c.first, 0, 16);
+    }
+    copies.clear();
+}
+
 void bp_emu_fault(const char *what) {
     if (launch_fault.empty()) launch_fault = what;
 }
@@ -307,6 +356,7 @@ int run_launch(const char *name, unsigned grid, unsigned block, const void *para
             f.at_barrier = false;
             f.warp_op = nullptr;
             f.loop_iters = 0;
+            f.copies.clear();
             start_fiber(f, &L.scheduler);
         }
         // Run every runnable thread up to its next barrier, warp collective or end; then

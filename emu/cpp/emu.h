@@ -96,6 +96,26 @@ void bp_emu_warp_collective(void *lane_data, bp_emu_warp_op op);
 void bp_emu_mma_m16n8k16(bool bf16, const unsigned a[4], const unsigned b[2], float d[4],
                          unsigned line = __builtin_LINE(), const char *file = __builtin_FILE());
 
+// ldmatrix.sync.aligned.m8n8.x4.shared.b16 as a warp collective: lane l gives the address of
+// row l % 8 of matrix l / 8 (16 bytes, 16-byte aligned); lane l receives in r[j] the 32-bit
+// word of matrix j that holds row l / 4, elements 2·(l % 4) and 2·(l % 4) + 1 (the lower one in
+// the low 16 bits): the mma's A fragment for matrices (rows 0–7, k 0–7), (rows 8–15, k 0–7),
+// (rows 0–7, k 8–15), (rows 8–15, k 8–15), and two B fragments for rows = n.
+// Each lane's row is traced as a 16-byte shared load at the call site.
+void bp_emu_ldmatrix_x4(const void *row, unsigned r[4], unsigned line = __builtin_LINE(),
+                        const char *file = __builtin_FILE());
+
+// cp.async.cg.shared.global of 16 bytes (both addresses 16-byte aligned), as a GPU may run it:
+// the copy is queued on the calling thread and lands only at that thread's next
+// bp_emu_cp_async_wait_all(); until then its destination keeps its old bytes, so a read before
+// the wait (or another thread's read before the wait and a barrier) sees stale data, and a
+// missing wait is caught. `valid` false: 16 zero bytes, nothing read (src-size 0). A thread
+// that ends with copies still queued is reported. The global read is traced at the call site
+// (the shared write is the same instruction and is not traced separately).
+void bp_emu_cp_async16(void *dst, const void *src, bool valid, unsigned line = __builtin_LINE(),
+                       const char *file = __builtin_FILE());
+void bp_emu_cp_async_wait_all();
+
 // Kernel registry: the instantiation macros in common.cuh register every entry point by its
 // symbol name, with its pointer arguments type-erased.
 typedef void (*bp_emu_entry)(const void *params, const void *a, const void *b, const void *c, const void *d,

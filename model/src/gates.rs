@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::predict::code_figures;
 use crate::sass::{Class, Sass};
-use crate::suite::{LaunchSpec, PathSpec, Role, WorkloadSpec};
+use crate::suite::{PathSpec, Role, WorkloadSpec};
 use crate::trace::Sample;
 
 /// Gate 2's absolute floor: at least two loads in flight (for kernels that batched, and new ones).
@@ -143,7 +143,7 @@ fn operator_for(s: Specialised) -> blurpool::Result<Operator> {
                 blur(filter, stride)?,
             ))
         }
-        Specialised::TensorCoreConv { filter } => {
+        Specialised::TensorCoreConv { filter } | Specialised::TensorCoreConvV4 { filter } => {
             let c = 32;
             let b = if filter == 3 {
                 timm::blur(3, 2, PadMode::Reflect)?
@@ -184,14 +184,19 @@ pub fn gate_cases() -> Result<Vec<GateCase>, String> {
             _ => Shape4::new(2, 32, 40, 44),
         };
         let dtypes: &[DType] = match s {
-            Specialised::TensorCoreConv { .. } => &[DType::F16, DType::BF16],
+            Specialised::TensorCoreConv { .. } | Specialised::TensorCoreConvV4 { .. } => {
+                &[DType::F16, DType::BF16]
+            }
             _ => &DType::ALL,
         };
         let (layouts, choice): (&[Layout], _) = match s {
             Specialised::PoolingV4 { .. } | Specialised::DepthwiseConvV4 { .. } => {
                 (&Layout::ALL, KernelChoice::Auto)
             }
-            Specialised::TensorCoreConv { .. } => (&Layout::ALL, KernelChoice::Auto),
+            Specialised::TensorCoreConv { .. } => {
+                (&Layout::ALL, KernelChoice::AtMost(KernelVersion::V3))
+            }
+            Specialised::TensorCoreConvV4 { .. } => (&Layout::ALL, KernelChoice::Auto),
             _ => (&Layout::ALL, KernelChoice::AtMost(KernelVersion::V2)),
         };
         for &d in dtypes {
@@ -235,22 +240,23 @@ fn spec_for(case: &GateCase) -> Result<WorkloadSpec, String> {
         },
         paths: vec![PathSpec {
             name: "fused".into(),
-            launches: vec![LaunchSpec {
-                symbol: plan.symbol(),
-                version: plan.version().name().into(),
-                grid: plan.grid_dim(crate::suite::max_blocks(&crate::hw::H100)),
-                block: plan.block_dim(),
-                params: plan.params_bytes().to_vec(),
-                inputs: [Some(Role::X), Some(Role::Weight), Some(Role::Bias), None],
-                output: Role::Y,
-            }],
+            launches: crate::suite::forward_launches(
+                &plan,
+                Role::X,
+                Role::Y,
+                crate::suite::max_blocks(&crate::hw::H100),
+                true,
+            ),
         }],
-        buffers: vec![
+        buffers: [
             buf(Role::X, n_in, shape.n, true),
             buf(Role::Weight, wlen, 1, true),
             buf(Role::Bias, blen, 1, true),
             buf(Role::Y, n_out, shape.n, false),
-        ],
+        ]
+        .into_iter()
+        .chain(crate::suite::packed_weight_buffer(&plan))
+        .collect(),
         min_read: ((n_in + wlen) * sz) as u64,
         min_write: (n_out * sz) as u64,
         input_bytes: (n_in * sz) as u64,
@@ -263,7 +269,9 @@ pub fn figures(case: &GateCase, sass: &Sass, emu_prefix: &str) -> Result<Figures
     let spec = spec_for(case)?;
     let path = &spec.paths[0];
     let traces = crate::suite::trace_path(&spec, path, Sample::SUITE, emu_prefix)?;
-    let (l, t) = (&path.launches[0], &traces[0]);
+    // The plan's kernel is the last launch (a weight packing may come first).
+    let last = path.launches.len() - 1;
+    let (l, t) = (&path.launches[last], &traces[last]);
     let f = sass.function(&l.symbol)?;
     let code = code_figures(f, t);
     let mem = crate::cache::simulate(

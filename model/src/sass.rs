@@ -82,7 +82,9 @@ impl Class {
     fn of(opcode: &str) -> Class {
         let base = opcode.split('.').next().unwrap_or("");
         match base {
-            "LDG" | "LD" => Class::GlobalLoad,
+            // LDGSTS: cp.async, a global load whose data goes to shared memory (the emulator
+            // traces its global side).
+            "LDG" | "LD" | "LDGSTS" => Class::GlobalLoad,
             "STG" | "ST" | "RED" | "ATOM" | "ATOMG" => Class::GlobalStore,
             "LDS" | "LDSM" => Class::SharedLoad,
             "STS" | "ATOMS" => Class::SharedStore,
@@ -402,6 +404,8 @@ impl Function {
     /// it is retired (waited on), walking the code in address order; loads never waited on
     /// before the end are credited with what is outstanding there.
     pub fn loads_in_flight(&self) -> HashMap<usize, u32> {
+        // The pseudo scoreboard of the cp.async copies (LDGSTS), outside the 6 real ones.
+        const CP_ASYNC_BARRIER: u8 = 0xff;
         let mut out = HashMap::new();
         let mut outstanding: Vec<(usize, u8)> = Vec::new(); // (instr, barrier)
         let retire = |outstanding: &mut Vec<(usize, u8)>,
@@ -421,9 +425,12 @@ impl Function {
         for (idx, ins) in self.instrs.iter().enumerate() {
             let mask = ins.control.wait_mask;
             if mask != 0 {
-                retire(&mut outstanding, &mut out, &|_, b| mask & (1 << b) != 0);
+                retire(&mut outstanding, &mut out, &|_, b| {
+                    b < 8 && mask & (1 << b) != 0
+                });
             }
             if ins.opcode.starts_with("DEPBAR") {
+                retire(&mut outstanding, &mut out, &|_, b| b == CP_ASYNC_BARRIER);
                 // DEPBAR.LE SBk, n: wait until at most n operations on barrier k are pending.
                 let sb = ins
                     .operands
@@ -446,6 +453,12 @@ impl Function {
                     let first: Vec<usize> = on_sb.into_iter().take(drop).collect();
                     retire(&mut outstanding, &mut out, &|k, _| first.contains(&k));
                 }
+            }
+            if ins.opcode.starts_with("LDGSTS") {
+                // cp.async: no register waits for it; it stays in flight until the next
+                // DEPBAR (cp.async.wait_*), which retires every copy issued before it.
+                outstanding.push((idx, CP_ASYNC_BARRIER));
+                continue;
             }
             if ins.class == Class::GlobalLoad {
                 if let Some(b) = ins.control.write_barrier {

@@ -29,6 +29,8 @@ pub enum Role {
     Workspace,
     Y,
     MaxMap,
+    /// The tensor-core v4 kernel's packed weights (written by its packing launch).
+    PackedWeight,
 }
 
 impl Role {
@@ -97,33 +99,61 @@ pub fn max_blocks(g: &Gpu) -> u32 {
     g.sms * 32
 }
 
-fn forward_launch(
+/// The launches of a forward plan: its weight packing first where it has one (the packed
+/// weights then stand in for the weights), then its kernel.
+pub fn forward_launches(
     plan: &LaunchPlan,
     input: Role,
     output: Role,
     max_blocks: u32,
     conv: bool,
-) -> LaunchSpec {
-    LaunchSpec {
+) -> Vec<LaunchSpec> {
+    let mut launches = Vec::new();
+    let mut weight = Role::Weight;
+    if let Some(pack) = plan.weight_pack() {
+        launches.push(LaunchSpec {
+            symbol: pack.symbol(),
+            version: plan.version().name().to_string(),
+            grid: pack.grid_dim(max_blocks),
+            block: pack.block_dim(),
+            params: plan.params_bytes().to_vec(),
+            inputs: [Some(Role::Weight), None, None, None],
+            output: Role::PackedWeight,
+        });
+        weight = Role::PackedWeight;
+    }
+    launches.push(LaunchSpec {
         symbol: plan.symbol(),
         version: plan.version().name().to_string(),
         grid: plan.grid_dim(max_blocks),
         block: plan.block_dim(),
         params: plan.params_bytes().to_vec(),
         inputs: if conv {
-            [Some(input), Some(Role::Weight), Some(Role::Bias), None]
+            [Some(input), Some(weight), Some(Role::Bias), None]
         } else {
             [Some(input), None, None, None]
         },
         output,
-    }
+    });
+    launches
+}
+
+/// The packed-weights buffer of `plan`, if it has a weight pack.
+pub fn packed_weight_buffer(plan: &LaunchPlan) -> Option<BufferSpec> {
+    plan.weight_pack().map(|pack| BufferSpec {
+        role: Role::PackedWeight,
+        bytes: pack.len() * plan.dtype().size(),
+        dtype: Some(plan.dtype()),
+        images: 1,
+        input: false,
+    })
 }
 
 fn e(e: blurpool::Error) -> String {
     e.to_string()
 }
 
-/// The paths of `w`: `fused` (what forward/backward launches), `fused v2` and `fused v1` (the
+/// The paths of `w`: `fused` (what forward/backward launches), `fused v2`, `fused v3` and `fused v1` (the
 /// strip and general kernels where those differ), `separate` (MaxBlurPool: dense max, then the blur).
 pub fn spec(w: &Workload) -> Result<WorkloadSpec, String> {
     let mb = max_blocks(&crate::hw::H100);
@@ -234,8 +264,9 @@ pub fn spec(w: &Workload) -> Result<WorkloadSpec, String> {
             .map_err(e)?;
         paths.push(PathSpec {
             name: "fused".into(),
-            launches: vec![forward_launch(&fused, Role::X, Role::Y, mb, conv)],
+            launches: forward_launches(&fused, Role::X, Role::Y, mb, conv),
         });
+        buffers.extend(packed_weight_buffer(&fused));
         // v2 beside v4 where they differ, so a table shows v1, v2 and v4 on the same data.
         let v2 = op
             .plan(
@@ -246,13 +277,26 @@ pub fn spec(w: &Workload) -> Result<WorkloadSpec, String> {
         if v2.symbol() != fused.symbol() && v2.symbol() != general.symbol() {
             paths.push(PathSpec {
                 name: "fused v2".into(),
-                launches: vec![forward_launch(&v2, Role::X, Role::Y, mb, conv)],
+                launches: forward_launches(&v2, Role::X, Role::Y, mb, conv),
+            });
+        }
+        // v3 beside v4 for the tensor-core conv (v2 is v1 there).
+        let v3 = op
+            .plan(
+                shape,
+                target.with_choice(KernelChoice::AtMost(KernelVersion::V3)),
+            )
+            .map_err(e)?;
+        if v3.version() == KernelVersion::V3 && v3.symbol() != fused.symbol() {
+            paths.push(PathSpec {
+                name: "fused v3".into(),
+                launches: forward_launches(&v3, Role::X, Role::Y, mb, conv),
             });
         }
         if general.symbol() != fused.symbol() {
             paths.push(PathSpec {
                 name: "fused v1".into(),
-                launches: vec![forward_launch(&general, Role::X, Role::Y, mb, conv)],
+                launches: forward_launches(&general, Role::X, Role::Y, mb, conv),
             });
         }
         if let Operator::MaxBlurPool(m) = &op {
@@ -263,10 +307,11 @@ pub fn spec(w: &Workload) -> Result<WorkloadSpec, String> {
                 .map_err(e)?;
             paths.push(PathSpec {
                 name: "separate".into(),
-                launches: vec![
-                    forward_launch(&max, Role::X, Role::MaxMap, mb, false),
-                    forward_launch(&blur, Role::MaxMap, Role::Y, mb, false),
-                ],
+                launches: [
+                    forward_launches(&max, Role::X, Role::MaxMap, mb, false),
+                    forward_launches(&blur, Role::MaxMap, Role::Y, mb, false),
+                ]
+                .concat(),
             });
             buffers.push(BufferSpec {
                 role: Role::MaxMap,

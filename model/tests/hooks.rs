@@ -59,6 +59,31 @@ fn check(op: &Operator, shape: Shape4, dtype: DType, layout: Layout, choice: Ker
     let (wlen, blen) = op.conv().map_or((0, 0), |c| (c.weight_len(), c.bias_len()));
     let w = random_bytes(wlen.max(1), dtype, &mut rng);
     let b = random_bytes(blen.max(1), dtype, &mut rng);
+    // A kernel that reads packed weights (the tensor-core v4) gets them packed, untraced, by
+    // the plan's packing kernel: its accesses are the ones under test.
+    let w = match plan.weight_pack() {
+        None => w,
+        Some(pack) => {
+            let mut packed = vec![POISON; pack.len() * sz];
+            // SAFETY: w holds the conv's weight_len elements and `packed` the plan's
+            // pack.len(), what the packing kernel reads and writes for these parameters.
+            unsafe {
+                blurpool_emu::launch(
+                    &pack.symbol(),
+                    pack.grid_dim(64),
+                    pack.block_dim(),
+                    plan.params_bytes().as_ptr() as *const c_void,
+                    w.as_ptr() as *const c_void,
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    packed.as_mut_ptr() as *mut c_void,
+                )
+            }
+            .unwrap_or_else(|e| panic!("{}: {e}", pack.symbol()));
+            packed
+        }
+    };
     let out_len = plan.output().numel().unwrap() * sz;
     let (grid, block) = (plan.grid_dim(64), plan.block_dim());
     let params = plan.params_bytes().to_vec();
@@ -252,10 +277,14 @@ fn hooks_see_every_access_of_the_conv_kernels() {
         v4, 6,
         "the depthwise strip plans v4 in every dtype and layout"
     );
-    // The tensor-core kernel (f16/bf16) and the general one it falls back from.
+    // The tensor-core kernels (f16/bf16; v4, v3) and the general one they fall back from.
     for dtype in [DType::F16, DType::BF16] {
         for layout in Layout::ALL {
-            for choice in [KernelChoice::Auto, KernelChoice::AtMost(KernelVersion::V1)] {
+            for choice in [
+                KernelChoice::Auto,
+                KernelChoice::AtMost(KernelVersion::V3),
+                KernelChoice::AtMost(KernelVersion::V1),
+            ] {
                 check(&dense, Shape4::new(1, 16, 11, 14), dtype, layout, choice);
             }
         }

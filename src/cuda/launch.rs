@@ -2,7 +2,10 @@
 //! `forward_raw`, `backward` and `backward_raw`. Every entry point computes the operator's plan
 //! (pure, [`super::plan`]) and hands it to the one launch function of its direction
 //! ([`Launch::run`], [`Launch::run_backward`]); the typed entries check buffer lengths first and
-//! keep cudarc's stream-ordering guards alive until the kernel is queued. Nothing is allocated.
+//! keep cudarc's stream-ordering guards alive until the kernel is queued. The one allocation:
+//! the tensor-core v4 kernel's packed weights, a stream-ordered buffer of the plan's
+//! [`super::WeightPack::len`] (cudarc's `alloc`, `cuMemAllocAsync` where the device has memory
+//! pools), filled by the packing kernel and freed on the stream after the conv kernel.
 
 use std::sync::Arc;
 
@@ -168,15 +171,47 @@ impl<'a> Launch<'a> {
             return Ok(());
         }
         let ForwardPtrs { x, weight, bias, y } = ptrs;
-        // SAFETY: forwarded to the caller's contract; the fourth input slot belongs to the
-        // backward kernels and is unused by forward kernels.
+        let grid = plan.grid_dim(self.kernels.max_blocks());
+        let Some(pack) = plan.weight_pack() else {
+            // SAFETY: forwarded to the caller's contract; the fourth input slot belongs to the
+            // backward kernels and is unused by forward kernels.
+            return unsafe {
+                self.launch_kernel(
+                    plan.kind,
+                    plan.dtype,
+                    &plan.params,
+                    grid,
+                    [x, weight, bias, 0, y],
+                )
+            };
+        };
+        // SAFETY: the packing kernel writes every one of the pack.len() elements before the
+        // conv kernel (queued after it on the same stream) reads any; nothing reads the buffer
+        // uninitialised. u16: both packed dtypes are 2-byte types.
+        let packed = unsafe { self.stream.alloc::<u16>(pack.len()) }?;
+        let (packed_ptr, _gp) = packed.device_ptr(self.stream);
+        // SAFETY: the weights are the caller's (contract above); the packed buffer was just
+        // allocated on this stream with pack.len() elements of the plan's 2-byte dtype, which is
+        // what the packing kernel writes for the plan's parameters.
+        unsafe {
+            self.launch_kernel(
+                pack.kind(),
+                plan.dtype,
+                &plan.params,
+                pack.grid_dim(self.kernels.max_blocks()),
+                [weight, 0, 0, 0, packed_ptr],
+            )
+        }?;
+        // SAFETY: the kernel reads the packed weights in place of the weights (the buffer is
+        // freed on this stream when `packed` drops, after this launch); the rest is the
+        // caller's contract.
         unsafe {
             self.launch_kernel(
                 plan.kind,
                 plan.dtype,
                 &plan.params,
-                plan.grid_dim(self.kernels.max_blocks()),
-                [x, weight, bias, 0, y],
+                grid,
+                [x, packed_ptr, bias, 0, y],
             )
         }
     }

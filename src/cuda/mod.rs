@@ -43,5 +43,5 @@ pub use module::{
 };
 pub use plan::{
     kernel_symbols, specialised_kernels, BackwardPlan, BackwardStep, Buf, KernelChoice,
-    KernelVersion, LaunchPlan, Specialised, Target,
+    KernelVersion, LaunchPlan, Specialised, Target, WeightPack,
 };

@@ -34,7 +34,8 @@ pub enum KernelVersion {
     V3,
     /// Strip kernels over 16-byte vectors (NHWC: C a multiple of 8 halves or 4 floats; NCHW: W
     /// a multiple of them; a launch whose input is not 16-byte aligned takes the v2 walk inside
-    /// the kernel).
+    /// the kernel), and the tensor-core dense ConvBlurPool2d staged with `cp.async` from
+    /// pre-packed weights ([`LaunchPlan::weight_pack`]).
     V4,
 }
 
@@ -176,6 +177,8 @@ enum Family {
     StripPool,
     StripDepthwise,
     TensorCore,
+    /// v4 tensor-core dense conv: cp.async staging of pre-packed weights, ldmatrix fragments.
+    TensorCoreWide,
     /// v4 pooling strips over 16-byte vectors.
     StripPoolWide,
     /// v4 depthwise strips over 16-byte vectors.
@@ -190,12 +193,13 @@ impl Specialisation {
                 "BP_STRIP_VARIANT" => Family::StripPool,
                 "BP_STRIP_DW_VARIANT" => Family::StripDepthwise,
                 "BP_TC_VARIANT" => Family::TensorCore,
+                "BP_TC4_VARIANT" => Family::TensorCoreWide,
                 "BP_STRIP4_VARIANT" => Family::StripPoolWide,
                 "BP_STRIP4_DW_VARIANT" => Family::StripDepthwiseWide,
                 other => unreachable!("build.rs only lists known macros, not {other}"),
             };
             let (window, filter, stride) = match (family, dims) {
-                (Family::TensorCore, [f]) => (3, *f as usize, 2),
+                (Family::TensorCore | Family::TensorCoreWide, [f]) => (3, *f as usize, 2),
                 (_, [k, f, s]) => (*k as usize, *f as usize, *s as usize),
                 _ => unreachable!("build.rs checks each macro's argument count"),
             };
@@ -219,7 +223,9 @@ impl Specialisation {
         match self.family {
             Family::StripPool | Family::StripDepthwise => KernelVersion::V2,
             Family::TensorCore => KernelVersion::V3,
-            Family::StripPoolWide | Family::StripDepthwiseWide => KernelVersion::V4,
+            Family::StripPoolWide | Family::StripDepthwiseWide | Family::TensorCoreWide => {
+                KernelVersion::V4
+            }
         }
     }
 }
@@ -239,11 +245,13 @@ pub(crate) enum KernelKind {
     ConvDx,
     ConvDw,
     ConvDb,
+    /// The tensor-core v4 kernel's weight packing (OIHW → the shared-memory image of a stage).
+    PackTc4Weights,
     Special(Specialisation),
 }
 
 impl KernelKind {
-    const GENERAL: [KernelKind; 12] = [
+    const GENERAL: [KernelKind; 13] = [
         KernelKind::MaxPool,
         KernelKind::BlurPool,
         KernelKind::MaxBlurPool,
@@ -256,6 +264,7 @@ impl KernelKind {
         KernelKind::ConvDx,
         KernelKind::ConvDw,
         KernelKind::ConvDb,
+        KernelKind::PackTc4Weights,
     ];
 
     /// Every kernel family and specialisation.
@@ -265,11 +274,13 @@ impl KernelKind {
             .chain(Specialisation::all().map(KernelKind::Special))
     }
 
-    /// Whether this kind has an entry point for `dtype` (the tensor-core kernels exist for
-    /// f16 and bf16 only; every other kind for all three).
+    /// Whether this kind has an entry point for `dtype` (the tensor-core kernels and their
+    /// weight packing exist for f16 and bf16 only; every other kind for all three).
     fn has_dtype(self, dtype: DType) -> bool {
-        !matches!(self, KernelKind::Special(s) if s.family == Family::TensorCore)
-            || dtype != DType::F32
+        let halves_only = matches!(self, KernelKind::PackTc4Weights)
+            || matches!(self, KernelKind::Special(s)
+                if matches!(s.family, Family::TensorCore | Family::TensorCoreWide));
+        !halves_only || dtype != DType::F32
     }
 
     /// Every entry point the module exports: (kind, dtype, layout).
@@ -296,6 +307,7 @@ impl KernelKind {
             KernelKind::ConvDx => "bp_conv_dx",
             KernelKind::ConvDw => "bp_conv_dw",
             KernelKind::ConvDb => "bp_conv_db",
+            KernelKind::PackTc4Weights => "bp_pack_tc4_weights",
             KernelKind::Special(s) => s.stem,
         }
     }
@@ -349,6 +361,13 @@ pub enum Specialised {
         /// Blur taps per axis.
         filter: usize,
     },
+    /// The v4 tensor-core kernel of a [`Specialised::TensorCoreConv`] geometry: weights
+    /// pre-packed by a launch of their own into a stage's shared-memory image, staged with
+    /// 16-byte `cp.async` into two buffers, fragments by `ldmatrix`.
+    TensorCoreConvV4 {
+        /// Blur taps per axis.
+        filter: usize,
+    },
     /// The v4 strip kernel of a [`Specialised::Pooling`] geometry over 16-byte vectors: NHWC
     /// with channels a multiple of 8 (f16/bf16) or 4 (f32), one vector of channels per pixel;
     /// NCHW with W a multiple of 8 or 4, 8 or 4 output columns per thread from row chunks.
@@ -386,6 +405,7 @@ pub fn specialised_kernels() -> impl Iterator<Item = Specialised> {
             stride: s.stride,
         },
         Family::TensorCore => Specialised::TensorCoreConv { filter: s.filter },
+        Family::TensorCoreWide => Specialised::TensorCoreConvV4 { filter: s.filter },
         Family::StripPoolWide => Specialised::PoolingV4 {
             window: s.window,
             filter: s.filter,
@@ -453,9 +473,71 @@ pub struct LaunchPlan {
     pub(crate) output: Shape4,
     pub(crate) params: BpParams,
     pub(crate) work: Work,
+    pub(crate) weight_pack: Option<WeightPack>,
+}
+
+/// The launch a forward queues before its kernel when that kernel reads pre-packed weights
+/// (the tensor-core v4 ConvBlurPool2d): `symbol` reads the OIHW weights (its first input) and
+/// writes [`WeightPack::len`] elements of the plan's dtype into a buffer the forward allocates
+/// on the stream, which the kernel then reads in place of the weights (its second input). It
+/// takes the plan's parameter block.
+///
+/// ```
+/// use blurpool::cuda::{KernelVersion, Target};
+/// use blurpool::{presets::timm, Activation, Conv2dArgs, Conv2dSpec, DType, Layout, PadMode, Shape4};
+/// let conv = Conv2dSpec::new(Conv2dArgs {
+///     in_channels: 64, out_channels: 64, kernel: (3, 3), padding: (1, 1),
+///     bias: true, activation: Activation::Relu, ..Default::default()
+/// })?;
+/// let op = timm::conv_blur_pool(conv, 3, 2, PadMode::Reflect)?;
+/// let plan = op.plan(Shape4::new(8, 64, 56, 56), Target::new(DType::F16, Layout::Nhwc))?;
+/// assert_eq!(plan.version(), KernelVersion::V4);
+/// let pack = plan.weight_pack().expect("the v4 tensor-core kernel reads packed weights");
+/// assert_eq!(pack.symbol(), "bp_pack_tc4_weights_f16_nhwc");
+/// // 2 tiles of 32 output channels × 4 stages of 16 input channels × 9 taps × 32 × 16
+/// assert_eq!(pack.len(), 2 * 4 * 9 * 32 * 16);
+/// # Ok::<(), blurpool::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightPack {
+    kind: KernelKind,
+    dtype: DType,
+    layout: Layout,
+    len: usize,
+}
+
+impl WeightPack {
+    /// The packing kernel's `extern "C"` symbol.
+    pub fn symbol(&self) -> String {
+        self.kind.symbol(self.dtype, self.layout)
+    }
+    /// Elements (of the plan's dtype) of the packed weights.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Never empty (a plan has a pack only for a conv with channels).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Threads per block.
+    pub fn block_dim(&self) -> u32 {
+        BLOCK
+    }
+    /// Blocks of the grid on a device that keeps `max_blocks` resident.
+    pub fn grid_dim(&self, max_blocks: u32) -> u32 {
+        Work::Elements(self.len as i64).grid(max_blocks)
+    }
+    pub(crate) fn kind(&self) -> KernelKind {
+        self.kind
+    }
 }
 
 impl LaunchPlan {
+    /// The weight packing this forward queues before its kernel, if its kernel reads packed
+    /// weights (the tensor-core v4 kernel).
+    pub fn weight_pack(&self) -> Option<WeightPack> {
+        self.weight_pack
+    }
     /// The output shape.
     pub fn output(&self) -> Shape4 {
         self.output
@@ -618,6 +700,7 @@ fn general(kind: KernelKind, target: Target, (output, params): (Shape4, BpParams
         output,
         params,
         work: Work::Elements(params.total),
+        weight_pack: None,
     }
 }
 
@@ -662,6 +745,7 @@ fn strip_or_general(
                 params,
                 // Threads cover STRIP_ROWS output rows each.
                 work: Work::Elements(strip_work(s, target, &params, strips)),
+                weight_pack: None,
             }
         }
         None => general(kind, target, (output, params)),
@@ -794,7 +878,17 @@ impl ConvBlurPool2d {
             }
         }
         if target.tensor_core_kernels() {
-            if let Some(s) = tensor_core_kernel(&params) {
+            if let Some(s) = tensor_core_kernel(&params, target) {
+                let weight_pack = if s.family == Family::TensorCoreWide {
+                    Some(WeightPack {
+                        kind: KernelKind::PackTc4Weights,
+                        dtype: target.dtype,
+                        layout: target.layout,
+                        len: tc4_packed_len(&params)?,
+                    })
+                } else {
+                    None
+                };
                 return Ok(LaunchPlan {
                     kind: KernelKind::Special(s),
                     dtype: target.dtype,
@@ -802,6 +896,7 @@ impl ConvBlurPool2d {
                     output,
                     params,
                     work: Work::Blocks(tensor_core_tiles(&params)),
+                    weight_pack,
                 });
             }
         }
@@ -826,8 +921,8 @@ impl ConvBlurPool2d {
 
 /// The tensor-core ConvBlurPool2d kernel for `params`, if one computes it: a dense (groups 1)
 /// 3×3 conv, a square blur at stride 2 whose size has a specialisation, map coordinates well
-/// inside i32.
-fn tensor_core_kernel(params: &BpParams) -> Option<Specialisation> {
+/// inside i32; v4 where `target` allows it, else v3.
+fn tensor_core_kernel(params: &BpParams, target: Target) -> Option<Specialisation> {
     let conv = params.groups == 1 && params.ckh == 3 && params.ckw == 3;
     let blur = params.fy == params.fx && params.sy == 2 && params.sx == 2;
     let small = params.hm.max(params.wm) + 2 * i64::from(params.fy) + 64 < 1 << 30
@@ -835,7 +930,30 @@ fn tensor_core_kernel(params: &BpParams) -> Option<Specialisation> {
     if !(conv && blur && small) {
         return None;
     }
-    Specialisation::find(Family::TensorCore, 3, params.fy as usize, 2)
+    let v4 = target
+        .choice
+        .allows(KernelVersion::V4)
+        .then(|| Specialisation::find(Family::TensorCoreWide, 3, params.fy as usize, 2))
+        .flatten();
+    v4.or_else(|| Specialisation::find(Family::TensorCore, 3, params.fy as usize, 2))
+}
+
+/// Elements of the tensor-core v4 kernel's packed weights: ⌈Cout / 32⌉ × ⌈C / 16⌉ stages × 9
+/// taps × 32 × 16 (`bp_pack_tc4_weights` in kernels/conv_forward.cu), in checked arithmetic.
+fn tc4_packed_len(params: &BpParams) -> Result<usize> {
+    let (_, cout_tile) = TC_TILE;
+    let stages = (params.c + 15) / 16;
+    let tiles = (params.cout + cout_tile - 1) / cout_tile;
+    tiles
+        .checked_mul(stages)
+        .and_then(|v| v.checked_mul(9 * 32 * 16))
+        .and_then(|v| usize::try_from(v).ok())
+        .ok_or_else(|| {
+            Error::ShapeOverflow(format!(
+                "the packed weights of {} output × {} input channels overflow",
+                params.cout, params.c
+            ))
+        })
 }
 
 /// Blocks' worth of work of the tensor-core kernel: N × output tiles × channel tiles.

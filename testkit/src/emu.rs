@@ -36,6 +36,11 @@ impl Emu {
         max_blocks: 3,
         choice: KernelChoice::AtMost(KernelVersion::V2),
     };
+    /// The kernels up to v3 (the tensor-core kernels v4 is compared with), 3 blocks at most.
+    pub const V3: Emu = Emu {
+        max_blocks: 3,
+        choice: KernelChoice::AtMost(KernelVersion::V3),
+    };
     /// The general (v1) kernels, 3 blocks at most.
     pub const GENERAL: Emu = Emu {
         max_blocks: 3,
@@ -90,17 +95,44 @@ impl Emu {
         let sentinel = T::from_f64(-12345.0);
         let mut y = Guarded::new(&vec![T::from_f64(POISON); n_out], sentinel, y_offset);
         if plan.has_work() {
+            // The weights the kernel reads: the packed image where the plan has a weight pack
+            // (its own allocation, 16-byte aligned as the GPU layer's is), filled by the packing
+            // kernel, poisoned first so that an element it skips shows.
+            let mut packed = None;
+            if let Some(pack) = plan.weight_pack() {
+                let mut p = Guarded::new(&vec![T::from_f64(POISON); pack.len()], sentinel, 0);
+                // SAFETY: w holds the conv's weight_len elements (plus guards) and p the plan's
+                // pack.len(), which is what the packing kernel reads and writes for the plan.
+                unsafe {
+                    launch(
+                        &pack.symbol(),
+                        pack.grid_dim(self.max_blocks),
+                        pack.block_dim(),
+                        plan.params_bytes(),
+                        [
+                            w.ptr(),
+                            std::ptr::null(),
+                            std::ptr::null(),
+                            std::ptr::null(),
+                        ],
+                        p.ptr_mut(),
+                    )
+                }?;
+                p.check("packed weights", sentinel)?;
+                packed = Some(p);
+            }
+            let weights = packed.as_ref().map_or(w.ptr(), |p| p.ptr());
             // SAFETY: every buffer was sized from the operator's own shapes (x: the input,
-            // w/b: the conv's weight_len/bias_len, y: the plan's output) plus guards; the plan
-            // comes from the same operator and shape, so the kernel reads and writes inside
-            // them; y is its own allocation.
+            // w/b: the conv's weight_len/bias_len or the packed weights, y: the plan's output)
+            // plus guards; the plan comes from the same operator and shape, so the kernel reads
+            // and writes inside them; y is its own allocation.
             unsafe {
                 launch(
                     &plan.symbol(),
                     plan.grid_dim(self.max_blocks),
                     plan.block_dim(),
                     plan.params_bytes(),
-                    [x.ptr(), w.ptr(), b.ptr(), std::ptr::null()],
+                    [x.ptr(), weights, b.ptr(), std::ptr::null()],
                     y.ptr_mut(),
                 )
             }?;
