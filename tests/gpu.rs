@@ -104,7 +104,7 @@ fn strip4_kernels_match_reference() {
     g.ctx.check_err().expect("no deferred CUDA errors");
 }
 
-/// The tensor-core ConvBlurPool kernels (v3, f16/bf16 on sm_80+) on their own matrix, the
+/// The tensor-core ConvBlurPool kernels (v4 and v3, f16/bf16 on sm_80+) on their own matrix, the
 /// general kernels on the same cases, and one ResNet-like shape with several input-channel
 /// stages and channel tiles.
 #[test]
@@ -118,7 +118,9 @@ fn tensor_core_kernels_match_reference() {
         "tensor cores: {} (a case plans {planned})",
         target.tensor_cores()
     );
-    full(&g, "tensor-core conv kernels", &cases);
+    full(&g, "tensor-core conv kernels (v4)", &cases);
+    let v3 = g.with_choice(KernelChoice::AtMost(KernelVersion::V3));
+    full(&v3, "tensor-core conv kernels (v3)", &cases);
     let general = g.with_choice(KernelChoice::GENERAL);
     full(&general, "tensor-core cases, general kernels", &cases);
     let blur = blurpool::presets::antialiased_cnns::blur(PadMode::Reflect, 4, 2, 0).unwrap();

@@ -7,7 +7,8 @@
 //! and each way of computing the result becomes a [`Path`]:
 //! * `fused`: what the operator's `forward` (or `backward`) launches: a strip kernel or the
 //!   tensor-core conv where one matches;
-//! * `fused v1`: the general kernel on the same data, where it differs;
+//! * `fused v3`, `fused v2`, `fused v1`: the older kernels on the same data, where they differ
+//!   (v3: the tensor-core conv before v4; v2: the strips before v4; v1: the general kernel);
 //! * `separate`: the unfused max + blur built from the crate's fastest kernels for each half
 //!   (the dense max kernel, the only one the crate has for MaxPool2d, and the blur that
 //!   `BlurPool2d::forward` picks: a strip kernel for the suite's blur), with the max map in
@@ -167,8 +168,8 @@ fn alloc_copies<T: TestElement>(
 }
 
 /// The fused paths of a forward `op` on the rotating inputs `xs`: `fused` (what `forward`
-/// launches) and, where that is a specialised kernel (strip v2, tensor-core v3), `fused v1`: the
-/// general kernel on the same data. `weight` only for the conv operators (no bias).
+/// launches) and, where that is a specialised kernel (strip v2/v4, tensor-core v3/v4), `fused v3`,
+/// `fused v2` and `fused v1`: the older kernels on the same data. `weight` only for the conv operators (no bias).
 #[allow(clippy::too_many_arguments)]
 fn fused_paths<T: TestElement>(
     op: &Operator,
@@ -187,9 +188,14 @@ fn fused_paths<T: TestElement>(
             .map_err(e)
     };
     let strip = kernels.with_choice(KernelChoice::AtMost(KernelVersion::V2));
+    let tc3 = kernels.with_choice(KernelChoice::AtMost(KernelVersion::V3));
     let mut versions = vec![("fused", kernels.clone())];
-    // v1, v2 and the newest side by side on the same data, where they are different kernels.
+    // v1, v2, v3 and the newest side by side on the same data, where they are different kernels.
     let (newest, v2, v1) = (symbol(kernels)?, symbol(&strip)?, symbol(&general)?);
+    let v3 = symbol(&tc3)?;
+    if v3 != newest && v3 != v2 && v3 != v1 {
+        versions.push(("fused v3", tc3));
+    }
     if v2 != newest && v2 != v1 {
         versions.push(("fused v2", strip));
     }
@@ -200,7 +206,14 @@ fn fused_paths<T: TestElement>(
     versions
         .into_iter()
         .map(|(name, k)| {
-            let kernels_used = vec![symbol(&k)?];
+            // The weight packing (tensor-core v4) is part of the path and of its time.
+            let plan = op.plan(shape, k.target(T::DTYPE, layout)).map_err(e)?;
+            let kernels_used = plan
+                .weight_pack()
+                .map(|p| p.symbol())
+                .into_iter()
+                .chain([plan.symbol()])
+                .collect();
             let (op, s, xs, wt) = (op.clone(), stream.clone(), xs.clone(), weight.clone());
             let mut ys = alloc_copies::<T>(stream, n_out, copies)?;
             Ok(Path {
