@@ -605,6 +605,12 @@ template <typename T> __device__ __forceinline__ bp_u128 bp_vec_from_f32(const f
 
 // Entry points for the 16-bit types only (kernels built on f16/bf16 hardware paths, e.g. the
 // tensor-core mma); the host never looks for an f32 one (KernelKind::has_dtype in src/cuda).
+// The same with a register cap (BP_BOUNDS(MIN_BLOCKS)), for the tensor-core v4 kernels.
+#define BP_INSTANTIATE_HALF_TYPES_BOUNDED(NAME, MIN_BLOCKS)                                 \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_f16, f16, bp_nchw, nchw, BP_BOUNDS(MIN_BLOCKS))    \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_f16, f16, bp_nhwc, nhwc, BP_BOUNDS(MIN_BLOCKS))    \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_bf16, bf16, bp_nchw, nchw, BP_BOUNDS(MIN_BLOCKS))  \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_bf16, bf16, bp_nhwc, nhwc, BP_BOUNDS(MIN_BLOCKS))
 #define BP_INSTANTIATE_HALF_TYPES(NAME)                      \
     BP_INSTANTIATE_ONE(NAME, bp_f16, f16, bp_nchw, nchw)     \
     BP_INSTANTIATE_ONE(NAME, bp_f16, f16, bp_nhwc, nhwc)     \

@@ -836,6 +836,8 @@ BP_TC_VARIANT(bp_convblurpool_tc_k3f4s2, 4)
 //     in distinct banks, for any 8 consecutive rows, with no padding (v3 padded rows to 48
 //     bytes); A and B fragments come from ldmatrix.x4: per tap and warp 2 (B) + ≤ 3 (A)
 //     shared-load instructions for 12 mma, against v3's 20.
+// Registers: capped for 2 blocks of 256 threads per SM (≤ 128; uncapped, F = 4 in NHWC took
+// 149, one block per SM).
 // Block shape: 32 output channels keep both stage buffers and the f32 map tile inside 48 KB
 // of static shared memory (≤ 44 KB, so 4 blocks fit an SM's 228 KB where registers allow);
 // 64 channels would need 62 KB of stages and an 84 KB map tile (dynamic shared memory, 2
@@ -1070,7 +1072,7 @@ __device__ __forceinline__ void bp_convblurpool_tc4_run(const BpParams p, const 
                                                 T *__restrict__ y) {                                       \
         bp_convblurpool_tc4_run<T, L, F>(p, x, w, b, y);                                                   \
     }                                                                                                      \
-    BP_INSTANTIATE_HALF_TYPES(NAME)
+    BP_INSTANTIATE_HALF_TYPES_BOUNDED(NAME, 2)
 
 BP_TC4_VARIANT(bp_convblurpool_tc_k3f3s2_v4, 3)
 BP_TC4_VARIANT(bp_convblurpool_tc_k3f4s2_v4, 4)
