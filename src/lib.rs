@@ -14,7 +14,8 @@
 //!   every kernel; it needs no GPU stack (build with `default-features = false` for a crate
 //!   without cudarc).
 //! * `cuda` (feature `cuda`, default): the launch layer over cudarc (your stream, your
-//!   buffers, no allocation per call).
+//!   buffers; no allocation per call, except the dense tensor-core v4 conv's packed weights,
+//!   a stream-ordered scratch buffer it allocates and frees on your stream).
 //!
 //! ```
 //! use blurpool::{presets, PadMode, Shape4, Layout};

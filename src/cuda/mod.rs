@@ -26,7 +26,7 @@
 //! let x = stream.clone_htod(&vec![f16::from_f32(1.0); input.numel()?])?;
 //! let mut y = stream.alloc_zeros::<f16>(op.output_shape(input)?.numel()?)?;
 //! let launch = Launch::new(&kernels, &stream, Layout::Nhwc)?;
-//! op.forward(&launch, input, &x, &mut y)?; // one kernel, no allocation
+//! op.forward(&launch, input, &x, &mut y)?; // one kernel, no allocation (pooling)
 //! stream.synchronize()?;
 //! # Ok(()) }
 //! ```
