@@ -685,6 +685,90 @@ struct bp_tc_tile_map {
     }
 };
 
+// One block's tile: image n, outputs (i0.., j0..) of which ni × nj lie inside the output,
+// output channels co0.. (Cout tile ct), and the first map row r0 and column c0 its blur reads.
+struct bp_tc_tile {
+    long long n;
+    int ct, i0, j0, co0, ni, nj, r0, c0;
+};
+
+__device__ __forceinline__ long long bp_tc_tile_count(const BpParams &p) {
+    const long long tiles_y = (p.ho + BP_TC_OUT - 1) / BP_TC_OUT, tiles_x = (p.wo + BP_TC_OUT - 1) / BP_TC_OUT;
+    return p.n * tiles_y * tiles_x * ((p.cout + BP_TC_COUT - 1) / BP_TC_COUT);
+}
+
+// Tile `tile` of bp_tc_tile_count. Consecutive tiles differ in output channels first, so
+// blocks running together share their input tile in L2.
+__device__ __forceinline__ bp_tc_tile bp_tc_decode_tile(const BpParams &p, long long tile, int taps) {
+    const int HO = (int)p.ho, WO = (int)p.wo;
+    const long long tiles_y = (HO + BP_TC_OUT - 1) / BP_TC_OUT, tiles_x = (WO + BP_TC_OUT - 1) / BP_TC_OUT;
+    const long long cout_tiles = (p.cout + BP_TC_COUT - 1) / BP_TC_COUT;
+    bp_tc_tile tl;
+    tl.ct = (int)(tile % cout_tiles);
+    tile /= cout_tiles;
+    const int tx = (int)(tile % tiles_x);
+    tile /= tiles_x;
+    const int ty = (int)(tile % tiles_y);
+    tl.n = tile / tiles_y;
+    tl.i0 = ty * BP_TC_OUT;
+    tl.j0 = tx * BP_TC_OUT;
+    tl.co0 = tl.ct * BP_TC_COUT;
+    tl.ni = HO - tl.i0 < BP_TC_OUT ? HO - tl.i0 : BP_TC_OUT;
+    tl.nj = WO - tl.j0 < BP_TC_OUT ? WO - tl.j0 : BP_TC_OUT;
+    tl.r0 = bp_tc_first_source(tl.i0, tl.ni, taps, p.pad_top, p.hm, p.mode);
+    tl.c0 = bp_tc_first_source(tl.j0, tl.nj, taps, p.pad_left, p.wm, p.mode);
+    return tl;
+}
+
+// The epilogue both tensor-core forwards share: the accumulators (mma D fragments of this
+// warp's m16 chunks, rows past M dropped) + bias, activated, into the f32 map tile map_s (which
+// overwrites the staging area, hence the barrier first), then the blur + subsample of the tile
+// from it. Consecutive threads write consecutive addresses: output channels (NHWC) or columns
+// (NCHW).
+template <typename T, typename L, int F>
+__device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
+                                               const float (&acc)[bp_tc_dims<F>::CHUNKS][4][4],
+                                               const T *__restrict__ b, T *__restrict__ y, float *map_s,
+                                               const bp_tc_tile &tl) {
+    using D = bp_tc_dims<F>;
+    const int CO = (int)p.cout, HO = (int)p.ho, WO = (int)p.wo;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    __syncthreads(); // everyone is done with the staging area
+#pragma unroll
+    for (int ch = 0; ch < D::CHUNKS; ++ch) {
+        if (warp + BP_TC_WARPS * ch >= D::MCH) break;
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int m = (warp + BP_TC_WARPS * ch) * 16 + g + (e >= 2 ? 8 : 0);
+                const int nl = nt * 8 + 2 * t + (e & 1);
+                if (m >= D::M) continue;
+                float v = acc[ch][nt][e];
+                if (p.has_bias && tl.co0 + nl < CO) v += bp_to_f32(bp_ld(b + (tl.co0 + nl)));
+                bp_st(map_s + (m * D::MAP_STRIDE + nl), bp_activate(v, p.act));
+            }
+    }
+    __syncthreads();
+    for (int o = threadIdx.x; o < BP_TC_OUT * BP_TC_OUT * BP_TC_COUT; o += blockDim.x) {
+        int li, lj, nl;
+        if (L::channels_last) {
+            nl = o % BP_TC_COUT;
+            lj = (o / BP_TC_COUT) % BP_TC_OUT;
+            li = o / (BP_TC_COUT * BP_TC_OUT);
+        } else {
+            lj = o % BP_TC_OUT;
+            li = (o / BP_TC_OUT) % BP_TC_OUT;
+            nl = o / (BP_TC_OUT * BP_TC_OUT);
+        }
+        if (li >= tl.ni || lj >= tl.nj || tl.co0 + nl >= CO) continue;
+        const int i = tl.i0 + li, j = tl.j0 + lj;
+        const bp_tc_tile_map<F> tile{map_s, tl.r0, tl.c0, nl};
+        bp_st(y + L::offset(tl.n, tl.co0 + nl, i, j, CO, HO, WO),
+              bp_from_f32<T>(bp_blur_at<F>(p, i, j, p.hm, p.wm, tile)));
+    }
+}
+
 template <typename T, typename L, int F>
 __device__ __forceinline__ void bp_convblurpool_tc_run(const BpParams p, const T *__restrict__ x,
                                                        const T *__restrict__ w, const T *__restrict__ b,
@@ -695,10 +779,8 @@ __device__ __forceinline__ void bp_convblurpool_tc_run(const BpParams p, const T
     unsigned short *w_s = in_s + D::IN_HALVES;
     float *map_s = smem.f; // reuses the staging area once the conv is done
 
-    const int C = (int)p.c, CO = (int)p.cout, HO = (int)p.ho, WO = (int)p.wo;
-    const long long tiles_y = (HO + BP_TC_OUT - 1) / BP_TC_OUT, tiles_x = (WO + BP_TC_OUT - 1) / BP_TC_OUT;
-    const long long cout_tiles = (CO + BP_TC_COUT - 1) / BP_TC_COUT;
-    const long long tiles = p.n * tiles_y * tiles_x * cout_tiles;
+    const int C = (int)p.c;
+    const long long tiles = bp_tc_tile_count(p);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const bool vec8 = C % 8 == 0 && (reinterpret_cast<unsigned long long>(x) & 15) == 0;
 
@@ -714,20 +796,8 @@ __device__ __forceinline__ void bp_convblurpool_tc_run(const BpParams p, const T
         pix_hi[ch] = (hi / D::MH) * D::IH + hi % D::MH;
     }
 
-    // Consecutive tiles differ in output channels first, so blocks running together share
-    // their input tile in L2.
     BP_BLOCK_STRIDE_LOOP(tile, tiles) {
-        long long rest = tile;
-        const int ct = (int)(rest % cout_tiles);
-        rest /= cout_tiles;
-        const int tx = (int)(rest % tiles_x);
-        rest /= tiles_x;
-        const int ty = (int)(rest % tiles_y);
-        const long long n = rest / tiles_y;
-        const int i0 = ty * BP_TC_OUT, j0 = tx * BP_TC_OUT, co0 = ct * BP_TC_COUT;
-        const int ni = HO - i0 < BP_TC_OUT ? HO - i0 : BP_TC_OUT, nj = WO - j0 < BP_TC_OUT ? WO - j0 : BP_TC_OUT;
-        const int r0 = bp_tc_first_source(i0, ni, F, p.pad_top, p.hm, p.mode);
-        const int c0 = bp_tc_first_source(j0, nj, F, p.pad_left, p.wm, p.mode);
+        const bp_tc_tile tl = bp_tc_decode_tile(p, tile, F);
 
         float acc[D::CHUNKS][4][4];
 #pragma unroll
@@ -739,8 +809,8 @@ __device__ __forceinline__ void bp_convblurpool_tc_run(const BpParams p, const T
 
         for (int ci0 = 0; ci0 < C; ci0 += BP_TC_KC) {
             __syncthreads(); // everyone is done with the previous stage (or tile's map)
-            bp_tc_stage_input<T, L, F>(p, x, n, r0 - p.cpy, c0 - p.cpx, ci0, vec8, in_s);
-            bp_tc_stage_weights<T>(p, w, co0, ci0, w_s);
+            bp_tc_stage_input<T, L, F>(p, x, tl.n, tl.r0 - p.cpy, tl.c0 - p.cpx, ci0, vec8, in_s);
+            bp_tc_stage_weights<T>(p, w, tl.co0, ci0, w_s);
             __syncthreads();
 #pragma unroll 1
             for (int tap = 0; tap < 9; ++tap) {
@@ -765,42 +835,7 @@ __device__ __forceinline__ void bp_convblurpool_tc_run(const BpParams p, const T
             }
         }
 
-        __syncthreads(); // the map overwrites the staging area
-#pragma unroll
-        for (int ch = 0; ch < D::CHUNKS; ++ch) {
-            if (warp + BP_TC_WARPS * ch >= D::MCH) break;
-#pragma unroll
-            for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int m = (warp + BP_TC_WARPS * ch) * 16 + g + (e >= 2 ? 8 : 0);
-                    const int nl = nt * 8 + 2 * t + (e & 1);
-                    if (m >= D::M) continue;
-                    float v = acc[ch][nt][e];
-                    if (p.has_bias && co0 + nl < CO) v += bp_to_f32(bp_ld(b + (co0 + nl)));
-                    bp_st(map_s + (m * D::MAP_STRIDE + nl), bp_activate(v, p.act));
-                }
-        }
-        __syncthreads();
-
-        // Blur + subsample. Consecutive threads write consecutive addresses: output channels
-        // (NHWC) or columns (NCHW).
-        for (int o = threadIdx.x; o < BP_TC_OUT * BP_TC_OUT * BP_TC_COUT; o += blockDim.x) {
-            int li, lj, nl;
-            if (L::channels_last) {
-                nl = o % BP_TC_COUT;
-                lj = (o / BP_TC_COUT) % BP_TC_OUT;
-                li = o / (BP_TC_COUT * BP_TC_OUT);
-            } else {
-                lj = o % BP_TC_OUT;
-                li = (o / BP_TC_OUT) % BP_TC_OUT;
-                nl = o / (BP_TC_OUT * BP_TC_OUT);
-            }
-            if (li >= ni || lj >= nj || co0 + nl >= CO) continue;
-            const int i = i0 + li, j = j0 + lj;
-            const bp_tc_tile_map<F> tile{map_s, r0, c0, nl};
-            bp_st(y + L::offset(n, co0 + nl, i, j, CO, HO, WO), bp_from_f32<T>(bp_blur_at<F>(p, i, j, p.hm, p.wm, tile)));
-        }
+        bp_tc_epilogue<T, L, F>(p, acc, b, y, map_s, tl);
     }
 }
 
@@ -945,12 +980,10 @@ __device__ __forceinline__ void bp_convblurpool_tc4_run(const BpParams p, const 
     float *map_s = smem.f; // reuses the staging area once the conv is done
     const unsigned short *wp = reinterpret_cast<const unsigned short *>(w);
 
-    const int C = (int)p.c, CO = (int)p.cout, HO = (int)p.ho, WO = (int)p.wo;
+    const int C = (int)p.c;
     const int stages = (C + BP_TC_KC - 1) / BP_TC_KC;
-    const long long tiles_y = (HO + BP_TC_OUT - 1) / BP_TC_OUT, tiles_x = (WO + BP_TC_OUT - 1) / BP_TC_OUT;
-    const long long cout_tiles = (CO + BP_TC_COUT - 1) / BP_TC_COUT;
-    const long long tiles = p.n * tiles_y * tiles_x * cout_tiles;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const long long tiles = bp_tc_tile_count(p);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const bool async_x = C % 8 == 0 && (reinterpret_cast<unsigned long long>(x) & 15) == 0;
 
     // The A rows this lane addresses for ldmatrix in each of its m16 chunks: row
@@ -970,19 +1003,9 @@ __device__ __forceinline__ void bp_convblurpool_tc4_run(const BpParams p, const 
     const int b_row = (lane >> 4) * 8 + (lane & 7), b_half = (lane >> 3) & 1;
 
     BP_BLOCK_STRIDE_LOOP(tile, tiles) {
-        long long rest = tile;
-        const int ct = (int)(rest % cout_tiles);
-        rest /= cout_tiles;
-        const int tx = (int)(rest % tiles_x);
-        rest /= tiles_x;
-        const int ty = (int)(rest % tiles_y);
-        const long long n = rest / tiles_y;
-        const int i0 = ty * BP_TC_OUT, j0 = tx * BP_TC_OUT, co0 = ct * BP_TC_COUT;
-        const int ni = HO - i0 < BP_TC_OUT ? HO - i0 : BP_TC_OUT, nj = WO - j0 < BP_TC_OUT ? WO - j0 : BP_TC_OUT;
-        const int r0 = bp_tc_first_source(i0, ni, F, p.pad_top, p.hm, p.mode);
-        const int c0 = bp_tc_first_source(j0, nj, F, p.pad_left, p.wm, p.mode);
-        const int iy0 = r0 - p.cpy, ix0 = c0 - p.cpx;
-        const unsigned short *wt = wp + (long long)ct * stages * BP_TC4_W_HALVES;
+        const bp_tc_tile tl = bp_tc_decode_tile(p, tile, F);
+        const int iy0 = tl.r0 - p.cpy, ix0 = tl.c0 - p.cpx;
+        const unsigned short *wt = wp + (long long)tl.ct * stages * BP_TC4_W_HALVES;
 
         float acc[D::CHUNKS][4][4];
 #pragma unroll
@@ -993,13 +1016,13 @@ __device__ __forceinline__ void bp_convblurpool_tc4_run(const BpParams p, const 
                 for (int e = 0; e < 4; ++e) acc[ch][nt][e] = 0.f;
 
         __syncthreads(); // the previous tile's blur is done with the map (it shares the buffers)
-        bp_tc4_stage<T, L, F>(p, x, n, iy0, ix0, 0, async_x, wt, stage_s, stage_s + D4::IN_HALVES);
+        bp_tc4_stage<T, L, F>(p, x, tl.n, iy0, ix0, 0, async_x, wt, stage_s, stage_s + D4::IN_HALVES);
         for (int s = 0; s < stages; ++s) {
             bp_cp_async_wait_all();
             __syncthreads(); // stage s is in shared memory; everyone is done with stage s − 1
             if (s + 1 < stages) {
                 unsigned short *next = stage_s + ((s + 1) & 1) * D4::STAGE_HALVES;
-                bp_tc4_stage<T, L, F>(p, x, n, iy0, ix0, (s + 1) * BP_TC_KC, async_x,
+                bp_tc4_stage<T, L, F>(p, x, tl.n, iy0, ix0, (s + 1) * BP_TC_KC, async_x,
                                       wt + (long long)(s + 1) * BP_TC4_W_HALVES, next, next + D4::IN_HALVES);
             }
             const unsigned short *in_s = stage_s + (s & 1) * D4::STAGE_HALVES;
@@ -1026,42 +1049,7 @@ __device__ __forceinline__ void bp_convblurpool_tc4_run(const BpParams p, const 
             }
         }
 
-        __syncthreads(); // the map overwrites the staging area
-#pragma unroll
-        for (int ch = 0; ch < D::CHUNKS; ++ch) {
-            if (warp + BP_TC_WARPS * ch >= D::MCH) break;
-#pragma unroll
-            for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int m = (warp + BP_TC_WARPS * ch) * 16 + g + (e >= 2 ? 8 : 0);
-                    const int nl = nt * 8 + 2 * t + (e & 1);
-                    if (m >= D::M) continue;
-                    float v = acc[ch][nt][e];
-                    if (p.has_bias && co0 + nl < CO) v += bp_to_f32(bp_ld(b + (co0 + nl)));
-                    bp_st(map_s + (m * D::MAP_STRIDE + nl), bp_activate(v, p.act));
-                }
-        }
-        __syncthreads();
-
-        // Blur + subsample, as v3. Consecutive threads write consecutive addresses: output
-        // channels (NHWC) or columns (NCHW).
-        for (int o = threadIdx.x; o < BP_TC_OUT * BP_TC_OUT * BP_TC_COUT; o += blockDim.x) {
-            int li, lj, nl;
-            if (L::channels_last) {
-                nl = o % BP_TC_COUT;
-                lj = (o / BP_TC_COUT) % BP_TC_OUT;
-                li = o / (BP_TC_COUT * BP_TC_OUT);
-            } else {
-                lj = o % BP_TC_OUT;
-                li = (o / BP_TC_OUT) % BP_TC_OUT;
-                nl = o / (BP_TC_OUT * BP_TC_OUT);
-            }
-            if (li >= ni || lj >= nj || co0 + nl >= CO) continue;
-            const int i = i0 + li, j = j0 + lj;
-            const bp_tc_tile_map<F> tile{map_s, r0, c0, nl};
-            bp_st(y + L::offset(n, co0 + nl, i, j, CO, HO, WO), bp_from_f32<T>(bp_blur_at<F>(p, i, j, p.hm, p.wm, tile)));
-        }
+        bp_tc_epilogue<T, L, F>(p, acc, b, y, map_s, tl);
     }
 }
 

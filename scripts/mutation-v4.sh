@@ -102,3 +102,7 @@ run tc4_one_buffer kernels/conv_forward.cu '((s + 1) & 1) * D4::STAGE_HALVES' '(
 run tc4_zero_fill_dropped kernels/conv_forward.cu 'inside ? x + L::offset(n, ci, iy, ix, C, H, W) : x, inside);' 'inside ? x + L::offset(n, ci, iy, ix, C, H, W) : x, true);'
 run tc4_pack_taps_flipped kernels/conv_forward.cu 'bp_ld(w + ((co * C + ci) * 9 + tap))' 'bp_ld(w + ((co * C + ci) * 9 + (8 - tap)))'
 run tc4_pack_channel_bound kernels/conv_forward.cu 'if (co < CO && ci < C) v = bp_ld(w + ((co * C + ci)' 'if (co < CO) v = bp_ld(w + ((co * C + ci)'
+# The epilogue both tensor-core forwards share (bp_tc_epilogue, bp_tc_decode_tile).
+run tc_epilogue_bias_channel kernels/conv_forward.cu 'v += bp_to_f32(bp_ld(b + (tl.co0 + nl)));' 'v += bp_to_f32(bp_ld(b + nl));'
+run tc_epilogue_partial_rows kernels/conv_forward.cu 'if (li >= tl.ni || lj >= tl.nj' 'if (li >= tl.nj || lj >= tl.nj'
+run tc_decode_first_map_row kernels/conv_forward.cu 'tl.r0 = bp_tc_first_source(tl.i0, tl.ni, taps, p.pad_top' 'tl.r0 = bp_tc_first_source(tl.i0, tl.ni, taps, p.pad_left'

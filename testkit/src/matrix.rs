@@ -617,6 +617,37 @@ pub fn tensor_core_cases() -> Vec<(Operator, Shape4)> {
                 size,
             ));
         }
+        // Blur padding that differs between the axes (top ≠ left, bottom ≠ right), which the
+        // grid above never has: a kernel that mixes up the axes' pads must fail here.
+        for (k, mode) in PadMode::ALL.into_iter().enumerate() {
+            // Two full 8-output tiles along each axis and a partial one, so an interior tile's
+            // map window (which has no slack) depends on its own axis' pad.
+            let (size, cout) = [
+                (Shape4::new(1, 8, 37, 35), 12),
+                (Shape4::new(1, 17, 34, 38), 33),
+            ][k % 2];
+            let pad = Pad2d {
+                top: (f - 1) / 2,
+                bottom: f / 2 + 1,
+                left: f / 2 + 1,
+                right: (f - 1) / 2,
+            };
+            let blur = Blur::new(Filter::binomial(f).unwrap(), (2, 2), pad, mode).unwrap();
+            let conv = Conv2dSpec::new(Conv2dArgs {
+                in_channels: size.c,
+                out_channels: cout,
+                kernel: (3, 3),
+                padding: (1, 1),
+                groups: 1,
+                bias: true,
+                activation: Activation::Relu,
+            })
+            .unwrap();
+            cases.push((
+                Operator::ConvBlurPool(ConvBlurPool2d::new(conv, blur)),
+                size,
+            ));
+        }
     }
     cases
 }
