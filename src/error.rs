@@ -130,6 +130,17 @@ pub enum Error {
         /// The elements the buffer has.
         got: usize,
     },
+    /// A device buffer whose address is not a multiple of the alignment the kernel reading it
+    /// needs (e.g. a view at an odd offset into an allocation).
+    #[error("{what} buffer at address {addr:#x} is not {align}-byte aligned")]
+    Misaligned {
+        /// Which buffer.
+        what: &'static str,
+        /// Its device address.
+        addr: u64,
+        /// The alignment it needs, in bytes.
+        align: u64,
+    },
     /// A tensor with more elements than fit in `usize`, or than the kernels index
     /// ([`crate::ops::MAX_ELEMENTS`]); the message names the tensor.
     #[error("{0}")]

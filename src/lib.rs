@@ -15,7 +15,8 @@
 //!   without cudarc).
 //! * `cuda` (feature `cuda`, default): the launch layer over cudarc (your stream, your
 //!   buffers; no allocation per call, except the dense tensor-core v4 conv's packed weights,
-//!   a stream-ordered scratch buffer it allocates and frees on your stream).
+//!   a stream-ordered scratch buffer it allocates and frees on your stream, unless you pack
+//!   them once yourself: `ConvBlurPool2d::pack_weights` and `forward_packed`).
 //!
 //! ```
 //! use blurpool::{presets, PadMode, Shape4, Layout};

@@ -272,6 +272,97 @@ fn empty_batch_is_a_no_op() {
     assert!(got.is_empty());
 }
 
+/// Weights packed once (`pack_weights`) and read by `forward_packed` give the same bits as
+/// `forward` (which packs on every call), for two input shapes sharing one pack; a misaligned
+/// or short packed buffer and a plan that reads plain weights are typed errors.
+#[test]
+#[ignore = "needs a CUDA GPU (cargo test --test gpu -- --ignored)"]
+fn packed_weights_match_the_packing_forward() {
+    use blurpool::cuda::Launch;
+    use blurpool::Error;
+    let g = gpu("packed_weights");
+    let conv = Conv2dSpec::new(Conv2dArgs {
+        in_channels: 40,
+        out_channels: 70,
+        kernel: (3, 3),
+        padding: (1, 1),
+        groups: 1,
+        bias: true,
+        activation: Activation::Relu,
+    })
+    .unwrap();
+    let op = blurpool::presets::antialiased_cnns::conv_blur_pool(conv, PadMode::Reflect, 4, 2, 0)
+        .unwrap();
+    let launch = Launch::new(&g.kernels, &g.stream, Layout::Nhwc).unwrap();
+    let target = launch.target(DType::F16);
+    if !target.tensor_cores() {
+        panic!("packed_weights needs a GPU with tensor cores (sm_80+); this one has none");
+    }
+    let mut rng = StdRng::seed_from_u64(matrix::seed());
+    let w = g
+        .stream
+        .clone_htod(&random_vec::<f16>(&mut rng, conv.weight_len(), 0.2))
+        .unwrap();
+    let b = g
+        .stream
+        .clone_htod(&random_vec::<f16>(&mut rng, conv.bias_len(), 0.5))
+        .unwrap();
+    let first = Shape4::new(2, 40, 30, 34);
+    let pack = op
+        .plan(first, target)
+        .unwrap()
+        .weight_pack()
+        .expect("v4 packs");
+    let mut packed = g.stream.alloc_zeros::<f16>(pack.len()).unwrap();
+    op.pack_weights(&launch, first, &w, &mut packed).unwrap();
+    for input in [first, Shape4::new(1, 40, 17, 19)] {
+        let x = g
+            .stream
+            .clone_htod(&random_vec::<f16>(&mut rng, input.numel().unwrap(), 1.0))
+            .unwrap();
+        let n_out = op.output_shape(input).unwrap().numel().unwrap();
+        let mut y_plain = g.stream.clone_htod(&vec![f16::NAN; n_out]).unwrap();
+        let mut y_packed = g.stream.clone_htod(&vec![f16::NAN; n_out]).unwrap();
+        op.forward(&launch, input, &x, &w, Some(&b), &mut y_plain)
+            .unwrap();
+        op.forward_packed(&launch, input, &x, &packed, Some(&b), &mut y_packed)
+            .unwrap();
+        let (a, p) = (
+            g.stream.clone_dtoh(&y_plain).unwrap(),
+            g.stream.clone_dtoh(&y_packed).unwrap(),
+        );
+        assert!(
+            a.iter().all(|v| v.is_finite()),
+            "{input:?}: output not written"
+        );
+        let same = a.iter().zip(&p).all(|(u, v)| u.to_bits() == v.to_bits());
+        assert!(same, "{input:?}: forward_packed differs from forward");
+    }
+    // A view one element in: 2 bytes past a 16-byte boundary.
+    let big = g.stream.alloc_zeros::<f16>(pack.len() + 1).unwrap();
+    let view = big.slice(1..);
+    let x = g.stream.alloc_zeros::<f16>(first.numel().unwrap()).unwrap();
+    let mut y = g
+        .stream
+        .alloc_zeros::<f16>(op.output_shape(first).unwrap().numel().unwrap())
+        .unwrap();
+    let e = op
+        .forward_packed(&launch, first, &x, &view, Some(&b), &mut y)
+        .unwrap_err();
+    assert!(matches!(e, Error::Misaligned { align: 16, .. }), "{e}");
+    let short = packed.slice(..pack.len() - 8);
+    let e = op
+        .forward_packed(&launch, first, &x, &short, Some(&b), &mut y)
+        .unwrap_err();
+    assert!(matches!(e, Error::BufferLength { .. }), "{e}");
+    // f32 runs the general kernel, which reads the weights themselves.
+    let w32 = g.stream.alloc_zeros::<f32>(conv.weight_len()).unwrap();
+    let mut p32 = g.stream.alloc_zeros::<f32>(pack.len()).unwrap();
+    let e = op.pack_weights(&launch, first, &w32, &mut p32).unwrap_err();
+    assert!(matches!(e, Error::Unsupported(_)), "{e}");
+    g.ctx.check_err().expect("no deferred CUDA errors");
+}
+
 /// The same input 100 times gives bitwise identical output; so do other streams and the
 /// raw-pointer entry.
 #[test]

@@ -13,7 +13,7 @@
 
 // Version of the C ABI (the descriptor's layout and the functions' signatures). Compare it
 // with `blurpool_abi_version()` when loading the library dynamically.
-#define BLURPOOL_ABI_VERSION 1
+#define BLURPOOL_ABI_VERSION 2
 
 // Largest number of filter taps per axis (equals the Rust crate's `MAX_TAPS`).
 #define BLURPOOL_MAX_TAPS 16
@@ -310,7 +310,9 @@ enum blurpool_status blurpool_output_shape(const struct blurpool_op_desc *desc,
 // * `stream` is any stream of device `device_ordinal`'s primary context (the one the CUDA
 //   runtime and PyTorch use); NULL is the legacy default stream. The kernel is ordered after
 //   the work already queued on it, and work queued after this call sees its result.
-// * Never allocates, frees or retains caller memory; the first call per device loads the
+// * Never frees or retains caller memory, and allocates only for the dense tensor-core
+//   ConvBlurPool2d kernel, which packs its weights into a stream-ordered allocation on every
+//   call (`blurpool_forward_packed` avoids that); the first call per device loads the
 //   kernel module (the build's fatbin, or NVRTC) and keeps it for the life of the process.
 //   The thread's current CUDA context is the same on return as on entry.
 // * An empty batch (N = 0) returns OK without touching CUDA.
@@ -333,6 +335,61 @@ enum blurpool_status blurpool_forward(const struct blurpool_op_desc *desc,
                                       blurpool_deviceptr y,
                                       blurpool_stream stream,
                                       int32_t device_ordinal);
+
+// Writes into `len` the number of elements (of `dtype`) of packed weights that
+// `blurpool_forward_packed` reads for this operator, dtype, layout and input shape on device
+// `device_ordinal`, or 0 when the kernel it runs there reads the plain weights (then call
+// `blurpool_forward`). Only the dense tensor-core ConvBlurPool2d kernel (3×3 conv, half types,
+// sm_80 and newer) reads packed weights; for it `blurpool_forward` packs the weights into a
+// stream-ordered allocation on every call, which the packed calls avoid. The length depends
+// only on the channel counts, so one packed buffer serves every input shape with a non-zero
+// length.
+//
+// # Safety
+// `desc` and `in_shape` as in `blurpool_output_shape`; `len` points to a writable `uint64_t`.
+enum blurpool_status blurpool_packed_weight_len(const struct blurpool_op_desc *desc,
+                                                int32_t dtype,
+                                                int32_t layout,
+                                                const int64_t *in_shape,
+                                                int32_t device_ordinal,
+                                                uint64_t *len);
+
+// Queues on `stream` the packing of the ConvBlurPool2d weights `weight` (Cout×Cin×3×3) into
+// `packed`, a 16-byte aligned device buffer of `blurpool_packed_weight_len` elements of
+// `dtype`, for `blurpool_forward_packed`. Re-pack after changing the weights.
+// BLURPOOL_STATUS_INVALID_ARGUMENT when that length is 0 (the kernel reads the plain weights).
+//
+// # Safety
+// `desc` and `in_shape` as in `blurpool_output_shape`; `weight` and `packed` device memory of
+// device `device_ordinal`'s primary context holding those elements, valid until the kernel has
+// run on `stream`, not overlapping; `stream` as in `blurpool_forward`.
+enum blurpool_status blurpool_pack_weights(const struct blurpool_op_desc *desc,
+                                           int32_t dtype,
+                                           int32_t layout,
+                                           const int64_t *in_shape,
+                                           blurpool_deviceptr weight,
+                                           blurpool_deviceptr packed,
+                                           blurpool_stream stream,
+                                           int32_t device_ordinal);
+
+// `blurpool_forward` for ConvBlurPool2d reading `packed` (filled by `blurpool_pack_weights`)
+// in place of the weights: one kernel, and no allocation. The same conventions and failures
+// as `blurpool_forward`, plus BLURPOOL_STATUS_INVALID_ARGUMENT when the kernel for this case
+// reads the plain weights (`blurpool_packed_weight_len` is 0) and BLURPOOL_STATUS_BUFFER when
+// `packed` is not 16-byte aligned.
+//
+// # Safety
+// As `blurpool_forward`, with `packed` holding `blurpool_packed_weight_len` packed elements.
+enum blurpool_status blurpool_forward_packed(const struct blurpool_op_desc *desc,
+                                             int32_t dtype,
+                                             int32_t layout,
+                                             const int64_t *in_shape,
+                                             blurpool_deviceptr x,
+                                             blurpool_deviceptr packed,
+                                             blurpool_deviceptr bias,
+                                             blurpool_deviceptr y,
+                                             blurpool_stream stream,
+                                             int32_t device_ordinal);
 
 // Writes into `len` the number of f32 elements of device workspace `blurpool_backward` needs
 // for this operator and input shape: N × Cout × the conv map for ConvBlurPool2d, 0 for the

@@ -593,7 +593,9 @@ pub unsafe extern "C" fn blurpool_output_shape(
 /// * `stream` is any stream of device `device_ordinal`'s primary context (the one the CUDA
 ///   runtime and PyTorch use); NULL is the legacy default stream. The kernel is ordered after
 ///   the work already queued on it, and work queued after this call sees its result.
-/// * Never allocates, frees or retains caller memory; the first call per device loads the
+/// * Never frees or retains caller memory, and allocates only for the dense tensor-core
+///   ConvBlurPool2d kernel, which packs its weights into a stream-ordered allocation on every
+///   call (`blurpool_forward_packed` avoids that); the first call per device loads the
 ///   kernel module (the build's fatbin, or NVRTC) and keeps it for the life of the process.
 ///   The thread's current CUDA context is the same on return as on entry.
 /// * An empty batch (N = 0) returns OK without touching CUDA.
@@ -657,6 +659,159 @@ pub unsafe extern "C" fn blurpool_forward(
         // SAFETY: the caller guarantees the device buffers (this function's contract); their
         // element counts match the shapes validated above.
         unsafe { op.forward_raw(&launch, dtype, input, ptrs) }?;
+        Ok(())
+    })
+}
+
+/// The ConvBlurPool2d of a descriptor, for the packed-weight calls.
+fn conv_blur_pool(op: &Operator) -> CResult<&blurpool_core::ConvBlurPool2d> {
+    match op {
+        Operator::ConvBlurPool(o) => Ok(o),
+        _ => Err(Failure::invalid(
+            "packed weights exist only for conv_blur_pool descriptors",
+        )),
+    }
+}
+
+/// Writes into `len` the number of elements (of `dtype`) of packed weights that
+/// `blurpool_forward_packed` reads for this operator, dtype, layout and input shape on device
+/// `device_ordinal`, or 0 when the kernel it runs there reads the plain weights (then call
+/// `blurpool_forward`). Only the dense tensor-core ConvBlurPool2d kernel (3×3 conv, half types,
+/// sm_80 and newer) reads packed weights; for it `blurpool_forward` packs the weights into a
+/// stream-ordered allocation on every call, which the packed calls avoid. The length depends
+/// only on the channel counts, so one packed buffer serves every input shape with a non-zero
+/// length.
+///
+/// # Safety
+/// `desc` and `in_shape` as in `blurpool_output_shape`; `len` points to a writable `uint64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn blurpool_packed_weight_len(
+    desc: *const blurpool_op_desc,
+    dtype: i32,
+    layout: i32,
+    in_shape: *const i64,
+    device_ordinal: i32,
+    len: *mut u64,
+) -> blurpool_status {
+    guard(|| {
+        // SAFETY: the caller's contract on `desc` and `in_shape`.
+        let (op, dtype, layout, input, _) = unsafe { prepare(desc, dtype, layout, in_shape) }?;
+        if len.is_null() {
+            return Err(Failure::invalid("len is NULL"));
+        }
+        let n = match &op {
+            Operator::ConvBlurPool(o) => {
+                let kernels = kernels_for(device_ordinal)?;
+                let plan = o.plan(input, kernels.target(dtype, layout))?;
+                plan.weight_pack().map_or(0, |p| p.len())
+            }
+            _ => 0,
+        };
+        // SAFETY: non-null, and the caller promises a writable uint64_t.
+        unsafe { len.write_unaligned(n as u64) };
+        Ok(())
+    })
+}
+
+/// Queues on `stream` the packing of the ConvBlurPool2d weights `weight` (Cout×Cin×3×3) into
+/// `packed`, a 16-byte aligned device buffer of `blurpool_packed_weight_len` elements of
+/// `dtype`, for `blurpool_forward_packed`. Re-pack after changing the weights.
+/// BLURPOOL_STATUS_INVALID_ARGUMENT when that length is 0 (the kernel reads the plain weights).
+///
+/// # Safety
+/// `desc` and `in_shape` as in `blurpool_output_shape`; `weight` and `packed` device memory of
+/// device `device_ordinal`'s primary context holding those elements, valid until the kernel has
+/// run on `stream`, not overlapping; `stream` as in `blurpool_forward`.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn blurpool_pack_weights(
+    desc: *const blurpool_op_desc,
+    dtype: i32,
+    layout: i32,
+    in_shape: *const i64,
+    weight: blurpool_deviceptr,
+    packed: blurpool_deviceptr,
+    stream: blurpool_stream,
+    device_ordinal: i32,
+) -> blurpool_status {
+    guard(|| {
+        // SAFETY: the caller's contract on `desc` and `in_shape`.
+        let (op, dtype, layout, input, _) = unsafe { prepare(desc, dtype, layout, in_shape) }?;
+        let op = conv_blur_pool(&op)?;
+        if weight == 0 {
+            return Err(Failure::buffer("weight is a null device pointer"));
+        }
+        if packed == 0 {
+            return Err(Failure::buffer("packed is a null device pointer"));
+        }
+        let kernels = kernels_for(device_ordinal)?;
+        let _restore = RestoreContext::save()?;
+        // SAFETY: as in blurpool_forward: a live stream (or NULL) that outlives this call; one
+        // of another context is refused; the wrapper never destroys it.
+        let stream = unsafe { kernels.borrow_stream(stream as CUstream) }?;
+        let launch = Launch::new(&kernels, &stream, layout)?;
+        // SAFETY: the caller guarantees both device buffers (this function's contract); the
+        // core checks the alignment and that the plan reads packed weights.
+        unsafe { op.pack_weights_raw(&launch, dtype, input, weight, packed) }?;
+        Ok(())
+    })
+}
+
+/// `blurpool_forward` for ConvBlurPool2d reading `packed` (filled by `blurpool_pack_weights`)
+/// in place of the weights: one kernel, and no allocation. The same conventions and failures
+/// as `blurpool_forward`, plus BLURPOOL_STATUS_INVALID_ARGUMENT when the kernel for this case
+/// reads the plain weights (`blurpool_packed_weight_len` is 0) and BLURPOOL_STATUS_BUFFER when
+/// `packed` is not 16-byte aligned.
+///
+/// # Safety
+/// As `blurpool_forward`, with `packed` holding `blurpool_packed_weight_len` packed elements.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn blurpool_forward_packed(
+    desc: *const blurpool_op_desc,
+    dtype: i32,
+    layout: i32,
+    in_shape: *const i64,
+    x: blurpool_deviceptr,
+    packed: blurpool_deviceptr,
+    bias: blurpool_deviceptr,
+    y: blurpool_deviceptr,
+    stream: blurpool_stream,
+    device_ordinal: i32,
+) -> blurpool_status {
+    guard(|| {
+        // SAFETY: the caller's contract on `desc` and `in_shape`.
+        let (op, dtype, layout, input, output) = unsafe { prepare(desc, dtype, layout, in_shape) }?;
+        let op = conv_blur_pool(&op)?;
+        if output.numel()? == 0 {
+            return Ok(());
+        }
+        for (ptr, what) in [(x, "x"), (packed, "packed"), (y, "y")] {
+            if ptr == 0 {
+                return Err(Failure::buffer(format!("{what} is a null device pointer")));
+            }
+        }
+        if op.conv().has_bias() != (bias != 0) {
+            return Err(Failure::buffer(if op.conv().has_bias() {
+                "conv_has_bias is set but bias is a null device pointer"
+            } else {
+                "bias is given but conv_has_bias is 0"
+            }));
+        }
+        let kernels = kernels_for(device_ordinal)?;
+        let _restore = RestoreContext::save()?;
+        // SAFETY: as in blurpool_forward.
+        let stream = unsafe { kernels.borrow_stream(stream as CUstream) }?;
+        let launch = Launch::new(&kernels, &stream, layout)?;
+        let ptrs = ForwardPtrs {
+            x,
+            weight: packed,
+            bias,
+            y,
+        };
+        // SAFETY: the caller guarantees the device buffers (this function's contract); their
+        // element counts match the shapes validated above.
+        unsafe { op.forward_packed_raw(&launch, dtype, input, ptrs) }?;
         Ok(())
     })
 }

@@ -39,7 +39,7 @@ pub(crate) type CResult<T> = Result<T, Failure>;
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let status = match &e {
-            Error::BufferLength { .. } => BLURPOOL_STATUS_BUFFER,
+            Error::BufferLength { .. } | Error::Misaligned { .. } => BLURPOOL_STATUS_BUFFER,
             Error::NoCudaDriver => BLURPOOL_STATUS_NO_DRIVER,
             Error::ContextMismatch => BLURPOOL_STATUS_CONTEXT_MISMATCH,
             Error::KernelLoad { .. } => BLURPOOL_STATUS_KERNEL_LOAD,

@@ -688,6 +688,96 @@ fn backward_workspace_and_checks_before_the_driver() {
 }
 
 #[test]
+fn packed_weight_calls_check_before_the_driver() {
+    // A dense 3×3 conv (16 → 32 channels, no bias) + blur: the case the tensor-core kernel takes.
+    let mut conv = kornia_blur(3, 2);
+    conv.op = blurpool_op_kind::BLURPOOL_OP_CONV_BLUR_POOL as i32;
+    conv.conv_in_channels = 16;
+    conv.conv_out_channels = 32;
+    conv.conv_kernel_y = 3;
+    conv.conv_kernel_x = 3;
+    conv.conv_pad_y = 1;
+    conv.conv_pad_x = 1;
+    let pool = kornia_max_blur(3, 2, 2);
+    let s = [1i64, 16, 9, 9];
+    let f16 = 1; // BLURPOOL_DTYPE_F16
+    let len = |d: &blurpool_op_desc, out: *mut u64| {
+        // SAFETY: a valid descriptor and shape; `out` is a writable u64 or NULL (rejected).
+        unsafe { blurpool_packed_weight_len(d, f16, 1, s.as_ptr(), 0, out) }
+    };
+    let mut n = u64::MAX;
+    // Operators without a convolution never read packed weights, on any machine.
+    assert_eq!(len(&pool, &mut n), BLURPOOL_STATUS_OK);
+    assert_eq!(n, 0);
+    assert_eq!(len(&conv, null_mut()), BLURPOOL_STATUS_INVALID_ARGUMENT);
+    assert!(last_error().contains("len is NULL"), "{}", last_error());
+
+    let pack = |d: &blurpool_op_desc, w, p| {
+        // SAFETY: no device pointer is dereferenced on the host; these calls fail validation
+        // or find no driver (or, with one, no device at this ordinal).
+        unsafe { blurpool_pack_weights(d, f16, 1, s.as_ptr(), w, p, null_mut(), 4096) }
+    };
+    assert_eq!(
+        pack(&pool, 0x1000, 0x2000),
+        BLURPOOL_STATUS_INVALID_ARGUMENT
+    );
+    assert!(last_error().contains("conv_blur_pool"), "{}", last_error());
+    assert_eq!(pack(&conv, 0, 0x2000), BLURPOOL_STATUS_BUFFER);
+    assert!(
+        last_error().contains("weight is a null"),
+        "{}",
+        last_error()
+    );
+    assert_eq!(pack(&conv, 0x1000, 0), BLURPOOL_STATUS_BUFFER);
+    assert!(
+        last_error().contains("packed is a null"),
+        "{}",
+        last_error()
+    );
+
+    let fwd = |d: &blurpool_op_desc, x, p, b, y, shape: &[i64; 4]| {
+        // SAFETY: as above.
+        unsafe { blurpool_forward_packed(d, f16, 1, shape.as_ptr(), x, p, b, y, null_mut(), 4096) }
+    };
+    assert_eq!(
+        fwd(&pool, 0x1000, 0x2000, 0, 0x3000, &[1, 3, 9, 9]),
+        BLURPOOL_STATUS_INVALID_ARGUMENT
+    );
+    assert_eq!(fwd(&conv, 0x1000, 0, 0, 0x3000, &s), BLURPOOL_STATUS_BUFFER);
+    assert!(
+        last_error().contains("packed is a null"),
+        "{}",
+        last_error()
+    );
+    assert_eq!(fwd(&conv, 0, 0x2000, 0, 0x3000, &s), BLURPOOL_STATUS_BUFFER);
+    assert_eq!(fwd(&conv, 0x1000, 0x2000, 0, 0, &s), BLURPOOL_STATUS_BUFFER);
+    assert_eq!(
+        fwd(&conv, 0x1000, 0x2000, 0x4000, 0x3000, &s),
+        BLURPOOL_STATUS_BUFFER
+    );
+    assert!(
+        last_error().contains("conv_has_bias is 0"),
+        "{}",
+        last_error()
+    );
+    // An empty batch is a no-op whatever the machine.
+    assert_eq!(fwd(&conv, 0, 0, 0, 0, &[0, 16, 9, 9]), BLURPOOL_STATUS_OK);
+    // Past validation: no driver here, or (with one) no device 4096.
+    let want = if blurpool_driver_available() == 0 {
+        BLURPOOL_STATUS_NO_DRIVER
+    } else {
+        BLURPOOL_STATUS_NO_DEVICE
+    };
+    assert_eq!(
+        fwd(&conv, 0x1000, 0x2000, 0, 0x3000, &s),
+        want,
+        "{}",
+        last_error()
+    );
+    assert_eq!(pack(&conv, 0x1000, 0x2000), want, "{}", last_error());
+}
+
+#[test]
 fn last_error_is_per_thread() {
     // SAFETY: null desc is rejected.
     assert_eq!(

@@ -6,7 +6,7 @@ use std::ffi::c_void;
 
 /// Version of the C ABI (the descriptor's layout and the functions' signatures). Compare it
 /// with `blurpool_abi_version()` when loading the library dynamically.
-pub const BLURPOOL_ABI_VERSION: u32 = 1;
+pub const BLURPOOL_ABI_VERSION: u32 = 2;
 
 /// Largest number of filter taps per axis (equals the Rust crate's `MAX_TAPS`).
 pub const BLURPOOL_MAX_TAPS: usize = 16;

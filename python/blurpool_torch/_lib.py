@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 
 LIB_ENV = "BLURPOOL_LIB"
 LIB_NAME = "libblurpool.so"
-ABI_VERSION = 1
+ABI_VERSION = 2
 MAX_TAPS = 16
 
 # blurpool_status
@@ -218,6 +218,18 @@ class Library:
                 [desc_p, c_int32, c_int32, c_i64p]
                 + [ctypes.c_uint64] * 4
                 + [vp, c_int32],
+            ),
+            "blurpool_packed_weight_len": (
+                c_int32,
+                [desc_p, c_int32, c_int32, c_i64p, c_int32, ctypes.POINTER(ctypes.c_uint64)],
+            ),
+            "blurpool_pack_weights": (
+                c_int32,
+                [desc_p, c_int32, c_int32, c_i64p] + [ctypes.c_uint64] * 2 + [vp, c_int32],
+            ),
+            "blurpool_forward_packed": (
+                c_int32,
+                [desc_p, c_int32, c_int32, c_i64p] + [ctypes.c_uint64] * 4 + [vp, c_int32],
             ),
             "blurpool_reference_forward": (
                 c_int32,
@@ -552,6 +564,51 @@ class Desc:
             device,
         )
         L.check(st, "blurpool_forward")
+
+    def packed_weight_len(self, dtype, layout, in_shape, device) -> int:
+        """Elements of packed weights ``forward_packed_raw`` reads on ``device`` (0: the kernel
+        there reads the plain weights; call ``forward_raw``)."""
+        L = lib()
+        n = ctypes.c_uint64(0)
+        st = L.blurpool_packed_weight_len(
+            ctypes.byref(self.raw), dtype, layout, _shape_array(in_shape), device, ctypes.byref(n)
+        )
+        L.check(st, "blurpool_packed_weight_len")
+        return int(n.value)
+
+    def pack_weights_raw(self, dtype, layout, in_shape, weight, packed, stream, device):
+        """``blurpool_pack_weights``: queues the packing of ``weight`` into ``packed``
+        (``packed_weight_len`` elements, 16-byte aligned) on ``stream``."""
+        L = lib()
+        st = L.blurpool_pack_weights(
+            ctypes.byref(self.raw),
+            dtype,
+            layout,
+            _shape_array(in_shape),
+            weight,
+            packed,
+            ctypes.c_void_p(stream or None),
+            device,
+        )
+        L.check(st, "blurpool_pack_weights")
+
+    def forward_packed_raw(self, dtype, layout, in_shape, x, packed, bias, y, stream, device):
+        """``blurpool_forward_packed``: ``forward_raw`` reading weights packed by
+        ``pack_weights_raw`` (one launch, no allocation)."""
+        L = lib()
+        st = L.blurpool_forward_packed(
+            ctypes.byref(self.raw),
+            dtype,
+            layout,
+            _shape_array(in_shape),
+            x,
+            packed,
+            bias,
+            y,
+            ctypes.c_void_p(stream or None),
+            device,
+        )
+        L.check(st, "blurpool_forward_packed")
 
     def backward_workspace_len(self, in_shape) -> int:
         """f32 elements of device workspace ``blurpool_backward`` needs (0 for the pooling ops)."""

@@ -58,6 +58,25 @@ def test_forward_without_a_driver_is_a_clean_error():
     assert e.value.status_name == "BLURPOOL_STATUS_NO_DRIVER"
 
 
+def test_packed_weight_calls_check_before_the_driver():
+    pool = bp.Desc.kornia_max_blur_pool2d(3)
+    conv = bp.Desc.timm_blur_pool2d(3, 2, "reflect").with_conv(16, 32, 3, 1, 1, False, "identity")
+    s = (1, 16, 9, 9)
+    # Pooling never reads packed weights, with or without a driver.
+    assert pool.packed_weight_len(_lib.DTYPE_F16, _lib.LAYOUT_NHWC, (1, 3, 9, 9), 0) == 0
+    with pytest.raises(bp.BlurpoolConfigError, match="conv_blur_pool"):
+        pool.pack_weights_raw(_lib.DTYPE_F16, _lib.LAYOUT_NHWC, (1, 3, 9, 9), 0x1000, 0x2000, 0, 0)
+    with pytest.raises(bp.BlurpoolConfigError, match="packed is a null"):
+        conv.forward_packed_raw(_lib.DTYPE_F16, _lib.LAYOUT_NHWC, s, 0x1000, 0, 0, 0x2000, 0, 0)
+    with pytest.raises(bp.BlurpoolConfigError, match="weight is a null"):
+        conv.pack_weights_raw(_lib.DTYPE_F16, _lib.LAYOUT_NHWC, s, 0, 0x2000, 0, 0)
+    # An empty batch never touches CUDA.
+    conv.forward_packed_raw(_lib.DTYPE_F16, _lib.LAYOUT_NHWC, (0, 16, 9, 9), 0, 0, 0, 0, 0, 0)
+    if not bp.lib().driver_available():
+        with pytest.raises(bp.BlurpoolNoDriverError):
+            conv.packed_weight_len(_lib.DTYPE_F16, _lib.LAYOUT_NHWC, s, 0)
+
+
 def test_forward_checks_arguments_before_the_driver():
     d = bp.Desc.kornia_max_blur_pool2d(3)
     with pytest.raises(bp.BlurpoolConfigError, match="x is a null device pointer"):

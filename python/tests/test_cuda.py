@@ -75,3 +75,32 @@ def test_opcheck():
 def test_cpu_input_is_a_type_error_even_with_cuda():
     with pytest.raises(TypeError, match="CUDA tensors"):
         bp.MaxBlurPool(3)(torch.zeros(1, 3, 8, 8))
+
+
+def test_packed_weights_give_the_forwards_bits():
+    # A dense 3×3 conv in f16 NHWC: the tensor-core kernel that reads packed weights (sm_80+).
+    torch.manual_seed(2)
+    d = bp.Desc.antialiased_cnns_blur_pool("reflect", 4, 2, 0).with_conv(40, 70, 3, 1, 1, True, "relu")
+    dev = torch.cuda.current_device()
+    x = torch.randn(2, 40, 30, 34, device="cuda").half().contiguous(memory_format=torch.channels_last)
+    w = (torch.randn(70, 40, 3, 3, device="cuda") * 0.2).half()
+    b = torch.randn(70, device="cuda").half()
+    n = d.packed_weight_len(bp._lib.DTYPE_F16, bp._lib.LAYOUT_NHWC, tuple(x.shape), dev)
+    if torch.cuda.get_device_capability() < (8, 0):
+        assert n == 0
+        return
+    assert n > 0
+    packed = torch.empty(n, dtype=torch.float16, device="cuda")
+    stream = torch.cuda.current_stream().cuda_stream
+    d.pack_weights_raw(bp._lib.DTYPE_F16, bp._lib.LAYOUT_NHWC, tuple(x.shape), w.data_ptr(), packed.data_ptr(), stream, dev)
+    out = d.output_shape(tuple(x.shape))
+    y = torch.full(out, float("nan"), dtype=torch.float16, device="cuda").contiguous(memory_format=torch.channels_last)
+    y2 = y.clone()
+    args = (bp._lib.DTYPE_F16, bp._lib.LAYOUT_NHWC, tuple(x.shape))
+    d.forward_raw(*args, x.data_ptr(), w.data_ptr(), b.data_ptr(), y.data_ptr(), stream, dev)
+    d.forward_packed_raw(*args, x.data_ptr(), packed.data_ptr(), b.data_ptr(), y2.data_ptr(), stream, dev)
+    torch.cuda.synchronize()
+    assert torch.isfinite(y).all()
+    assert torch.equal(y.view(torch.int16), y2.view(torch.int16))
+    with pytest.raises(bp.BlurpoolConfigError, match="aligned"):
+        d.forward_packed_raw(*args, x.data_ptr(), packed.data_ptr() + 2, b.data_ptr(), y2.data_ptr(), stream, dev)

@@ -16,7 +16,7 @@ use cudarc::driver::{
 
 use super::module::Kernels;
 use super::params::BpParams;
-use super::plan::{BackwardPlan, Buf, KernelKind, LaunchPlan, Target};
+use super::plan::{BackwardPlan, Buf, KernelKind, LaunchPlan, Target, WeightPack};
 use crate::error::{check_len, Error, Result};
 use crate::ops::{BlurConv2d, BlurPool2d, ConvBlurPool2d, MaxBlurPool2d, MaxPool2d, Operator};
 use crate::tensor::{DType, Element, Layout, Shape4};
@@ -160,58 +160,91 @@ impl<'a> Launch<'a> {
         self.layout
     }
 
-    /// Queues a forward plan with its buffers: the one forward launch path.
+    /// Queues a forward plan with its buffers: the one forward launch path. With
+    /// [`WeightSource::Plain`], `ptrs.weight` holds the OIHW weights, and a plan whose kernel
+    /// reads packed weights ([`LaunchPlan::weight_pack`]) packs them first into a buffer
+    /// allocated on the stream; with [`WeightSource::Packed`], `ptrs.weight` already holds
+    /// that image (from [`ConvBlurPool2d::pack_weights`]) and only the kernel is queued.
     ///
     /// # Safety
     /// The pointers must address device memory of the kernels' context holding the elements
-    /// the plan's shapes need (weight/bias only for conv kernels, else may be 0) in the plan's
-    /// dtype, valid until the kernel has run on the stream; `y` must not overlap the inputs.
-    unsafe fn run(&self, plan: &LaunchPlan, ptrs: ForwardPtrs) -> Result<()> {
+    /// the plan's shapes need (weight/bias only for conv kernels, else may be 0; packed
+    /// weights: `weight_pack().len()` elements, 16-byte aligned) in the plan's dtype, valid
+    /// until the kernel has run on the stream; `y` must not overlap the inputs.
+    unsafe fn run(&self, plan: &LaunchPlan, ptrs: ForwardPtrs, source: WeightSource) -> Result<()> {
+        let ForwardPtrs { x, weight, bias, y } = ptrs;
+        let weight = match (plan.weight_pack(), source) {
+            (_, WeightSource::Packed) => {
+                packed_plan(plan)?;
+                check_aligned("packed weight", weight, PACKED_ALIGN)?;
+                weight
+            }
+            (None, WeightSource::Plain) => weight,
+            (Some(pack), WeightSource::Plain) => {
+                if !plan.has_work() {
+                    return Ok(());
+                }
+                // SAFETY: the packing kernel writes every one of the pack.len() elements
+                // before the conv kernel (queued after it on the same stream) reads any;
+                // nothing reads the buffer uninitialised. u16: both packed dtypes are 2-byte
+                // types. The buffer is freed on this stream when `packed` drops at the end of
+                // this function, after the conv launch below.
+                let packed = unsafe { self.stream.alloc::<u16>(pack.len()) }?;
+                let (packed_ptr, _gp) = packed.device_ptr(self.stream);
+                // SAFETY: the weights are the caller's (contract above); the packed buffer was
+                // just allocated on this stream with pack.len() elements of the plan's 2-byte
+                // dtype (cudarc's allocations are 256-byte aligned).
+                unsafe { self.queue_pack(plan, pack, weight, packed_ptr) }?;
+                // SAFETY: the kernel reads the packed weights in place of the weights; the rest
+                // is the caller's contract.
+                return unsafe {
+                    self.launch_kernel(
+                        plan.kind,
+                        plan.dtype,
+                        &plan.params,
+                        plan.grid_dim(self.kernels.max_blocks()),
+                        [x, packed_ptr, bias, 0, y],
+                    )
+                };
+            }
+        };
         if !plan.has_work() {
             return Ok(());
         }
-        let ForwardPtrs { x, weight, bias, y } = ptrs;
-        let grid = plan.grid_dim(self.kernels.max_blocks());
-        let Some(pack) = plan.weight_pack() else {
-            // SAFETY: forwarded to the caller's contract; the fourth input slot belongs to the
-            // backward kernels and is unused by forward kernels.
-            return unsafe {
-                self.launch_kernel(
-                    plan.kind,
-                    plan.dtype,
-                    &plan.params,
-                    grid,
-                    [x, weight, bias, 0, y],
-                )
-            };
-        };
-        // SAFETY: the packing kernel writes every one of the pack.len() elements before the
-        // conv kernel (queued after it on the same stream) reads any; nothing reads the buffer
-        // uninitialised. u16: both packed dtypes are 2-byte types.
-        let packed = unsafe { self.stream.alloc::<u16>(pack.len()) }?;
-        let (packed_ptr, _gp) = packed.device_ptr(self.stream);
-        // SAFETY: the weights are the caller's (contract above); the packed buffer was just
-        // allocated on this stream with pack.len() elements of the plan's 2-byte dtype, which is
-        // what the packing kernel writes for the plan's parameters.
+        // SAFETY: forwarded to the caller's contract; the fourth input slot belongs to the
+        // backward kernels and is unused by forward kernels.
+        unsafe {
+            self.launch_kernel(
+                plan.kind,
+                plan.dtype,
+                &plan.params,
+                plan.grid_dim(self.kernels.max_blocks()),
+                [x, weight, bias, 0, y],
+            )
+        }
+    }
+
+    /// Queues the packing of the OIHW `weight` into `packed` for `plan`'s kernel.
+    ///
+    /// # Safety
+    /// `weight` holds the conv's weights and `packed` `pack.len()` elements, both of the plan's
+    /// dtype, device memory of the kernels' context valid until the kernel has run.
+    unsafe fn queue_pack(
+        &self,
+        plan: &LaunchPlan,
+        pack: WeightPack,
+        weight: CUdeviceptr,
+        packed: CUdeviceptr,
+    ) -> Result<()> {
+        // SAFETY: the caller's contract; the packing kernel reads the weights (first input)
+        // and writes pack.len() elements for the plan's parameter block (its output).
         unsafe {
             self.launch_kernel(
                 pack.kind(),
                 plan.dtype,
                 &plan.params,
                 pack.grid_dim(self.kernels.max_blocks()),
-                [weight, 0, 0, 0, packed_ptr],
-            )
-        }?;
-        // SAFETY: the kernel reads the packed weights in place of the weights (the buffer is
-        // freed on this stream when `packed` drops, after this launch); the rest is the
-        // caller's contract.
-        unsafe {
-            self.launch_kernel(
-                plan.kind,
-                plan.dtype,
-                &plan.params,
-                grid,
-                [x, packed_ptr, bias, 0, y],
+                [weight, 0, 0, 0, packed],
             )
         }
     }
@@ -309,6 +342,41 @@ impl<'a> Launch<'a> {
     }
 }
 
+/// Where a forward's `ptrs.weight` points: the OIHW weights, or the packed image of them that
+/// the plan's kernel reads ([`LaunchPlan::weight_pack`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WeightSource {
+    Plain,
+    Packed,
+}
+
+/// The alignment the tensor-core v4 kernel's 16-byte `cp.async` copies of the packed weights
+/// need.
+const PACKED_ALIGN: u64 = 16;
+
+/// [`Error::Misaligned`] unless `ptr` is a multiple of `align`.
+fn check_aligned(what: &'static str, ptr: CUdeviceptr, align: u64) -> Result<()> {
+    if ptr % align != 0 {
+        return Err(Error::Misaligned {
+            what,
+            addr: ptr,
+            align,
+        });
+    }
+    Ok(())
+}
+
+/// The plan's weight packing, or why packed weights cannot be used with it.
+fn packed_plan(plan: &LaunchPlan) -> Result<WeightPack> {
+    plan.weight_pack().ok_or_else(|| {
+        Error::Unsupported(format!(
+            "the launch's kernel {} reads the OIHW weights, not packed ones (only the tensor-core \
+             v4 kernel does: LaunchPlan::weight_pack); call forward with the weights",
+            plan.symbol()
+        ))
+    })
+}
+
 fn check_bias_presence(spec_has_bias: bool, given: bool, what: &str) -> Result<()> {
     if spec_has_bias != given {
         return Err(Error::Conv(if spec_has_bias {
@@ -355,7 +423,7 @@ macro_rules! pooling_forward {
                 // SAFETY: x and y come from live cudarc buffers of the checked lengths whose
                 // guards (held to the end of this scope) order them on the stream; x is a
                 // shared borrow and y an exclusive one, so they do not overlap.
-                unsafe { launch.run(&plan, ptrs) }?;
+                unsafe { launch.run(&plan, ptrs, WeightSource::Plain) }?;
                 Ok(plan.output)
             }
 
@@ -395,7 +463,7 @@ macro_rules! pooling_forward {
             ) -> Result<Shape4> {
                 let plan = self.plan(input, launch.target(dtype))?;
                 // SAFETY: the caller guarantees the buffers (see above).
-                unsafe { launch.run(&plan, ptrs) }?;
+                unsafe { launch.run(&plan, ptrs, WeightSource::Plain) }?;
                 Ok(plan.output)
             }
         }
@@ -468,7 +536,7 @@ macro_rules! conv_forward {
                 // SAFETY: every pointer comes from a live cudarc buffer of the checked length
                 // whose guard (held to the end of this scope) orders it on the stream; the
                 // inputs are shared borrows and y an exclusive one, so y overlaps none.
-                unsafe { launch.run(&plan, ptrs) }?;
+                unsafe { launch.run(&plan, ptrs, WeightSource::Plain) }?;
                 Ok(plan.output)
             }
 
@@ -515,7 +583,7 @@ macro_rules! conv_forward {
                 check_bias_presence(self.conv().has_bias(), ptrs.bias != 0, "bias")?;
                 let plan = self.plan(input, launch.target(dtype))?;
                 // SAFETY: the caller guarantees the buffers (see above).
-                unsafe { launch.run(&plan, ptrs) }?;
+                unsafe { launch.run(&plan, ptrs, WeightSource::Plain) }?;
                 Ok(plan.output)
             }
         }
@@ -532,6 +600,141 @@ conv_forward!(
     "Fused blur (stride 1) + strided conv + bias + activation (the blurred map never reaches memory)",
     "let presets::composer::BlurConv::BlurFirst(op) = presets::composer::blur_conv2d(conv, (2, 2), true)? else { unreachable!() };"
 );
+
+/// Weights packed once, for inference loops that call the forward many times with the same
+/// weights: the tensor-core v4 kernel reads its weights as a packed image
+/// ([`LaunchPlan::weight_pack`]), which [`forward`](ConvBlurPool2d::forward) builds on every
+/// call (a stream-ordered allocation and one more launch). The image depends only on the
+/// weights and the dtype, not on N, H or W, so one pack serves every input whose plan has a
+/// `weight_pack` of the same length; re-pack after changing the weights.
+impl ConvBlurPool2d {
+    /// Queues the packing of `weight` (Cout×Cin×3×3) into `packed`, which must hold
+    /// `plan(input, launch.target(T::DTYPE))?.weight_pack()` elements and be 16-byte aligned
+    /// (any cudarc allocation is). Errors when that plan's kernel does not read packed weights.
+    ///
+    /// ```no_run
+    /// # use blurpool::cuda::{open_device, Kernels, Launch};
+    /// # use blurpool::{presets, Activation, Conv2dArgs, Conv2dSpec, Layout, PadMode, Shape4};
+    /// # use half::f16;
+    /// # let ctx = open_device(0)?;
+    /// # let kernels = Kernels::for_context(&ctx)?;
+    /// # let stream = ctx.new_stream()?;
+    /// let launch = Launch::new(&kernels, &stream, Layout::Nhwc)?;
+    /// let conv = Conv2dSpec::new(Conv2dArgs {
+    ///     in_channels: 64, out_channels: 64, kernel: (3, 3), padding: (1, 1), ..Default::default()
+    /// })?;
+    /// let op = presets::timm::conv_blur_pool(conv, 3, 2, PadMode::Reflect)?;
+    /// let input = Shape4::new(8, 64, 56, 56);
+    /// let x = stream.alloc_zeros::<f16>(input.numel()?)?;
+    /// let w = stream.alloc_zeros::<f16>(conv.weight_len())?;
+    /// let mut y = stream.alloc_zeros::<f16>(op.output_shape(input)?.numel()?)?;
+    /// match op.plan(input, launch.target(blurpool::DType::F16))?.weight_pack() {
+    ///     Some(pack) => {
+    ///         let mut packed = stream.alloc_zeros::<f16>(pack.len())?;
+    ///         op.pack_weights(&launch, input, &w, &mut packed)?; // once
+    ///         for _ in 0..100 {
+    ///             op.forward_packed(&launch, input, &x, &packed, None, &mut y)?;
+    ///         }
+    ///     }
+    ///     None => {
+    ///         op.forward(&launch, input, &x, &w, None, &mut y)?;
+    ///     }
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pack_weights<T: Element>(
+        &self,
+        launch: &Launch<'_>,
+        input: Shape4,
+        weight: &dyn DevicePtr<T>,
+        packed: &mut dyn DevicePtrMut<T>,
+    ) -> Result<()> {
+        let plan = self.plan(input, launch.target(T::DTYPE))?;
+        let pack = packed_plan(&plan)?;
+        let (weight, _gw) = launch.ptr("weight", weight, self.conv().weight_len())?;
+        let (packed, _gp) = launch.ptr_mut("packed weight", packed, pack.len())?;
+        check_aligned("packed weight", packed, PACKED_ALIGN)?;
+        // SAFETY: both pointers come from live cudarc buffers of the checked lengths whose
+        // guards (held to the end of this scope) order them on the stream; `packed` is an
+        // exclusive borrow, so it does not overlap the weights.
+        unsafe { launch.queue_pack(&plan, pack, weight, packed) }
+    }
+
+    /// [`pack_weights`](Self::pack_weights) on raw device pointers of element type `dtype`.
+    ///
+    /// # Safety
+    /// `weight` must hold `conv().weight_len()` and `packed` the plan's `weight_pack().len()`
+    /// elements of `dtype`, device memory of the kernels' context valid until the kernel has
+    /// run on the launch's stream, not overlapping.
+    pub unsafe fn pack_weights_raw(
+        &self,
+        launch: &Launch<'_>,
+        dtype: DType,
+        input: Shape4,
+        weight: CUdeviceptr,
+        packed: CUdeviceptr,
+    ) -> Result<()> {
+        let plan = self.plan(input, launch.target(dtype))?;
+        let pack = packed_plan(&plan)?;
+        check_aligned("packed weight", packed, PACKED_ALIGN)?;
+        // SAFETY: the caller guarantees the buffers (see above).
+        unsafe { launch.queue_pack(&plan, pack, weight, packed) }
+    }
+
+    /// [`forward`](Self::forward) reading weights packed by
+    /// [`pack_weights`](Self::pack_weights) (`packed`: the plan's `weight_pack().len()`
+    /// elements) instead of packing them on every call: one kernel, no allocation. Errors when
+    /// the plan's kernel does not read packed weights. Returns the output shape.
+    pub fn forward_packed<T: Element>(
+        &self,
+        launch: &Launch<'_>,
+        input: Shape4,
+        x: &dyn DevicePtr<T>,
+        packed: &dyn DevicePtr<T>,
+        bias: Option<&dyn DevicePtr<T>>,
+        y: &mut dyn DevicePtrMut<T>,
+    ) -> Result<Shape4> {
+        let c = self.conv();
+        check_bias_presence(c.has_bias(), bias.is_some(), "bias")?;
+        let plan = self.plan(input, launch.target(T::DTYPE))?;
+        let pack = packed_plan(&plan)?;
+        let (x, _gx) = launch.ptr("input", x, input.numel()?)?;
+        let (weight, _gw) = launch.ptr("packed weight", packed, pack.len())?;
+        let (bias, _gb) = match bias {
+            Some(b) => launch
+                .ptr("bias", b, c.bias_len())
+                .map(|(p, g)| (p, Some(g)))?,
+            None => (0, None),
+        };
+        let (y, _gy) = launch.ptr_mut("output", y, plan.output.numel()?)?;
+        let ptrs = ForwardPtrs { x, weight, bias, y };
+        // SAFETY: every pointer comes from a live cudarc buffer of the checked length whose
+        // guard (held to the end of this scope) orders it on the stream; the inputs are shared
+        // borrows and y an exclusive one, so y overlaps none; run checks the alignment.
+        unsafe { launch.run(&plan, ptrs, WeightSource::Packed) }?;
+        Ok(plan.output)
+    }
+
+    /// [`forward_packed`](Self::forward_packed) on raw device pointers: `ptrs.weight` is the
+    /// packed weights. Returns the output shape.
+    ///
+    /// # Safety
+    /// As [`forward_raw`](Self::forward_raw), with `ptrs.weight` holding the plan's
+    /// `weight_pack().len()` packed elements of `dtype` (16-byte aligned, checked).
+    pub unsafe fn forward_packed_raw(
+        &self,
+        launch: &Launch<'_>,
+        dtype: DType,
+        input: Shape4,
+        ptrs: ForwardPtrs,
+    ) -> Result<Shape4> {
+        check_bias_presence(self.conv().has_bias(), ptrs.bias != 0, "bias")?;
+        let plan = self.plan(input, launch.target(dtype))?;
+        // SAFETY: the caller guarantees the buffers (see above).
+        unsafe { launch.run(&plan, ptrs, WeightSource::Packed) }?;
+        Ok(plan.output)
+    }
+}
 
 impl MaxPool2d {
     /// Gradient of the dense max with respect to x (PyTorch's argmax rule, deterministic):

@@ -7,6 +7,8 @@
 //! and each way of computing the result becomes a [`Path`]:
 //! * `fused`: what the operator's `forward` (or `backward`) launches: a strip kernel or the
 //!   tensor-core conv where one matches;
+//! * `fused packed` (dense tensor-core v4 conv only): the same kernel reading weights packed
+//!   once beforehand (`pack_weights` + `forward_packed`), without the packing launch;
 //! * `fused v3`, `fused v2`, `fused v1`: the older kernels on the same data, where they differ
 //!   (v3: the tensor-core conv before v4; v2: the strips before v4; v1: the general kernel);
 //! * `separate`: the unfused max + blur built from the crate's fastest kernels for each half
@@ -203,7 +205,7 @@ fn fused_paths<T: TestElement>(
         versions.push(("fused v1", general));
     }
     let n_out = op.output_shape(shape).and_then(|o| o.numel()).map_err(e)?;
-    versions
+    let mut paths = versions
         .into_iter()
         .map(|(name, k)| {
             // The weight packing (tensor-core v4) is part of the path and of its time.
@@ -237,7 +239,42 @@ fn fused_paths<T: TestElement>(
                 }),
             })
         })
-        .collect()
+        .collect::<Result<Vec<Path>, String>>()?;
+    // The tensor-core v4 kernel with its weights packed once beforehand (an inference loop's
+    // `pack_weights` + `forward_packed`): `fused` less the packing launch and its allocation.
+    if let (Operator::ConvBlurPool(o), Some(w)) = (op, weight.as_deref()) {
+        let plan = o.plan(shape, kernels.target(T::DTYPE, layout)).map_err(e)?;
+        if let Some(pack) = plan.weight_pack() {
+            let mut packed = stream.alloc_zeros::<T>(pack.len()).map_err(d)?;
+            let launch = Launch::new(kernels, stream, layout).map_err(e)?;
+            o.pack_weights(&launch, shape, w, &mut packed).map_err(e)?;
+            let (o, k, s, xs) = (o.clone(), kernels.clone(), stream.clone(), xs.clone());
+            let mut ys = alloc_copies::<T>(stream, n_out, copies)?;
+            // `fused` first (the reports' reference path), then this one, then the versions.
+            paths.insert(
+                1,
+                Path {
+                    name: "fused packed".into(),
+                    kernels: vec![plan.symbol()],
+                    run: Box::new(move |i| {
+                        let launch = Launch::new(&k, &s, layout).map_err(e)?;
+                        let n = ys.len();
+                        o.forward_packed(
+                            &launch,
+                            shape,
+                            &xs[i % xs.len()],
+                            &packed,
+                            None,
+                            &mut ys[i % n],
+                        )
+                        .map(|_| ())
+                        .map_err(e)
+                    }),
+                },
+            );
+        }
+    }
+    Ok(paths)
 }
 
 /// The backward path of `op`: what its `backward` launches.
