@@ -108,6 +108,48 @@ fn kernels_for(device_ordinal: i32) -> CResult<Arc<Kernels>> {
     Ok(Kernels::for_device(ordinal)?)
 }
 
+/// BLURPOOL_STATUS_BUFFER naming the first null device pointer of `ptrs` (name, pointer).
+fn check_non_null(ptrs: &[(&str, blurpool_deviceptr)]) -> CResult<()> {
+    match ptrs.iter().find(|(_, p)| *p == 0) {
+        Some((what, _)) => Err(Failure::buffer(format!("{what} is a null device pointer"))),
+        None => Ok(()),
+    }
+}
+
+/// BLURPOOL_STATUS_BUFFER unless `bias` is given exactly when the conv has one.
+fn check_bias_given(conv: &blurpool_core::Conv2dSpec, bias: blurpool_deviceptr) -> CResult<()> {
+    if conv.has_bias() == (bias != 0) {
+        return Ok(());
+    }
+    Err(Failure::buffer(if conv.has_bias() {
+        "conv_has_bias is set but bias is a null device pointer"
+    } else {
+        "bias is given but conv_has_bias is 0"
+    }))
+}
+
+/// Runs `queue` with a [`Launch`] on the caller's `stream` (NULL: the legacy default stream)
+/// of device `device_ordinal`'s primary context, in `layout`; the thread's current context is
+/// put back afterwards. The one way every entry point that queues work reaches the GPU.
+///
+/// # Safety
+/// `stream` is NULL or a live stream that outlives this call.
+unsafe fn with_launch(
+    device_ordinal: i32,
+    stream: blurpool_stream,
+    layout: Layout,
+    queue: impl FnOnce(&Launch<'_>) -> CResult<()>,
+) -> CResult<()> {
+    let kernels = kernels_for(device_ordinal)?;
+    let _restore = RestoreContext::save()?;
+    // SAFETY: the caller promises `stream` is a live stream (or NULL) that outlives this call;
+    // a stream of another context is refused (CONTEXT_MISMATCH); the wrapper is dropped before
+    // we return and never destroys it.
+    let stream = unsafe { kernels.borrow_stream(stream as CUstream) }?;
+    let launch = Launch::new(&kernels, &stream, layout)?;
+    queue(&launch)
+}
+
 /// Puts back the thread's current CUDA context when dropped: launching binds the device's
 /// primary context to the thread, and a caller whose current device is another one (the CUDA
 /// runtime's `cudaSetDevice`, PyTorch's current device) must not see it changed.
@@ -628,38 +670,24 @@ pub unsafe extern "C" fn blurpool_forward(
         if output.numel()? == 0 {
             return Ok(());
         }
-        if x == 0 {
-            return Err(Failure::buffer("x is a null device pointer"));
-        }
-        if y == 0 {
-            return Err(Failure::buffer("y is a null device pointer"));
-        }
+        check_non_null(&[("x", x), ("y", y)])?;
         if let Some(conv) = op.conv() {
             if weight == 0 {
                 return Err(Failure::buffer(
                     "weight is a null device pointer (the operator has a convolution)",
                 ));
             }
-            if conv.has_bias() != (bias != 0) {
-                return Err(Failure::buffer(if conv.has_bias() {
-                    "conv_has_bias is set but bias is a null device pointer"
-                } else {
-                    "bias is given but conv_has_bias is 0"
-                }));
-            }
+            check_bias_given(conv, bias)?;
         }
-        let kernels = kernels_for(device_ordinal)?;
-        let _restore = RestoreContext::save()?;
-        // SAFETY: the caller promises `stream` is a live stream (or NULL) that outlives this
-        // call; a stream of another context is refused (CONTEXT_MISMATCH); the wrapper is
-        // dropped before we return and never destroys it.
-        let stream = unsafe { kernels.borrow_stream(stream as CUstream) }?;
-        let launch = Launch::new(&kernels, &stream, layout)?;
         let ptrs = ForwardPtrs { x, weight, bias, y };
-        // SAFETY: the caller guarantees the device buffers (this function's contract); their
-        // element counts match the shapes validated above.
-        unsafe { op.forward_raw(&launch, dtype, input, ptrs) }?;
-        Ok(())
+        let queue = |launch: &Launch<'_>| {
+            // SAFETY: the caller guarantees the device buffers (this function's contract);
+            // their element counts match the shapes validated above.
+            unsafe { op.forward_raw(launch, dtype, input, ptrs) }?;
+            Ok(())
+        };
+        // SAFETY: the caller's contract on `stream`.
+        unsafe { with_launch(device_ordinal, stream, layout, queue) }
     })
 }
 
@@ -738,22 +766,16 @@ pub unsafe extern "C" fn blurpool_pack_weights(
         // SAFETY: the caller's contract on `desc` and `in_shape`.
         let (op, dtype, layout, input, _) = unsafe { prepare(desc, dtype, layout, in_shape) }?;
         let op = conv_blur_pool(&op)?;
-        if weight == 0 {
-            return Err(Failure::buffer("weight is a null device pointer"));
-        }
-        if packed == 0 {
-            return Err(Failure::buffer("packed is a null device pointer"));
-        }
-        let kernels = kernels_for(device_ordinal)?;
-        let _restore = RestoreContext::save()?;
-        // SAFETY: as in blurpool_forward: a live stream (or NULL) that outlives this call; one
-        // of another context is refused; the wrapper never destroys it.
-        let stream = unsafe { kernels.borrow_stream(stream as CUstream) }?;
-        let launch = Launch::new(&kernels, &stream, layout)?;
-        // SAFETY: the caller guarantees both device buffers (this function's contract); the
-        // core checks the alignment and that the plan reads packed weights.
-        unsafe { op.pack_weights_raw(&launch, dtype, input, weight, packed) }?;
-        Ok(())
+        check_non_null(&[("weight", weight), ("packed", packed)])?;
+        let queue = |launch: &Launch<'_>| {
+            // SAFETY: the caller guarantees both device buffers (this function's
+            // contract); the core checks the alignment and that the plan reads packed
+            // weights.
+            unsafe { op.pack_weights_raw(launch, dtype, input, weight, packed) }?;
+            Ok(())
+        };
+        // SAFETY: the caller's contract on `stream`.
+        unsafe { with_launch(device_ordinal, stream, layout, queue) }
     })
 }
 
@@ -786,33 +808,22 @@ pub unsafe extern "C" fn blurpool_forward_packed(
         if output.numel()? == 0 {
             return Ok(());
         }
-        for (ptr, what) in [(x, "x"), (packed, "packed"), (y, "y")] {
-            if ptr == 0 {
-                return Err(Failure::buffer(format!("{what} is a null device pointer")));
-            }
-        }
-        if op.conv().has_bias() != (bias != 0) {
-            return Err(Failure::buffer(if op.conv().has_bias() {
-                "conv_has_bias is set but bias is a null device pointer"
-            } else {
-                "bias is given but conv_has_bias is 0"
-            }));
-        }
-        let kernels = kernels_for(device_ordinal)?;
-        let _restore = RestoreContext::save()?;
-        // SAFETY: as in blurpool_forward.
-        let stream = unsafe { kernels.borrow_stream(stream as CUstream) }?;
-        let launch = Launch::new(&kernels, &stream, layout)?;
+        check_non_null(&[("x", x), ("packed", packed), ("y", y)])?;
+        check_bias_given(op.conv(), bias)?;
         let ptrs = ForwardPtrs {
             x,
             weight: packed,
             bias,
             y,
         };
-        // SAFETY: the caller guarantees the device buffers (this function's contract); their
-        // element counts match the shapes validated above.
-        unsafe { op.forward_packed_raw(&launch, dtype, input, ptrs) }?;
-        Ok(())
+        let queue = |launch: &Launch<'_>| {
+            // SAFETY: the caller guarantees the device buffers (this function's contract);
+            // their element counts match the shapes validated above.
+            unsafe { op.forward_packed_raw(launch, dtype, input, ptrs) }?;
+            Ok(())
+        };
+        // SAFETY: the caller's contract on `stream`.
+        unsafe { with_launch(device_ordinal, stream, layout, queue) }
     })
 }
 
@@ -912,16 +923,14 @@ pub unsafe extern "C" fn blurpool_backward(
                 ));
             }
         }
-        let kernels = kernels_for(device_ordinal)?;
-        let _restore = RestoreContext::save()?;
-        // SAFETY: as in blurpool_forward: a live stream (or NULL), borrowed for the duration
-        // of the call; another context's is refused.
-        let stream = unsafe { kernels.borrow_stream(stream as CUstream) }?;
-        let launch = Launch::new(&kernels, &stream, layout)?;
-        // SAFETY: the caller guarantees the device buffers (this function's contract); every
-        // pointer the plan uses was checked non-zero above.
-        unsafe { op.backward_raw(&launch, dtype, input, &ptrs) }?;
-        Ok(())
+        let queue = |launch: &Launch<'_>| {
+            // SAFETY: the caller guarantees the device buffers (this function's contract);
+            // every pointer the plan uses was checked non-zero above.
+            unsafe { op.backward_raw(launch, dtype, input, &ptrs) }?;
+            Ok(())
+        };
+        // SAFETY: the caller's contract on `stream`.
+        unsafe { with_launch(device_ordinal, stream, layout, queue) }
     })
 }
 

@@ -26,6 +26,20 @@ fn kornia_blur(k: i32, s: i32) -> blurpool_op_desc {
     d
 }
 
+/// kornia's blur (k taps, stride s) turned into a ConvBlurPool2d over a `cin` → `cout`,
+/// `kernel`×`kernel` conv with padding `pad` (no bias, no activation).
+fn conv_blur(k: i32, s: i32, cin: i32, cout: i32, kernel: i32, pad: i32) -> blurpool_op_desc {
+    let mut d = kornia_blur(k, s);
+    d.op = blurpool_op_kind::BLURPOOL_OP_CONV_BLUR_POOL as i32;
+    d.conv_in_channels = cin;
+    d.conv_out_channels = cout;
+    d.conv_kernel_y = kernel;
+    d.conv_kernel_x = kernel;
+    d.conv_pad_y = pad;
+    d.conv_pad_x = pad;
+    d
+}
+
 fn kornia_max_blur(k: i32, s: i32, m: i32) -> blurpool_op_desc {
     let mut d = blurpool_op_desc::zeroed();
     // SAFETY: `d` is a valid, writable descriptor.
@@ -297,12 +311,7 @@ fn presets_round_trip() {
 #[test]
 fn conv_through_a_hand_filled_descriptor() {
     // A blur preset turned into conv → relu → blur (antialiased-cnns' strided conv pattern).
-    let mut d = kornia_blur(1, 2); // one-tap filter: a plain stride-2 subsample
-    d.op = blurpool_op_kind::BLURPOOL_OP_CONV_BLUR_POOL as i32;
-    d.conv_in_channels = 1;
-    d.conv_out_channels = 2;
-    d.conv_kernel_y = 1;
-    d.conv_kernel_x = 1;
+    let mut d = conv_blur(1, 2, 1, 2, 1, 0); // one-tap filter: a plain stride-2 subsample
     d.conv_has_bias = 1;
     d.conv_activation = blurpool_activation::BLURPOOL_ACT_RELU as i32;
     let s = [1, 1, 4, 4];
@@ -597,12 +606,7 @@ fn backward_workspace_and_checks_before_the_driver() {
     let pool = kornia_max_blur(3, 2, 2);
     assert_eq!(len(&pool, [2, 3, 9, 9]), Ok(0));
     // conv 1×1 (1 → 2 channels) + blur: the workspace is the conv map, N × Cout × H × W.
-    let mut conv = kornia_blur(1, 2);
-    conv.op = blurpool_op_kind::BLURPOOL_OP_CONV_BLUR_POOL as i32;
-    conv.conv_in_channels = 1;
-    conv.conv_out_channels = 2;
-    conv.conv_kernel_y = 1;
-    conv.conv_kernel_x = 1;
+    let conv = conv_blur(1, 2, 1, 2, 1, 0);
     assert_eq!(len(&conv, [3, 1, 4, 5]), Ok(3 * 2 * 4 * 5));
     // SAFETY: null `len` is rejected.
     let st =
@@ -690,14 +694,7 @@ fn backward_workspace_and_checks_before_the_driver() {
 #[test]
 fn packed_weight_calls_check_before_the_driver() {
     // A dense 3×3 conv (16 → 32 channels, no bias) + blur: the case the tensor-core kernel takes.
-    let mut conv = kornia_blur(3, 2);
-    conv.op = blurpool_op_kind::BLURPOOL_OP_CONV_BLUR_POOL as i32;
-    conv.conv_in_channels = 16;
-    conv.conv_out_channels = 32;
-    conv.conv_kernel_y = 3;
-    conv.conv_kernel_x = 3;
-    conv.conv_pad_y = 1;
-    conv.conv_pad_x = 1;
+    let conv = conv_blur(3, 2, 16, 32, 3, 1);
     let pool = kornia_max_blur(3, 2, 2);
     let s = [1i64, 16, 9, 9];
     let f16 = 1; // BLURPOOL_DTYPE_F16

@@ -548,116 +548,64 @@ class Desc:
         return f"Desc({', '.join(parts)})"
 
     # -- raw calls --------------------------------------------------------------------------
+    def _call(self, fn: str, dtype, layout, in_shape, *args) -> None:
+        """Calls the C entry point ``fn`` with (desc, dtype, layout, in_shape, *args) and raises
+        its status as an exception."""
+        L = lib()
+        L.check(getattr(L, fn)(ctypes.byref(self.raw), dtype, layout, _shape_array(in_shape), *args), fn)
+
+    def _length(self, fn: str, *args) -> int:
+        """A C entry point that writes an element count through its last argument."""
+        n = ctypes.c_uint64(0)
+        L = lib()
+        L.check(getattr(L, fn)(ctypes.byref(self.raw), *args, ctypes.byref(n)), fn)
+        return int(n.value)
+
     def forward_raw(self, dtype, layout, in_shape, x, weight, bias, y, stream, device):
         """``blurpool_forward`` on integer device addresses and an integer CUstream."""
-        L = lib()
-        st = L.blurpool_forward(
-            ctypes.byref(self.raw),
-            dtype,
-            layout,
-            _shape_array(in_shape),
-            x,
-            weight,
-            bias,
-            y,
-            ctypes.c_void_p(stream or None),
-            device,
-        )
-        L.check(st, "blurpool_forward")
+        self._call("blurpool_forward", dtype, layout, in_shape, x, weight, bias, y, _stream(stream), device)
 
     def packed_weight_len(self, dtype, layout, in_shape, device) -> int:
         """Elements of packed weights ``forward_packed_raw`` reads on ``device`` (0: the kernel
         there reads the plain weights; call ``forward_raw``)."""
-        L = lib()
-        n = ctypes.c_uint64(0)
-        st = L.blurpool_packed_weight_len(
-            ctypes.byref(self.raw), dtype, layout, _shape_array(in_shape), device, ctypes.byref(n)
-        )
-        L.check(st, "blurpool_packed_weight_len")
-        return int(n.value)
+        return self._length("blurpool_packed_weight_len", dtype, layout, _shape_array(in_shape), device)
 
     def pack_weights_raw(self, dtype, layout, in_shape, weight, packed, stream, device):
         """``blurpool_pack_weights``: queues the packing of ``weight`` into ``packed``
         (``packed_weight_len`` elements, 16-byte aligned) on ``stream``."""
-        L = lib()
-        st = L.blurpool_pack_weights(
-            ctypes.byref(self.raw),
-            dtype,
-            layout,
-            _shape_array(in_shape),
-            weight,
-            packed,
-            ctypes.c_void_p(stream or None),
-            device,
-        )
-        L.check(st, "blurpool_pack_weights")
+        self._call("blurpool_pack_weights", dtype, layout, in_shape, weight, packed, _stream(stream), device)
 
     def forward_packed_raw(self, dtype, layout, in_shape, x, packed, bias, y, stream, device):
         """``blurpool_forward_packed``: ``forward_raw`` reading weights packed by
         ``pack_weights_raw`` (one launch, no allocation)."""
-        L = lib()
-        st = L.blurpool_forward_packed(
-            ctypes.byref(self.raw),
-            dtype,
-            layout,
-            _shape_array(in_shape),
-            x,
-            packed,
-            bias,
-            y,
-            ctypes.c_void_p(stream or None),
-            device,
+        self._call(
+            "blurpool_forward_packed", dtype, layout, in_shape, x, packed, bias, y, _stream(stream), device
         )
-        L.check(st, "blurpool_forward_packed")
 
     def backward_workspace_len(self, in_shape) -> int:
         """f32 elements of device workspace ``blurpool_backward`` needs (0 for the pooling ops)."""
-        L = lib()
-        n = ctypes.c_uint64(0)
-        st = L.blurpool_backward_workspace_len(ctypes.byref(self.raw), _shape_array(in_shape), ctypes.byref(n))
-        L.check(st, "blurpool_backward_workspace_len")
-        return int(n.value)
+        return self._length("blurpool_backward_workspace_len", _shape_array(in_shape))
 
     def backward_raw(self, dtype, layout, in_shape, x, weight, bias, dy, dx, dweight, dbias, workspace, stream, device):
         """``blurpool_backward`` on integer device addresses (0 where unused) and a CUstream."""
-        L = lib()
-        st = L.blurpool_backward(
-            ctypes.byref(self.raw),
+        self._call(
+            "blurpool_backward",
             dtype,
             layout,
-            _shape_array(in_shape),
-            x,
-            weight,
-            bias,
-            dy,
-            dx,
-            dweight,
-            dbias,
-            workspace,
-            ctypes.c_void_p(stream or None),
+            in_shape,
+            *(x, weight, bias, dy, dx, dweight, dbias, workspace),
+            _stream(stream),
             device,
         )
-        L.check(st, "blurpool_backward")
 
     def reference_raw(self, dtype, layout, in_shape, x, weight, bias, y):
         """``blurpool_reference_forward``; each buffer is (address or None, element count)."""
-        L = lib()
-        st = L.blurpool_reference_forward(
-            ctypes.byref(self.raw),
-            dtype,
-            layout,
-            _shape_array(in_shape),
-            x[0],
-            x[1],
-            weight[0],
-            weight[1],
-            bias[0],
-            bias[1],
-            y[0],
-            y[1],
-        )
-        L.check(st, "blurpool_reference_forward")
+        self._call("blurpool_reference_forward", dtype, layout, in_shape, *x, *weight, *bias, *y)
 
+
+def _stream(stream):
+    """A CUstream argument from an integer handle (0 or None: the legacy default stream)."""
+    return ctypes.c_void_p(stream or None)
 
 def _pair(name, v):
     if isinstance(v, (tuple, list)):

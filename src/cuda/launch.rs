@@ -312,6 +312,36 @@ impl<'a> Launch<'a> {
         Ok(())
     }
 
+    /// A conv forward's buffers as [`ForwardPtrs`], each checked against its length (`input`
+    /// and `output` elements for x and y; `weight`: its name, buffer and length, the OIHW
+    /// weights or their packed image; `bias`: the buffer and the conv's bias length), with the
+    /// guards that order them on the stream (hold them until the launch is queued).
+    #[allow(clippy::type_complexity)]
+    fn conv_ptrs<'b, T>(
+        &self,
+        (input, output): (Shape4, Shape4),
+        x: &'b dyn DevicePtr<T>,
+        weight: (&'static str, &'b dyn DevicePtr<T>, usize),
+        bias: Option<(&'b dyn DevicePtr<T>, usize)>,
+        y: &'b mut dyn DevicePtrMut<T>,
+    ) -> Result<(ForwardPtrs, [Option<SyncOnDrop<'b>>; 4])>
+    where
+        'a: 'b,
+    {
+        let (what, weight, weight_len) = weight;
+        let (x, gx) = self.ptr("input", x, input.numel()?)?;
+        let (weight, gw) = self.ptr(what, weight, weight_len)?;
+        let (bias, gb) = match bias {
+            Some((b, len)) => self.ptr("bias", b, len).map(|(p, g)| (p, Some(g)))?,
+            None => (0, None),
+        };
+        let (y, gy) = self.ptr_mut("output", y, output.numel()?)?;
+        Ok((
+            ForwardPtrs { x, weight, bias, y },
+            [Some(gx), Some(gw), gb, Some(gy)],
+        ))
+    }
+
     /// A buffer's device pointer after checking its length, with the guard that orders it on
     /// the stream (hold it until the launch is queued).
     fn ptr<'b, T>(
@@ -525,14 +555,10 @@ macro_rules! conv_forward {
                 let c = self.conv();
                 check_bias_presence(c.has_bias(), bias.is_some(), "bias")?;
                 let plan = self.plan(input, launch.target(T::DTYPE))?;
-                let (x, _gx) = launch.ptr("input", x, input.numel()?)?;
-                let (weight, _gw) = launch.ptr("weight", weight, c.weight_len())?;
-                let (bias, _gb) = match bias {
-                    Some(b) => launch.ptr("bias", b, c.bias_len()).map(|(p, g)| (p, Some(g)))?,
-                    None => (0, None),
-                };
-                let (y, _gy) = launch.ptr_mut("output", y, plan.output.numel()?)?;
-                let ptrs = ForwardPtrs { x, weight, bias, y };
+                let weight = ("weight", weight, c.weight_len());
+                let bias = bias.map(|b| (b, c.bias_len()));
+                let shapes = (input, plan.output);
+                let (ptrs, _guards) = launch.conv_ptrs(shapes, x, weight, bias, y)?;
                 // SAFETY: every pointer comes from a live cudarc buffer of the checked length
                 // whose guard (held to the end of this scope) orders it on the stream; the
                 // inputs are shared borrows and y an exclusive one, so y overlaps none.
@@ -697,17 +723,10 @@ impl ConvBlurPool2d {
         let c = self.conv();
         check_bias_presence(c.has_bias(), bias.is_some(), "bias")?;
         let plan = self.plan(input, launch.target(T::DTYPE))?;
-        let pack = packed_plan(&plan)?;
-        let (x, _gx) = launch.ptr("input", x, input.numel()?)?;
-        let (weight, _gw) = launch.ptr("packed weight", packed, pack.len())?;
-        let (bias, _gb) = match bias {
-            Some(b) => launch
-                .ptr("bias", b, c.bias_len())
-                .map(|(p, g)| (p, Some(g)))?,
-            None => (0, None),
-        };
-        let (y, _gy) = launch.ptr_mut("output", y, plan.output.numel()?)?;
-        let ptrs = ForwardPtrs { x, weight, bias, y };
+        let weight = ("packed weight", packed, packed_plan(&plan)?.len());
+        let bias = bias.map(|b| (b, c.bias_len()));
+        let shapes = (input, plan.output);
+        let (ptrs, _guards) = launch.conv_ptrs(shapes, x, weight, bias, y)?;
         // SAFETY: every pointer comes from a live cudarc buffer of the checked length whose
         // guard (held to the end of this scope) orders it on the stream; the inputs are shared
         // borrows and y an exclusive one, so y overlaps none; run checks the alignment.
