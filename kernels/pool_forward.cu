@@ -314,7 +314,8 @@ struct bp_strip4_nchw_max_map : bp_vec_store16<T>,
 
 // Entry points NAME_<dtype>_<layout> of one v4 specialisation: the v4 walk where bp_strip4_fits,
 // else (unaligned buffers) the v2 walk of the same geometry. Registers capped for 3 blocks of
-// 256 per SM (80) for BlurPool2d (NCHW filter 4 spilled there on sm_86/89: 2 blocks);
+// 256 per SM (80) for BlurPool2d in NHWC; 2 blocks in NCHW (filter 4 spilled at 80 on
+// sm_86/89, and filter 3 once the walk decoded the tail group: 8–32 bytes, bf16 on sm_90 too);
 // MaxBlurPool2d's ring of packed maxima needs 92–124, and at 80 ptxas spilled 100–250 bytes,
 // so it keeps 2 blocks (16 warps per SM).
 // The v4 map for a layout: channel vectors (NHWC) or column groups (NCHW).
@@ -331,7 +332,7 @@ using bp_strip4_map = typename bp_pick<L::channels_last, bp_strip4_max_map<T, K,
         else                                                                                              \
             bp_strip_run<T, L, F, S>(p, x, y, bp_strip_max_map<T, K, F, bp_strip_lanes<T, L>>(p));          \
     }                                                                                                     \
-    BP_INSTANTIATE_BOUNDED(NAME, (K) == 1 && (F) == 3 ? 3 : 2, (K) == 1 ? 3 : 2)
+    BP_INSTANTIATE_BOUNDED(NAME, 2, (K) == 1 ? 3 : 2)
 
 BP_STRIP4_VARIANT(bp_maxblurpool_k2f4s2_v4, 2, 4, 2)
 BP_STRIP4_VARIANT(bp_maxblurpool_k3f3s2_v4, 3, 3, 2)

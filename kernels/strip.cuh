@@ -111,11 +111,13 @@ template <typename A, typename C> struct bp_pick<false, A, C> { using type = C; 
 // One work item of the walk: output column j of channel group c0 (NCHW v4: columns j .. j + V − 1
 // of channel c0) of image n, output rows strip·BP_STRIP_ROWS onwards. `map` produces map rows at
 // the item's F columns (V lanes each); the blur's padding is resolved here; `vec_store`: the V
-// outputs go out as one 16-byte vector (v4), else element by element (v2's channel stores).
+// outputs go out as one 16-byte vector (v4), else element by element (v2's channel stores;
+// NCHW v4: the lanes from k_first on, so that the tail group leaves the columns of the group
+// before it to that group).
 template <typename T, typename L, int F, int S, typename Map, typename It>
 __device__ __forceinline__ void bp_strip_walk(const BpParams &p, const T *__restrict__ x, T *__restrict__ y, Map &map,
                                               It &it, long long n, long long c0, long long strip, int j,
-                                              bool vec_store) {
+                                              bool vec_store, int k_first = 0) {
     constexpr int V = Map::lanes;
     const int H = (int)p.h, W = (int)p.w, HM = (int)p.hm, WM = (int)p.wm, HO = (int)p.ho, WO = (int)p.wo;
     const long long C = p.c;
@@ -179,9 +181,10 @@ __device__ __forceinline__ void bp_strip_walk(const BpParams &p, const T *__rest
         if constexpr (Map::wide) {
             if (vec_store) {
                 Map::store(at, out);
-            } else { // NCHW v4 with rows of WO % V != 0 elements: V consecutive outputs one by one
+            } else { // NCHW v4 with rows of WO % V != 0 elements, or the tail: outputs one by one
 #pragma unroll
-                for (int k = 0; k < V; ++k) bp_st(at + k, bp_from_f32<T>(out[k]));
+                for (int k = 0; k < V; ++k)
+                    if (k >= k_first) bp_st(at + k, bp_from_f32<T>(out[k]));
             }
         } else {
             bp_store_channels<T, V>(at, it.valid, it.pairs, out);
@@ -206,24 +209,35 @@ __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restr
     const long long groups = L::channels_last ? (C + V - 1) / V : C;
     // NCHW v4: each row's output columns split into [0, j_left) (too near the left edge for a
     // vector: one column per thread, the v2 walk), G groups of V columns from j_left (the vector
-    // walk), and the rest (the right edge: one column per thread again), so that edge columns
-    // cost one v2 column walk each, side by side with the groups, not eight in a row.
-    int j_left = 0, G = 0;
+    // walk), at most one tail group (TG) of V columns from j_tail, which overlaps the last group
+    // and ends at the last column whose windows lie inside the row (the vector walk, storing
+    // only its columns past the groups), and the rest, [j_edge, WO) (the right edge: one column
+    // per thread again), so that edge columns cost one v2 column walk each, side by side with
+    // the groups, not eight in a row, and only the columns whose windows leave the row take it.
+    int j_left = 0, G = 0, j_tail = -1, j_edge = 0;
     if constexpr (COLUMNS) {
         j_left = map.first_column(p);
         G = map.groups_from(p, j_left);
+        j_tail = map.tail_from(p, j_left, G);
+        j_edge = j_tail >= 0 ? j_tail + V : j_left + G * V;
     }
-    // NCHW v4 items come in chunks of 32 rows (image, channel, strip): first the chunk's group
-    // items (G per row), then its edge columns (EC per row), so that a warp runs one kind (bar
-    // the last chunk's seams) — lanes of both kinds in one warp would run both walks one after
-    // the other — while a row's groups and edges still run close together (in L2 and L1).
-    const long long EC = COLUMNS ? (long long)WO - (long long)G * V : 0; // edge columns per row
+    const int TG = j_tail >= 0 ? 1 : 0;
+    // NCHW v4 items come in chunks of 32 rows (image, channel, strip): first the chunk's vector
+    // items (G groups and TG tails per row, the tail last in its row), then its edge columns
+    // (EC per row), so that a warp runs one walk (bar the last chunk's seams) — lanes of both
+    // walks in one warp would run them one after the other — while a row's groups and edges
+    // still run close together (in L2 and L1). The tail shares its row's warp: its loads fall
+    // in the sectors its row's last group requests at the same time (a section of tails alone,
+    // 32 rows a warp, touched 32 lines a request: modeled 5 points of copy slower at 56×56);
+    // only its span's shift (bp_strip4_span::load) and its stores diverge from the groups'.
+    const long long EC = COLUMNS ? (long long)j_left + ((long long)WO - j_edge) : 0; // edge columns per row
+    const long long per_row = (long long)G + TG + EC;
     const long long rows = p.n * (COLUMNS ? C : groups) * strips;
-    const long long chunk_items = 32 * ((long long)G + EC);
-    const long long items = COLUMNS ? rows * ((long long)G + EC) : rows * WO;
+    const long long chunk_items = 32 * per_row;
+    const long long items = COLUMNS ? rows * per_row : rows * WO;
     if (items == 0) return;
     const double rcp_strips = 1.0 / (double)strips, rcp_groups = 1.0 / (double)groups;
-    const double rcp_g = G > 0 ? 1.0 / (double)G : 0.0, rcp_e = EC > 0 ? 1.0 / (double)EC : 0.0;
+    const double rcp_g = G + TG > 0 ? 1.0 / (double)(G + TG) : 0.0, rcp_e = EC > 0 ? 1.0 / (double)EC : 0.0;
     const double rcp_chunk = COLUMNS ? 1.0 / (double)chunk_items : 0.0;
     bp_strip_item<T, F, O> it;
     it.col_stride = (O)L::col_stride(C);
@@ -236,15 +250,13 @@ __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restr
 
     BP_GRID_STRIDE_LOOP(idx, items) {
         long long n, c0, rest, strip, jl;
-        if constexpr (COLUMNS) { // lanes along a row's groups of V columns, or its edge columns
+        if constexpr (COLUMNS) { // lanes along a row's groups of V columns and tail, or its edge columns
             long long chunk, li, row;
             bp_divmod(idx, chunk_items, rcp_chunk, chunk, li);
             const long long rc = rows - 32 * chunk < 32 ? rows - 32 * chunk : 32; // rows in this chunk
-            const bool grp = li < rc * G;
-            if (!grp) li -= rc * G;
-            const long long per = grp ? G : EC;
-            const double rcp = grp ? rcp_g : rcp_e;
-            bp_divmod(li, per, rcp, row, jl);
+            const bool vec = li < rc * (G + TG); // a group or the tail
+            if (!vec) li -= rc * (G + TG);
+            bp_divmod(li, vec ? G + TG : EC, vec ? rcp_g : rcp_e, row, jl);
 #if BP_GATE_VARIANT == 2
             // The performance gates' uncoalesced variant (model/, never in the library): lanes
             // along rows, so neighbouring lanes read rows BP_STRIP_ROWS · S apart.
@@ -252,11 +264,14 @@ __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restr
 #endif
             bp_divmod(32 * chunk + row, strips, rcp_strips, rest, strip);
             bp_divmod(rest, C, p.rcp_c, n, c0);
-            if (grp) {
-                bp_strip_walk<T, L, F, S>(p, x, y, map, it, n, c0, strip, j_left + (int)jl * V, vec_store);
+            if (vec) { // one call site for groups and tails: the vector walk inlined twice spilled
+                const bool tail = jl == G;
+                const int j = tail ? j_tail : j_left + (int)jl * V;
+                bp_strip_walk<T, L, F, S>(p, x, y, map, it, n, c0, strip, j, vec_store && !tail,
+                                          tail ? j_left + G * V - j_tail : 0);
             } else {
                 const int e = (int)jl; // an edge column
-                const int j = e < j_left ? e : j_left + G * V + (e - j_left);
+                const int j = e < j_left ? e : j_edge + (e - j_left);
                 auto one = map.narrow(p); // the v2 map of the same geometry
                 bp_strip_item<T, F, long long> it1;
                 it1.col_stride = 1;
@@ -364,14 +379,24 @@ struct bp_strip4_columns {
         const int lead = pad_left + (pk > 0 ? pk : 0);
         return (lead + S - 1) / S;
     }
-    // How many whole groups of V columns from j the vector walk takes (every one covers()).
-    __device__ __forceinline__ int groups_from(const BpParams &p, int j) const {
-        // Exclusive end of the columns whose windows end inside the map and the row.
+    // Exclusive end of the columns whose windows end inside the map and the row.
+    __device__ __forceinline__ int interior_end() const {
         int end = WO;
         end = bp_min_int(end, (WM - F + pad_left) / S + 1);
         end = bp_min_int(end, (W - F - K + 1 + pad_left + pk) / S + 1);
-        const int g = (end - j) / V;
+        return end;
+    }
+    // How many whole groups of V columns from j the vector walk takes (every one covers()).
+    __device__ __forceinline__ int groups_from(const BpParams &p, int j) const {
+        const int g = (interior_end() - j) / V;
         return g > 0 && covers(p, j) && covers(p, j + (g - 1) * V) ? g : 0;
+    }
+    // The first column of the tail group: the V columns that end at the last one whose windows
+    // lie inside the row, when that column lies past the g whole groups from j (the vector walk
+    // takes them, storing only the columns past the groups); −1 when there is none.
+    __device__ __forceinline__ int tail_from(const BpParams &p, int j, int g) const {
+        const int end = interior_end(), jt = end - V;
+        return g > 0 && end > j + g * V && covers(p, jt) ? jt : -1;
     }
 };
 

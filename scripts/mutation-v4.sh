@@ -87,8 +87,16 @@ run dw_nchw_taps_flipped kernels/conv_forward.cu 'if (col >= 0 && col < M) z[col
 run dw_nchw_row_padding kernels/conv_forward.cu 'if (yy < 0 || yy >= H) continue; // zero padding rows of the conv' 'if (yy < 0) continue; // zero padding rows of the conv'
 run dw_nchw_map_column_stride kernels/conv_forward.cu 'm[v][k] = bp_activate(z[S * k + v], act);' 'm[v][k] = bp_activate(z[k + v], act);'
 # NCHW v4 item order (kernels/strip.cuh: chunks of 32 rows, groups then edge columns)
-run nchw_chunk_last_partial kernels/strip.cuh 'const bool grp = li < rc * G;' 'const bool grp = li < 32 * G;'
+run nchw_chunk_last_partial kernels/strip.cuh 'const bool vec = li < rc * (G + TG);' 'const bool vec = li < 32 * (G + TG);'
 run nchw_chunk_row_index kernels/strip.cuh 'bp_divmod(32 * chunk + row, strips, rcp_strips, rest, strip);' 'bp_divmod(row, strips, rcp_strips, rest, strip);'
+# NCHW v4 tail group (kernels/strip.cuh: V columns ending at the last interior one, last in its
+# row's vector items). Equivalent mutants, not listed: edges starting a column early or the tail
+# a column early (the v2 walk then computes or rewrites those columns, with the same bits), and
+# dropping tail_from's covers() test (every tail it returns covers: end − V lies past j_left).
+run nchw_tail_store_skips_column kernels/strip.cuh 'tail ? j_left + G * V - j_tail : 0);' 'tail ? j_left + G * V - j_tail + 1 : 0);'
+run nchw_tail_starts_early kernels/strip.cuh 'const int j = tail ? j_tail : j_left + (int)jl * V;' 'const int j = tail ? j_tail - 1 : j_left + (int)jl * V;'
+run nchw_tail_missing kernels/strip.cuh 'const int TG = j_tail >= 0 ? 1 : 0;' 'const int TG = 0;'
+run nchw_tail_first_in_row kernels/strip.cuh 'const bool tail = jl == G;' 'const bool tail = jl == 0;'
 # Tensor-core v4 (kernels/conv_forward.cu: bp_convblurpool_tc4_run, bp_tc4_stage,
 # bp_pack_tc4_weights); run with MUT_TESTS=tensor_core.
 run tc4_a_half_wrong kernels/conv_forward.cu 'const int a_half = lane >> 4;' 'const int a_half = (lane >> 3) & 1;'
