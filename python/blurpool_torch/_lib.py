@@ -607,6 +607,7 @@ def _stream(stream):
     """A CUstream argument from an integer handle (0 or None: the legacy default stream)."""
     return ctypes.c_void_p(stream or None)
 
+
 def _pair(name, v):
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
