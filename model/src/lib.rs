@@ -8,6 +8,7 @@
 //!   tensor-core times) over [`hw`]'s machines;
 //! * [`suite`]: the benchmark workloads as launches, run through all of it;
 //! * [`report`]: the table (Markdown and JSON); [`gates`]: CI's regression gates;
+//! * [`sites`]: a launch's requests and LSU cycles per source site (`--sites`);
 //! * [`compare`]: the model against a GPU's bench.json (its error per kernel path).
 
 pub mod cache;
@@ -17,5 +18,6 @@ pub mod hw;
 pub mod predict;
 pub mod report;
 pub mod sass;
+pub mod sites;
 pub mod suite;
 pub mod trace;

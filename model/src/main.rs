@@ -46,6 +46,10 @@ struct Args {
     dtype: DType,
     #[arg(long, default_value = "nhwc")]
     layout: Layout,
+    /// With --workload: each launch's requests and LSU cycles per source site (H100), the
+    /// site holding the most first.
+    #[arg(long)]
+    sites: bool,
     /// Run the CI gates.
     #[arg(long)]
     gates: bool,
@@ -171,6 +175,21 @@ fn run_one(a: &Args, op: BenchOp) -> Result<bool, String> {
     let models = vec![m];
     println!("{}", report::markdown(&models));
     println!("{}", report::bounds_markdown(&models));
+    if a.sites {
+        let g = &blurpool_model::hw::H100;
+        for p in &s.paths {
+            let traces = suite::trace_path(&s, p, Sample::SUITE, "")?;
+            for (l, t) in p.launches.iter().zip(&traces) {
+                let rows = blurpool_model::sites::per_site(t, g);
+                let sms = l.grid.clamp(1, g.sms) as f64;
+                println!(
+                    "{} path: {}",
+                    p.name,
+                    blurpool_model::sites::markdown(&l.symbol, &rows, g, sms)
+                );
+            }
+        }
+    }
     Ok(true)
 }
 

@@ -269,6 +269,11 @@ pub(crate) struct SiteTable {
 }
 
 impl SiteTable {
+    /// The sites in id order (tests building a trace by hand).
+    #[cfg(test)]
+    pub(crate) fn into_sites(self) -> Vec<Site> {
+        self.sites
+    }
     fn id(&mut self, e: &TraceEvent) -> u32 {
         let n = self.sites.len() as u32;
         *self.ids.entry(e.site_key()).or_insert_with(|| {
