@@ -21,9 +21,11 @@
 // elsewhere and reachable only through these hooks, so an access that bypasses them is caught.
 #ifdef BP_HOST_EMULATION
 #define BP_SITE , unsigned bp_line = __builtin_LINE(), const char *bp_file = __builtin_FILE()
+#define BP_SITE_ONLY unsigned bp_line = __builtin_LINE(), const char *bp_file = __builtin_FILE()
 #define BP_SITE_FWD , bp_line, bp_file
 #else
 #define BP_SITE
+#define BP_SITE_ONLY
 #define BP_SITE_FWD
 #endif
 
@@ -43,6 +45,16 @@ template <typename T> __device__ __forceinline__ void bp_st(T *at, const T &v BP
     std::memcpy(at, &v, sizeof(T));
 #else
     *at = v;
+#endif
+}
+
+// A code path without memory accesses whose cost matters (a switch's cases): on the GPU nothing;
+// in the emulator's trace mode a mark with the caller's line, so that the performance model
+// counts that path's machine code as often as lanes took it (a block with no access otherwise
+// takes the count of its loop's traced code, every case of a switch as if each ran).
+__device__ __forceinline__ void bp_mark(BP_SITE_ONLY) {
+#ifdef BP_HOST_EMULATION
+    if (bp_emu_tracing) bp_emu_trace(nullptr, 0, BP_EMU_MARK, bp_file, bp_line);
 #endif
 }
 
@@ -596,12 +608,15 @@ template <typename T> __device__ __forceinline__ bp_u128 bp_vec_from_f32(const f
 #define BP_BOUNDS(MIN_BLOCKS) __launch_bounds__(256, MIN_BLOCKS)
 #endif
 #define BP_INSTANTIATE_BOUNDED(NAME, NCHW_BLOCKS, NHWC_BLOCKS)                                \
-    BP_INSTANTIATE_ONE_BOUNDED(NAME, float, f32, bp_nchw, nchw, BP_BOUNDS(NCHW_BLOCKS))    \
-    BP_INSTANTIATE_ONE_BOUNDED(NAME, float, f32, bp_nhwc, nhwc, BP_BOUNDS(NHWC_BLOCKS))    \
-    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_f16, f16, bp_nchw, nchw, BP_BOUNDS(NCHW_BLOCKS))   \
-    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_f16, f16, bp_nhwc, nhwc, BP_BOUNDS(NHWC_BLOCKS))   \
-    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_bf16, bf16, bp_nchw, nchw, BP_BOUNDS(NCHW_BLOCKS)) \
-    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_bf16, bf16, bp_nhwc, nhwc, BP_BOUNDS(NHWC_BLOCKS))
+    BP_INSTANTIATE_BOUNDED_BY_TYPE(NAME, NCHW_BLOCKS, NCHW_BLOCKS, NHWC_BLOCKS, NHWC_BLOCKS)
+// The same with a cap per layout and per element size (f32; f16 and bf16).
+#define BP_INSTANTIATE_BOUNDED_BY_TYPE(NAME, NCHW_F32, NCHW_HALF, NHWC_F32, NHWC_HALF)        \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, float, f32, bp_nchw, nchw, BP_BOUNDS(NCHW_F32))       \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, float, f32, bp_nhwc, nhwc, BP_BOUNDS(NHWC_F32))       \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_f16, f16, bp_nchw, nchw, BP_BOUNDS(NCHW_HALF))     \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_f16, f16, bp_nhwc, nhwc, BP_BOUNDS(NHWC_HALF))     \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_bf16, bf16, bp_nchw, nchw, BP_BOUNDS(NCHW_HALF))   \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_bf16, bf16, bp_nhwc, nhwc, BP_BOUNDS(NHWC_HALF))
 
 // Entry points for the 16-bit types only (kernels built on f16/bf16 hardware paths, e.g. the
 // tensor-core mma); the host never looks for an f32 one (KernelKind::has_dtype in src/cuda).

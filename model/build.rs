@@ -21,6 +21,10 @@ fn main() {
     for var in ["NVCC", "CUDA_HOME", "CUDA_PATH", "PATH", "NVCC_CCBIN"] {
         println!("cargo::rerun-if-env-changed={var}");
     }
+    println!(
+        "cargo::rustc-env=BLURPOOL_MODEL_MARKS={}",
+        mark_lines(&kernels).join(";")
+    );
     let Some(nvcc) = nvcc::find_nvcc() else {
         println!(
             "cargo:warning=blurpool-model: no nvcc, so no sm_90 cubins: the model will report no \
@@ -69,6 +73,30 @@ fn main() {
         .map(|(_, dst, _)| dst.to_string_lossy().into_owned())
         .collect();
     println!("cargo::rustc-env=BLURPOOL_MODEL_CUBINS={}", list.join(";"));
+}
+
+/// Every `bp_mark();` of the kernel sources (code, not comments) as `file:line`: the SASS
+/// reader counts a block of such a line as often as the trace's marks there, and never when
+/// the trace has none (a case no lane took).
+fn mark_lines(kernels: &Path) -> Vec<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(kernels)
+        .expect("kernels/ next to model/")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cu" || e == "cuh"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&f).expect("a kernel source");
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("bp_mark();") {
+                out.push(format!("{name}:{}", i + 1));
+            }
+        }
+    }
+    out
 }
 
 fn compile(

@@ -49,7 +49,7 @@ struct TraceEvent {
     unsigned line;
     unsigned short thread;   // threadIdx.x
     unsigned char size;      // bytes (0 for an mma)
-    unsigned char kind;      // BP_EMU_LOAD, BP_EMU_STORE, BP_EMU_MMA
+    unsigned char kind;      // BP_EMU_LOAD, BP_EMU_STORE, BP_EMU_MMA, BP_EMU_MARK
 };
 static_assert(sizeof(TraceEvent) == 24, "TraceEvent layout must match emu/src/lib.rs");
 

@@ -71,7 +71,8 @@ inline void bp_emu_check_aligned(const void *at, unsigned long long align) {
 // source line, each thread runs at most a set number of iterations of its work loop
 // (BP_GRID_STRIDE_LOOP / BP_BLOCK_STRIDE_LOOP call bp_emu_loop_admit), and buffers may be
 // redirected: the kernel sees one address range, the access lands in another (the hook test).
-enum { BP_EMU_LOAD = 0, BP_EMU_STORE = 1, BP_EMU_MMA = 2 };
+// BP_EMU_MARK: no access, a code path taken (bp_mark in kernels/common.cuh).
+enum { BP_EMU_LOAD = 0, BP_EMU_STORE = 1, BP_EMU_MMA = 2, BP_EMU_MARK = 3 };
 extern thread_local bool bp_emu_tracing;
 // Records an access of `size` bytes at `at` and returns where it really goes.
 const void *bp_emu_trace(const void *at, unsigned size, unsigned kind, const char *file, unsigned line);

@@ -62,6 +62,9 @@ pub enum AccessKind {
     Store,
     /// One lane's part of a warp's `mma.sync` (no memory).
     Mma,
+    /// No access: the lane took a code path that holds none (`bp_mark` in kernels/common.cuh),
+    /// so that the performance model can count how often that path's machine code runs.
+    Mark,
 }
 
 /// One recorded access, as the emulator writes it (`TraceEvent` in cpp/emu.cpp).
@@ -94,14 +97,16 @@ impl TraceEvent {
                 AccessKind::Load => 0,
                 AccessKind::Store => 1,
                 AccessKind::Mma => 2,
+                AccessKind::Mark => 3,
             },
         }
     }
-    /// Load, store or mma.
+    /// Load, store, mma or mark.
     pub fn kind(&self) -> AccessKind {
         match self.kind {
             0 => AccessKind::Load,
             1 => AccessKind::Store,
+            3 => AccessKind::Mark,
             _ => AccessKind::Mma,
         }
     }

@@ -187,6 +187,24 @@ fn run_one(a: &Args, op: BenchOp) -> Result<bool, String> {
                     p.name,
                     blurpool_model::sites::markdown(&l.symbol, &rows, g, sms)
                 );
+                let f = sass.function(&l.symbol)?;
+                for (file, what) in [
+                    (
+                        Some("strip.cuh"),
+                        "the strip walk's line where inlined from it",
+                    ),
+                    (None, "innermost line"),
+                ] {
+                    let lines = blurpool_model::predict::instructions_by_line(f, t, file);
+                    let total: f64 = lines.iter().map(|l| l.1).sum();
+                    println!(
+                        "estimated warp instructions by {what} (the 12 largest of {total:.3e}):\n"
+                    );
+                    for (line, n) in lines.iter().take(12) {
+                        println!("- {line}: {n:.3e} ({:.0}%)", 100.0 * n / total.max(1.0));
+                    }
+                    println!();
+                }
             }
         }
     }

@@ -125,8 +125,8 @@ pub struct LaunchModel {
     pub predictions: Vec<Prediction>,
 }
 
-/// The sites of a trace as the SASS reader names them, and each one's dynamic warp requests
-/// in the sample.
+/// The sites of a trace as the SASS reader names them, and each one's dynamic warp requests in
+/// the sample (a mark's: how often warps took its path).
 fn site_requests(t: &LaunchTrace) -> (HashMap<(String, u32), usize>, Vec<f64>) {
     let sites: HashMap<(String, u32), usize> = t
         .sites
@@ -143,11 +143,42 @@ fn site_requests(t: &LaunchTrace) -> (HashMap<(String, u32), usize>, Vec<f64>) {
     (sites, counts)
 }
 
+/// The estimated dynamic warp instructions of `f` in the traced launch `t` (scaled to the whole
+/// launch) by source line: each instruction counted at the frame just inside the outermost
+/// line of its inlining chain that lies in `file` (for "strip.cuh": the line of the strip
+/// walk, or of the run loop around it, that the instruction belongs to), else its innermost
+/// line (`file` None: always the innermost); largest first. `--sites` prints both: where the
+/// issue bound comes from.
+pub fn instructions_by_line(
+    f: &Function,
+    t: &LaunchTrace,
+    file: Option<&str>,
+) -> Vec<(String, f64)> {
+    let (sites, counts) = site_requests(t);
+    let marks = crate::sass::Sass::mark_lines();
+    let (_, per_instr) = f.dynamic_instructions(&sites, &counts, &marks, t.warps_sampled() as f64);
+    let mut by: HashMap<String, f64> = HashMap::new();
+    for (ins, n) in f.instrs.iter().zip(&per_instr) {
+        let c = &ins.chain;
+        let at = file
+            .and_then(|file| c.iter().rposition(|(fl, _)| fl == file))
+            .map(|i| &c[i.saturating_sub(1)])
+            .or(c.first())
+            .map_or_else(|| "?".to_string(), |(fl, l)| format!("{fl}:{l}"));
+        *by.entry(at).or_default() += n * t.scale();
+    }
+    let mut v: Vec<(String, f64)> = by.into_iter().collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    v
+}
+
 /// Code figures of `f` for the traced launch `t` (sample counts scaled by `t.scale()`), and
 /// the dynamic weights of its loads.
 pub fn code_figures(f: &Function, t: &LaunchTrace) -> CodeFigures {
     let (sites, counts) = site_requests(t);
-    let (dyn_instr, per_instr) = f.dynamic_instructions(&sites, &counts, t.warps_sampled() as f64);
+    let marks = crate::sass::Sass::mark_lines();
+    let (dyn_instr, per_instr) =
+        f.dynamic_instructions(&sites, &counts, &marks, t.warps_sampled() as f64);
     let inflight = f.loads_in_flight();
     let mut widths: std::collections::BTreeMap<u8, u32> = Default::default();
     let (mut wsum, mut w) = (0.0, 0.0);

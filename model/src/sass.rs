@@ -13,7 +13,7 @@
 //! * basic blocks and loops (back edges), for the dynamic instruction estimate of
 //!   [`Function::dynamic_instructions`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -374,6 +374,17 @@ impl Sass {
         Ok(list.split(';').map(PathBuf::from).collect())
     }
 
+    /// The kernel sources' `bp_mark();` lines (file name, line), from model/build.rs.
+    pub fn mark_lines() -> HashSet<(String, u32)> {
+        env!("BLURPOOL_MODEL_MARKS")
+            .split(';')
+            .filter_map(|m| {
+                let (f, l) = m.rsplit_once(':')?;
+                Some((f.to_string(), l.parse().ok()?))
+            })
+            .collect()
+    }
+
     /// The kernels' own cubins (not the variants).
     pub fn kernels() -> Result<Sass, String> {
         let cubins: Vec<PathBuf> = Self::built_cubins()?
@@ -400,9 +411,14 @@ impl Sass {
 }
 
 impl Function {
-    /// For each global load (instruction index), the number of global loads outstanding when
-    /// it is retired (waited on), walking the code in address order; loads never waited on
-    /// before the end are credited with what is outstanding there.
+    /// For each global load (instruction index), the most global loads outstanding at any wait
+    /// on a global load while it was in flight (the warp's memory stalls with it outstanding:
+    /// everything outstanding at a stall overlaps in that latency window), walking the code in
+    /// address order; loads never waited on before the end are credited with what is
+    /// outstanding there. (Until 2026-12-06 each load was credited only at its own retirement,
+    /// so a batch of 4 loads consumed one by one counted 4, 3, 2, 1 although all 4 were in
+    /// flight together: the latency bound charged a batch by the order of its uses. The count
+    /// at its own retirement is one of the stalls, so no load's figure fell.)
     pub fn loads_in_flight(&self) -> HashMap<usize, u32> {
         // The pseudo scoreboard of the cp.async copies (LDGSTS), outside the 6 real ones.
         const CP_ASYNC_BARRIER: u8 = 0xff;
@@ -412,11 +428,18 @@ impl Function {
                       out: &mut HashMap<usize, u32>,
                       pick: &dyn Fn(usize, u8) -> bool| {
             let n = outstanding.len() as u32;
+            if !outstanding
+                .iter()
+                .enumerate()
+                .any(|(k, &(_, b))| pick(k, b))
+            {
+                return; // no global load waited on here: not a memory stall
+            }
             let mut keep = Vec::with_capacity(outstanding.len());
             for (k, &(i, b)) in outstanding.iter().enumerate() {
-                if pick(k, b) {
-                    out.insert(i, n);
-                } else {
+                let e = out.entry(i).or_insert(n); // a memory stall while it is in flight
+                *e = (*e).max(n);
+                if !pick(k, b) {
                     keep.push((i, b));
                 }
             }
@@ -470,7 +493,7 @@ impl Function {
         }
         let n = outstanding.len() as u32;
         for (i, _) in outstanding {
-            out.insert(i, n);
+            out.entry(i).or_insert(n);
         }
         out
     }
@@ -493,6 +516,96 @@ impl Function {
             .enumerate()
             .map(|(k, &s)| (s, starts.get(k + 1).copied().unwrap_or(self.instrs.len())))
             .collect()
+    }
+
+    /// Classes of `blocks` (from [`Function::blocks`]) that run equally often: a block whose
+    /// only successor has it as its only predecessor (straight-line code split by a label), and
+    /// a block holding a `BSSY` with the block at its reconvergence label (the join after an
+    /// if/else or a divergent loop runs once per run of the code before it). A block starting
+    /// at a label no branch names may be an indirect branch's (`BRX`, a switch's jump table)
+    /// target: its predecessors are unknown and it joins no class through them. Returns each
+    /// block's class representative.
+    pub fn equivalent_blocks(&self, blocks: &[(usize, usize)]) -> Vec<usize> {
+        let n = blocks.len();
+        let block_at: HashMap<usize, usize> = blocks
+            .iter()
+            .enumerate()
+            .map(|(k, &(s, _))| (s, k))
+            .collect();
+        let label_block = |l: &str| self.labels.get(l).and_then(|i| block_at.get(i).copied());
+        let mut named: std::collections::HashSet<usize> = Default::default();
+        for ins in &self.instrs {
+            if let Some(b) = ins.target.as_deref().and_then(label_block) {
+                named.insert(b);
+            }
+        }
+        let label_starts: std::collections::HashSet<usize> =
+            self.labels.values().copied().collect();
+        let mut succs: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut opaque_out = vec![false; n];
+        for (k, &(_, e)) in blocks.iter().enumerate() {
+            let last = &self.instrs[e - 1];
+            let predicated = last.predicate.as_deref().is_some_and(|p| p != "@PT");
+            let falls = match last.class {
+                Class::Branch => {
+                    if last.opcode.starts_with("BRA") {
+                        match last.target.as_deref().and_then(label_block) {
+                            Some(t) => succs[k].push(t),
+                            None => opaque_out[k] = true,
+                        }
+                    } else {
+                        opaque_out[k] = true; // BRX, JMX, JMP: targets unknown
+                    }
+                    predicated
+                }
+                Class::Exit => predicated,
+                _ => true,
+            };
+            if falls && k + 1 < n {
+                succs[k].push(k + 1);
+            }
+        }
+        let mut preds: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (k, ss) in succs.iter().enumerate() {
+            for &s in ss {
+                preds[s].push(k);
+            }
+        }
+        let has_indirect = opaque_out.iter().any(|&o| o);
+        let opaque_in: Vec<bool> = (0..n)
+            .map(|k| has_indirect && label_starts.contains(&blocks[k].0) && !named.contains(&k))
+            .collect();
+        let mut parent: Vec<usize> = (0..n).collect();
+        fn find(p: &mut [usize], mut x: usize) -> usize {
+            while p[x] != x {
+                p[x] = p[p[x]];
+                x = p[x];
+            }
+            x
+        }
+        let mut union = |a: usize, b: usize| {
+            let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+            if ra != rb {
+                parent[ra.max(rb)] = ra.min(rb);
+            }
+        };
+        for k in 0..n {
+            if !opaque_out[k] && succs[k].len() == 1 {
+                let s = succs[k][0];
+                if s != k && !opaque_in[s] && preds[s].len() == 1 {
+                    union(k, s);
+                }
+            }
+            for i in blocks[k].0..blocks[k].1 {
+                let ins = &self.instrs[i];
+                if ins.opcode.starts_with("BSSY") {
+                    if let Some(j) = ins.target.as_deref().and_then(label_block) {
+                        union(k, j);
+                    }
+                }
+            }
+        }
+        (0..n).map(|k| find(&mut parent, k)).collect()
     }
 
     /// Loops as [head, tail] instruction ranges: a branch at `tail` to a label at `head` ≤ tail.
@@ -524,17 +637,25 @@ impl Function {
     ///   the function's instructions of site s) times; one whose chain names no site of the
     ///   trace never ran in the sample (every access goes through the hooks): 0 times;
     /// * a basic block with traced instructions runs as often as their mean;
-    /// * a block without any takes the count of the nearest block with traced instructions in
-    ///   the same innermost loop (before it, else after it), else the enclosing loop's, and a
-    ///   block in no loop runs once per warp (`warps`).
+    /// * a block without any, whose instructions' chains name a line of `mark_lines` (a
+    ///   `bp_mark();` of the sources, placed on a code path without accesses such as a switch's
+    ///   case), runs as often as the trace's marks there (the most of those it names), never
+    ///   where the trace has none (a case no lane took);
+    /// * any other block takes the largest count of the blocks with traced instructions (or
+    ///   marks) in the same innermost loop, else the enclosing loop's, and a block in no loop
+    ///   runs once per warp (`warps`). (Until 2026-12-06 it took the nearest such block's: a
+    ///   never-run access beside it, such as an untaken fallback's, then gave a loop's
+    ///   arithmetic 0 runs; the largest errs the other way, on the side of more issue.)
     ///
-    /// Loops without memory accesses (e.g. the padding searches of the tensor-core tile) are
-    /// counted as often as their enclosing code: the estimate's known blind spot.
+    /// Unmarked code without memory accesses (e.g. the padding searches of the tensor-core
+    /// tile) is counted as often as its enclosing code: the estimate's blind spot, which a
+    /// mark closes where a kernel has one.
     /// Returns (instructions, per-instruction execution counts).
     pub fn dynamic_instructions(
         &self,
         sites: &HashMap<(String, u32), usize>,
         site_requests: &[f64],
+        mark_lines: &HashSet<(String, u32)>,
         warps: f64,
     ) -> (f64, Vec<f64>) {
         let n = self.instrs.len();
@@ -574,9 +695,35 @@ impl Function {
                         None => 0.0,
                     })
                     .collect();
-                (!traced.is_empty()).then(|| traced.iter().sum::<f64>() / traced.len() as f64)
+                if !traced.is_empty() {
+                    return Some(traced.iter().sum::<f64>() / traced.len() as f64);
+                }
+                // A marked path: its marks' count (0 where the trace has none).
+                (s..e)
+                    .filter_map(|i| {
+                        self.instrs[i]
+                            .chain
+                            .iter()
+                            .find(|k| mark_lines.contains(*k))
+                    })
+                    .map(|k| sites.get(k).map_or(0.0, |&st| site_requests[st]))
+                    .reduce(f64::max)
             })
             .collect();
+        // Blocks that run equally often (control equivalence) share what is known of them.
+        let classes = self.equivalent_blocks(&blocks);
+        let mut best: HashMap<usize, f64> = HashMap::new();
+        for (b, f) in freq.iter().enumerate() {
+            if let Some(f) = f {
+                let e = best.entry(classes[b]).or_insert(*f);
+                *e = e.max(*f);
+            }
+        }
+        for (b, f) in freq.iter_mut().enumerate() {
+            if f.is_none() {
+                *f = best.get(&classes[b]).copied();
+            }
+        }
         let block_loop: Vec<Option<usize>> = blocks.iter().map(|&(s, _)| innermost(s)).collect();
         let parent = |l: usize| -> Option<usize> {
             let (h, t) = loops[l];
@@ -595,13 +742,13 @@ impl Function {
             let mut level = block_loop[b];
             let value = loop {
                 let Some(l) = level else { break warps };
-                let same: Vec<usize> = (0..blocks.len())
-                    .filter(|&k| block_loop[k] == Some(l) && known[k].is_some())
-                    .collect();
-                let before = same.iter().rev().find(|&&k| k < b);
-                let after = same.iter().find(|&&k| k > b);
-                if let Some(&k) = before.or(after) {
-                    break known[k].unwrap_or(0.0);
+                // The loop's body runs at least as often as its most frequent traced block.
+                let most = (0..blocks.len())
+                    .filter(|&k| block_loop[k] == Some(l))
+                    .filter_map(|k| known[k])
+                    .reduce(f64::max);
+                if let Some(v) = most {
+                    break v;
                 }
                 level = parent(l);
             };
@@ -677,10 +824,200 @@ k:
             [(("pool_forward.cu".to_string(), 98), 0)].into();
         // 10 warp requests at the site, shared by its 2 instructions: block 0 runs 5 times; the
         // loop block has no traced instruction and is in a loop without any: once per warp (4).
-        let (total, per) = f.dynamic_instructions(&sites, &[10.0], 4.0);
+        let none = HashSet::new();
+        let (total, per) = f.dynamic_instructions(&sites, &[10.0], &none, 4.0);
         assert_eq!(per[1], 5.0);
         assert_eq!(per[3], 4.0);
         assert_eq!(total, 3.0 * 5.0 + 2.0 * 4.0 + 4.0);
+        // A mark at strip.cuh:50 that lanes reached 3 times: the blocks of that line with no
+        // access (the loop's, and the EXIT's) run 3 times, not as often as the code around.
+        let sites: HashMap<(String, u32), usize> = [
+            (("pool_forward.cu".to_string(), 98), 0),
+            (("strip.cuh".to_string(), 50), 1),
+        ]
+        .into();
+        let marks: HashSet<(String, u32)> = [("strip.cuh".to_string(), 50)].into();
+        let (total, per) = f.dynamic_instructions(&sites, &[10.0, 3.0], &marks, 4.0);
+        assert_eq!((per[1], per[3]), (5.0, 3.0));
+        assert_eq!(total, 3.0 * 5.0 + 2.0 * 3.0 + 3.0);
+        // The same mark line with no marks in the trace: a path no lane took runs 0 times.
+        let sites: HashMap<(String, u32), usize> =
+            [(("pool_forward.cu".to_string(), 98), 0)].into();
+        let (total, per) = f.dynamic_instructions(&sites, &[10.0], &marks, 4.0);
+        assert_eq!((per[1], per[3]), (5.0, 0.0));
+        assert_eq!(total, 3.0 * 5.0);
+    }
+
+    /// nvdisasm's text for `body` (label lines and instructions, one per line), with zero
+    /// control words.
+    fn function_text(name: &str, body: &[&str]) -> String {
+        let mut t = format!("//--------------------- .text.{name} --------------------------\n");
+        let mut off = 0;
+        for l in body {
+            if l.ends_with(':') {
+                t += &format!("{l}\n");
+            } else {
+                t += &format!(
+                    "        /*{off:04x}*/                   {l} ;  /* 0x0000000000000000 */\n\
+                     /* 0x000fe20000000000 */\n"
+                );
+                off += 16;
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn if_else_joins_run_as_often_as_the_code_before_them() {
+        let text = function_text(
+            "k",
+            &[
+                "ISETP.NE.AND P0, PT, R2, RZ, PT",
+                "BSSY B0, `(.L_x_2)",
+                "@P0 BRA `(.L_x_1)",
+                "IADD3 R3, R3, 0x1, RZ", // then
+                "BRA `(.L_x_3)",
+                ".L_x_1:",
+                "IADD3 R3, R3, 0x2, RZ", // else, falls into the join
+                ".L_x_3:",
+                "BSYNC B0",
+                ".L_x_2:",
+                "FADD R4, R4, R3",
+                "EXIT",
+            ],
+        );
+        let f = &parse_nvdisasm(&text)[0];
+        let blocks = f.blocks();
+        assert_eq!(blocks, vec![(0, 3), (3, 5), (5, 6), (6, 7), (7, 9)]);
+        let c = f.equivalent_blocks(&blocks);
+        // the BSSY's block, the join (BSYNC) and the code after it; each side on its own
+        assert_eq!((c[0], c[3], c[4]), (0, 0, 0));
+        assert_ne!(c[1], c[0]);
+        assert_ne!(c[2], c[0]);
+        assert_ne!(c[1], c[2]);
+        // Nothing traced, no loop: each block once per warp (4).
+        let sites: HashMap<(String, u32), usize> = HashMap::new();
+        let (_, per) = f.dynamic_instructions(&sites, &[], &HashSet::new(), 4.0);
+        assert_eq!(per[5], 4.0);
+    }
+
+    #[test]
+    fn a_switch_jump_table_target_joins_nothing_through_its_unknown_predecessors() {
+        let text = function_text(
+            "k",
+            &[
+                "BRX R2 -0x20",
+                ".L_x_6:", // named by no branch: a jump-table target
+                "IADD3 R3, R3, 0x1, RZ",
+                ".L_x_7:", // another, also reached by falling through from .L_x_6
+                "IADD3 R3, R3, 0x2, RZ",
+                "EXIT",
+            ],
+        );
+        let f = &parse_nvdisasm(&text)[0];
+        let blocks = f.blocks();
+        assert_eq!(blocks, vec![(0, 1), (1, 2), (2, 4)]);
+        let c = f.equivalent_blocks(&blocks);
+        assert_ne!(c[1], c[0], "BRX's successors are unknown");
+        assert_ne!(
+            c[2], c[1],
+            "the second case has the BRX as a predecessor too, unseen"
+        );
+        // Without the indirect branch the same fall-through joins them.
+        let text = function_text(
+            "k",
+            &[
+                "@P0 EXIT",
+                ".L_x_6:",
+                "IADD3 R3, R3, 0x1, RZ",
+                ".L_x_7:",
+                "IADD3 R3, R3, 0x2, RZ",
+                "EXIT",
+            ],
+        );
+        let f = &parse_nvdisasm(&text)[0];
+        let c = f.equivalent_blocks(&f.blocks());
+        assert_eq!(c[2], c[1]);
+    }
+
+    /// A straight-line function of `(opcode, write barrier, wait mask)`.
+    fn straight(code: &[(&str, Option<u8>, u8)]) -> Function {
+        Function {
+            name: "k".into(),
+            instrs: code
+                .iter()
+                .enumerate()
+                .map(|(i, &(op, wb, wait))| Instr {
+                    offset: 16 * i as u32,
+                    predicate: None,
+                    opcode: op.into(),
+                    operands: Vec::new(),
+                    control: Control {
+                        stall: 1,
+                        write_barrier: wb,
+                        read_barrier: None,
+                        wait_mask: wait,
+                    },
+                    class: Class::of(op),
+                    width: width_of(op),
+                    chain: Vec::new(),
+                    target: None,
+                })
+                .collect(),
+            ..Function::default()
+        }
+    }
+
+    #[test]
+    fn a_batch_of_loads_counts_as_in_flight_together_however_it_is_used() {
+        // 4 loads on barriers 0..3, then each used in turn: all 4 were in flight at the first
+        // stall (the old rule, at each load's own use: 4, 3, 2, 1).
+        let f = straight(&[
+            ("LDG.E.128", Some(0), 0),
+            ("LDG.E.128", Some(1), 0),
+            ("LDG.E.128", Some(2), 0),
+            ("LDG.E.128", Some(3), 0),
+            ("FADD", None, 0b0001),
+            ("FADD", None, 0b0010),
+            ("FADD", None, 0b0100),
+            ("FADD", None, 0b1000),
+        ]);
+        let n = f.loads_in_flight();
+        assert_eq!((n[&0], n[&1], n[&2], n[&3]), (4, 4, 4, 4));
+        // Serialised: load, use, load, use: 1 each.
+        let f = straight(&[
+            ("LDG.E", Some(0), 0),
+            ("IADD3", None, 0b0001),
+            ("LDG.E", Some(0), 0),
+            ("FADD", None, 0b0001),
+        ]);
+        let n = f.loads_in_flight();
+        assert_eq!((n[&0], n[&2]), (1, 1));
+        // Pipelined: A, B, wait A, C, D, wait B: B was in flight with A at the first stall (2)
+        // and with C and D at its own (3): 3.
+        let f = straight(&[
+            ("LDG.E", Some(0), 0),
+            ("LDG.E", Some(1), 0),
+            ("FADD", None, 0b0001),
+            ("LDG.E", Some(2), 0),
+            ("LDG.E", Some(3), 0),
+            ("FADD", None, 0b0010),
+            ("FADD", None, 0b1100),
+        ]);
+        let n = f.loads_in_flight();
+        assert_eq!((n[&0], n[&1], n[&3], n[&4]), (2, 3, 3, 3));
+        // A wait on something else (barrier 5, not a load's) is not a memory stall; a load issued
+        // before the wait on an older one is in flight with it (prefetch).
+        let f = straight(&[
+            ("LDG.E", Some(0), 0),
+            ("S2R", Some(5), 0),
+            ("IADD3", None, 0b10_0000),
+            ("LDG.E", Some(1), 0),
+            ("FADD", None, 0b0001),
+            ("FADD", None, 0b0010),
+        ]);
+        let n = f.loads_in_flight();
+        assert_eq!((n[&0], n[&3]), (2, 2));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::trace::{LaunchTrace, Space};
 #[derive(Debug, Clone, PartialEq)]
 pub struct SiteFigures {
     pub site: String,
-    /// "ld", "st", "ld.shared", "st.shared", "mma".
+    /// "ld", "st", "ld.shared", "st.shared", "mma", "mark" (a path taken: bp_mark).
     pub kind: &'static str,
     pub requests: f64,
     pub lanes_per_request: f64,
@@ -33,6 +33,7 @@ pub fn per_site(t: &LaunchTrace, g: &Gpu) -> Vec<SiteFigures> {
     for block in &t.blocks {
         for r in block {
             let kind = match (r.kind, r.space) {
+                (AccessKind::Mark, _) => "mark",
                 (AccessKind::Mma, _) | (_, Space::None) => "mma",
                 (AccessKind::Load, Space::Shared) => "ld.shared",
                 (_, Space::Shared) => "st.shared",

@@ -378,7 +378,7 @@ fn measure(p: Pending, map: &AddressMap, sectors: &mut Vec<u64>, touched: &mut [
         wavefronts: 0,
         unique_bytes: 0,
     };
-    if p.kind == AccessKind::Mma || p.size == 0 {
+    if matches!(p.kind, AccessKind::Mma | AccessKind::Mark) || p.size == 0 {
         return r;
     }
     let size = p.size as u64;
