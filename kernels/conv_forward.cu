@@ -431,32 +431,29 @@ struct bp_strip4_dwconv_map {
 };
 
 // The map of depthwise v4 in NCHW: a lane takes V = 8 (f16/bf16) or 4 (f32) consecutive output
-// columns of one channel, as the v4 max map does (bp_strip4_nchw_max_map: the same edge split
-// and the same packed row span, bp_strip4_span), with the conv's KC×KC taps in place of the
-// max: the M = S·(V − 1) + F map columns of a map row from E = M + KC − 1 input columns of each
-// of its KC input rows. The taps are uniform across a channel plane (KC² scalar registers,
-// broadcast loads); each input row is read once into KC rows of partial sums, as in NHWC.
+// columns of one channel, as the v4 max map does (bp_strip4_nchw_max_map: the same groups and
+// the same packed row span, bp_strip4_span, with 0 for the chunks outside the row, the conv's
+// zero padding), with the conv's KC×KC taps in place of the max: the M = S·(V − 1) + F map
+// columns of a map row from E = M + KC − 1 input columns of each of its KC input rows. The taps
+// are uniform across a channel plane (KC² scalar registers, broadcast loads); each input row is
+// read once into KC rows of partial sums, as in NHWC.
 template <typename T, int KC, int F, int S>
-struct bp_strip4_nchw_dwconv_map : bp_vec_store16<T>,
-                                    bp_strip4_columns<bp_vec_elems<T>, F, S, KC, S * (bp_vec_elems<T> - 1) + F,
-                                                      S * (bp_vec_elems<T> - 1) + F + KC - 1> {
+struct bp_strip4_nchw_dwconv_map : bp_vec_store16<T> {
     static constexpr int lanes = bp_vec_elems<T>; // output columns per lane
     static constexpr bool wide = true;
     static constexpr int M = S * (lanes - 1) + F; // map columns
     static constexpr int E = M + KC - 1;          // input columns
     using span = bp_strip4_span<T, E>;
-    using narrow_map = bp_strip_dwconv_map<T, KC, F, 1>; // the v2 map, one column at a time
     const T *__restrict__ w;
     const T *__restrict__ b;
-    int cpy, cpx, H, act, has_bias;
+    int cpy, cpx, H, W, act, has_bias;
     float wk[KC][KC], bias;
     float acc[KC][M]; // partial sums of map rows s .. s + KC − 1 at the M map columns
 
     __device__ __forceinline__ bp_strip4_nchw_dwconv_map(const BpParams &p, const T *__restrict__ w_,
                                                          const T *__restrict__ b_)
-        : bp_strip4_columns<lanes, F, S, KC, M, E>(p, p.cpx), w(w_), b(b_), cpy(p.cpy), cpx(p.cpx), H((int)p.h),
-          act(p.act), has_bias(p.has_bias), wk{}, bias(0.f), acc{} {}
-    __device__ __forceinline__ narrow_map narrow(const BpParams &p) const { return narrow_map(p, w, b); }
+        : w(w_), b(b_), cpy(p.cpy), cpx(p.cpx), H((int)p.h), W((int)p.w), act(p.act), has_bias(p.has_bias), wk{},
+          bias(0.f), acc{} {}
 
     // The channel's taps and bias (it.c0 is the channel in NCHW).
     __device__ __forceinline__ void begin(const bp_strip_item<T, F, int> &it, int) {
@@ -471,7 +468,7 @@ struct bp_strip4_nchw_dwconv_map : bp_vec_store16<T>,
     template <int I> __device__ __forceinline__ void add_row(const bp_strip_item<T, F, int> &it, int yy) {
         if (yy < 0 || yy >= H) return; // zero padding rows of the conv
         unsigned x[span::EW];
-        span::load(it.plane + yy * it.row_stride, it.q0 - cpx, x); // ≥ 0: covers()
+        span::load(it.plane + yy * it.row_stride, it.q0 - cpx, W, 0u, x);
 #pragma unroll
         for (int e = 0; e < E; ++e) {
             const float xf = span::elem(x, e);
@@ -528,7 +525,7 @@ using bp_strip4_dw_map = typename bp_pick<L::channels_last, bp_strip4_dwconv_map
     __device__ __forceinline__ void NAME##_impl(const BpParams p, const T *__restrict__ x,               \
                                                 const T *__restrict__ w, const T *__restrict__ b,        \
                                                 T *__restrict__ y) {                                     \
-        if (bp_strip4_fits<T, L>(p, x, y))                                                               \
+        if (bp_strip4_fits<T, L, F, S>(p, x, y, p.cpx))                                                 \
             bp_strip_run<T, L, F, S>(p, x, y, bp_strip4_dw_map<T, L, KC, F, S>(p, w, b));                \
         else                                                                                             \
             bp_strip_run<T, L, F, S>(p, x, y, bp_strip_dwconv_map<T, KC, F, bp_strip_lanes<T, L>>(p, w, b)); \

@@ -247,16 +247,14 @@ struct bp_strip4_max_map : bp_vec_store16<T> {
 };
 
 // The map of v4 in NCHW: a lane takes V = 8 (f16/bf16) or 4 (f32) consecutive output columns
-// away from the row's edges (the columns near them take the v2 walk, one per thread: the walk's
-// first_column / groups_from split, kernels/strip.cuh),
-// whose M = S·(V − 1) + F map columns need E = M + K − 1 input columns of a row, read as one
-// packed span (bp_strip4_span, strip.cuh: the 16-byte chunks that hold them, all issued before
-// any use, shifted into place by a launch-uniform branch). The maxima stay packed (two halves
-// or one float per 32-bit word, max.NaN).
+// (bp_strip_run: groups from column 0, and a tail group), whose M = S·(V − 1) + F map columns
+// need E = M + K − 1 input columns of a row, read as one packed span (bp_strip4_span,
+// strip.cuh: the 16-byte chunks that hold them, all issued before any use, −inf for the chunks
+// outside the row, which is the max's padding, shifted into place by a launch-uniform branch).
+// The maxima stay packed (two halves or one float per 32-bit word, max.NaN). Map columns
+// outside the map (the blur's padding) are filled in by the walk (bp_strip4_pad_columns).
 template <typename T, int K, int F, int S>
-struct bp_strip4_nchw_max_map : bp_vec_store16<T>,
-                                 bp_strip4_columns<bp_vec_elems<T>, F, S, K, S * (bp_vec_elems<T> - 1) + F,
-                                                   S * (bp_vec_elems<T> - 1) + F + K - 1> {
+struct bp_strip4_nchw_max_map {
     static constexpr int lanes = bp_vec_elems<T>; // output columns per lane
     static constexpr bool wide = true;
     static constexpr int M = S * (lanes - 1) + F; // map columns
@@ -264,20 +262,17 @@ struct bp_strip4_nchw_max_map : bp_vec_store16<T>,
     using span = bp_strip4_span<T, E>;            // a row's input columns, packed
     static constexpr int PER = span::PER;         // elements per 32-bit word
     static constexpr int MW = (M + PER - 1) / PER; // words of M map columns
-    using narrow_map = bp_strip_max_map<T, K, F, 1>; // the v2 map, one column at a time
-    __device__ __forceinline__ narrow_map narrow(const BpParams &p) const { return narrow_map(p); }
-    int mpy, mpx, H;
+    int mpy, mpx, H, W;
     unsigned hx[K][MW]; // horizontal maxima of the last K input rows at the M map columns
 
     __device__ __forceinline__ bp_strip4_nchw_max_map(const BpParams &p)
-        : bp_strip4_columns<lanes, F, S, K, M, E>(p, K > 1 ? p.mpx : 0), mpy(K > 1 ? p.mpy : 0),
-          mpx(K > 1 ? p.mpx : 0), H((int)p.h), hx{} {}
+        : mpy(K > 1 ? p.mpy : 0), mpx(K > 1 ? p.mpx : 0), H((int)p.h), W((int)p.w), hx{} {}
 
     __device__ __forceinline__ void begin(const bp_strip_item<T, F, int> &, int) {}
 
     __device__ __forceinline__ void hmax(const bp_strip_item<T, F, int> &it, int yy, unsigned (&h)[MW]) const {
         unsigned x[span::EW];
-        span::load(it.plane + yy * it.row_stride, it.q0 - mpx, x); // ≥ 0: covers()
+        span::load(it.plane + yy * it.row_stride, it.q0 - mpx, W, bp_word_neg_inf<T>(), x);
 #pragma unroll
         for (int i = 0; i < MW; ++i) {
             unsigned best = span::at(x, i, 0);
@@ -314,10 +309,11 @@ struct bp_strip4_nchw_max_map : bp_vec_store16<T>,
 
 // Entry points NAME_<dtype>_<layout> of one v4 specialisation: the v4 walk where bp_strip4_fits,
 // else (unaligned buffers) the v2 walk of the same geometry. Registers capped for 3 blocks of
-// 256 per SM (80) for BlurPool2d in NHWC; 2 blocks in NCHW (filter 4 spilled at 80 on
-// sm_86/89, and filter 3 once the walk decoded the tail group: 8–32 bytes, bf16 on sm_90 too);
-// MaxBlurPool2d's ring of packed maxima needs 92–124, and at 80 ptxas spilled 100–250 bytes,
-// so it keeps 2 blocks (16 warps per SM).
+// 256 per SM (80 registers, 24 warps) where ptxas fits them without spilling on sm_80–90:
+// BlurPool2d in NHWC, every f32 NCHW kernel (58–84 registers since the edge walk left), and
+// BlurPool2d filter 3 in f16/bf16 NCHW (83–86 uncapped); 2 blocks (≤ 128) elsewhere: at 80,
+// f16/bf16 NCHW BlurPool filter 4 spilled 32 bytes and MaxBlurPool 36–82, and NHWC
+// MaxBlurPool's ring of packed maxima (92–124) 100–250.
 // The v4 map for a layout: channel vectors (NHWC) or column groups (NCHW).
 template <typename T, typename L, int K, int F, int S>
 using bp_strip4_map = typename bp_pick<L::channels_last, bp_strip4_max_map<T, K, F>,
@@ -327,12 +323,12 @@ using bp_strip4_map = typename bp_pick<L::channels_last, bp_strip4_max_map<T, K,
     template <typename T, typename L>                                                                     \
     __device__ __forceinline__ void NAME##_impl(const BpParams p, const T *__restrict__ x, const T *, const T *, \
                                                 T *__restrict__ y) {                                      \
-        if (bp_strip4_fits<T, L>(p, x, y))                                                                \
+        if (bp_strip4_fits<T, L, F, S>(p, x, y, (K) > 1 ? p.mpx : 0))                                     \
             bp_strip_run<T, L, F, S>(p, x, y, bp_strip4_map<T, L, K, F, S>(p));                           \
         else                                                                                              \
             bp_strip_run<T, L, F, S>(p, x, y, bp_strip_max_map<T, K, F, bp_strip_lanes<T, L>>(p));          \
     }                                                                                                     \
-    BP_INSTANTIATE_BOUNDED(NAME, 2, (K) == 1 ? 3 : 2)
+    BP_INSTANTIATE_BOUNDED_BY_TYPE(NAME, 3, (K) == 1 && (F) == 3 ? 3 : 2, (K) == 1 ? 3 : 2, (K) == 1 ? 3 : 2)
 
 BP_STRIP4_VARIANT(bp_maxblurpool_k2f4s2_v4, 2, 4, 2)
 BP_STRIP4_VARIANT(bp_maxblurpool_k3f3s2_v4, 3, 3, 2)

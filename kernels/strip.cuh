@@ -108,26 +108,141 @@ struct bp_strip_item {
 template <bool B, typename A, typename C> struct bp_pick { using type = A; };
 template <typename A, typename C> struct bp_pick<false, A, C> { using type = C; };
 
+// ---- NCHW v4: the edges of a row on the vector path -------------------------------------
+// An NCHW v4 lane holds map row s at M = S·(V − 1) + F consecutive map columns q0 … q0 + M − 1
+// as m[v][k] = column q0 + S·k + v (entry e = S·k + v; entries with two names, v ≥ S, hold the
+// same column). At a row's ends some of those columns lie outside the map, in the blur's
+// padding; their values come from columns inside it, which the lane holds too (reflect reaches
+// 2·pad entries in).
+
+// The most padding columns on either side an NCHW v4 lane fills in: 3, the presets' 1 or 2 with
+// room (antialiased-cnns' filter 4 pads 1 and 2; timm's, kornia's and composer's filter 3 pad
+// 1). Each side is a launch-uniform switch over 1 … 3, below; wider pads take v2 (the plan and
+// bp_strip4_fits), which keeps those switches, and the code the performance model counts as
+// if every case ran, small.
+#define BP_STRIP4_MAX_PAD 3
+
+// Entry e of the lane's map columns (one of its names).
+template <int F, int S, int V>
+__device__ __forceinline__ float bp_strip4_entry(const float (&m)[F][V], int e) {
+    const int k = e / S < V - 1 ? e / S : V - 1;
+    return m[e - S * k][k];
+}
+
+// The first P entries are map columns −P … −1: reflect reads entry 2P − e, replicate entry P,
+// zero padding is 0 (the walk adds every tap of a v4 lane). Indices are compile-time once
+// unrolled; the sources are columns inside the map, never written here.
+template <int F, int S, int V, int P>
+__device__ __forceinline__ void bp_strip4_pad_left(float (&m)[F][V], int mode) {
+#pragma unroll
+    for (int k = 0; k < V; ++k)
+#pragma unroll
+        for (int v = 0; v < F; ++v) {
+            const int e = S * k + v;
+            if (e >= P) continue;
+            const float reflect = bp_strip4_entry<F, S, V>(m, 2 * P - e);
+            const float replicate = bp_strip4_entry<F, S, V>(m, P);
+            m[v][k] = mode == BP_PAD_REFLECT ? reflect : (mode == BP_PAD_REPLICATE ? replicate : 0.f);
+        }
+}
+
+// The last R entries are map columns WM … WM + R − 1 (entry M − R is column WM): reflect reads
+// entry 2(M − R − 1) − e, replicate entry M − R − 1, zero padding is 0.
+template <int F, int S, int V, int R>
+__device__ __forceinline__ void bp_strip4_pad_right(float (&m)[F][V], int mode) {
+    constexpr int M = S * (V - 1) + F, L = M - R;
+#pragma unroll
+    for (int k = 0; k < V; ++k)
+#pragma unroll
+        for (int v = 0; v < F; ++v) {
+            const int e = S * k + v;
+            if (e < L) continue;
+            const float reflect = bp_strip4_entry<F, S, V>(m, 2 * (L - 1) - e);
+            const float replicate = bp_strip4_entry<F, S, V>(m, L - 1);
+            m[v][k] = mode == BP_PAD_REFLECT ? reflect : (mode == BP_PAD_REPLICATE ? replicate : 0.f);
+        }
+}
+
+// The lane's columns left of the map (pad_l of them) and right of it (pad_r), each at most
+// BP_STRIP4_MAX_PAD (bp_strip4_fits): a switch per side whose cases are the same in every
+// row's first (last) group (bp_mark: the model counts the case taken).
+template <int F, int S, int V, int M>
+__device__ __forceinline__ void bp_strip4_pad_columns(float (&m)[F][V], int pad_l, int pad_r, int mode) {
+    static_assert(M == S * (V - 1) + F && S <= F, "entries S·k + v, v < F, cover 0 … M − 1");
+    static_assert(2 * BP_STRIP4_MAX_PAD <= M - 1, "the lane holds the reflection of its padding");
+    switch (pad_l) {
+    case 0: break;
+    case 1: bp_mark(); bp_strip4_pad_left<F, S, V, 1>(m, mode); break;
+    case 2: bp_mark(); bp_strip4_pad_left<F, S, V, 2>(m, mode); break;
+    default: bp_mark(); bp_strip4_pad_left<F, S, V, 3>(m, mode); break;
+    }
+    switch (pad_r) {
+    case 0: break;
+    case 1: bp_mark(); bp_strip4_pad_right<F, S, V, 1>(m, mode); break;
+    case 2: bp_mark(); bp_strip4_pad_right<F, S, V, 2>(m, mode); break;
+    default: bp_mark(); bp_strip4_pad_right<F, S, V, 3>(m, mode); break;
+    }
+}
+
+// Where an NCHW v4 item's outputs go: from lane k_first on (the tail group leaves the columns
+// of the group before it to that group), in stores of `bytes` each (16: one vector; 8, 4 or 2
+// where the row length or y's alignment do not allow 16; bp_strip4_store_columns).
+struct bp_strip4_store {
+    int k_first, bytes;
+};
+
+// An NCHW v4 lane's V outputs from lane st.k_first on, in stores of st.bytes (k_first is a
+// multiple of the store's elements, and `at` of its width: bp_strip_run).
+template <typename T, int V>
+__device__ __forceinline__ void bp_strip4_store_columns(T *__restrict__ at, const float (&out)[V],
+                                                        const bp_strip4_store &st) {
+    const bp_u128 v = bp_vec_from_f32<T>(out);
+    if (st.bytes == 16) {
+        bp_store_u128(at, v);
+    } else if (st.bytes == 8) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+            if (h * V / 2 >= st.k_first) bp_store_u64(at + h * V / 2, bp_u64{{v.v[2 * h], v.v[2 * h + 1]}});
+    } else if (sizeof(T) == 4 || st.bytes == 4) {
+#pragma unroll
+        for (int w = 0; w < 4; ++w)
+            if (w * V / 4 >= st.k_first) bp_store_u32(at + w * V / 4, v.v[w]);
+    } else {
+#pragma unroll
+        for (int k = 0; k < V; ++k)
+            if (k >= st.k_first) bp_st(at + k, bp_from_f32<T>(out[k]));
+    }
+}
+
 // One work item of the walk: output column j of channel group c0 (NCHW v4: columns j .. j + V − 1
 // of channel c0) of image n, output rows strip·BP_STRIP_ROWS onwards. `map` produces map rows at
-// the item's F columns (V lanes each); the blur's padding is resolved here; `vec_store`: the V
-// outputs go out as one 16-byte vector (v4), else element by element (v2's channel stores;
-// NCHW v4: the lanes from k_first on, so that the tail group leaves the columns of the group
-// before it to that group).
+// the item's F columns (V lanes each); the blur's padding is resolved here (NCHW v4: the lanes'
+// map columns outside the map are filled in by bp_strip4_pad_columns); NHWC v4 stores a
+// 16-byte vector per output, NCHW v4 as `st` says, v2 element by element.
 template <typename T, typename L, int F, int S, typename Map, typename It>
 __device__ __forceinline__ void bp_strip_walk(const BpParams &p, const T *__restrict__ x, T *__restrict__ y, Map &map,
                                               It &it, long long n, long long c0, long long strip, int j,
-                                              bool vec_store, int k_first = 0) {
+                                              bp_strip4_store st = {0, 16}) {
     constexpr int V = Map::lanes;
+    constexpr bool COLUMNS = Map::wide && !L::channels_last; // NCHW v4: lanes along output columns
     const int H = (int)p.h, W = (int)p.w, HM = (int)p.hm, WM = (int)p.wm, HO = (int)p.ho, WO = (int)p.wo;
     const long long C = p.c;
     it.c0 = c0;
     it.valid = L::channels_last ? (int)(C - c0 < V ? C - c0 : V) : 1;
     it.plane = x + L::offset(n, c0, 0, 0, C, H, W);
     it.q0 = j * S - p.pad_left;
+    if constexpr (!COLUMNS) { // NCHW v4 lanes differ in their columns: bp_strip4_pad_columns
 #pragma unroll
-    for (int v = 0; v < F; ++v) it.qs[v] = (int)bp_source_index(it.q0 + v, WM, p.mode);
+        for (int v = 0; v < F; ++v) it.qs[v] = (int)bp_source_index(it.q0 + v, WM, p.mode);
+    }
     map.begin(it, WM);
+    // NCHW v4: how many of the lanes' map columns lie left of the map (pad_l) and right of it
+    // (pad_r); only a row's first and last items have any.
+    int pad_l = 0, pad_r = 0;
+    if constexpr (COLUMNS) {
+        pad_l = it.q0 < 0 ? -it.q0 : 0;
+        pad_r = it.q0 + Map::M > WM ? it.q0 + Map::M - WM : 0;
+    }
 
     // Zero-initialised only so that no path reads an indeterminate value: every entry is
     // written before it reaches an output.
@@ -149,12 +264,16 @@ __device__ __forceinline__ void bp_strip_walk(const BpParams &p, const T *__rest
                     float mrow[F][V]; // map row s at the F columns (of each lane)
                     map.row(it, s, s == last_s + 1, mrow);
                     last_s = s;
+                    if constexpr (COLUMNS) {
+                        if (pad_l | pad_r) bp_strip4_pad_columns<F, S, V, Map::M>(mrow, pad_l, pad_r, p.mode);
+                    }
 #pragma unroll
                     for (int k = 0; k < V; ++k) {
                         float acc = 0.f;
 #pragma unroll
                         for (int v = 0; v < F; ++v)
-                            if (it.qs[v] >= 0) acc += p.tx[v] * mrow[v][k];
+                            // NCHW v4: the lanes' columns differ, and the padding is in mrow
+                            if (COLUMNS || it.qs[v] >= 0) acc += p.tx[v] * mrow[v][k];
                         blurred[k] = acc;
                     }
                 }
@@ -178,14 +297,10 @@ __device__ __forceinline__ void bp_strip_walk(const BpParams &p, const T *__rest
             out[k] = acc;
         }
         T *__restrict__ at = y + L::offset(n, c0, i, j, C, HO, WO);
-        if constexpr (Map::wide) {
-            if (vec_store) {
-                Map::store(at, out);
-            } else { // NCHW v4 with rows of WO % V != 0 elements, or the tail: outputs one by one
-#pragma unroll
-                for (int k = 0; k < V; ++k)
-                    if (k >= k_first) bp_st(at + k, bp_from_f32<T>(out[k]));
-            }
+        if constexpr (COLUMNS) {
+            bp_strip4_store_columns<T, V>(at, out, st);
+        } else if constexpr (Map::wide) {
+            Map::store(at, out);
         } else {
             bp_store_channels<T, V>(at, it.valid, it.pairs, out);
         }
@@ -194,91 +309,65 @@ __device__ __forceinline__ void bp_strip_walk(const BpParams &p, const T *__rest
 
 // The map policy says how many lanes a thread takes (Map::lanes: channels in NHWC, output
 // columns in NCHW v4) and whether they travel as vectors (Map::wide, the v4 walk: checked by
-// the caller, bp_strip4_fits; Map::store writes a lane's outputs as one vector). NCHW v4 items are groups of Map::lanes output
-// columns; a group the vector walk cannot take whole (Map::covers: near the side edges, or past
-// the row's end) walks its columns one by one with the v2 map (Map::narrow).
+// the caller, bp_strip4_fits; Map::store writes a lane's outputs as one vector in NHWC).
 template <typename T, typename L, int F, int S, typename Map>
 __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restrict__ x, T *__restrict__ y, Map map) {
     constexpr int V = Map::lanes;
     constexpr bool WIDE = Map::wide;
     constexpr bool COLUMNS = WIDE && !L::channels_last; // NCHW v4: lanes along column groups
     using O = typename bp_pick<WIDE, int, long long>::type;
-    const int W = (int)p.w, HO = (int)p.ho, WO = (int)p.wo;
+    const int W = (int)p.w, WO = (int)p.wo;
     const long long C = p.c;
-    const long long strips = (HO + BP_STRIP_ROWS - 1) / BP_STRIP_ROWS;
+    const long long strips = (p.ho + BP_STRIP_ROWS - 1) / BP_STRIP_ROWS;
     const long long groups = L::channels_last ? (C + V - 1) / V : C;
-    // NCHW v4: each row's output columns split into [0, j_left) (too near the left edge for a
-    // vector: one column per thread, the v2 walk), G groups of V columns from j_left (the vector
-    // walk), at most one tail group (TG) of V columns from j_tail, which overlaps the last group
-    // and ends at the last column whose windows lie inside the row (the vector walk, storing
-    // only its columns past the groups), and the rest, [j_edge, WO) (the right edge: one column
-    // per thread again), so that edge columns cost one v2 column walk each, side by side with
-    // the groups, not eight in a row, and only the columns whose windows leave the row take it.
-    int j_left = 0, G = 0, j_tail = -1, j_edge = 0;
-    if constexpr (COLUMNS) {
-        j_left = map.first_column(p);
-        G = map.groups_from(p, j_left);
-        j_tail = map.tail_from(p, j_left, G);
-        j_edge = j_tail >= 0 ? j_tail + V : j_left + G * V;
-    }
-    const int TG = j_tail >= 0 ? 1 : 0;
-    // NCHW v4 items come in chunks of 32 rows (image, channel, strip): first the chunk's vector
-    // items (G groups and TG tails per row, the tail last in its row), then its edge columns
-    // (EC per row), so that a warp runs one walk (bar the last chunk's seams) — lanes of both
-    // walks in one warp would run them one after the other — while a row's groups and edges
-    // still run close together (in L2 and L1). The tail shares its row's warp: its loads fall
-    // in the sectors its row's last group requests at the same time (a section of tails alone,
-    // 32 rows a warp, touched 32 lines a request: modeled 5 points of copy slower at 56×56);
-    // only its span's shift (bp_strip4_span::load) and its stores diverge from the groups'.
-    const long long EC = COLUMNS ? (long long)j_left + ((long long)WO - j_edge) : 0; // edge columns per row
-    const long long per_row = (long long)G + TG + EC;
-    const long long rows = p.n * (COLUMNS ? C : groups) * strips;
-    const long long chunk_items = 32 * per_row;
-    const long long items = COLUMNS ? rows * per_row : rows * WO;
+    // NCHW v4: every item is a group of V output columns, at j = 0, V, 2V, … and, where WO is
+    // not a multiple of V, a tail group at WO − V (overlapping the group before it, whose
+    // columns it leaves to it); bp_strip4_fits guarantees WO ≥ V. A group whose windows reach
+    // past the row's ends reads the map's fill for the chunks outside the row
+    // (bp_strip4_span::load) and gets its map columns outside the map from the blur's padding
+    // (bp_strip4_pad_columns), so no column needs a walk of its own.
+    const long long per_row = COLUMNS ? (WO + V - 1) / V : WO; // items per (image, group, strip)
+    const long long rows = p.n * groups * strips;
+    const long long items = rows * per_row;
     if (items == 0) return;
     const double rcp_strips = 1.0 / (double)strips, rcp_groups = 1.0 / (double)groups;
-    const double rcp_g = G + TG > 0 ? 1.0 / (double)(G + TG) : 0.0, rcp_e = EC > 0 ? 1.0 / (double)EC : 0.0;
-    const double rcp_chunk = COLUMNS ? 1.0 / (double)chunk_items : 0.0;
+    const double rcp_per_row = 1.0 / (double)per_row;
     bp_strip_item<T, F, O> it;
     it.col_stride = (O)L::col_stride(C);
     it.row_stride = (O)W * it.col_stride;
     it.pairs = !WIDE && V == 2 && C % 2 == 0 && (reinterpret_cast<unsigned long long>(x) & 3) == 0 &&
                (reinterpret_cast<unsigned long long>(y) & 3) == 0;
-    // NCHW v4 stores 16-byte vectors when every group of y starts 16-byte aligned.
-    const bool vec_store =
-        !COLUMNS || (WO % V == 0 && j_left % V == 0 && (reinterpret_cast<unsigned long long>(y) & 15) == 0);
+    // NCHW v4 stores: the widest of 16, 8, 4 bytes that every row of y and y itself allow
+    // (groups start at multiples of V, the tail's first stored column at a multiple of the
+    // same width), else element by element.
+    int store_bytes = (int)sizeof(T);
+    if constexpr (COLUMNS) {
+        const unsigned long long ya = reinterpret_cast<unsigned long long>(y);
+        for (int b = 16; b > (int)sizeof(T); b /= 2)
+            if (((long long)WO * (long long)sizeof(T)) % b == 0 && ya % b == 0) {
+                store_bytes = b;
+                break;
+            }
+    }
 
     BP_GRID_STRIDE_LOOP(idx, items) {
         long long n, c0, rest, strip, jl;
-        if constexpr (COLUMNS) { // lanes along a row's groups of V columns and tail, or its edge columns
-            long long chunk, li, row;
-            bp_divmod(idx, chunk_items, rcp_chunk, chunk, li);
-            const long long rc = rows - 32 * chunk < 32 ? rows - 32 * chunk : 32; // rows in this chunk
-            const bool vec = li < rc * (G + TG); // a group or the tail
-            if (!vec) li -= rc * (G + TG);
-            bp_divmod(li, vec ? G + TG : EC, vec ? rcp_g : rcp_e, row, jl);
+        if constexpr (COLUMNS) { // lanes along a row's groups, rows one after the other
+            long long row;
+            bp_divmod(idx, per_row, rcp_per_row, row, jl);
 #if BP_GATE_VARIANT == 2
             // The performance gates' uncoalesced variant (model/, never in the library): lanes
             // along rows, so neighbouring lanes read rows BP_STRIP_ROWS · S apart.
-            bp_divmod(li, rc, 1.0 / (double)rc, jl, row);
+            bp_divmod(idx, rows, 1.0 / (double)rows, jl, row);
 #endif
-            bp_divmod(32 * chunk + row, strips, rcp_strips, rest, strip);
+            bp_divmod(row, strips, rcp_strips, rest, strip);
             bp_divmod(rest, C, p.rcp_c, n, c0);
-            if (vec) { // one call site for groups and tails: the vector walk inlined twice spilled
-                const bool tail = jl == G;
-                const int j = tail ? j_tail : j_left + (int)jl * V;
-                bp_strip_walk<T, L, F, S>(p, x, y, map, it, n, c0, strip, j, vec_store && !tail,
-                                          tail ? j_left + G * V - j_tail : 0);
-            } else {
-                const int e = (int)jl; // an edge column
-                const int j = e < j_left ? e : j_edge + (e - j_left);
-                auto one = map.narrow(p); // the v2 map of the same geometry
-                bp_strip_item<T, F, long long> it1;
-                it1.col_stride = 1;
-                it1.row_stride = W;
-                it1.pairs = false;
-                bp_strip_walk<T, L, F, S>(p, x, y, one, it1, n, c0, strip, j, false);
+            int j = (int)jl * V, k_first = 0;
+            if (j + V > WO) { // the tail group
+                k_first = j - (WO - V);
+                j = WO - V;
             }
+            bp_strip_walk<T, L, F, S>(p, x, y, map, it, n, c0, strip, j, bp_strip4_store{k_first, store_bytes});
         } else {
             if (L::channels_last) { // lanes along channel groups
                 long long g;
@@ -302,7 +391,7 @@ __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restr
                 c0 = L::channels_last ? g * V : g;
             }
 #endif
-            bp_strip_walk<T, L, F, S>(p, x, y, map, it, n, c0, strip, (int)jl, vec_store);
+            bp_strip_walk<T, L, F, S>(p, x, y, map, it, n, c0, strip, (int)jl);
         }
     }
 }
@@ -310,20 +399,24 @@ __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restr
 // ---- v4: the walk over 16-byte channel vectors ----------------------------------------------
 
 // Whether the v4 walk may take this launch. NHWC: C a multiple of the vector's elements, x and y
-// 16-byte aligned, and one image's H·W·C below 2^31 (the walk's offsets
-// inside an image are int). The host plans v4 only when the shape qualifies
-// (src/cuda/plan.rs); the pointers are checked here, once per launch, and a launch that fails
-// takes the v2 walk instead (same results; see tests/emulated.rs).
-//
-// NCHW: W a multiple of the vector's elements (so every input row starts 16-byte aligned) and x
-// 16-byte aligned, one plane's H·W below 2^31; y may have any alignment (the walk then stores
-// element by element).
-template <typename T, typename L>
-__device__ __forceinline__ bool bp_strip4_fits(const BpParams &p, const void *x, const void *y) {
+// 16-byte aligned, and one image's H·W·C below 2^31 (the walk's offsets inside an image are
+// int). NCHW: W a multiple of the vector's elements (so every input row starts 16-byte aligned
+// and every 16-byte chunk lies wholly inside or outside a row), x 16-byte aligned, one plane's
+// H·W below 2^31, at least one group of V outputs a row (WO ≥ V), the blur's padding columns a
+// lane must fill at most BP_STRIP4_MAX_PAD on each side (pad_left, and the last output's
+// overhang past the map), and the map's own padding `pk` (max or conv) at most W; y may have
+// any alignment (the stores narrow to what it allows). The host plans v4 only when the shape
+// qualifies (src/cuda/plan.rs, the same rule); the pointers are checked here, once per launch,
+// and a launch that fails takes the v2 walk instead (same results; see tests/emulated.rs).
+template <typename T, typename L, int F, int S>
+__device__ __forceinline__ bool bp_strip4_fits(const BpParams &p, const void *x, const void *y, int pk) {
     const unsigned long long bits = reinterpret_cast<unsigned long long>(x) |
                                     (L::channels_last ? reinterpret_cast<unsigned long long>(y) : 0ull);
     if (L::channels_last) return p.c % bp_vec_elems<T> == 0 && (bits & 15) == 0 && p.h * p.w * p.c < (1LL << 31);
-    return p.w % bp_vec_elems<T> == 0 && (bits & 15) == 0 && p.h * p.w < (1LL << 31);
+    constexpr int V = bp_vec_elems<T>, PM = BP_STRIP4_MAX_PAD;
+    const long long overhang = S * (p.wo - 1) + F - p.pad_left - p.wm; // past the map's last column
+    return p.w % V == 0 && (bits & 15) == 0 && p.h * p.w < (1LL << 31) && p.wo >= V && p.pad_left <= PM &&
+           overhang <= PM && pk <= p.w;
 }
 
 // The v4 maps' ring of K input rows' horizontal maxima (N elements of type E each, packed):
@@ -361,51 +454,15 @@ template <typename T> __device__ __forceinline__ bp_u128 bp_vec_neg_inf() {
     return bp_u128{{w, w, w, w}};
 }
 
-// The NCHW v4 maps' split of a row's output columns (bp_strip_run): lanes of V columns from j
-// whose M map columns and E input columns (a window of K, padding pk before) lie inside the row
-// take the vector walk; the others take the v2 walk one column at a time.
-template <int V, int F, int S, int K, int M, int E>
-struct bp_strip4_columns {
-    int pad_left, pk, W, WO, WM;
-    __device__ __forceinline__ bp_strip4_columns(const BpParams &p, int pk_)
-        : pad_left(p.pad_left), pk(pk_), W((int)p.w), WO((int)p.wo), WM((int)p.wm) {}
-    // Whether the lane's V output columns from j all exist and read only inside the row.
-    __device__ __forceinline__ bool covers(const BpParams &, int j) const {
-        const int q0 = j * S - pad_left;
-        return j + V <= WO && q0 >= 0 && q0 + M - 1 < WM && q0 - pk >= 0 && q0 - pk + E - 1 < W;
-    }
-    // The first output column whose map and input columns start inside the row.
-    __device__ __forceinline__ int first_column(const BpParams &) const {
-        const int lead = pad_left + (pk > 0 ? pk : 0);
-        return (lead + S - 1) / S;
-    }
-    // Exclusive end of the columns whose windows end inside the map and the row.
-    __device__ __forceinline__ int interior_end() const {
-        int end = WO;
-        end = bp_min_int(end, (WM - F + pad_left) / S + 1);
-        end = bp_min_int(end, (W - F - K + 1 + pad_left + pk) / S + 1);
-        return end;
-    }
-    // How many whole groups of V columns from j the vector walk takes (every one covers()).
-    __device__ __forceinline__ int groups_from(const BpParams &p, int j) const {
-        const int g = (interior_end() - j) / V;
-        return g > 0 && covers(p, j) && covers(p, j + (g - 1) * V) ? g : 0;
-    }
-    // The first column of the tail group: the V columns that end at the last one whose windows
-    // lie inside the row, when that column lies past the g whole groups from j (the vector walk
-    // takes them, storing only the columns past the groups); −1 when there is none.
-    __device__ __forceinline__ int tail_from(const BpParams &p, int j, int g) const {
-        const int end = interior_end(), jt = end - V;
-        return g > 0 && end > j + g * V && covers(p, jt) ? jt : -1;
-    }
-};
-
-// E consecutive elements of an NCHW row from element c0 ≥ 0 onwards, packed into 32-bit words
-// (two halves or one float each; the v4 NCHW maps). Read as the 16-byte chunks that hold them
-// (NC at most, all issued before any use; the row must start 16-byte aligned: W a multiple of
-// the vector's elements), then shifted into place: the span's start inside its first chunk,
-// o = c0 mod V, is the same for every lane of a launch (c0 = S·V·g − pad_left − the map's
-// padding), so one uniform branch picks a shift whose moves are fixed at compile time.
+// E consecutive elements of an NCHW row from element c0 onwards (c0 may be negative and the span
+// may end past the row: elements outside the row read as the `fill` word's), packed into 32-bit
+// words (two halves or one float each; the v4 NCHW maps). Read as the 16-byte chunks that hold
+// them (NC at most, all issued before any use; the row starts 16-byte aligned and W is a
+// multiple of the vector's elements, so a chunk is wholly inside the row, loaded, or wholly
+// outside, never loaded), then shifted into place: the span's start inside its first chunk,
+// o = c0 mod V, is the same for every group of a launch (c0 = S·V·g − pad_left − the map's
+// padding; a row's tail group has its own), and bp_strip4_span::shift moves the words into
+// place without a branch.
 template <typename T, int E>
 struct bp_strip4_span {
     static constexpr int V = bp_vec_elems<T>;
@@ -430,44 +487,49 @@ struct bp_strip4_span {
         }
     }
 
-    // The chunk words cw shifted left by SH elements into x (x[0] starts with element SH).
-    template <int SH> static __device__ __forceinline__ void shift(const unsigned (&cw)[CW], unsigned (&x)[EW]) {
+    // The chunk words cw shifted left by o elements into x (x[0] starts with element o), without
+    // a branch: by 2 and by 1 words (a select each), then by half a word (a funnel shift of 0 or
+    // 16 bits). The groups of a launch share o, but a row's tail group has its own, and a switch
+    // over o (the first version) ran two cases in every warp holding a tail, and made the
+    // performance model count all eight as run.
+    static __device__ __forceinline__ void shift(const unsigned (&cw)[CW], int o, unsigned (&x)[EW]) {
+        const int wq = o / PER; // whole words, 0 … 3
+        const unsigned half = PER == 2 ? 16u * (unsigned)(o % 2) : 0u;
+        unsigned t[EW + 2], u[EW + 1];
 #pragma unroll
-        for (int i = 0; i < EW; ++i) {
-            const int w = SH / PER + i;
-            const unsigned lo = w < CW ? cw[w] : 0u, hi = w + 1 < CW ? cw[w + 1] : 0u;
-            x[i] = (PER == 1 || SH % 2 == 0) ? lo : (lo >> 16) | (hi << 16);
+        for (int i = 0; i < EW + 2; ++i) {
+            const unsigned by0 = i < CW ? cw[i] : 0u, by2 = i + 2 < CW ? cw[i + 2] : 0u;
+            t[i] = (wq & 2) ? by2 : by0;
         }
+#pragma unroll
+        for (int i = 0; i < EW + 1; ++i) u[i] = (wq & 1) ? t[i + 1] : t[i];
+#pragma unroll
+        for (int i = 0; i < EW; ++i)
+            x[i] = PER == 1 ? u[i] : (unsigned)(((unsigned long long)u[i + 1] << 32 | u[i]) >> half);
     }
 
-    // Elements c0 .. c0 + E − 1 of `row` into x.
-    static __device__ __forceinline__ void load(const T *__restrict__ row, int c0, unsigned (&x)[EW]) {
-        const int o = c0 % V; // the same in every lane
-        const T *__restrict__ base = row + (c0 - o);
+    // Elements c0 .. c0 + E − 1 of `row` (W elements) into x, `fill` outside the row.
+    static __device__ __forceinline__ void load(const T *__restrict__ row, int c0, int W, unsigned fill,
+                                                unsigned (&x)[EW]) {
+        const int o = ((c0 % V) + V) % V; // the same in every group
+        const int first = (c0 - o) / V;   // the first chunk (negative left of the row)
+        const unsigned chunks = (unsigned)(W / V);
         unsigned cw[CW];
 #pragma unroll
         for (int k = 0; k < NC; ++k) {
-            // Chunks past the span are not read (they may lie past the row's end).
-            bp_u128 v = {{0u, 0u, 0u, 0u}};
+            // Chunks past the span are not read, nor chunks outside the row.
+            bp_u128 v = {{fill, fill, fill, fill}};
+            const bool inside = (unsigned)(first + k) < chunks;
 #if BP_GATE_VARIANT == 1
             // The gates' serialised variant (model/, never in the library), as in bp_strip_hmax.
             const int dep = k > 0 ? (int)bp_gate_zero(__uint_as_float(cw[4 * k - 4])) : 0;
-            if (k * V < o + E) v = bp_load_u128(base + k * V + dep);
+            if (k * V < o + E && inside) v = bp_load_u128(row + (first + k) * V + dep);
 #else
-            if (k * V < o + E) v = bp_load_u128(base + k * V);
+            if (k * V < o + E && inside) v = bp_load_u128(row + (first + k) * V);
 #endif
 #pragma unroll
             for (int w = 0; w < 4; ++w) cw[4 * k + w] = v.v[w];
         }
-        switch (o) { // uniform across the launch
-        case 0: shift<0>(cw, x); break;
-        case 1: shift<1>(cw, x); break;
-        case 2: shift<2>(cw, x); break;
-        case 3: shift<3>(cw, x); break;
-        case 4: shift<4 % V>(cw, x); break;
-        case 5: shift<5 % V>(cw, x); break;
-        case 6: shift<6 % V>(cw, x); break;
-        default: shift<7 % V>(cw, x); break;
-        }
+        shift(cw, o, x);
     }
 };

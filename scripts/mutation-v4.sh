@@ -61,17 +61,41 @@ run group_split_wrong kernels/strip.cuh '            c0 = g * V;
             bp_divmod(rest, WO' '            c0 = g * 2;
             bp_divmod(rest, WO'
 # NCHW v4 (bp_strip4_nchw_max_map, the column-group walk)
-run nchw_shift_drops_odd_start kernels/strip.cuh 'x[i] = (PER == 1 || SH % 2 == 0) ? lo : (lo >> 16) | (hi << 16);' 'x[i] = lo;'
+run nchw_shift_drops_odd_start kernels/strip.cuh 'const unsigned half = PER == 2 ? 16u * (unsigned)(o % 2) : 0u;' 'const unsigned half = 0u;'
+run nchw_shift_two_words_dropped kernels/strip.cuh 't[i] = (wq & 2) ? by2 : by0;' 't[i] = by0;'
+run nchw_shift_one_word_dropped kernels/strip.cuh 'u[i] = (wq & 1) ? t[i + 1] : t[i];' 'u[i] = t[i];'
 run nchw_pair_shift_wrong kernels/strip.cuh 'return e % 2 == 0 ? x[w] : (x[w] >> 16) | (x[w + 1] << 16);' 'return x[w];'
-# (Equivalent for the pooling maps: groups start at first_column, so the span's start inside
-# its chunk is 0 or 1 and the last chunk is never needed there; the depthwise map's longer
-# span (E = M + 2) needs it, and its tests catch this.)
-run nchw_last_chunk_skipped kernels/strip.cuh 'if (k * V < o + E) v = bp_load_u128(base + k * V);' 'if (k * V < E) v = bp_load_u128(base + k * V);'
-# (Equivalent: the map-column bound in covers() implies j + lanes <= WO.)
-run nchw_partial_group_vectorised kernels/pool_forward.cu 'return j + lanes <= WO && q0 >= 0' 'return q0 >= 0'
-run nchw_vector_store_any_row kernels/strip.cuh '(WO % V == 0 && j_left % V == 0 &&' '(j_left % V == 0 &&'
-run nchw_vector_store_unaligned_groups kernels/strip.cuh '(WO % V == 0 && j_left % V == 0 &&' '(WO % V == 0 &&'
+run nchw_last_chunk_skipped kernels/strip.cuh 'if (k * V < o + E && inside) v = bp_load_u128(row + (first + k) * V);' 'if (k * V < E && inside) v = bp_load_u128(row + (first + k) * V);'
 run nchw_map_column_stride kernels/pool_forward.cu 'const int e = S * k + v;' 'const int e = k + v;'
+# NCHW v4 edges on the vector path (2026-12-06: chunks outside the row, the blur's padding
+# columns, the tail group, the narrowed stores; kernels/strip.cuh)
+run nchw_chunk_past_row_loaded kernels/strip.cuh 'const bool inside = (unsigned)(first + k) < chunks;' 'const bool inside = first + k >= 0;'
+run nchw_chunk_left_of_row_loaded kernels/strip.cuh 'const bool inside = (unsigned)(first + k) < chunks;' 'const bool inside = first + k < (int)chunks;'
+run nchw_max_fill_zero kernels/pool_forward.cu 'W, bp_word_neg_inf<T>(), x);' 'W, 0u, x);'
+run nchw_dw_fill_neg_inf kernels/conv_forward.cu 'span::load(it.plane + yy * it.row_stride, it.q0 - cpx, W, 0u, x);' 'span::load(it.plane + yy * it.row_stride, it.q0 - cpx, W, 0xff800000u, x);'
+run nchw_pad_left_reflect_off kernels/strip.cuh 'bp_strip4_entry<F, S, V>(m, 2 * P - e);' 'bp_strip4_entry<F, S, V>(m, 2 * P - e - 1);'
+run nchw_pad_left_replicate_off kernels/strip.cuh 'const float replicate = bp_strip4_entry<F, S, V>(m, P);' 'const float replicate = bp_strip4_entry<F, S, V>(m, P + 1);'
+run nchw_pad_left_zero_kept kernels/strip.cuh '            if (e >= P) continue;
+            const float reflect = bp_strip4_entry<F, S, V>(m, 2 * P - e);
+            const float replicate = bp_strip4_entry<F, S, V>(m, P);
+            m[v][k] = mode == BP_PAD_REFLECT ? reflect : (mode == BP_PAD_REPLICATE ? replicate : 0.f);' '            if (e >= P) continue;
+            const float reflect = bp_strip4_entry<F, S, V>(m, 2 * P - e);
+            const float replicate = bp_strip4_entry<F, S, V>(m, P);
+            m[v][k] = mode == BP_PAD_REFLECT ? reflect : (mode == BP_PAD_REPLICATE ? replicate : m[v][k]);'
+run nchw_pad_right_reflect_off kernels/strip.cuh 'bp_strip4_entry<F, S, V>(m, 2 * (L - 1) - e);' 'bp_strip4_entry<F, S, V>(m, 2 * L - 1 - e);'
+run nchw_pad_right_replicate_off kernels/strip.cuh 'const float replicate = bp_strip4_entry<F, S, V>(m, L - 1);' 'const float replicate = bp_strip4_entry<F, S, V>(m, L - 2);'
+run nchw_pad_right_count_short kernels/strip.cuh 'pad_r = it.q0 + Map::M > WM ? it.q0 + Map::M - WM : 0;' 'pad_r = it.q0 + Map::M > WM + 1 ? it.q0 + Map::M - WM - 1 : 0;'
+run nchw_pad_left_case_wrong kernels/strip.cuh 'case 2: bp_mark(); bp_strip4_pad_left<F, S, V, 2>(m, mode); break;' 'case 2: bp_mark(); bp_strip4_pad_left<F, S, V, 1>(m, mode); break;'
+run nchw_pad_right_case_wrong kernels/strip.cuh 'case 2: bp_mark(); bp_strip4_pad_right<F, S, V, 2>(m, mode); break;' 'case 2: bp_mark(); bp_strip4_pad_right<F, S, V, 1>(m, mode); break;'
+run nchw_pad_left_widest_case kernels/strip.cuh 'default: bp_mark(); bp_strip4_pad_left<F, S, V, 3>(m, mode); break;' 'default: bp_mark(); bp_strip4_pad_left<F, S, V, 2>(m, mode); break;'
+run nchw_plan_wide_pads src/cuda/plan.rs 'const NCHW_MAX_PAD: i64 = 3;' 'const NCHW_MAX_PAD: i64 = 4;'
+run nchw_tail_store_skips_column kernels/strip.cuh 'k_first = j - (WO - V);' 'k_first = j - (WO - V) + 1;'
+run nchw_tail_starts_early kernels/strip.cuh '                j = WO - V;' '                j = WO - V - 1;'
+run nchw_store_width_ignores_row kernels/strip.cuh 'if (((long long)WO * (long long)sizeof(T)) % b == 0 && ya % b == 0) {' 'if (ya % b == 0) {'
+run nchw_store_half_vector_skipped kernels/strip.cuh 'if (h * V / 2 >= st.k_first) bp_store_u64' 'if (h * V / 2 > st.k_first) bp_store_u64'
+run nchw_plan_narrow_rows src/cuda/plan.rs '                && params.wo >= lanes' ''
+# (Equivalent given the host's rule: the kernel's own WO, pad and own-padding checks in
+# bp_strip4_fits, which only a plan that ignored src/cuda/plan.rs would reach.)
 # Depthwise v4 (kernels/conv_forward.cu: bp_strip4_dwconv_map, bp_strip4_nchw_dwconv_map)
 run dw_taps_transposed kernels/conv_forward.cu 'for (int k = 0; k < lanes; ++k) acc[a][v][k] += wk[I - a][tap][k] * px[k];' 'for (int k = 0; k < lanes; ++k) acc[a][v][k] += wk[tap][I - a][k] * px[k];'
 run dw_vector_taps_scattered kernels/conv_forward.cu 'wk[tap / KC][tap % KC][i / TAPS] = f[e];' 'wk[tap % KC][tap / KC][i / TAPS] = f[e];'
@@ -83,20 +107,9 @@ run dw_edge_ignores_bounds kernels/conv_forward.cu '                    if (col 
 run dw_partial_sums_not_shifted kernels/conv_forward.cu 'for (int k = 0; k < lanes; ++k) acc[a][v][k] = acc[a + 1][v][k];' 'for (int k = 0; k < lanes; ++k) acc[a][v][k] = acc[a][v][k];'
 run dw_nchw_partial_sums_not_reset kernels/conv_forward.cu 'for (int i = 0; i < M; ++i) acc[KC - 1][i] = bias;' ''
 run dw_fast_span_off_by_one kernels/conv_forward.cu 'e[t] = ld(rowp + (it.q0 - cpx + t) * it.col_stride);' 'e[t] = ld(rowp + (it.q0 - cpx + t + 1) * it.col_stride);'
-run dw_nchw_taps_flipped kernels/conv_forward.cu 'if (col >= 0 && col < M) z[col] += wk[a][t] * xf;' 'if (col >= 0 && col < M) z[col] += wk[a][KC - 1 - t] * xf;'
-run dw_nchw_row_padding kernels/conv_forward.cu 'if (yy < 0 || yy >= H) continue; // zero padding rows of the conv' 'if (yy < 0) continue; // zero padding rows of the conv'
-run dw_nchw_map_column_stride kernels/conv_forward.cu 'm[v][k] = bp_activate(z[S * k + v], act);' 'm[v][k] = bp_activate(z[k + v], act);'
-# NCHW v4 item order (kernels/strip.cuh: chunks of 32 rows, groups then edge columns)
-run nchw_chunk_last_partial kernels/strip.cuh 'const bool vec = li < rc * (G + TG);' 'const bool vec = li < 32 * (G + TG);'
-run nchw_chunk_row_index kernels/strip.cuh 'bp_divmod(32 * chunk + row, strips, rcp_strips, rest, strip);' 'bp_divmod(row, strips, rcp_strips, rest, strip);'
-# NCHW v4 tail group (kernels/strip.cuh: V columns ending at the last interior one, last in its
-# row's vector items). Equivalent mutants, not listed: edges starting a column early or the tail
-# a column early (the v2 walk then computes or rewrites those columns, with the same bits), and
-# dropping tail_from's covers() test (every tail it returns covers: end − V lies past j_left).
-run nchw_tail_store_skips_column kernels/strip.cuh 'tail ? j_left + G * V - j_tail : 0);' 'tail ? j_left + G * V - j_tail + 1 : 0);'
-run nchw_tail_starts_early kernels/strip.cuh 'const int j = tail ? j_tail : j_left + (int)jl * V;' 'const int j = tail ? j_tail - 1 : j_left + (int)jl * V;'
-run nchw_tail_missing kernels/strip.cuh 'const int TG = j_tail >= 0 ? 1 : 0;' 'const int TG = 0;'
-run nchw_tail_first_in_row kernels/strip.cuh 'const bool tail = jl == G;' 'const bool tail = jl == 0;'
+run dw_nchw_taps_flipped kernels/conv_forward.cu 'if (col >= 0 && col < M) acc[a][col] += wk[I - a][t] * xf;' 'if (col >= 0 && col < M) acc[a][col] += wk[I - a][KC - 1 - t] * xf;'
+run dw_nchw_row_padding kernels/conv_forward.cu 'if (yy < 0 || yy >= H) return; // zero padding rows of the conv' 'if (yy < 0) return; // zero padding rows of the conv'
+run dw_nchw_map_column_stride kernels/conv_forward.cu 'm[v][k] = bp_activate(acc[0][S * k + v], act);' 'm[v][k] = bp_activate(acc[0][k + v], act);'
 # Tensor-core v4 (kernels/conv_forward.cu: bp_convblurpool_tc4_run, bp_tc4_stage,
 # bp_pack_tc4_weights); run with MUT_TESTS=tensor_core.
 run tc4_a_half_wrong kernels/conv_forward.cu 'const int a_half = lane >> 4;' 'const int a_half = (lane >> 3) & 1;'

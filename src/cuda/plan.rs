@@ -758,16 +758,34 @@ fn vector_lanes(dtype: DType) -> i64 {
 }
 
 /// The v4 family standing in for the v2 strip `family` on `target`, if the shape lets it. NHWC:
-/// C a multiple of the 16-byte vector's elements, one image's H·W·C below 2^31; NCHW: W a
-/// multiple of them (every row starts 16-byte aligned), one plane's H·W below 2^31 (the
-/// kernel's offsets inside an image or plane are i32; kernels/strip.cuh, bp_strip4_fits, which
-/// also checks the pointers' alignment at launch).
+/// C a multiple of the 16-byte vector's elements, one image's H·W·C below 2^31. NCHW: W a
+/// multiple of them (every input row starts 16-byte aligned), one plane's H·W below 2^31, at
+/// least one group of `lanes` outputs a row, and the blur's padding columns a group fills in at
+/// most [`NCHW_MAX_PAD`] on either side (the left padding, and the last output's overhang past
+/// the map), the max's or conv's own padding at most W (the kernel's offsets inside an image or
+/// plane are i32; kernels/strip.cuh, bp_strip4_fits, which checks the same and the pointers'
+/// alignment at launch).
 fn wide_strip(family: Family, target: Target, params: &BpParams) -> Option<Family> {
     let lanes = vector_lanes(target.dtype);
     let plane = params.h.saturating_mul(params.w);
     let fits = match target.layout {
         Layout::Nhwc => params.c % lanes == 0 && plane.saturating_mul(params.c) < 1 << 31,
-        Layout::Nchw => params.w % lanes == 0 && plane < 1 << 31,
+        Layout::Nchw => {
+            let pad = NCHW_MAX_PAD;
+            let overhang = params.sx as i64 * (params.wo - 1) + params.fx as i64
+                - params.pad_left as i64
+                - params.wm;
+            let own_pad = match family {
+                Family::StripDepthwise => params.cpx,
+                _ => params.mpx,
+            } as i64;
+            params.w % lanes == 0
+                && plane < 1 << 31
+                && params.wo >= lanes
+                && params.pad_left as i64 <= pad
+                && overhang <= pad
+                && own_pad <= params.w
+        }
     } && target.choice.allows(KernelVersion::V4);
     match family {
         Family::StripPool if fits => Some(Family::StripPoolWide),
@@ -775,6 +793,10 @@ fn wide_strip(family: Family, target: Target, params: &BpParams) -> Option<Famil
         _ => None,
     }
 }
+
+/// The most blur-padding columns an NCHW v4 group fills in on either side (kernels/strip.cuh,
+/// `BP_STRIP4_MAX_PAD`): the presets pad 1 or 2; wider pads take v2.
+const NCHW_MAX_PAD: i64 = 3;
 
 /// Threads the strip kernel `s` needs for `strips` strips per column: one per column and channel
 /// (v2; NHWC half types take two channels per thread, so this is an upper bound there; the

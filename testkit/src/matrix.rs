@@ -279,17 +279,19 @@ pub const STRIP4_SIZES: [Shape4; 6] = [
 ];
 
 /// Sizes for the v4 strips in NCHW (W a multiple of 8, so every dtype takes the row chunks):
-/// rows narrower than one lane's 8 outputs, 16/20/24/32 outputs (whole and partial groups,
-/// rows of y not a multiple of 8), odd heights, one channel to twenty.
+/// rows of 4 outputs (f32: one group reaching both ends; f16/bf16: narrower than a group, so
+/// v2), 8 outputs on two rows (one group reaching both ends in every dtype), 12/20/24/32
+/// outputs (whole groups and a tail, rows of y not a multiple of 8), odd heights, one channel
+/// to twenty.
 pub const STRIP4_NCHW_SIZES: [Shape4; 8] = [
     Shape4::new(1, 1, 8, 8),
     Shape4::new(2, 3, 37, 16),
     Shape4::new(1, 2, 19, 24),
     Shape4::new(1, 2, 5, 64),
-    Shape4::new(1, 1, 2, 8),
+    Shape4::new(1, 1, 2, 16),
     Shape4::new(2, 1, 3, 40),
     Shape4::new(1, 3, 21, 48),
-    // 20 channels × 2 strips: 40 rows, more than one chunk of 32 (kernels/strip.cuh).
+    // 20 channels × 2 strips: 40 rows of items, warps across rows and planes.
     Shape4::new(1, 20, 19, 24),
 ];
 
@@ -306,8 +308,10 @@ pub fn strip4_cases(layout: Layout) -> Vec<(Operator, Shape4)> {
         .map(|(i, (op, _))| (op, sizes[i % sizes.len()]))
         .collect();
     if layout == Layout::Nchw {
-        // Leading zero padding 5, 6, 7 (with max padding 0 and 1): up to four edge columns
-        // before the first vector group, each parity of the group's start.
+        // The blur's padding a v4 group fills in on each side (kernels/strip.cuh,
+        // bp_strip4_pad_columns): 2 and 3 columns at either end in every pad mode, with max
+        // padding 0 and 1, on rows of 56 (f16: 7 groups of 28 outputs, 3 whole and a tail) and
+        // 24 (one group and a tail, each reaching both ends); 4 at the left takes v2 (tests/emulated.rs pins it).
         for spec in specialised_kernels() {
             let Specialised::Pooling {
                 window: k,
@@ -317,29 +321,32 @@ pub fn strip4_cases(layout: Layout) -> Vec<(Operator, Shape4)> {
             else {
                 continue;
             };
-            for pad in [5, 6, 7] {
-                for mp in if k == 1 { vec![0] } else { vec![0, 1] } {
-                    let blur = Blur::new(
-                        Filter::binomial(f).unwrap(),
-                        (st, st),
-                        Pad2d {
-                            top: pad,
-                            bottom: 1,
-                            left: pad,
-                            right: 1,
-                        },
-                        PadMode::Zero,
-                    )
-                    .unwrap();
-                    let op = if k == 1 {
-                        Operator::BlurPool(BlurPool2d::new(blur))
-                    } else {
-                        Operator::MaxBlurPool(MaxBlurPool2d::new(
-                            MaxPool2d::new((k, k), (mp, mp)).unwrap(),
-                            blur,
-                        ))
-                    };
-                    cases.push((op, Shape4::new(1, 2, 11, 56)));
+            for (i, (left, right)) in [(2, 3), (3, 2), (3, 3), (4, 1)].into_iter().enumerate() {
+                for mode in PadMode::ALL {
+                    for mp in if k == 1 { vec![0] } else { vec![0, 1] } {
+                        let blur = Blur::new(
+                            Filter::binomial(f).unwrap(),
+                            (st, st),
+                            Pad2d {
+                                top: right,
+                                bottom: left,
+                                left,
+                                right,
+                            },
+                            mode,
+                        )
+                        .unwrap();
+                        let op = if k == 1 {
+                            Operator::BlurPool(BlurPool2d::new(blur))
+                        } else {
+                            Operator::MaxBlurPool(MaxBlurPool2d::new(
+                                MaxPool2d::new((k, k), (mp, mp)).unwrap(),
+                                blur,
+                            ))
+                        };
+                        let w = if (i + mp) % 2 == 0 { 56 } else { 24 };
+                        cases.push((op, Shape4::new(1, 2, 11, w)));
+                    }
                 }
             }
         }
