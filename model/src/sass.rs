@@ -637,6 +637,9 @@ impl Function {
     ///   the function's instructions of site s) times; one whose chain names no site of the
     ///   trace never ran in the sample (every access goes through the hooks): 0 times;
     /// * a basic block with traced instructions runs as often as their mean;
+    /// * an instruction whose chain passes through a line of `mark_lines` that the trace never
+    ///   reached runs 0 times (the path below an untaken mark: e.g. a walk's copy for another
+    ///   chunk width), and does not share its site's requests with the copies that ran;
     /// * a block without any, whose instructions' chains name a line of `mark_lines` (a
     ///   `bp_mark();` of the sources, placed on a code path without accesses such as a switch's
     ///   case), runs as often as the trace's marks there (the most of those it names), never
@@ -660,11 +663,24 @@ impl Function {
     ) -> (f64, Vec<f64>) {
         let n = self.instrs.len();
         let mut per_site = vec![0usize; site_requests.len()];
-        let site: Vec<Option<usize>> = self
+        // An instruction inlined through a mark's line that no lane reached never ran: a copy
+        // of shared code (e.g. a walk instantiated for another chunk width) that this launch
+        // did not take. It counts 0, and its accesses do not share its sites' requests.
+        let dead: Vec<bool> = self
             .instrs
             .iter()
             .map(|i| {
-                if i.class.is_traced() {
+                i.chain
+                    .iter()
+                    .any(|k| mark_lines.contains(k) && !sites.contains_key(k))
+            })
+            .collect();
+        let site: Vec<Option<usize>> = self
+            .instrs
+            .iter()
+            .enumerate()
+            .map(|(k, i)| {
+                if i.class.is_traced() && !dead[k] {
                     self.site_of(i, sites)
                 } else {
                     None
@@ -688,8 +704,11 @@ impl Function {
         let mut freq: Vec<Option<f64>> = blocks
             .iter()
             .map(|&(s, e)| {
+                if (s..e).all(|i| dead[i]) {
+                    return Some(0.0);
+                }
                 let traced: Vec<f64> = (s..e)
-                    .filter(|&i| self.instrs[i].class.is_traced())
+                    .filter(|&i| self.instrs[i].class.is_traced() && !dead[i])
                     .map(|i| match site[i] {
                         Some(st) => site_requests[st] / per_site[st].max(1) as f64,
                         None => 0.0,
@@ -758,10 +777,12 @@ impl Function {
         let mut total = 0.0;
         for (k, &(s, e)) in blocks.iter().enumerate() {
             let f = freq[k].unwrap_or(0.0);
-            for c in per_instr.iter_mut().take(e).skip(s) {
-                *c = f;
+            for i in s..e {
+                if !dead[i] {
+                    per_instr[i] = f;
+                    total += f;
+                }
             }
-            total += f * (e - s) as f64;
         }
         (total, per_instr)
     }
@@ -846,6 +867,20 @@ k:
         let (total, per) = f.dynamic_instructions(&sites, &[10.0], &marks, 4.0);
         assert_eq!((per[1], per[3]), (5.0, 0.0));
         assert_eq!(total, 3.0 * 5.0);
+        // The loads inlined through a mark's line that no lane reached (common.cuh:37): they
+        // never ran, though their site (pool_forward.cu:98) has requests from another copy.
+        let sites: HashMap<(String, u32), usize> = [
+            (("pool_forward.cu".to_string(), 98), 0),
+            (("strip.cuh".to_string(), 50), 1),
+        ]
+        .into();
+        let marks: HashSet<(String, u32)> = [
+            ("strip.cuh".to_string(), 50),
+            ("common.cuh".to_string(), 37),
+        ]
+        .into();
+        let (_, per) = f.dynamic_instructions(&sites, &[10.0, 3.0], &marks, 4.0);
+        assert_eq!((per[1], per[2], per[3]), (0.0, 0.0, 3.0));
     }
 
     /// nvdisasm's text for `body` (label lines and instructions, one per line), with zero
