@@ -437,13 +437,13 @@ struct bp_strip4_dwconv_map {
 // columns of a map row from E = M + KC − 1 input columns of each of its KC input rows. The taps
 // are uniform across a channel plane (KC² scalar registers, broadcast loads); each input row is
 // read once into KC rows of partial sums, as in NHWC.
-template <typename T, int KC, int F, int S>
+template <typename T, int KC, int F, int S, int CB = 16>
 struct bp_strip4_nchw_dwconv_map : bp_vec_store16<T> {
     static constexpr int lanes = bp_vec_elems<T>; // output columns per lane
     static constexpr bool wide = true;
     static constexpr int M = S * (lanes - 1) + F; // map columns
     static constexpr int E = M + KC - 1;          // input columns
-    using span = bp_strip4_span<T, E>;
+    using span = bp_strip4_span<T, E, CB>; // 16- or 8-byte row chunks (bp_strip4_fits)
     const T *__restrict__ w;
     const T *__restrict__ b;
     int cpy, cpx, H, W, act, has_bias;
@@ -513,22 +513,41 @@ struct bp_strip4_nchw_dwconv_map : bp_vec_store16<T> {
     }
 };
 
-// The v4 depthwise map for a layout, and the entry points: the v4 walk where bp_strip4_fits,
-// else (unaligned x or y) the v2 walk of the same geometry. One block of 256 per SM (the taps
-// and partial sums take 143–230 registers; at 2 blocks, 128, ptxas spilled).
+// The entry points: the v4 walk where bp_strip4_fits says so (NCHW in 16- or 8-byte row
+// chunks), else (unaligned x or y, or rows of an odd multiple of 2 halves) the v2 walk of the
+// same geometry. One block of 256 per SM (the taps and partial sums take 143–230 registers; at
+// 2 blocks, 128, ptxas spilled).
 template <typename T, typename L, int KC, int F, int S>
-using bp_strip4_dw_map = typename bp_pick<L::channels_last, bp_strip4_dwconv_map<T, KC, F>,
-                                          bp_strip4_nchw_dwconv_map<T, KC, F, S>>::type;
+__device__ __forceinline__ void bp_strip4_dw_run(const BpParams &p, const T *__restrict__ x, const T *__restrict__ w,
+                                                 const T *__restrict__ b, T *__restrict__ y) {
+    const int cb = bp_strip4_fits<T, L, F, S>(p, x, y, p.cpx);
+    using v2 = bp_strip_dwconv_map<T, KC, F, bp_strip_lanes<T, L>>;
+    using nchw16 = bp_strip4_nchw_dwconv_map<T, KC, F, S, 16>;
+    using nchw8 = bp_strip4_nchw_dwconv_map<T, KC, F, S, 8>;
+    // Each walk on its mark's line (see bp_strip4_pool_run).
+    if constexpr (L::channels_last) {
+        if (cb == 16) {
+            bp_mark(); bp_strip_run<T, L, F, S>(p, x, y, bp_strip4_dwconv_map<T, KC, F>(p, w, b));
+        } else {
+            bp_mark(); bp_strip_run<T, L, F, S>(p, x, y, v2(p, w, b));
+        }
+    } else {
+        if (cb == 16) {
+            bp_mark(); bp_strip_run<T, L, F, S>(p, x, y, nchw16(p, w, b));
+        } else if (cb == 8) {
+            bp_mark(); bp_strip_run<T, L, F, S>(p, x, y, nchw8(p, w, b));
+        } else {
+            bp_mark(); bp_strip_run<T, L, F, S>(p, x, y, v2(p, w, b));
+        }
+    }
+}
 
 #define BP_STRIP4_DW_VARIANT(NAME, KC, F, S)                                                             \
     template <typename T, typename L>                                                                    \
     __device__ __forceinline__ void NAME##_impl(const BpParams p, const T *__restrict__ x,               \
                                                 const T *__restrict__ w, const T *__restrict__ b,        \
                                                 T *__restrict__ y) {                                     \
-        if (bp_strip4_fits<T, L, F, S>(p, x, y, p.cpx))                                                 \
-            bp_strip_run<T, L, F, S>(p, x, y, bp_strip4_dw_map<T, L, KC, F, S>(p, w, b));                \
-        else                                                                                             \
-            bp_strip_run<T, L, F, S>(p, x, y, bp_strip_dwconv_map<T, KC, F, bp_strip_lanes<T, L>>(p, w, b)); \
+        bp_strip4_dw_run<T, L, KC, F, S>(p, x, w, b, y);                                                 \
     }                                                                                                    \
     BP_INSTANTIATE_BOUNDED(NAME, 1, 1)
 

@@ -249,17 +249,17 @@ struct bp_strip4_max_map : bp_vec_store16<T> {
 // The map of v4 in NCHW: a lane takes V = 8 (f16/bf16) or 4 (f32) consecutive output columns
 // (bp_strip_run: groups from column 0, and a tail group), whose M = S·(V − 1) + F map columns
 // need E = M + K − 1 input columns of a row, read as one packed span (bp_strip4_span,
-// strip.cuh: the 16-byte chunks that hold them, all issued before any use, −inf for the chunks
-// outside the row, which is the max's padding, shifted into place by a launch-uniform branch).
+// strip.cuh: the CB-byte chunks that hold them, 16 or 8 bytes, all issued before any use, −inf
+// for the chunks outside the row, which is the max's padding, shifted into place).
 // The maxima stay packed (two halves or one float per 32-bit word, max.NaN). Map columns
 // outside the map (the blur's padding) are filled in by the walk (bp_strip4_pad_columns).
-template <typename T, int K, int F, int S>
+template <typename T, int K, int F, int S, int CB = 16>
 struct bp_strip4_nchw_max_map {
     static constexpr int lanes = bp_vec_elems<T>; // output columns per lane
     static constexpr bool wide = true;
     static constexpr int M = S * (lanes - 1) + F; // map columns
     static constexpr int E = M + K - 1;           // input columns
-    using span = bp_strip4_span<T, E>;            // a row's input columns, packed
+    using span = bp_strip4_span<T, E, CB>;        // a row's input columns, packed
     static constexpr int PER = span::PER;         // elements per 32-bit word
     static constexpr int MW = (M + PER - 1) / PER; // words of M map columns
     int mpy, mpx, H, W;
@@ -314,19 +314,38 @@ struct bp_strip4_nchw_max_map {
 // BlurPool2d filter 3 in f16/bf16 NCHW (83–86 uncapped); 2 blocks (≤ 128) elsewhere: at 80,
 // f16/bf16 NCHW BlurPool filter 4 spilled 32 bytes and MaxBlurPool 36–82, and NHWC
 // MaxBlurPool's ring of packed maxima (92–124) 100–250.
-// The v4 map for a layout: channel vectors (NHWC) or column groups (NCHW).
+// The v4 walk over channel vectors (NHWC) or column groups in 16- or 8-byte row chunks (NCHW)
+// where bp_strip4_fits says so, else the v2 walk of the same geometry.
 template <typename T, typename L, int K, int F, int S>
-using bp_strip4_map = typename bp_pick<L::channels_last, bp_strip4_max_map<T, K, F>,
-                                       bp_strip4_nchw_max_map<T, K, F, S>>::type;
+__device__ __forceinline__ void bp_strip4_pool_run(const BpParams &p, const T *__restrict__ x, T *__restrict__ y) {
+    const int cb = bp_strip4_fits<T, L, F, S>(p, x, y, K > 1 ? p.mpx : 0);
+    using v2 = bp_strip_max_map<T, K, F, bp_strip_lanes<T, L>>;
+    using nchw16 = bp_strip4_nchw_max_map<T, K, F, S, 16>;
+    using nchw8 = bp_strip4_nchw_max_map<T, K, F, S, 8>;
+    // Each walk on its mark's line: the performance model counts a walk no lane took as never
+    // run (its copies share their source lines with the walks that ran).
+    if constexpr (L::channels_last) {
+        if (cb == 16) {
+            bp_mark(); bp_strip_run<T, L, F, S>(p, x, y, bp_strip4_max_map<T, K, F>(p));
+        } else {
+            bp_mark(); bp_strip_run<T, L, F, S>(p, x, y, v2(p));
+        }
+    } else {
+        if (cb == 16) {
+            bp_mark(); bp_strip_run<T, L, F, S>(p, x, y, nchw16(p));
+        } else if (cb == 8) {
+            bp_mark(); bp_strip_run<T, L, F, S>(p, x, y, nchw8(p));
+        } else {
+            bp_mark(); bp_strip_run<T, L, F, S>(p, x, y, v2(p));
+        }
+    }
+}
 
 #define BP_STRIP4_VARIANT(NAME, K, F, S)                                                                  \
     template <typename T, typename L>                                                                     \
     __device__ __forceinline__ void NAME##_impl(const BpParams p, const T *__restrict__ x, const T *, const T *, \
                                                 T *__restrict__ y) {                                      \
-        if (bp_strip4_fits<T, L, F, S>(p, x, y, (K) > 1 ? p.mpx : 0))                                     \
-            bp_strip_run<T, L, F, S>(p, x, y, bp_strip4_map<T, L, K, F, S>(p));                           \
-        else                                                                                              \
-            bp_strip_run<T, L, F, S>(p, x, y, bp_strip_max_map<T, K, F, bp_strip_lanes<T, L>>(p));          \
+        bp_strip4_pool_run<T, L, K, F, S>(p, x, y);                                                       \
     }                                                                                                     \
     BP_INSTANTIATE_BOUNDED_BY_TYPE(NAME, 3, (K) == 1 && (F) == 3 ? 3 : 2, (K) == 1 ? 3 : 2, (K) == 1 ? 3 : 2)
 

@@ -398,25 +398,32 @@ __device__ __forceinline__ void bp_strip_run(const BpParams &p, const T *__restr
 
 // ---- v4: the walk over 16-byte channel vectors ----------------------------------------------
 
-// Whether the v4 walk may take this launch. NHWC: C a multiple of the vector's elements, x and y
-// 16-byte aligned, and one image's H·W·C below 2^31 (the walk's offsets inside an image are
-// int). NCHW: W a multiple of the vector's elements (so every input row starts 16-byte aligned
-// and every 16-byte chunk lies wholly inside or outside a row), x 16-byte aligned, one plane's
-// H·W below 2^31, at least one group of V outputs a row (WO ≥ V), the blur's padding columns a
-// lane must fill at most BP_STRIP4_MAX_PAD on each side (pad_left, and the last output's
-// overhang past the map), and the map's own padding `pk` (max or conv) at most W; y may have
-// any alignment (the stores narrow to what it allows). The host plans v4 only when the shape
-// qualifies (src/cuda/plan.rs, the same rule); the pointers are checked here, once per launch,
-// and a launch that fails takes the v2 walk instead (same results; see tests/emulated.rs).
+// Whether the v4 walk may take this launch, and with what: the bytes of the row chunks it reads
+// (NCHW 16 or 8; NHWC 16), 0 for no (the v2 walk). NHWC: C a multiple of the vector's
+// elements, x and y 16-byte aligned, and one image's H·W·C below 2^31 (the walk's offsets
+// inside an image are int). NCHW: W a multiple of the chunk's elements (so every input row
+// starts chunk-aligned and every chunk lies wholly inside or outside a row) and x aligned to
+// the chunk: 16 bytes where W % 8 halves (4 floats) == 0, else 8 bytes where W % 4 (2) == 0;
+// one plane's H·W below 2^31, at least one group of V outputs a row (WO ≥ V), the blur's
+// padding columns a lane must fill at most BP_STRIP4_MAX_PAD on each side (pad_left, and the
+// last output's overhang past the map), and the map's own padding `pk` (max or conv) at most W;
+// y may have any alignment (the stores narrow to what it allows). The host plans v4 only when
+// the shape qualifies (src/cuda/plan.rs, the same rule); the pointers are checked here, once
+// per launch, and a launch that fails takes a narrower chunk or the v2 walk instead (same
+// results; see tests/emulated.rs).
 template <typename T, typename L, int F, int S>
-__device__ __forceinline__ bool bp_strip4_fits(const BpParams &p, const void *x, const void *y, int pk) {
-    const unsigned long long bits = reinterpret_cast<unsigned long long>(x) |
-                                    (L::channels_last ? reinterpret_cast<unsigned long long>(y) : 0ull);
-    if (L::channels_last) return p.c % bp_vec_elems<T> == 0 && (bits & 15) == 0 && p.h * p.w * p.c < (1LL << 31);
+__device__ __forceinline__ int bp_strip4_fits(const BpParams &p, const void *x, const void *y, int pk) {
+    const unsigned long long xa = reinterpret_cast<unsigned long long>(x);
+    if (L::channels_last) {
+        const unsigned long long bits = xa | reinterpret_cast<unsigned long long>(y);
+        return p.c % bp_vec_elems<T> == 0 && (bits & 15) == 0 && p.h * p.w * p.c < (1LL << 31) ? 16 : 0;
+    }
     constexpr int V = bp_vec_elems<T>, PM = BP_STRIP4_MAX_PAD;
     const long long overhang = S * (p.wo - 1) + F - p.pad_left - p.wm; // past the map's last column
-    return p.w % V == 0 && (bits & 15) == 0 && p.h * p.w < (1LL << 31) && p.wo >= V && p.pad_left <= PM &&
-           overhang <= PM && pk <= p.w;
+    if (!(p.h * p.w < (1LL << 31) && p.wo >= V && p.pad_left <= PM && overhang <= PM && pk <= p.w)) return 0;
+    if (p.w % V == 0 && (xa & 15) == 0) return 16;
+    if (p.w % (V / 2) == 0 && (xa & 7) == 0) return 8;
+    return 0;
 }
 
 // The v4 maps' ring of K input rows' horizontal maxima (N elements of type E each, packed):
@@ -456,20 +463,22 @@ template <typename T> __device__ __forceinline__ bp_u128 bp_vec_neg_inf() {
 
 // E consecutive elements of an NCHW row from element c0 onwards (c0 may be negative and the span
 // may end past the row: elements outside the row read as the `fill` word's), packed into 32-bit
-// words (two halves or one float each; the v4 NCHW maps). Read as the 16-byte chunks that hold
-// them (NC at most, all issued before any use; the row starts 16-byte aligned and W is a
-// multiple of the vector's elements, so a chunk is wholly inside the row, loaded, or wholly
-// outside, never loaded), then shifted into place: the span's start inside its first chunk,
-// o = c0 mod V, is the same for every group of a launch (c0 = S·V·g − pad_left − the map's
-// padding; a row's tail group has its own), and bp_strip4_span::shift moves the words into
-// place without a branch.
-template <typename T, int E>
+// words (two halves or one float each; the v4 NCHW maps). Read as the CB-byte chunks that hold
+// them (CB = 16, or 8 where rows start only 8-byte aligned: NC at most, all issued before any
+// use; the row starts CB-byte aligned and W is a multiple of the chunk's elements, so a chunk is
+// wholly inside the row, loaded, or wholly outside, never loaded), then shifted into place: the
+// span's start inside its first chunk, o = c0 mod CE, is the same for every group of a launch
+// (c0 = S·V·g − pad_left − the map's padding; a row's tail group has its own), and
+// bp_strip4_span::shift moves the words into place without a branch.
+template <typename T, int E, int CB = 16>
 struct bp_strip4_span {
-    static constexpr int V = bp_vec_elems<T>;
-    static constexpr int PER = sizeof(T) == 4 ? 1 : 2;     // elements per 32-bit word
-    static constexpr int EW = (E + PER - 1) / PER + 1;     // words of the shifted span (+1 slack)
-    static constexpr int NC = (E + 2 * V - 2) / V;         // chunks a span starting anywhere spans
-    static constexpr int CW = 4 * NC;                      // their words
+    static_assert(CB == 16 || CB == 8, "16- or 8-byte chunks");
+    static constexpr int CE = CB / (int)sizeof(T);     // elements per chunk
+    static constexpr int CWD = CB / 4;                 // words per chunk
+    static constexpr int PER = sizeof(T) == 4 ? 1 : 2; // elements per 32-bit word
+    static constexpr int EW = (E + PER - 1) / PER + 1; // words of the shifted span (+1 slack)
+    static constexpr int NC = (E + 2 * CE - 2) / CE;   // chunks a span starting anywhere spans
+    static constexpr int CW = CWD * NC;                // their words
 
     // Element pair (or float) i of the span shifted by b elements: elements PER·i + b onwards.
     static __device__ __forceinline__ unsigned at(const unsigned (&x)[EW], int i, int b) {
@@ -488,18 +497,18 @@ struct bp_strip4_span {
     }
 
     // The chunk words cw shifted left by o elements into x (x[0] starts with element o), without
-    // a branch: by 2 and by 1 words (a select each), then by half a word (a funnel shift of 0 or
-    // 16 bits). The groups of a launch share o, but a row's tail group has its own, and a switch
-    // over o (the first version) ran two cases in every warp holding a tail, and made the
-    // performance model count all eight as run.
+    // a branch: by 2 and by 1 words (a select each; 16-byte chunks only need the 2), then by half
+    // a word (a funnel shift of 0 or 16 bits). The groups of a launch share o, but a row's tail
+    // group has its own, and a switch over o (the first version) ran two cases in every warp
+    // holding a tail, and made the performance model count all eight as run.
     static __device__ __forceinline__ void shift(const unsigned (&cw)[CW], int o, unsigned (&x)[EW]) {
-        const int wq = o / PER; // whole words, 0 … 3
+        const int wq = o / PER; // whole words, 0 … CWD − 1
         const unsigned half = PER == 2 ? 16u * (unsigned)(o % 2) : 0u;
         unsigned t[EW + 2], u[EW + 1];
 #pragma unroll
         for (int i = 0; i < EW + 2; ++i) {
             const unsigned by0 = i < CW ? cw[i] : 0u, by2 = i + 2 < CW ? cw[i + 2] : 0u;
-            t[i] = (wq & 2) ? by2 : by0;
+            t[i] = (CWD > 2 && (wq & 2)) ? by2 : by0;
         }
 #pragma unroll
         for (int i = 0; i < EW + 1; ++i) u[i] = (wq & 1) ? t[i + 1] : t[i];
@@ -508,27 +517,43 @@ struct bp_strip4_span {
             x[i] = PER == 1 ? u[i] : (unsigned)(((unsigned long long)u[i + 1] << 32 | u[i]) >> half);
     }
 
+    // Chunk k (CB bytes) at `at`, or `fill` where `load` is false.
+    static __device__ __forceinline__ void chunk(const T *__restrict__ at, bool load, unsigned fill,
+                                                 unsigned (&w)[CWD] BP_SITE) {
+        if constexpr (CB == 16) {
+            bp_u128 v = {{fill, fill, fill, fill}};
+            if (load) v = bp_load_u128(at BP_SITE_FWD);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) w[i] = v.v[i];
+        } else {
+            bp_u64 v = {{fill, fill}};
+            if (load) v = bp_load_u64(at BP_SITE_FWD);
+#pragma unroll
+            for (int i = 0; i < 2; ++i) w[i] = v.v[i];
+        }
+    }
+
     // Elements c0 .. c0 + E − 1 of `row` (W elements) into x, `fill` outside the row.
     static __device__ __forceinline__ void load(const T *__restrict__ row, int c0, int W, unsigned fill,
                                                 unsigned (&x)[EW]) {
-        const int o = ((c0 % V) + V) % V; // the same in every group
-        const int first = (c0 - o) / V;   // the first chunk (negative left of the row)
-        const unsigned chunks = (unsigned)(W / V);
+        const int o = ((c0 % CE) + CE) % CE; // the same in every group
+        const int first = (c0 - o) / CE;     // the first chunk (negative left of the row)
+        const unsigned chunks = (unsigned)(W / CE);
         unsigned cw[CW];
 #pragma unroll
         for (int k = 0; k < NC; ++k) {
             // Chunks past the span are not read, nor chunks outside the row.
-            bp_u128 v = {{fill, fill, fill, fill}};
             const bool inside = (unsigned)(first + k) < chunks;
+            unsigned w[CWD];
 #if BP_GATE_VARIANT == 1
             // The gates' serialised variant (model/, never in the library), as in bp_strip_hmax.
-            const int dep = k > 0 ? (int)bp_gate_zero(__uint_as_float(cw[4 * k - 4])) : 0;
-            if (k * V < o + E && inside) v = bp_load_u128(row + (first + k) * V + dep);
+            const int dep = k > 0 ? (int)bp_gate_zero(__uint_as_float(cw[CWD * k - CWD])) : 0;
+            chunk(row + (first + k) * CE + dep, k * CE < o + E && inside, fill, w);
 #else
-            if (k * V < o + E && inside) v = bp_load_u128(row + (first + k) * V);
+            chunk(row + (first + k) * CE, k * CE < o + E && inside, fill, w);
 #endif
 #pragma unroll
-            for (int w = 0; w < 4; ++w) cw[4 * k + w] = v.v[w];
+            for (int i = 0; i < CWD; ++i) cw[CWD * k + i] = w[i];
         }
         shift(cw, o, x);
     }

@@ -62,10 +62,10 @@ run group_split_wrong kernels/strip.cuh '            c0 = g * V;
             bp_divmod(rest, WO'
 # NCHW v4 (bp_strip4_nchw_max_map, the column-group walk)
 run nchw_shift_drops_odd_start kernels/strip.cuh 'const unsigned half = PER == 2 ? 16u * (unsigned)(o % 2) : 0u;' 'const unsigned half = 0u;'
-run nchw_shift_two_words_dropped kernels/strip.cuh 't[i] = (wq & 2) ? by2 : by0;' 't[i] = by0;'
+run nchw_shift_two_words_dropped kernels/strip.cuh 't[i] = (CWD > 2 && (wq & 2)) ? by2 : by0;' 't[i] = by0;'
 run nchw_shift_one_word_dropped kernels/strip.cuh 'u[i] = (wq & 1) ? t[i + 1] : t[i];' 'u[i] = t[i];'
 run nchw_pair_shift_wrong kernels/strip.cuh 'return e % 2 == 0 ? x[w] : (x[w] >> 16) | (x[w + 1] << 16);' 'return x[w];'
-run nchw_last_chunk_skipped kernels/strip.cuh 'if (k * V < o + E && inside) v = bp_load_u128(row + (first + k) * V);' 'if (k * V < E && inside) v = bp_load_u128(row + (first + k) * V);'
+run nchw_last_chunk_skipped kernels/strip.cuh 'chunk(row + (first + k) * CE, k * CE < o + E && inside, fill, w);' 'chunk(row + (first + k) * CE, k * CE < E && inside, fill, w);'
 run nchw_map_column_stride kernels/pool_forward.cu 'const int e = S * k + v;' 'const int e = k + v;'
 # NCHW v4 edges on the vector path (2026-12-06: chunks outside the row, the blur's padding
 # columns, the tail group, the narrowed stores; kernels/strip.cuh)
@@ -93,6 +93,10 @@ run nchw_tail_store_skips_column kernels/strip.cuh 'k_first = j - (WO - V);' 'k_
 run nchw_tail_starts_early kernels/strip.cuh '                j = WO - V;' '                j = WO - V - 1;'
 run nchw_store_width_ignores_row kernels/strip.cuh 'if (((long long)WO * (long long)sizeof(T)) % b == 0 && ya % b == 0) {' 'if (ya % b == 0) {'
 run nchw_store_half_vector_skipped kernels/strip.cuh 'if (h * V / 2 >= st.k_first) bp_store_u64' 'if (h * V / 2 > st.k_first) bp_store_u64'
+run nchw_chunk8_words_swapped kernels/strip.cuh 'for (int i = 0; i < 2; ++i) w[i] = v.v[i];' 'for (int i = 0; i < 2; ++i) w[i] = v.v[1 - i];'
+run nchw_chunk8_any_alignment kernels/strip.cuh 'if (p.w % (V / 2) == 0 && (xa & 7) == 0) return 8;' 'if (p.w % (V / 2) == 0) return 8;'
+run nchw_chunk16_on_8_byte_rows kernels/strip.cuh 'if (p.w % V == 0 && (xa & 15) == 0) return 16;' 'if ((xa & 15) == 0) return 16;'
+run nchw_plan_16_byte_rows_only src/cuda/plan.rs '            params.w % (lanes / 2) == 0' '            params.w % lanes == 0'
 run nchw_plan_narrow_rows src/cuda/plan.rs '                && params.wo >= lanes' ''
 # (Equivalent given the host's rule: the kernel's own WO, pad and own-padding checks in
 # bp_strip4_fits, which only a plan that ignored src/cuda/plan.rs would reach.)

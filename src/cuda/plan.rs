@@ -759,7 +759,8 @@ fn vector_lanes(dtype: DType) -> i64 {
 
 /// The v4 family standing in for the v2 strip `family` on `target`, if the shape lets it. NHWC:
 /// C a multiple of the 16-byte vector's elements, one image's H·W·C below 2^31. NCHW: W a
-/// multiple of them (every input row starts 16-byte aligned), one plane's H·W below 2^31, at
+/// multiple of half of them (every input row starts 8-byte aligned: the kernel reads rows in
+/// 16-byte chunks where W allows it, else in 8-byte ones), one plane's H·W below 2^31, at
 /// least one group of `lanes` outputs a row, and the blur's padding columns a group fills in at
 /// most [`NCHW_MAX_PAD`] on either side (the left padding, and the last output's overhang past
 /// the map), the max's or conv's own padding at most W (the kernel's offsets inside an image or
@@ -779,7 +780,7 @@ fn wide_strip(family: Family, target: Target, params: &BpParams) -> Option<Famil
                 Family::StripDepthwise => params.cpx,
                 _ => params.mpx,
             } as i64;
-            params.w % lanes == 0
+            params.w % (lanes / 2) == 0
                 && plane < 1 << 31
                 && params.wo >= lanes
                 && params.pad_left as i64 <= pad

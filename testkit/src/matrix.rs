@@ -278,12 +278,13 @@ pub const STRIP4_SIZES: [Shape4; 6] = [
     Shape4::new(2, 16, 3, 41),
 ];
 
-/// Sizes for the v4 strips in NCHW (W a multiple of 8, so every dtype takes the row chunks):
-/// rows of 4 outputs (f32: one group reaching both ends; f16/bf16: narrower than a group, so
-/// v2), 8 outputs on two rows (one group reaching both ends in every dtype), 12/20/24/32
-/// outputs (whole groups and a tail, rows of y not a multiple of 8), odd heights, one channel
-/// to twenty.
-pub const STRIP4_NCHW_SIZES: [Shape4; 8] = [
+/// Sizes for the v4 strips in NCHW: W a multiple of 8 (every dtype reads 16-byte row chunks)
+/// or of 4 (f16/bf16 read 8-byte chunks, f32 16-byte ones) or 2 (f32 8-byte chunks; f16/bf16
+/// v2): rows of 4 outputs (f32: one group reaching both ends; f16/bf16: narrower than a group,
+/// so v2), 8 outputs on two rows (one group reaching both ends in every dtype), 10/12/14/18/20/
+/// 24/32 outputs (whole groups and a tail, rows of y not a multiple of 8), odd heights, one
+/// channel to twenty.
+pub const STRIP4_NCHW_SIZES: [Shape4; 12] = [
     Shape4::new(1, 1, 8, 8),
     Shape4::new(2, 3, 37, 16),
     Shape4::new(1, 2, 19, 24),
@@ -293,6 +294,11 @@ pub const STRIP4_NCHW_SIZES: [Shape4; 8] = [
     Shape4::new(1, 3, 21, 48),
     // 20 channels × 2 strips: 40 rows of items, warps across rows and planes.
     Shape4::new(1, 20, 19, 24),
+    // 8-byte chunks in f16/bf16 (W % 8 == 4), in f32 (W % 4 == 2)
+    Shape4::new(1, 2, 13, 28),
+    Shape4::new(2, 3, 9, 20),
+    Shape4::new(1, 2, 7, 36),
+    Shape4::new(1, 2, 11, 18),
 ];
 
 /// [`strip_cases`]' operators on [`STRIP4_SIZES`] (NHWC) or [`STRIP4_NCHW_SIZES`]: the v4
