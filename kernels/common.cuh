@@ -604,8 +604,12 @@ template <typename T> __device__ __forceinline__ bp_u128 bp_vec_from_f32(const f
 // the registers (3: 80 per thread, 24 warps per SM).
 #ifdef BP_HOST_EMULATION
 #define BP_BOUNDS(MIN_BLOCKS)
+#define BP_BOUNDS_THREADS(THREADS, MIN_BLOCKS)
 #else
 #define BP_BOUNDS(MIN_BLOCKS) __launch_bounds__(256, MIN_BLOCKS)
+// The same for blocks of THREADS threads: only for a specialisation whose line in the sources
+// names its block (BP_STRIP4_DW_VARIANT), which the launch reads from the generated table.
+#define BP_BOUNDS_THREADS(THREADS, MIN_BLOCKS) __launch_bounds__(THREADS, MIN_BLOCKS)
 #endif
 #define BP_INSTANTIATE_BOUNDED(NAME, NCHW_BLOCKS, NHWC_BLOCKS)                                \
     BP_INSTANTIATE_BOUNDED_BY_TYPE(NAME, NCHW_BLOCKS, NCHW_BLOCKS, NHWC_BLOCKS, NHWC_BLOCKS)
@@ -617,6 +621,15 @@ template <typename T> __device__ __forceinline__ bp_u128 bp_vec_from_f32(const f
     BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_f16, f16, bp_nhwc, nhwc, BP_BOUNDS(NHWC_HALF))     \
     BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_bf16, bf16, bp_nchw, nchw, BP_BOUNDS(NCHW_HALF))   \
     BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_bf16, bf16, bp_nhwc, nhwc, BP_BOUNDS(NHWC_HALF))
+
+// Every dtype and layout at blocks of THREADS threads, MIN_BLOCKS of them per SM.
+#define BP_INSTANTIATE_BOUNDED_THREADS(NAME, THREADS, MIN_BLOCKS)                                    \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, float, f32, bp_nchw, nchw, BP_BOUNDS_THREADS(THREADS, MIN_BLOCKS))    \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, float, f32, bp_nhwc, nhwc, BP_BOUNDS_THREADS(THREADS, MIN_BLOCKS))    \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_f16, f16, bp_nchw, nchw, BP_BOUNDS_THREADS(THREADS, MIN_BLOCKS))   \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_f16, f16, bp_nhwc, nhwc, BP_BOUNDS_THREADS(THREADS, MIN_BLOCKS))   \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_bf16, bf16, bp_nchw, nchw, BP_BOUNDS_THREADS(THREADS, MIN_BLOCKS)) \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_bf16, bf16, bp_nhwc, nhwc, BP_BOUNDS_THREADS(THREADS, MIN_BLOCKS))
 
 // Entry points for the 16-bit types only (kernels built on f16/bf16 hardware paths, e.g. the
 // tensor-core mma); the host never looks for an f32 one (KernelKind::has_dtype in src/cuda).

@@ -515,8 +515,11 @@ struct bp_strip4_nchw_dwconv_map : bp_vec_store16<T> {
 
 // The entry points: the v4 walk where bp_strip4_fits says so (NCHW in 16- or 8-byte row
 // chunks), else (unaligned x or y, or rows of an odd multiple of 2 halves) the v2 walk of the
-// same geometry. One block of 256 per SM (the taps and partial sums take 143–230 registers; at
-// 2 blocks, 128, ptxas spilled).
+// same geometry. The block's threads and the blocks per SM ptxas must fit are the variant's
+// last two numbers (build.rs reads them; the launch takes its block from there): the taps and
+// partial sums take 155–214 registers, so filter 3 runs blocks of 128, 3 per SM (≤ 168
+// registers, 12 warps, no spills); filter 4 at that cap spills 44–184 bytes in NHWC and keeps
+// one block of 256 (8 warps). Two blocks of 256 (128 registers) spill in every variant.
 template <typename T, typename L, int KC, int F, int S>
 __device__ __forceinline__ void bp_strip4_dw_run(const BpParams &p, const T *__restrict__ x, const T *__restrict__ w,
                                                  const T *__restrict__ b, T *__restrict__ y) {
@@ -542,17 +545,17 @@ __device__ __forceinline__ void bp_strip4_dw_run(const BpParams &p, const T *__r
     }
 }
 
-#define BP_STRIP4_DW_VARIANT(NAME, KC, F, S)                                                             \
+#define BP_STRIP4_DW_VARIANT(NAME, KC, F, S, THREADS, MIN_BLOCKS)                                        \
     template <typename T, typename L>                                                                    \
     __device__ __forceinline__ void NAME##_impl(const BpParams p, const T *__restrict__ x,               \
                                                 const T *__restrict__ w, const T *__restrict__ b,        \
                                                 T *__restrict__ y) {                                     \
         bp_strip4_dw_run<T, L, KC, F, S>(p, x, w, b, y);                                                 \
     }                                                                                                    \
-    BP_INSTANTIATE_BOUNDED(NAME, 1, 1)
+    BP_INSTANTIATE_BOUNDED_THREADS(NAME, THREADS, MIN_BLOCKS)
 
-BP_STRIP4_DW_VARIANT(bp_convblurpool_dw3f3s2_v4, 3, 3, 2)
-BP_STRIP4_DW_VARIANT(bp_convblurpool_dw3f4s2_v4, 3, 4, 2)
+BP_STRIP4_DW_VARIANT(bp_convblurpool_dw3f3s2_v4, 3, 3, 2, 128, 3)
+BP_STRIP4_DW_VARIANT(bp_convblurpool_dw3f4s2_v4, 3, 4, 2, 256, 1)
 
 // ---- v3: tensor cores ----------------------------------------------------------------------
 //

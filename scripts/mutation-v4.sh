@@ -97,6 +97,8 @@ run nchw_chunk8_words_swapped kernels/strip.cuh 'for (int i = 0; i < 2; ++i) w[i
 run nchw_chunk8_any_alignment kernels/strip.cuh 'if (p.w % (V / 2) == 0 && (xa & 7) == 0) return 8;' 'if (p.w % (V / 2) == 0) return 8;'
 run nchw_chunk16_on_8_byte_rows kernels/strip.cuh 'if (p.w % V == 0 && (xa & 15) == 0) return 16;' 'if ((xa & 15) == 0) return 16;'
 run nchw_plan_16_byte_rows_only src/cuda/plan.rs '            params.w % (lanes / 2) == 0' '            params.w % lanes == 0'
+run dw_block_from_default src/cuda/plan.rs '(*k as usize, *f as usize, *s as usize, *threads)' '(*k as usize, *f as usize, *s as usize, BLOCK)'
+run dw_grid_in_default_blocks src/cuda/plan.rs '.div_ceil(block.max(1) as u64)' '.div_ceil(BLOCK as u64)'
 run nchw_plan_narrow_rows src/cuda/plan.rs '                && params.wo >= lanes' ''
 # (Equivalent given the host's rule: the kernel's own WO, pad and own-padding checks in
 # bp_strip4_fits, which only a plan that ignored src/cuda/plan.rs would reach.)

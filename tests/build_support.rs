@@ -102,6 +102,7 @@ BP_STRIP_VARIANT(bp_maxblurpool_k2f4s2, 2, 4, 2)
 BP_STRIP_DW_VARIANT(bp_convblurpool_dw3f3s2, 3, 3, 2)
     BP_STRIP_VARIANT(bp_indented, 1, 1, 1)
 BP_TC_VARIANT(bp_convblurpool_tc_k3f4s2, 4)
+BP_STRIP4_DW_VARIANT(bp_convblurpool_dw3f3s2_v4, 3, 3, 2, 128, 3)
 ";
     let found = sources::scan_specialisations("x.cu", text).unwrap();
     let got: Vec<(&str, &str, &[u32])> = found
@@ -118,6 +119,11 @@ BP_TC_VARIANT(bp_convblurpool_tc_k3f4s2, 4)
             ),
             ("BP_STRIP_DW_VARIANT", "bp_convblurpool_dw3f3s2", &[3, 3, 2]),
             ("BP_TC_VARIANT", "bp_convblurpool_tc_k3f4s2", &[4]),
+            (
+                "BP_STRIP4_DW_VARIANT",
+                "bp_convblurpool_dw3f3s2_v4",
+                &[3, 3, 2, 128, 3]
+            ),
         ]
     );
     let rs = sources::specialisations_rs(&found);
@@ -131,6 +137,19 @@ fn malformed_specialisation_lines_are_errors_with_their_place() {
         ("BP_TC_VARIANT(bp_x, four)", "integers"),
         ("BP_TC_VARIANT(bp-x, 4)", "identifier"),
         ("BP_TC_VARIANT(bp_x, 4", "closing parenthesis"),
+        (
+            "BP_STRIP4_DW_VARIANT(bp_x, 3, 3, 2)",
+            "takes a name and 5 numbers",
+        ),
+        (
+            "BP_STRIP4_DW_VARIANT(bp_x, 3, 3, 2, 100, 3)",
+            "multiple of 32",
+        ),
+        (
+            "BP_STRIP4_DW_VARIANT(bp_x, 3, 3, 2, 2048, 1)",
+            "multiple of 32",
+        ),
+        ("BP_STRIP4_DW_VARIANT(bp_x, 3, 3, 2, 128, 0)", "at least 1"),
     ] {
         let err = sources::scan_specialisations("k.cu", &format!("// ok\n{line}\n")).unwrap_err();
         assert!(err.starts_with("k.cu:2: ") && err.contains(why), "{err}");

@@ -569,6 +569,51 @@ fn strip4_depthwise_kernels_accept_buffers_at_odd_elements() {
     }
 }
 
+/// The v4 depthwise kernels run blocks of the threads their line in the sources names
+/// (filter 3: 128, three per SM, for 12 warps at their 168 registers; filter 4: 256), and the
+/// grid counts blocks of that size.
+#[test]
+fn strip4_depthwise_blocks_are_their_variants() {
+    let shape = Shape4::new(2, 16, 20, 20);
+    for (filter, threads) in [(3, 128u32), (4, 256)] {
+        let blur = presets::timm::blur(filter, 2, PadMode::Reflect).unwrap();
+        let conv = Conv2dSpec::new(Conv2dArgs {
+            in_channels: 16,
+            out_channels: 16,
+            kernel: (3, 3),
+            padding: (1, 1),
+            groups: 16,
+            bias: true,
+            activation: Activation::Relu,
+        })
+        .unwrap();
+        let op = Operator::ConvBlurPool(ConvBlurPool2d::new(conv, blur));
+        let plan = op
+            .plan(shape, Target::new(DType::F16, Layout::Nhwc))
+            .unwrap();
+        assert_eq!(
+            plan.symbol(),
+            format!("bp_convblurpool_dw3f{filter}s2_v4_f16_nhwc")
+        );
+        assert_eq!(plan.block_dim(), threads, "filter {filter}");
+        // 2 images × 4 groups of 4 channels × 2 strips of 8 rows × 10 columns = 160 threads.
+        assert_eq!(
+            plan.grid_dim(u32::MAX),
+            160u32.div_ceil(threads),
+            "filter {filter}"
+        );
+        // v2 keeps blocks of 256.
+        let v2 = op
+            .plan(
+                shape,
+                Target::new(DType::F16, Layout::Nhwc)
+                    .with_choice(KernelChoice::AtMost(KernelVersion::V3)),
+            )
+            .unwrap();
+        assert_eq!((v2.version(), v2.block_dim()), (KernelVersion::V2, 256));
+    }
+}
+
 /// The tensor-core kernel loads 8 NHWC channels (16 bytes) at once only when C % 8 == 0 and
 /// the input is 16-byte aligned.
 #[test]

@@ -294,7 +294,7 @@ impl<'a> Launch<'a> {
         let func = self.kernels.function(kind, dtype, self.layout)?;
         let cfg = LaunchConfig {
             grid_dim: (grid, 1, 1),
-            block_dim: (super::plan::BLOCK, 1, 1),
+            block_dim: (kind.block_threads(), 1, 1),
             shared_mem_bytes: 0,
         };
         let [a, b, c, d, out] = ptrs;

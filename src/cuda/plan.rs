@@ -13,7 +13,8 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/specialisations.rs"));
 }
 
-/// Threads per block of every kernel (grid-stride loops over their work).
+/// Threads per block of every kernel (grid-stride loops over their work) but the
+/// specialisations whose line in the sources names another ([`KernelKind::block_threads`]).
 pub(crate) const BLOCK: u32 = 256;
 
 /// Output rows per thread of the strip kernels (`BP_STRIP_ROWS` in kernels/strip.cuh).
@@ -170,6 +171,9 @@ pub(crate) struct Specialisation {
     window: usize,
     filter: usize,
     stride: usize,
+    /// Threads per block: the kernel's `__launch_bounds__` (BP_STRIP4_DW_VARIANT names it;
+    /// every other specialisation runs blocks of [`BLOCK`]).
+    threads: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -198,9 +202,12 @@ impl Specialisation {
                 "BP_STRIP4_DW_VARIANT" => Family::StripDepthwiseWide,
                 other => unreachable!("build.rs only lists known macros, not {other}"),
             };
-            let (window, filter, stride) = match (family, dims) {
-                (Family::TensorCore | Family::TensorCoreWide, [f]) => (3, *f as usize, 2),
-                (_, [k, f, s]) => (*k as usize, *f as usize, *s as usize),
+            let (window, filter, stride, threads) = match (family, dims) {
+                (Family::TensorCore | Family::TensorCoreWide, [f]) => (3, *f as usize, 2, BLOCK),
+                (Family::StripDepthwiseWide, [k, f, s, threads, _min_blocks]) => {
+                    (*k as usize, *f as usize, *s as usize, *threads)
+                }
+                (_, [k, f, s]) => (*k as usize, *f as usize, *s as usize, BLOCK),
                 _ => unreachable!("build.rs checks each macro's argument count"),
             };
             Specialisation {
@@ -209,6 +216,7 @@ impl Specialisation {
                 window,
                 filter,
                 stride,
+                threads,
             }
         })
     }
@@ -316,6 +324,15 @@ impl KernelKind {
         match self {
             KernelKind::Special(s) => s.version(),
             _ => KernelVersion::V1,
+        }
+    }
+
+    /// Threads per block of every launch of this kind (its `__launch_bounds__` where it has
+    /// one with another block than [`BLOCK`]).
+    pub(crate) fn block_threads(self) -> u32 {
+        match self {
+            KernelKind::Special(s) => s.threads,
+            _ => BLOCK,
         }
     }
 
@@ -435,11 +452,11 @@ impl Work {
         }
     }
 
-    /// Blocks to launch: enough to cover the work, at most `max_blocks` (the kernels loop
-    /// over the rest).
-    fn grid(self, max_blocks: u32) -> u32 {
+    /// Blocks of `block` threads to launch: enough to cover the work, at most `max_blocks`
+    /// (the kernels loop over the rest).
+    fn grid(self, block: u32, max_blocks: u32) -> u32 {
         let blocks = match self {
-            Work::Elements(n) => (n.max(0) as u64).div_ceil(BLOCK as u64),
+            Work::Elements(n) => (n.max(0) as u64).div_ceil(block.max(1) as u64),
             Work::Blocks(n) => n.max(0) as u64,
         };
         blocks.clamp(1, max_blocks.max(1) as u64) as u32
@@ -521,11 +538,11 @@ impl WeightPack {
     }
     /// Threads per block.
     pub fn block_dim(&self) -> u32 {
-        BLOCK
+        self.kind.block_threads()
     }
     /// Blocks of the grid on a device that keeps `max_blocks` resident.
     pub fn grid_dim(&self, max_blocks: u32) -> u32 {
-        Work::Elements(self.len as i64).grid(max_blocks)
+        Work::Elements(self.len as i64).grid(self.block_dim(), max_blocks)
     }
     pub(crate) fn kind(&self) -> KernelKind {
         self.kind
@@ -560,12 +577,12 @@ impl LaunchPlan {
     }
     /// Threads per block.
     pub fn block_dim(&self) -> u32 {
-        BLOCK
+        self.kind.block_threads()
     }
     /// Blocks of the grid on a device that keeps `max_blocks` resident (the kernels' loops
     /// cover any remaining work).
     pub fn grid_dim(&self, max_blocks: u32) -> u32 {
-        self.work.grid(max_blocks)
+        self.work.grid(self.block_dim(), max_blocks)
     }
     /// False when there is nothing to compute (an empty batch): no launch is made.
     pub fn has_work(&self) -> bool {
@@ -634,11 +651,11 @@ impl BackwardStep {
     }
     /// Threads per block.
     pub fn block_dim(&self) -> u32 {
-        BLOCK
+        self.kind.block_threads()
     }
     /// Blocks of the grid (see [`LaunchPlan::grid_dim`]).
     pub fn grid_dim(&self, max_blocks: u32) -> u32 {
-        self.work.grid(max_blocks)
+        self.work.grid(self.block_dim(), max_blocks)
     }
     /// False when the step has nothing to do (no launch is made).
     pub fn has_work(&self) -> bool {
