@@ -342,14 +342,7 @@ pub fn strip4_cases(layout: Layout) -> Vec<(Operator, Shape4)> {
                             mode,
                         )
                         .unwrap();
-                        let op = if k == 1 {
-                            Operator::BlurPool(BlurPool2d::new(blur))
-                        } else {
-                            Operator::MaxBlurPool(MaxBlurPool2d::new(
-                                MaxPool2d::new((k, k), (mp, mp)).unwrap(),
-                                blur,
-                            ))
-                        };
+                        let op = strip_pool_op(k, mp, blur);
                         let w = if (i + mp) % 2 == 0 { 56 } else { 24 };
                         cases.push((op, Shape4::new(1, 2, 11, w)));
                     }
@@ -419,6 +412,19 @@ fn binomial_and_skewed(f: usize, taps: [f64; 4]) -> [Filter; 2] {
     ]
 }
 
+/// A strip specialisation's operator: BlurPool2d for max window `k` = 1, else MaxBlurPool2d
+/// with a k×k max at padding `mp`, over `blur`.
+fn strip_pool_op(k: usize, mp: usize, blur: Blur) -> Operator {
+    if k == 1 {
+        Operator::BlurPool(BlurPool2d::new(blur))
+    } else {
+        Operator::MaxBlurPool(MaxBlurPool2d::new(
+            MaxPool2d::new((k, k), (mp, mp)).unwrap(),
+            blur,
+        ))
+    }
+}
+
 /// Cases for every strip specialisation (kernels/strip.cu): each pad mode × the presets'
 /// paddings (antialiased-cnns asymmetric, timm/composer symmetric, kornia, none, and wider
 /// than the filter) × binomial and custom taps (negative ones too) × max padding 0 and 1,
@@ -461,14 +467,7 @@ pub fn strip_cases() -> Vec<(Operator, Shape4)> {
                             mode,
                         )
                         .unwrap();
-                        let op = if k == 1 {
-                            Operator::BlurPool(BlurPool2d::new(blur))
-                        } else {
-                            Operator::MaxBlurPool(MaxBlurPool2d::new(
-                                MaxPool2d::new((k, k), (mp, mp)).unwrap(),
-                                blur,
-                            ))
-                        };
+                        let op = strip_pool_op(k, mp, blur);
                         for _ in 0..3 {
                             cases.push((op.clone(), STRIP_SIZES[turn % STRIP_SIZES.len()]));
                             turn += 1;
