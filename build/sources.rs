@@ -46,12 +46,13 @@ pub fn path_str(path: &Path) -> &str {
 
 /// The macros that instantiate a specialised kernel, and the number of integer arguments each
 /// takes after the kernel's name: strip kernels, v2 and v4 (max window or depthwise conv kernel,
-/// filter, stride; the v4 depthwise one also its block's threads and the blocks per SM its
-/// registers must allow) and tensor-core conv kernels, v3 and v4 (filter).
+/// filter, stride; the v4 pooling one also its block's threads, the v4 depthwise one its block's
+/// threads and the blocks per SM its registers must allow) and tensor-core conv kernels, v3 and
+/// v4 (filter).
 pub const SPECIALISATION_MACROS: [(&str, usize); 6] = [
     ("BP_STRIP_VARIANT", 3),
     ("BP_STRIP_DW_VARIANT", 3),
-    ("BP_STRIP4_VARIANT", 3),
+    ("BP_STRIP4_VARIANT", 4),
     ("BP_STRIP4_DW_VARIANT", 5),
     ("BP_TC_VARIANT", 1),
     ("BP_TC4_VARIANT", 1),
@@ -102,12 +103,16 @@ pub fn scan_specialisations(file: &str, text: &str) -> Result<Vec<Specialisation
                     .map_err(|_| bad("arguments must be integers"))
             })
             .collect::<Result<Vec<u32>, String>>()?;
-        // A block size (BP_STRIP4_DW_VARIANT's last two numbers: threads, blocks per SM).
-        let bad_block = |t: u32, b: u32| t % 32 != 0 || !(32..=1024).contains(&t) || b == 0;
-        if nargs == 5 && bad_block(dims[3], dims[4]) {
+        // A block size: the fourth number of BP_STRIP4_VARIANT and BP_STRIP4_DW_VARIANT (threads),
+        // and the latter's fifth (blocks per SM).
+        let bad_threads = |t: u32| t % 32 != 0 || !(32..=1024).contains(&t);
+        if nargs >= 4 && bad_threads(dims[3]) {
             return Err(bad(
-                "the block's threads must be a multiple of 32 from 32 to 1024, and the blocks per SM at least 1",
+                "the block's threads must be a multiple of 32 from 32 to 1024",
             ));
+        }
+        if nargs == 5 && dims[4] == 0 {
+            return Err(bad("the blocks per SM must be at least 1"));
         }
         out.push(Specialisation {
             macro_name: mac.to_string(),

@@ -608,19 +608,30 @@ template <typename T> __device__ __forceinline__ bp_u128 bp_vec_from_f32(const f
 #else
 #define BP_BOUNDS(MIN_BLOCKS) __launch_bounds__(256, MIN_BLOCKS)
 // The same for blocks of THREADS threads: only for a specialisation whose line in the sources
-// names its block (BP_STRIP4_DW_VARIANT), which the launch reads from the generated table.
+// names its block (BP_STRIP4_VARIANT, BP_STRIP4_DW_VARIANT), which the launch reads from the
+// generated table.
 #define BP_BOUNDS_THREADS(THREADS, MIN_BLOCKS) __launch_bounds__(THREADS, MIN_BLOCKS)
 #endif
-#define BP_INSTANTIATE_BOUNDED(NAME, NCHW_BLOCKS, NHWC_BLOCKS)                                \
-    BP_INSTANTIATE_BOUNDED_BY_TYPE(NAME, NCHW_BLOCKS, NCHW_BLOCKS, NHWC_BLOCKS, NHWC_BLOCKS)
-// The same with a cap per layout and per element size (f32; f16 and bf16).
-#define BP_INSTANTIATE_BOUNDED_BY_TYPE(NAME, NCHW_F32, NCHW_HALF, NHWC_F32, NHWC_HALF)        \
-    BP_INSTANTIATE_ONE_BOUNDED(NAME, float, f32, bp_nchw, nchw, BP_BOUNDS(NCHW_F32))       \
-    BP_INSTANTIATE_ONE_BOUNDED(NAME, float, f32, bp_nhwc, nhwc, BP_BOUNDS(NHWC_F32))       \
-    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_f16, f16, bp_nchw, nchw, BP_BOUNDS(NCHW_HALF))     \
-    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_f16, f16, bp_nhwc, nhwc, BP_BOUNDS(NHWC_HALF))     \
-    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_bf16, bf16, bp_nchw, nchw, BP_BOUNDS(NCHW_HALF))   \
-    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_bf16, bf16, bp_nhwc, nhwc, BP_BOUNDS(NHWC_HALF))
+// Every dtype and layout at blocks of THREADS threads, with a cap per layout and element size
+// (f32; f16 and bf16) given as the warps per SM ptxas must fit: WARPS · 32 / THREADS blocks
+// (24 warps: 80 registers; 20: 96; 16: 128).
+#define BP_WARPS_BLOCKS(THREADS, WARPS) ((WARPS) * 32 / (THREADS))
+#define BP_INSTANTIATE_BOUNDED_WARPS(NAME, THREADS, NCHW_F32, NCHW_HALF, NHWC_F32, NHWC_HALF)                    \
+    static_assert((NCHW_F32) * 32 % (THREADS) == 0 && (NCHW_HALF) * 32 % (THREADS) == 0 &&                       \
+                      (NHWC_F32) * 32 % (THREADS) == 0 && (NHWC_HALF) * 32 % (THREADS) == 0,                     \
+                  #NAME ": the warps per SM must be whole blocks");                                               \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, float, f32, bp_nchw, nchw,                                                  \
+                               BP_BOUNDS_THREADS(THREADS, BP_WARPS_BLOCKS(THREADS, NCHW_F32)))                    \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, float, f32, bp_nhwc, nhwc,                                                  \
+                               BP_BOUNDS_THREADS(THREADS, BP_WARPS_BLOCKS(THREADS, NHWC_F32)))                    \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_f16, f16, bp_nchw, nchw,                                                 \
+                               BP_BOUNDS_THREADS(THREADS, BP_WARPS_BLOCKS(THREADS, NCHW_HALF)))                   \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_f16, f16, bp_nhwc, nhwc,                                                 \
+                               BP_BOUNDS_THREADS(THREADS, BP_WARPS_BLOCKS(THREADS, NHWC_HALF)))                   \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_bf16, bf16, bp_nchw, nchw,                                               \
+                               BP_BOUNDS_THREADS(THREADS, BP_WARPS_BLOCKS(THREADS, NCHW_HALF)))                   \
+    BP_INSTANTIATE_ONE_BOUNDED(NAME, bp_bf16, bf16, bp_nhwc, nhwc,                                               \
+                               BP_BOUNDS_THREADS(THREADS, BP_WARPS_BLOCKS(THREADS, NHWC_HALF)))
 
 // Every dtype and layout at blocks of THREADS threads, MIN_BLOCKS of them per SM.
 #define BP_INSTANTIATE_BOUNDED_THREADS(NAME, THREADS, MIN_BLOCKS)                                    \

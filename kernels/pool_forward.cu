@@ -307,13 +307,6 @@ struct bp_strip4_nchw_max_map {
     }
 };
 
-// Entry points NAME_<dtype>_<layout> of one v4 specialisation: the v4 walk where bp_strip4_fits,
-// else (unaligned buffers) the v2 walk of the same geometry. Registers capped for 3 blocks of
-// 256 per SM (80 registers, 24 warps) where ptxas fits them without spilling on sm_80–90:
-// BlurPool2d in NHWC, every f32 NCHW kernel (58–84 registers since the edge walk left), and
-// BlurPool2d filter 3 in f16/bf16 NCHW (83–86 uncapped); 2 blocks (≤ 128) elsewhere: at 80,
-// f16/bf16 NCHW BlurPool filter 4 spilled 32 bytes and MaxBlurPool 36–82, and NHWC
-// MaxBlurPool's ring of packed maxima (92–124) 100–250.
 // The v4 walk over channel vectors (NHWC) or column groups in 16- or 8-byte row chunks (NCHW)
 // where bp_strip4_fits says so, else the v2 walk of the same geometry.
 template <typename T, typename L, int K, int F, int S>
@@ -341,19 +334,26 @@ __device__ __forceinline__ void bp_strip4_pool_run(const BpParams &p, const T *_
     }
 }
 
-#define BP_STRIP4_VARIANT(NAME, K, F, S)                                                                  \
+// Entry points NAME_<dtype>_<layout> of one v4 specialisation at blocks of THREADS: the v4 walk
+// where bp_strip4_fits, else (unaligned buffers) the v2 walk of the same geometry. Registers
+// capped, in warps per SM, as far as ptxas fits them without spilling on sm_80–90 (measured on
+// this code, since the walk's partial sums): 24 warps (80 registers) for BlurPool2d in NHWC and
+// for every NCHW kernel but the 3×3-max one in f16/bf16 (86–92 uncapped; at 80 it spilled 100
+// bytes), which runs 20 warps (96 registers: blocks of 128, so that 20 warps are whole blocks);
+// 16 warps (128) for NHWC MaxBlurPool, whose ring of packed maxima (94–122) does not fit 80.
+#define BP_STRIP4_VARIANT(NAME, K, F, S, THREADS)                                                         \
     template <typename T, typename L>                                                                     \
     __device__ __forceinline__ void NAME##_impl(const BpParams p, const T *__restrict__ x, const T *, const T *, \
                                                 T *__restrict__ y) {                                      \
         bp_strip4_pool_run<T, L, K, F, S>(p, x, y);                                                       \
     }                                                                                                     \
-    BP_INSTANTIATE_BOUNDED_BY_TYPE(NAME, 3, (K) == 1 && (F) == 3 ? 3 : 2, (K) == 1 ? 3 : 2, (K) == 1 ? 3 : 2)
+    BP_INSTANTIATE_BOUNDED_WARPS(NAME, THREADS, 24, (K) == 3 ? 20 : 24, (K) == 1 ? 24 : 16, (K) == 1 ? 24 : 16)
 
-BP_STRIP4_VARIANT(bp_maxblurpool_k2f4s2_v4, 2, 4, 2)
-BP_STRIP4_VARIANT(bp_maxblurpool_k3f3s2_v4, 3, 3, 2)
-BP_STRIP4_VARIANT(bp_maxblurpool_k2f3s2_v4, 2, 3, 2)
-BP_STRIP4_VARIANT(bp_blurpool_f3s2_v4, 1, 3, 2)
-BP_STRIP4_VARIANT(bp_blurpool_f4s2_v4, 1, 4, 2)
+BP_STRIP4_VARIANT(bp_maxblurpool_k2f4s2_v4, 2, 4, 2, 256)
+BP_STRIP4_VARIANT(bp_maxblurpool_k3f3s2_v4, 3, 3, 2, 128)
+BP_STRIP4_VARIANT(bp_maxblurpool_k2f3s2_v4, 2, 3, 2, 256)
+BP_STRIP4_VARIANT(bp_blurpool_f3s2_v4, 1, 3, 2, 256)
+BP_STRIP4_VARIANT(bp_blurpool_f4s2_v4, 1, 4, 2, 256)
 
 // antialiased-cnns (MaxPool2d(2, 1) + BlurPool filt 4), timm aa (3×3 max + filt 3), kornia and
 // composer (2×2 max + filt 3); BlurPool2d with filters 3 (timm) and 4 (antialiased-cnns).

@@ -99,6 +99,15 @@ run nchw_chunk16_on_8_byte_rows kernels/strip.cuh 'if (p.w % V == 0 && (xa & 15)
 run nchw_plan_16_byte_rows_only src/cuda/plan.rs '            params.w % (lanes / 2) == 0' '            params.w % lanes == 0'
 run dw_block_from_default src/cuda/plan.rs '(*k as usize, *f as usize, *s as usize, *threads)' '(*k as usize, *f as usize, *s as usize, BLOCK)'
 run dw_grid_in_default_blocks src/cuda/plan.rs '.div_ceil(block.max(1) as u64)' '.div_ceil(BLOCK as u64)'
+# The pooling v4 block (ninth round): the 3×3-max MaxBlurPool's 128 threads.
+run pool_block_from_default src/cuda/plan.rs '(Family::StripPoolWide, [k, f, s, threads])
+                | (Family::StripDepthwiseWide' '(Family::StripPoolWide, [k, f, s, _]) => (*k as usize, *f as usize, *s as usize, BLOCK),
+                (Family::StripDepthwiseWide'
+# The walk's partial output sums (ninth round), v2 and v4 alike.
+run walk_tap_ignores_later_rows kernels/strip.cuh 'const int u = r_next - r_first - d * S;' 'const int u = r_next - r_first;'
+run walk_sum_not_cleared kernels/strip.cuh 'for (int k = 0; k < V; ++k) acc[P - 1][k] = 0.f;' ''
+run walk_tap_select_shifted kernels/strip.cuh 't = u == v ? p.ty[v] : t;' 't = u == v ? p.ty[v - 1] : t;'
+run walk_sums_not_moved kernels/strip.cuh 'acc[d][k] = acc[d + 1][k];' 'acc[d][k] = acc[d][k];'
 run nchw_plan_narrow_rows src/cuda/plan.rs '                && params.wo >= lanes' ''
 # (Equivalent given the host's rule: the kernel's own WO, pad and own-padding checks in
 # bp_strip4_fits, which only a plan that ignored src/cuda/plan.rs would reach.)

@@ -103,6 +103,7 @@ BP_STRIP_DW_VARIANT(bp_convblurpool_dw3f3s2, 3, 3, 2)
     BP_STRIP_VARIANT(bp_indented, 1, 1, 1)
 BP_TC_VARIANT(bp_convblurpool_tc_k3f4s2, 4)
 BP_STRIP4_DW_VARIANT(bp_convblurpool_dw3f3s2_v4, 3, 3, 2, 128, 3)
+BP_STRIP4_VARIANT(bp_maxblurpool_k3f3s2_v4, 3, 3, 2, 128)
 ";
     let found = sources::scan_specialisations("x.cu", text).unwrap();
     let got: Vec<(&str, &str, &[u32])> = found
@@ -123,6 +124,11 @@ BP_STRIP4_DW_VARIANT(bp_convblurpool_dw3f3s2_v4, 3, 3, 2, 128, 3)
                 "BP_STRIP4_DW_VARIANT",
                 "bp_convblurpool_dw3f3s2_v4",
                 &[3, 3, 2, 128, 3]
+            ),
+            (
+                "BP_STRIP4_VARIANT",
+                "bp_maxblurpool_k3f3s2_v4",
+                &[3, 3, 2, 128]
             ),
         ]
     );
@@ -150,6 +156,12 @@ fn malformed_specialisation_lines_are_errors_with_their_place() {
             "multiple of 32",
         ),
         ("BP_STRIP4_DW_VARIANT(bp_x, 3, 3, 2, 128, 0)", "at least 1"),
+        (
+            "BP_STRIP4_VARIANT(bp_x, 3, 3, 2)",
+            "takes a name and 4 numbers",
+        ),
+        ("BP_STRIP4_VARIANT(bp_x, 3, 3, 2, 100)", "multiple of 32"),
+        ("BP_STRIP4_VARIANT(bp_x, 3, 3, 2, 0)", "multiple of 32"),
     ] {
         let err = sources::scan_specialisations("k.cu", &format!("// ok\n{line}\n")).unwrap_err();
         assert!(err.starts_with("k.cu:2: ") && err.contains(why), "{err}");

@@ -14,8 +14,8 @@
 
 use blurpool::cuda::{kernel_symbols, KernelChoice, KernelVersion, Target};
 use blurpool::{
-    presets, Activation, Conv2dArgs, Conv2dSpec, ConvBlurPool2d, DType, Layout, MaxBlurPool2d,
-    MaxPool2d, Operator, PadMode, Shape4,
+    presets, Activation, BlurPool2d, Conv2dArgs, Conv2dSpec, ConvBlurPool2d, DType, Layout,
+    MaxBlurPool2d, MaxPool2d, Operator, PadMode, Shape4,
 };
 use blurpool_testkit::{matrix, CaseData, Emu};
 use half::f16;
@@ -271,10 +271,11 @@ fn strip4_applies_only_where_it_fits() {
     let capped = KernelChoice::AtMost(KernelVersion::V3);
     assert_eq!(v(16, DType::F16, Layout::Nhwc, capped), KernelVersion::V2);
     // The grid covers C / 8 channel vectors per pixel, not C channels: 2 images × 8 vectors
-    // × 2 strips of 8 rows × 10 columns = 320 threads (2 blocks), against v2's 2560 (10).
+    // × 2 strips of 8 rows × 10 columns = 320 threads (3 blocks of this kernel's 128), against
+    // v2's 2560 (10 of 256).
     assert_eq!(
         plan(64, DType::F16, Layout::Nhwc, auto).grid_dim(u32::MAX),
-        2
+        3
     );
     assert_eq!(
         plan(64, DType::F16, Layout::Nhwc, capped).grid_dim(u32::MAX),
@@ -617,6 +618,47 @@ fn strip4_depthwise_blocks_are_their_variants() {
             .plan(
                 shape,
                 Target::new(DType::F16, Layout::Nhwc)
+                    .with_choice(KernelChoice::AtMost(KernelVersion::V3)),
+            )
+            .unwrap();
+        assert_eq!((v2.version(), v2.block_dim()), (KernelVersion::V2, 256));
+    }
+}
+
+/// The pooling v4 kernels run the block their line in the sources names: 128 threads for the
+/// 3×3-max MaxBlurPool (20 warps a SM at 96 registers: 2.5 blocks of 256), 256 for the others;
+/// the plan, the grid and the launch take it from there.
+#[test]
+fn strip4_pooling_blocks_are_their_variants() {
+    // 2 images × 16 planes × 3 strips × 3 column groups (WO = 20) = 288 threads.
+    let shape = Shape4::new(2, 16, 40, 40);
+    for (window, filter, stem, threads) in [
+        (3, 3, "maxblurpool_k3f3s2", 128u32),
+        (2, 3, "maxblurpool_k2f3s2", 256),
+        (2, 4, "maxblurpool_k2f4s2", 256),
+        (1, 3, "blurpool_f3s2", 256),
+    ] {
+        let blur = presets::timm::blur(filter, 2, PadMode::Reflect).unwrap();
+        let op = if window == 1 {
+            Operator::BlurPool(BlurPool2d::new(blur))
+        } else {
+            Operator::MaxBlurPool(MaxBlurPool2d::new(
+                MaxPool2d::new((window, window), (1, 1)).unwrap(),
+                blur,
+            ))
+        };
+        for layout in [Layout::Nchw, Layout::Nhwc] {
+            let plan = op.plan(shape, Target::new(DType::F16, layout)).unwrap();
+            assert_eq!(plan.symbol(), format!("bp_{stem}_v4_f16_{}", layout.name()));
+            assert_eq!(plan.block_dim(), threads, "{stem} {layout:?}");
+            if layout == Layout::Nchw {
+                assert_eq!(plan.grid_dim(u32::MAX), 288u32.div_ceil(threads), "{stem}");
+            }
+        }
+        let v2 = op
+            .plan(
+                shape,
+                Target::new(DType::F16, Layout::Nchw)
                     .with_choice(KernelChoice::AtMost(KernelVersion::V3)),
             )
             .unwrap();

@@ -171,8 +171,8 @@ pub(crate) struct Specialisation {
     window: usize,
     filter: usize,
     stride: usize,
-    /// Threads per block: the kernel's `__launch_bounds__` (BP_STRIP4_DW_VARIANT names it;
-    /// every other specialisation runs blocks of [`BLOCK`]).
+    /// Threads per block: the kernel's `__launch_bounds__` (BP_STRIP4_VARIANT and
+    /// BP_STRIP4_DW_VARIANT name it; every other specialisation runs blocks of [`BLOCK`]).
     threads: u32,
 }
 
@@ -204,7 +204,8 @@ impl Specialisation {
             };
             let (window, filter, stride, threads) = match (family, dims) {
                 (Family::TensorCore | Family::TensorCoreWide, [f]) => (3, *f as usize, 2, BLOCK),
-                (Family::StripDepthwiseWide, [k, f, s, threads, _min_blocks]) => {
+                (Family::StripPoolWide, [k, f, s, threads])
+                | (Family::StripDepthwiseWide, [k, f, s, threads, _]) => {
                     (*k as usize, *f as usize, *s as usize, *threads)
                 }
                 (_, [k, f, s]) => (*k as usize, *f as usize, *s as usize, BLOCK),
