@@ -36,6 +36,11 @@ struct Fiber {
     // Waiting at a warp collective: its op and this lane's data.
     bp_emu_warp_op warp_op = nullptr;
     void *warp_data = nullptr;
+    unsigned warp_mask = 0; // the lanes the collective waits for (all 32 but for shuffles)
+    // Waiting at an __activemask() (its call site), and the mask it returns.
+    const char *mask_file = nullptr;
+    unsigned mask_line = 0;
+    unsigned mask_result = 0;
     unsigned loop_iters = 0; // trace mode: work-loop iterations admitted so far
     // cp.async copies issued and not yet waited for (bp_emu_cp_async16): destination, source
     // (null: zero fill).
@@ -162,11 +167,69 @@ void __syncthreads() {
     if (_setjmp(L.current->jmp) == 0) _longjmp(L.scheduler_jmp, 1);
 }
 
-void bp_emu_warp_collective(void *lane_data, bp_emu_warp_op op) {
+namespace {
+// Waits at a collective of the lanes of `mask` (the caller's warp).
+void warp_collective_of(unsigned mask, void *lane_data, bp_emu_warp_op op) {
     Launch &L = launch_state;
     L.current->warp_op = op;
     L.current->warp_data = lane_data;
+    L.current->warp_mask = mask;
     if (_setjmp(L.current->jmp) == 0) _longjmp(L.scheduler_jmp, 1);
+}
+
+thread_local bool warp_split = false;   // bp_emu_set_warp_split
+thread_local unsigned split_turn = 0;   // which split the next __activemask() group gets
+thread_local unsigned poison_turn = 0;  // varies the shuffles' poison
+
+struct ShflLane {
+    unsigned mask, value, result;
+    int mode, arg;
+};
+
+void shfl_op(void *const lanes[32]) {
+    for (int l = 0; l < 32; ++l) {
+        ShflLane *me = static_cast<ShflLane *>(lanes[l]);
+        if (!me) continue;
+        int src = l;
+        if (me->mode == BP_EMU_SHFL_UP) {
+            if (l >= me->arg) src = l - me->arg;
+        } else if (me->mode == BP_EMU_SHFL_DOWN) {
+            if (l + me->arg < 32) src = l + me->arg;
+        } else {
+            src = me->arg & 31;
+        }
+        const ShflLane *from = static_cast<ShflLane *>(lanes[src]);
+        if (from && from->mode != me->mode) bp_emu_fault("shuffle: lanes of one mask call different shuffles");
+        me->result = from ? from->value : 0x7fbadbadu ^ (++poison_turn * 0x9e3779b9u);
+    }
+}
+} // namespace
+
+void bp_emu_warp_collective(void *lane_data, bp_emu_warp_op op) { warp_collective_of(~0u, lane_data, op); }
+
+unsigned bp_emu_activemask(unsigned line, const char *file) {
+    Launch &L = launch_state;
+    L.current->mask_file = file;
+    L.current->mask_line = line;
+    if (_setjmp(L.current->jmp) == 0) _longjmp(L.scheduler_jmp, 1);
+    return L.current->mask_result;
+}
+
+unsigned bp_emu_shfl(unsigned mask, unsigned v, int mode, int arg, unsigned line, const char *file) {
+    Launch &L = launch_state;
+    const unsigned lane = L.current->tid % 32;
+    if (!(mask >> lane & 1u)) {
+        bp_emu_fault("shuffle: the calling lane is not in its mask");
+        return v;
+    }
+    if (bp_emu_tracing) {
+        // A bank of its own per lane (an address no buffer has): one wavefront a warp.
+        bp_emu_trace(reinterpret_cast<const void *>(static_cast<unsigned long long>(16 + 4 * lane)), 4,
+                     BP_EMU_LOAD, file, line);
+    }
+    ShflLane me{mask, v, v, mode, arg};
+    warp_collective_of(mask, &me, shfl_op);
+    return me.result;
 }
 
 namespace {
@@ -355,6 +418,7 @@ int run_launch(const char *name, unsigned grid, unsigned block, const void *para
             f.started = false;
             f.at_barrier = false;
             f.warp_op = nullptr;
+            f.mask_file = nullptr;
             f.loop_iters = 0;
             f.copies.clear();
             start_fiber(f, &L.scheduler);
@@ -364,24 +428,68 @@ int run_launch(const char *name, unsigned grid, unsigned block, const void *para
         // when nothing can run, release a barrier that every thread has reached.
         for (;;) {
             for (auto &f : fibers) {
-                if (f.done || f.at_barrier || f.warp_op) continue;
+                if (f.done || f.at_barrier || f.warp_op || f.mask_file) continue;
                 resume(f);
             }
             bool warp_ran = false;
             for (unsigned w = 0; w * 32 < block; ++w) {
                 Fiber *lanes = fibers.b + w * 32;
                 const unsigned n_lanes = block - w * 32 < 32 ? block - w * 32 : 32;
-                bp_emu_warp_op op = lanes[0].warp_op;
-                bool all = op != nullptr && n_lanes == 32;
-                for (unsigned l = 0; all && l < n_lanes; ++l) all = lanes[l].warp_op == op;
-                if (!all) continue;
-                void *data[32];
-                for (unsigned l = 0; l < 32; ++l) data[l] = lanes[l].warp_data;
-                op(data);
-                for (unsigned l = 0; l < 32; ++l) lanes[l].warp_op = nullptr;
-                warp_ran = true;
+                // Each collective whose mask's lanes have all arrived at it runs once.
+                for (unsigned l0 = 0; l0 < n_lanes; ++l0) {
+                    bp_emu_warp_op op = lanes[l0].warp_op;
+                    if (!op) continue;
+                    const unsigned mask = lanes[l0].warp_mask;
+                    bool all = true;
+                    for (unsigned l = 0; all && l < 32; ++l)
+                        if (mask >> l & 1u)
+                            all = l < n_lanes && lanes[l].warp_op == op && lanes[l].warp_mask == mask;
+                    if (!all) continue;
+                    void *data[32];
+                    for (unsigned l = 0; l < 32; ++l) data[l] = mask >> l & 1u ? lanes[l].warp_data : nullptr;
+                    op(data);
+                    for (unsigned l = 0; l < 32; ++l)
+                        if (mask >> l & 1u) lanes[l].warp_op = nullptr;
+                    warp_ran = true;
+                }
             }
             if (warp_ran) continue;
+            // Nothing can run: the lanes waiting at an __activemask() get their masks.
+            bool mask_given = false;
+            for (unsigned w = 0; w * 32 < block; ++w) {
+                Fiber *lanes = fibers.b + w * 32;
+                const unsigned n_lanes = block - w * 32 < 32 ? block - w * 32 : 32;
+                for (unsigned l0 = 0; l0 < n_lanes; ++l0) {
+                    if (!lanes[l0].mask_file) continue;
+                    unsigned group = 0;
+                    for (unsigned l = l0; l < n_lanes; ++l)
+                        if (lanes[l].mask_file == lanes[l0].mask_file && lanes[l].mask_line == lanes[l0].mask_line)
+                            group |= 1u << l;
+                    // part[l]: which of the split's groups lane l runs in; in turn 3 the odd
+                    // lanes are held back (if any even lane goes), so that the even ones meet
+                    // them at this call again one iteration later: lanes of different
+                    // iterations in one mask, as independent thread scheduling allows.
+                    unsigned part[32] = {};
+                    const unsigned turn = warp_split ? split_turn++ % 4 : 4;
+                    const unsigned cut = 1u + split_turn % 31; // a run boundary
+                    const bool hold = turn == 3 && (group & 0x55555555u) != 0 && (group & 0xaaaaaaaau) != 0;
+                    if (hold) group &= 0x55555555u;
+                    for (unsigned l = 0; l < 32; ++l)
+                        part[l] = turn == 0 ? l : turn == 1 ? l % 2 : turn == 2 ? (l >= cut) : 0;
+                    for (unsigned l = 0; l < 32; ++l) {
+                        if (!(group >> l & 1u)) continue;
+                        unsigned m = 0;
+                        for (unsigned k = 0; k < 32; ++k)
+                            if (group >> k & 1u && part[k] == part[l]) m |= 1u << k;
+                        lanes[l].mask_result = m;
+                    }
+                    for (unsigned l = 0; l < 32; ++l)
+                        if (group >> l & 1u) lanes[l].mask_file = nullptr;
+                    mask_given = true;
+                    if (hold) break; // the held lanes wait for the next round
+                }
+            }
+            if (mask_given) continue;
             unsigned waiting = 0, finished = 0, at_warp = 0;
             for (auto &f : fibers) {
                 waiting += f.at_barrier;
@@ -416,6 +524,12 @@ int run_launch(const char *name, unsigned grid, unsigned block, const void *para
 } // namespace
 
 extern "C" {
+
+// Split mode for the calling OS thread's later launches (emu.h, __activemask).
+void bp_emu_set_warp_split(int on) {
+    warp_split = on != 0;
+    split_turn = 0;
+}
 
 int bp_emu_launch(const char *name, unsigned grid, unsigned block, const void *params, const void *a,
                   const void *b, const void *c, const void *d, void *out, char *err, size_t err_len) {
@@ -494,6 +608,33 @@ void emu_selftest_partial_warp(const void *, const void *, const void *, const v
     float d[4] = {0.f, 0.f, 0.f, 0.f};
     if (threadIdx.x % 32 < 16) bp_emu_mma_m16n8k16(false, a, b, d);
 }
+// __activemask() and the shuffles: out gets, per thread, its mask and what it received from
+// an up-1, a down-2 and an idx-5 shuffle of v = 1000·block + thread over that mask. In warp 1,
+// lanes 20 and up return first (their out: four zeros).
+void emu_selftest_shfl(const void *, const void *, const void *, const void *, const void *, void *out) {
+    unsigned *o = (unsigned *)out + 4 * (blockIdx.x * blockDim.x + threadIdx.x);
+    if (threadIdx.x / 32 == 1 && threadIdx.x % 32 >= 20) {
+        o[0] = o[1] = o[2] = o[3] = 0;
+        return;
+    }
+    const unsigned m = __activemask();
+    const unsigned v = 1000 * blockIdx.x + threadIdx.x;
+    o[0] = m;
+    o[1] = __shfl_up_sync(m, v, 1);
+    o[2] = __shfl_down_sync(m, v, 2);
+    o[3] = __shfl_sync(m, v, 5);
+}
+// A shuffle over the whole warp that half the warp never reaches, and one whose caller is not
+// in its mask: both must be reported.
+void emu_selftest_shfl_missing(const void *, const void *, const void *, const void *, const void *, void *) {
+    if (threadIdx.x % 32 < 16) (void)__shfl_down_sync(~0u, threadIdx.x, 1);
+}
+void emu_selftest_shfl_outside(const void *, const void *, const void *, const void *, const void *, void *) {
+    (void)__shfl_down_sync(1u, threadIdx.x, 1);
+}
+bp_emu_registrar shfl_registrar("emu_selftest_shfl", emu_selftest_shfl);
+bp_emu_registrar shfl_missing_registrar("emu_selftest_shfl_missing", emu_selftest_shfl_missing);
+bp_emu_registrar shfl_outside_registrar("emu_selftest_shfl_outside", emu_selftest_shfl_outside);
 bp_emu_registrar reverse_registrar("emu_selftest_reverse", emu_selftest_reverse);
 bp_emu_registrar mma_registrar("emu_selftest_mma", emu_selftest_mma);
 bp_emu_registrar partial_warp_registrar("emu_selftest_partial_warp", emu_selftest_partial_warp);

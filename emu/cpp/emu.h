@@ -86,6 +86,44 @@ bool bp_emu_loop_admit(bool per_block, long long total);
 typedef void (*bp_emu_warp_op)(void *const lanes[32]);
 void bp_emu_warp_collective(void *lane_data, bp_emu_warp_op op);
 
+// __activemask(): the lanes of the caller's warp that run this call together. Lanes run one
+// after another here, so a lane waits at the call until no lane of its warp can run on (each
+// has returned, or waits at a barrier, a collective or an __activemask()); the lanes waiting
+// at the same call (source line) then each get the mask of them all: the most converged warp a
+// GPU may run. In split mode (bp_emu_set_warp_split) those lanes are broken into smaller
+// groups instead, as a GPU's independent thread scheduling may run them (in turn: every lane
+// alone, odd and even lanes, two runs of lanes, and the even lanes alone while the odd ones
+// wait, so that the even ones meet them at the same call an iteration later, in one mask),
+// so that code which must not assume convergence is made to show it does not.
+unsigned bp_emu_activemask(unsigned line, const char *file);
+inline unsigned __activemask(unsigned line = __builtin_LINE(), const char *file = __builtin_FILE()) {
+    return bp_emu_activemask(line, file);
+}
+// 32-bit shuffles over the whole warp (width 32): a collective of the lanes of `mask`, which
+// must all call a shuffle of the same kind with the same mask, the caller among them. `up`:
+// lane l gets lane l − d's value (its own where l < d), `down`: lane l + d's (its own past
+// lane 31), `idx`: lane src % 32's. A source lane outside `mask` gives a poison value (on a
+// GPU the result is undefined). In trace mode each lane's shuffle is recorded as a 4-byte
+// shared-memory load at a bank of its own, so the performance model counts one wavefront of
+// the shared-memory pipe a shuffle (see model/).
+enum { BP_EMU_SHFL_IDX = 0, BP_EMU_SHFL_UP = 1, BP_EMU_SHFL_DOWN = 2 };
+unsigned bp_emu_shfl(unsigned mask, unsigned v, int mode, int arg, unsigned line, const char *file);
+inline unsigned __shfl_sync(unsigned mask, unsigned v, int src, int width = 32, unsigned line = __builtin_LINE(),
+                            const char *file = __builtin_FILE()) {
+    if (width != 32) bp_emu_fault("shuffle: only width 32 is emulated");
+    return bp_emu_shfl(mask, v, BP_EMU_SHFL_IDX, src, line, file);
+}
+inline unsigned __shfl_up_sync(unsigned mask, unsigned v, unsigned d, int width = 32,
+                               unsigned line = __builtin_LINE(), const char *file = __builtin_FILE()) {
+    if (width != 32) bp_emu_fault("shuffle: only width 32 is emulated");
+    return bp_emu_shfl(mask, v, BP_EMU_SHFL_UP, (int)d, line, file);
+}
+inline unsigned __shfl_down_sync(unsigned mask, unsigned v, unsigned d, int width = 32,
+                                 unsigned line = __builtin_LINE(), const char *file = __builtin_FILE()) {
+    if (width != 32) bp_emu_fault("shuffle: only width 32 is emulated");
+    return bp_emu_shfl(mask, v, BP_EMU_SHFL_DOWN, (int)d, line, file);
+}
+
 // mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32 with D = C in place, as a
 // warp collective over the PTX ISA's fragment layout (lane = 4·group + t): A (16×16, row)
 // a0 = (group, 2t..2t+1), a1 = (group+8, 2t..), a2 = (group, 2t+8..), a3 = (group+8, 2t+8..);

@@ -14,6 +14,7 @@
 use std::ffi::{c_char, c_void, CStr, CString};
 
 extern "C" {
+    fn bp_emu_set_warp_split(on: i32);
     fn bp_emu_kernel_count() -> usize;
     fn bp_emu_kernel_name(i: usize) -> *const c_char;
     #[allow(clippy::too_many_arguments)]
@@ -311,4 +312,15 @@ pub unsafe fn launch(
             .to_string_lossy()
             .into_owned())
     }
+}
+
+/// Split mode for the calling thread's later launches: the lanes that reach an
+/// `__activemask()` together are broken into smaller groups (every lane alone, odd and even
+/// lanes, two runs of lanes, and the even lanes alone while the odd ones wait to meet them
+/// there an iteration later, in turn), as a GPU's independent thread scheduling may run them,
+/// instead of all getting one mask. Kernels whose warp shuffles must not assume convergence
+/// are tested in both modes. Launches on other threads are not affected.
+pub fn set_warp_split(on: bool) {
+    // SAFETY: sets a flag of the calling thread's emulator state; no pointers.
+    unsafe { bp_emu_set_warp_split(i32::from(on)) }
 }

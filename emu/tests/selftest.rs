@@ -115,3 +115,103 @@ fn partial_warp_collective_is_reported() {
     let e = r.unwrap_err();
     assert!(e.contains("warp collective"), "{e}");
 }
+
+/// Runs `emu_selftest_shfl` over 2 blocks of 64 and returns each thread's
+/// (mask, from up 1, from down 2, from lane 5).
+fn run_shfl() -> Vec<[u32; 4]> {
+    let mut out = vec![0xffff_ffffu32; 2 * 64 * 4];
+    // SAFETY: the self-test kernel writes 4 u32 per thread (2 × 64 threads) and reads nothing.
+    unsafe {
+        blurpool_emu::launch(
+            "emu_selftest_shfl",
+            2,
+            64,
+            null(),
+            null(),
+            null(),
+            null(),
+            null(),
+            out.as_mut_ptr() as *mut c_void,
+        )
+    }
+    .unwrap();
+    out.chunks(4).map(|c| [c[0], c[1], c[2], c[3]]).collect()
+}
+
+/// Checks every thread's shuffles against its mask: a source lane in the mask gives its value
+/// (1000·block + thread); returns each warp's masks.
+fn check_shfl(out: &[[u32; 4]]) -> Vec<Vec<u32>> {
+    let mut masks = Vec::new();
+    for (t, o) in out.iter().enumerate() {
+        let (block, tid) = (t / 64, t % 64);
+        let (warp, lane) = (tid / 32, tid % 32);
+        if warp == 1 && lane >= 20 {
+            assert_eq!(*o, [0; 4], "thread {t} returned first");
+            continue;
+        }
+        if lane == 0 {
+            masks.push(Vec::new());
+        }
+        let m = o[0];
+        masks.last_mut().unwrap().push(m);
+        assert_ne!(m >> lane & 1, 0, "thread {t}: its own lane is in its mask");
+        let value = |l: usize| (1000 * block + warp * 32 + l) as u32;
+        let src = [
+            lane.checked_sub(1).unwrap_or(lane),
+            if lane + 2 < 32 { lane + 2 } else { lane },
+            5,
+        ];
+        for (k, &s) in src.iter().enumerate() {
+            if m >> s & 1 != 0 {
+                assert_eq!(o[k + 1], value(s), "thread {t} shuffle {k} from lane {s}");
+            }
+        }
+    }
+    masks
+}
+
+#[test]
+fn activemask_gives_the_lanes_that_arrive_and_shuffles_follow_it() {
+    blurpool_emu::set_warp_split(false);
+    let masks = check_shfl(&run_shfl());
+    // Warp 0 whole, warp 1 its first 20 lanes: each lane gets all of them.
+    for (w, m) in masks.iter().enumerate() {
+        let want = if w % 2 == 0 { u32::MAX } else { (1 << 20) - 1 };
+        assert!(m.iter().all(|&x| x == want), "warp {w}: {m:x?}");
+    }
+}
+
+#[test]
+fn split_mode_breaks_the_lanes_at_an_activemask_into_groups() {
+    blurpool_emu::set_warp_split(true);
+    let outs: Vec<_> = (0..3).map(|_| run_shfl()).collect();
+    blurpool_emu::set_warp_split(false);
+    let mut split = 0;
+    for out in &outs {
+        for m in check_shfl(out) {
+            let all = m.iter().fold(0u32, |a, &x| a | x);
+            // The groups partition the lanes that arrived: each lane's mask is its group's.
+            for (lane, &x) in m.iter().enumerate() {
+                assert_ne!(x >> lane & 1, 0);
+                for k in 0..32 {
+                    if x >> k & 1 != 0 {
+                        assert_eq!(m[k], x, "lanes {lane} and {k} disagree on their group");
+                    }
+                }
+            }
+            assert_eq!(all.count_ones() as usize, m.len());
+            split += usize::from(m.iter().any(|&x| x != all));
+        }
+    }
+    assert!(split > 0, "split mode never split a warp");
+}
+
+#[test]
+fn shuffle_a_lane_of_its_mask_never_reaches_is_reported() {
+    // SAFETY: the self-test kernel touches no memory.
+    let e = unsafe { launch_without_buffers("emu_selftest_shfl_missing", 1, 32) }.unwrap_err();
+    assert!(e.contains("warp collective"), "{e}");
+    // SAFETY: as above.
+    let e = unsafe { launch_without_buffers("emu_selftest_shfl_outside", 1, 32) }.unwrap_err();
+    assert!(e.contains("not in its mask"), "{e}");
+}

@@ -86,7 +86,9 @@ impl Class {
             // traces its global side).
             "LDG" | "LD" | "LDGSTS" => Class::GlobalLoad,
             "STG" | "ST" | "RED" | "ATOM" | "ATOMG" => Class::GlobalStore,
-            "LDS" | "LDSM" => Class::SharedLoad,
+            // SHFL: a warp shuffle, which the emulator traces as a shared-memory load of one
+            // wavefront (emu.h): it runs in the same MIO pipe.
+            "LDS" | "LDSM" | "SHFL" => Class::SharedLoad,
             "STS" | "ATOMS" => Class::SharedStore,
             "LDL" | "STL" => Class::LocalAccess,
             "HMMA" | "IMMA" | "HGMMA" | "QGMMA" => Class::Mma,
@@ -1001,6 +1003,17 @@ k:
                 .collect(),
             ..Function::default()
         }
+    }
+
+    #[test]
+    fn shuffles_count_as_shared_loads_and_global_loads_do_not_change() {
+        // A warp shuffle has a site (the emulator traces it as one shared wavefront).
+        for op in ["SHFL.UP", "SHFL.DOWN", "SHFL.IDX", "LDS.U.128"] {
+            assert_eq!(Class::of(op), Class::SharedLoad, "{op}");
+        }
+        assert!(Class::of("SHFL.DOWN").is_traced());
+        assert_eq!(Class::of("LDG.E.128"), Class::GlobalLoad);
+        assert_eq!(Class::of("VOTE.ANY"), Class::Other);
     }
 
     #[test]
