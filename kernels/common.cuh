@@ -393,6 +393,34 @@ __device__ __forceinline__ void bp_store_u64(void *at, const bp_u64 &v BP_SITE) 
     bp_st(static_cast<bp_u64 *>(at), v BP_SITE_FWD);
 }
 
+// ---- Warp shuffles for code that assumes no convergence (bp_strip4_span::load_near) -------
+// bp_activemask(): the lanes running this call together; bp_shfl_up / bp_shfl_down: lane l gets
+// lane l − 1's / l + 1's value (its own at the warp's ends) over `mask`, which must be such a
+// set (every lane of it calls the same shuffle). A source lane outside the mask gives an
+// undefined value, so callers check the mask. In host emulation they go to the emulator (emu.h:
+// in trace mode a shuffle is one shared-memory wavefront at the caller's line).
+__device__ __forceinline__ unsigned bp_activemask(BP_SITE_ONLY) {
+#ifdef BP_HOST_EMULATION
+    return bp_emu_activemask(bp_line, bp_file);
+#else
+    return __activemask();
+#endif
+}
+__device__ __forceinline__ unsigned bp_shfl_up(unsigned mask, unsigned v BP_SITE) {
+#ifdef BP_HOST_EMULATION
+    return bp_emu_shfl(mask, v, BP_EMU_SHFL_UP, 1, bp_line, bp_file);
+#else
+    return __shfl_up_sync(mask, v, 1);
+#endif
+}
+__device__ __forceinline__ unsigned bp_shfl_down(unsigned mask, unsigned v BP_SITE) {
+#ifdef BP_HOST_EMULATION
+    return bp_emu_shfl(mask, v, BP_EMU_SHFL_DOWN, 1, bp_line, bp_file);
+#else
+    return __shfl_down_sync(mask, v, 1);
+#endif
+}
+
 // ---- Shared-memory staging of the tensor-core v4 kernel ----------------------------------
 // 32-bit shared-memory address of a pointer into shared memory (what ldmatrix / cp.async take).
 #ifndef BP_HOST_EMULATION

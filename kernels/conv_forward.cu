@@ -444,19 +444,23 @@ struct bp_strip4_nchw_dwconv_map : bp_vec_store16<T> {
     static constexpr int M = S * (lanes - 1) + F; // map columns
     static constexpr int E = M + KC - 1;          // input columns
     using span = bp_strip4_span<T, E, CB>; // 16- or 8-byte row chunks (bp_strip4_fits)
+    static constexpr int D = S * lanes * (int)sizeof(T) / CB; // a group's own chunks
+    const BpParams &p;
     const T *__restrict__ w;
     const T *__restrict__ b;
     int cpy, cpx, H, W, act, has_bias;
+    unsigned near = 0; // the item's neighbouring lanes (bp_strip4_near)
     float wk[KC][KC], bias;
     float acc[KC][M]; // partial sums of map rows s .. s + KC − 1 at the M map columns
 
     __device__ __forceinline__ bp_strip4_nchw_dwconv_map(const BpParams &p, const T *__restrict__ w_,
                                                          const T *__restrict__ b_)
-        : w(w_), b(b_), cpy(p.cpy), cpx(p.cpx), H((int)p.h), W((int)p.w), act(p.act), has_bias(p.has_bias), wk{},
-          bias(0.f), acc{} {}
+        : p(p), w(w_), b(b_), cpy(p.cpy), cpx(p.cpx), H((int)p.h), W((int)p.w), act(p.act), has_bias(p.has_bias),
+          wk{}, bias(0.f), acc{} {}
 
-    // The channel's taps and bias (it.c0 is the channel in NCHW).
+    // The channel's taps and bias (it.c0 is the channel in NCHW), and the item's neighbours.
     __device__ __forceinline__ void begin(const bp_strip_item<T, F, int> &it, int) {
+        near = bp_strip4_near<T, S, lanes>(p, it.q0);
         bias = has_bias ? bp_to_f32(bp_ld(b + it.c0)) : 0.f;
 #pragma unroll
         for (int a = 0; a < KC; ++a)
@@ -468,7 +472,7 @@ struct bp_strip4_nchw_dwconv_map : bp_vec_store16<T> {
     template <int I> __device__ __forceinline__ void add_row(const bp_strip_item<T, F, int> &it, int yy) {
         if (yy < 0 || yy >= H) return; // zero padding rows of the conv
         unsigned x[span::EW];
-        span::load(it.plane + yy * it.row_stride, it.q0 - cpx, W, 0u, x);
+        span::template load_near<D>(it.plane + yy * it.row_stride, it.q0 - cpx, W, 0u, near, x);
 #pragma unroll
         for (int e = 0; e < E; ++e) {
             const float xf = span::elem(x, e);

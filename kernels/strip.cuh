@@ -437,6 +437,22 @@ __device__ __forceinline__ int bp_strip4_fits(const BpParams &p, const void *x, 
     return 0;
 }
 
+// load_near's `near` for an NCHW v4 item whose padded map column of tap 0 is q0 (so output
+// column j = (q0 + pad_left) / S): bit 0, the lane before holds group j − V of the same row;
+// bit 1, the lane after holds group j + V (the walk's items run along a row's groups, lane
+// after lane); bit 2, sharing at all (x spans at most 4 GiB, so the 32-bit address tags are
+// unique). A row's tail group and its neighbours overlap, so neither side is expected there.
+template <typename T, int S, int V>
+__device__ __forceinline__ unsigned bp_strip4_near(const BpParams &p, int q0) {
+    const unsigned long long bytes =
+        (unsigned long long)p.n * (unsigned long long)p.c * (unsigned long long)p.h * (unsigned long long)p.w;
+    if (bytes > 0xffffffffull / sizeof(T)) return 0u;
+    const int j = (q0 + p.pad_left) / S;
+    const unsigned lane = threadIdx.x % 32u;
+    const bool group = j % V == 0; // not the tail group
+    return 4u | (group && lane > 0 && j >= V ? 1u : 0u) | (group && lane < 31 && j + 2 * V <= (int)p.wo ? 2u : 0u);
+}
+
 // The v4 maps' ring of K input rows' horizontal maxima (N elements of type E each, packed):
 // map row s is the max over input rows s − mpy .. s − mpy + K − 1, so slide the ring by one row
 // when s follows the last one, else refill it; rows outside the image are `pad` (−inf), the
@@ -567,5 +583,107 @@ struct bp_strip4_span {
             for (int i = 0; i < CWD; ++i) cw[CWD * k + i] = w[i];
         }
         shift(cw, o, x);
+    }
+
+    // As load, but the span's outer chunks come from the neighbouring lanes where they can
+    // (notes/kernels.md, tenth round). A lane's own chunks are the D after its first (its
+    // group's S·V input columns, at a chunk boundary when o > 0); the chunk before them is the
+    // left lane's last own chunk, the chunk after them the right lane's first, when those lanes
+    // hold the neighbouring groups of the same row. `near` (bit 0 left, bit 1 right) says which
+    // side the lane expects a neighbour on; the outer chunks it expects none for are loaded
+    // with its own, all issued together. Then each lane sends its first own words to the left
+    // and its last to the right (NSW words a side), each with a tag: the byte address (low 32
+    // bits) of the lane's own chunks, odd (matching nothing) where it did not load them. A lane
+    // takes a neighbour's words only where that lane is in the mask, its tag is the address
+    // the lane needs and the words it needs are the ones sent; otherwise it loads the chunk
+    // after all. So any split of the warp gives the same span, with more loads. The tags are
+    // unique only while x spans at most 4 GiB: bit 2 of `near` enables the sharing
+    // (bp_strip4_near), and without it, or at o = 0, this is load exactly.
+    template <int D>
+    static __device__ __forceinline__ void load_near(const T *__restrict__ row, int c0, int W, unsigned fill,
+                                                     unsigned near, unsigned (&x)[EW]) {
+        // Spans of at most D + 1 chunks (BlurPool's: one outer chunk, on one side or the other)
+        // are loaded as they are.
+        if constexpr (NC != D + 2) {
+            load(row, c0, W, fill, x);
+        } else {
+        constexpr int NSW = PER == 2 ? 1 : 2; // words sent each way: the presets' 1 or 2 elements
+        const int o = ((c0 % CE) + CE) % CE;
+        if (!(near & 4u) || o == 0) {
+            load(row, c0, W, fill, x);
+            return;
+        }
+        const int first = (c0 - o) / CE;
+        const unsigned chunks = (unsigned)(W / CE);
+        const bool in_l = (unsigned)first < chunks;
+        const bool in_r = (unsigned)(first + NC - 1) < chunks && (NC - 1) * CE < o + E;
+        unsigned cw[CW];
+        {
+            unsigned w[CWD];
+            chunk(row + first * CE, in_l && !(near & 1u), fill, w);
+#pragma unroll
+            for (int i = 0; i < CWD; ++i) cw[i] = w[i];
+        }
+        bool own_last = false; // (the first own chunk always holds a column of the row)
+#pragma unroll
+        for (int k = 1; k <= D; ++k) {
+            const bool inside = (unsigned)(first + k) < chunks && k * CE < o + E;
+            if (k == D) own_last = inside;
+            unsigned w[CWD];
+            chunk(row + (first + k) * CE, inside, fill, w);
+#pragma unroll
+            for (int i = 0; i < CWD; ++i) cw[CWD * k + i] = w[i];
+        }
+        {
+            unsigned w[CWD];
+            chunk(row + (first + NC - 1) * CE, in_r && !(near & 2u), fill, w);
+#pragma unroll
+            for (int i = 0; i < CWD; ++i) cw[CWD * (NC - 1) + i] = w[i];
+        }
+        const unsigned lane = threadIdx.x % 32u;
+        // The tag: the own chunks' address, odd where the last was not loaded (then the right
+        // lane loads its left chunk itself; the left lane would too, needlessly, but a lane
+        // whose last own chunk lies past the row's end has no right neighbour in the row).
+        const unsigned own = (unsigned)reinterpret_cast<unsigned long long>(row + (first + 1) * CE);
+        const unsigned tag = own_last ? own : own | 1u;
+        const unsigned m = bp_activemask();
+        const unsigned tag_l = bp_shfl_up(m, tag);   // the left lane's
+        const unsigned tag_r = bp_shfl_down(m, tag); // the right lane's
+        unsigned from_l[NSW], from_r[NSW];
+#pragma unroll
+        for (int i = 0; i < NSW; ++i) {
+            from_l[i] = bp_shfl_up(m, cw[CWD * (D + 1) - NSW + i]);
+            from_r[i] = bp_shfl_down(m, cw[CWD + i]);
+        }
+        // The words of the outer chunks the span needs: from o / PER on (left), and up to its
+        // last element (right).
+        const int need_l = CWD - o / PER;
+        const int need_r = (o + E - (NC - 1) * CE + PER - 1) / PER;
+        const bool ok_l = lane > 0 && (m >> (lane - 1) & 1u) && tag_l + (unsigned)(D * CB) == own && need_l <= NSW;
+        const bool ok_r = lane < 31 && (m >> (lane + 1) & 1u) && tag_r == own + (unsigned)(D * CB) && need_r <= NSW;
+        if (in_l && (near & 1u)) {
+            if (ok_l) {
+#pragma unroll
+                for (int i = 0; i < NSW; ++i) cw[CWD - NSW + i] = from_l[i];
+            } else { // the repair load
+                unsigned w[CWD];
+                chunk(row + first * CE, true, fill, w);
+#pragma unroll
+                for (int i = 0; i < CWD; ++i) cw[i] = w[i];
+            }
+        }
+        if (in_r && (near & 2u)) {
+            if (ok_r) {
+#pragma unroll
+                for (int i = 0; i < NSW; ++i) cw[CWD * (NC - 1) + i] = from_r[i];
+            } else { // the repair load
+                unsigned w[CWD];
+                chunk(row + (first + NC - 1) * CE, true, fill, w);
+#pragma unroll
+                for (int i = 0; i < CWD; ++i) cw[CWD * (NC - 1) + i] = w[i];
+            }
+        }
+        shift(cw, o, x);
+        }
     }
 };
