@@ -193,9 +193,9 @@ fn split_mode_breaks_the_lanes_at_an_activemask_into_groups() {
             // The groups partition the lanes that arrived: each lane's mask is its group's.
             for (lane, &x) in m.iter().enumerate() {
                 assert_ne!(x >> lane & 1, 0);
-                for k in 0..32 {
+                for (k, &y) in m.iter().enumerate() {
                     if x >> k & 1 != 0 {
-                        assert_eq!(m[k], x, "lanes {lane} and {k} disagree on their group");
+                        assert_eq!(y, x, "lanes {lane} and {k} disagree on their group");
                     }
                 }
             }
