@@ -472,7 +472,7 @@ struct bp_strip4_nchw_dwconv_map : bp_vec_store16<T> {
     template <int I> __device__ __forceinline__ void add_row(const bp_strip_item<T, F, int> &it, int yy) {
         if (yy < 0 || yy >= H) return; // zero padding rows of the conv
         unsigned x[span::EW];
-        span::template load_near<D>(it.plane + yy * it.row_stride, it.q0 - cpx, W, 0u, near, x);
+        span::template load_near<D, (F - 1) / 2 + (KC - 1) / 2>(it.plane + yy * it.row_stride, it.q0 - cpx, W, 0u, near, x);
 #pragma unroll
         for (int e = 0; e < E; ++e) {
             const float xf = span::elem(x, e);

@@ -262,17 +262,32 @@ struct bp_strip4_nchw_max_map {
     using span = bp_strip4_span<T, E, CB>;        // a row's input columns, packed
     static constexpr int PER = span::PER;         // elements per 32-bit word
     static constexpr int MW = (M + PER - 1) / PER; // words of M map columns
+    static constexpr int D = S * lanes * (int)sizeof(T) / CB; // a group's own chunks
+    // The spans from the neighbouring lanes only for the 3×3 max (its 20 warps per SM leave
+    // room): under the 24-warp caps (80 registers) the 2×2 max's NCHW entries spilled 34–86
+    // bytes with them (notes/kernels.md, tenth round).
+    static constexpr bool SHARE = K == 3;
+    const BpParams &p;
     int mpy, mpx, H, W;
+    unsigned near = 0;  // the item's neighbouring lanes (bp_strip4_near)
     unsigned hx[K][MW]; // horizontal maxima of the last K input rows at the M map columns
 
-    __device__ __forceinline__ bp_strip4_nchw_max_map(const BpParams &p)
-        : mpy(K > 1 ? p.mpy : 0), mpx(K > 1 ? p.mpx : 0), H((int)p.h), W((int)p.w), hx{} {}
+    __device__ __forceinline__ bp_strip4_nchw_max_map(const BpParams &p_)
+        : p(p_), mpy(K > 1 ? p_.mpy : 0), mpx(K > 1 ? p_.mpx : 0), H((int)p_.h), W((int)p_.w), hx{} {}
 
-    __device__ __forceinline__ void begin(const bp_strip_item<T, F, int> &, int) {}
+    __device__ __forceinline__ void begin(const bp_strip_item<T, F, int> &it, int) {
+        near = bp_strip4_near<T, S, lanes>(p, it.q0);
+    }
 
+    // Input row yy's span (bp_strip4_span::load_near: the outer chunks from the neighbouring
+    // lanes where they can), reduced by the max across.
     __device__ __forceinline__ void hmax(const bp_strip_item<T, F, int> &it, int yy, unsigned (&h)[MW]) const {
         unsigned x[span::EW];
-        span::load(it.plane + yy * it.row_stride, it.q0 - mpx, W, bp_word_neg_inf<T>(), x);
+        if constexpr (SHARE) {
+            span::template load_near<D, (F - 1) / 2 + (K - 1) / 2>(it.plane + yy * it.row_stride, it.q0 - mpx, W, bp_word_neg_inf<T>(), near, x);
+        } else {
+            span::load(it.plane + yy * it.row_stride, it.q0 - mpx, W, bp_word_neg_inf<T>(), x);
+        }
 #pragma unroll
         for (int i = 0; i < MW; ++i) {
             unsigned best = span::at(x, i, 0);
@@ -347,7 +362,7 @@ __device__ __forceinline__ void bp_strip4_pool_run(const BpParams &p, const T *_
                                                 T *__restrict__ y) {                                      \
         bp_strip4_pool_run<T, L, K, F, S>(p, x, y);                                                       \
     }                                                                                                     \
-    BP_INSTANTIATE_BOUNDED_WARPS(NAME, THREADS, 24, (K) == 3 ? 20 : 24, (K) == 1 ? 24 : 16, (K) == 1 ? 24 : 16)
+    BP_INSTANTIATE_BOUNDED_WARPS(NAME, THREADS, (K) == 3 ? 20 : 24, (K) == 3 ? 20 : 24, (K) == 1 ? 24 : 16, (K) == 1 ? 24 : 16)
 
 BP_STRIP4_VARIANT(bp_maxblurpool_k2f4s2_v4, 2, 4, 2, 256)
 BP_STRIP4_VARIANT(bp_maxblurpool_k3f3s2_v4, 3, 3, 2, 128)

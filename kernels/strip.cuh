@@ -585,105 +585,130 @@ struct bp_strip4_span {
         shift(cw, o, x);
     }
 
+    // NSW words at `at` (4 or 8 bytes, aligned as such), or `fill` where `load` is false.
+    template <int NSW>
+    static __device__ __forceinline__ void words(const T *__restrict__ at, bool load, unsigned fill,
+                                                 unsigned (&w)[NSW] BP_SITE) {
+        static_assert(NSW == 1 || NSW == 2, "one or two words");
+        if constexpr (NSW == 1) {
+            w[0] = load ? bp_load_u32(at BP_SITE_FWD) : fill;
+        } else {
+            bp_u64 v = {{fill, fill}};
+            if (load) v = bp_load_u64(at BP_SITE_FWD);
+            w[0] = v.v[0];
+            w[1] = v.v[1];
+        }
+    }
+
     // As load, but the span's outer chunks come from the neighbouring lanes where they can
     // (notes/kernels.md, tenth round). A lane's own chunks are the D after its first (its
     // group's S·V input columns, at a chunk boundary when o > 0); the chunk before them is the
     // left lane's last own chunk, the chunk after them the right lane's first, when those lanes
-    // hold the neighbouring groups of the same row. `near` (bit 0 left, bit 1 right) says which
-    // side the lane expects a neighbour on; the outer chunks it expects none for are loaded
-    // with its own, all issued together. Then each lane sends its first own words to the left
-    // and its last to the right (NSW words a side), each with a tag: the byte address (low 32
-    // bits) of the lane's own chunks, odd (matching nothing) where it did not load them. A lane
-    // takes a neighbour's words only where that lane is in the mask, its tag is the address
-    // the lane needs and the words it needs are the ones sent; otherwise it loads the chunk
-    // after all. So any split of the warp gives the same span, with more loads. The tags are
-    // unique only while x spans at most 4 GiB: bit 2 of `near` enables the sharing
-    // (bp_strip4_near), and without it, or at o = 0, this is load exactly.
-    template <int D>
+    // hold the neighbouring groups of the same row. Of those outer chunks the span needs only
+    // the last words of the left one and the first of the right one: at most NL and NR words
+    // (1 or 2, worked out for a left reach of LP elements, the presets' pads), else this is
+    // load. `near` (bit 0 left, bit 1 right) says
+    // which side the lane expects a neighbour on; on the other sides it loads just those words
+    // (4 or 8 bytes), issued with its own chunks. Then each lane sends its first own words to
+    // the left and its last to the right, with a tag: the byte address (low 32 bits) of its own
+    // chunks, odd (matching nothing) where its last own chunk lies past the row (the first
+    // always holds a column of the row). A lane takes a neighbour's words only where that lane
+    // is in the mask and its tag is the address the lane needs; otherwise it loads them after
+    // all (the repair load). So any split of the warp gives the same span, with more loads.
+    // The tags are unique only while x spans at most 4 GiB: bit 2 of `near` enables the
+    // sharing (bp_strip4_near); without it, or at o = 0, this is load exactly.
+    template <int D, int LP>
     static __device__ __forceinline__ void load_near(const T *__restrict__ row, int c0, int W, unsigned fill,
                                                      unsigned near, unsigned (&x)[EW]) {
-        // Spans of at most D + 1 chunks (BlurPool's: one outer chunk, on one side or the other)
-        // are loaded as they are.
-        if constexpr (NC != D + 2) {
+        // The words a side the span needs where it reaches LP elements left of its own chunks
+        // (the presets' pads: o = OT): NL of the left chunk, NR of the right one.
+        constexpr int OT = (CE - LP % CE) % CE;
+        constexpr int NL = CWD - OT / PER;
+        constexpr int NR0 = (OT + E - (NC - 1) * CE + PER - 1) / PER;
+        constexpr int NR = NR0 < 1 ? 1 : NR0;
+        // Spans of at most D + 1 chunks (BlurPool's: one outer chunk, on one side or the other),
+        // reaches that need more than two words a side, and 8-byte chunks are loaded as they
+        // are: rows of 8-byte chunks (W % 8 == 4 halves, e.g. 28) are short, a request spans
+        // few lines, and the model had them lose more to the shuffles than they saved (f16
+        // MaxBlurPool 64×512×28×28 on the H200 45 → 37 % of copy).
+        if constexpr (CB != 16 || NC != D + 2 || OT == 0 || NL > 2 || NR > 2) {
             load(row, c0, W, fill, x);
         } else {
-        constexpr int NSW = PER == 2 ? 1 : 2; // words sent each way: the presets' 1 or 2 elements
-        const int o = ((c0 % CE) + CE) % CE;
-        if (!(near & 4u) || o == 0) {
-            load(row, c0, W, fill, x);
-            return;
-        }
-        const int first = (c0 - o) / CE;
-        const unsigned chunks = (unsigned)(W / CE);
-        const bool in_l = (unsigned)first < chunks;
-        const bool in_r = (unsigned)(first + NC - 1) < chunks && (NC - 1) * CE < o + E;
-        unsigned cw[CW];
-        {
-            unsigned w[CWD];
-            chunk(row + first * CE, in_l && !(near & 1u), fill, w);
-#pragma unroll
-            for (int i = 0; i < CWD; ++i) cw[i] = w[i];
-        }
-        bool own_last = false; // (the first own chunk always holds a column of the row)
-#pragma unroll
-        for (int k = 1; k <= D; ++k) {
-            const bool inside = (unsigned)(first + k) < chunks && k * CE < o + E;
-            if (k == D) own_last = inside;
-            unsigned w[CWD];
-            chunk(row + (first + k) * CE, inside, fill, w);
-#pragma unroll
-            for (int i = 0; i < CWD; ++i) cw[CWD * k + i] = w[i];
-        }
-        {
-            unsigned w[CWD];
-            chunk(row + (first + NC - 1) * CE, in_r && !(near & 2u), fill, w);
-#pragma unroll
-            for (int i = 0; i < CWD; ++i) cw[CWD * (NC - 1) + i] = w[i];
-        }
-        const unsigned lane = threadIdx.x % 32u;
-        // The tag: the own chunks' address, odd where the last was not loaded (then the right
-        // lane loads its left chunk itself; the left lane would too, needlessly, but a lane
-        // whose last own chunk lies past the row's end has no right neighbour in the row).
-        const unsigned own = (unsigned)reinterpret_cast<unsigned long long>(row + (first + 1) * CE);
-        const unsigned tag = own_last ? own : own | 1u;
-        const unsigned m = bp_activemask();
-        const unsigned tag_l = bp_shfl_up(m, tag);   // the left lane's
-        const unsigned tag_r = bp_shfl_down(m, tag); // the right lane's
-        unsigned from_l[NSW], from_r[NSW];
-#pragma unroll
-        for (int i = 0; i < NSW; ++i) {
-            from_l[i] = bp_shfl_up(m, cw[CWD * (D + 1) - NSW + i]);
-            from_r[i] = bp_shfl_down(m, cw[CWD + i]);
-        }
-        // The words of the outer chunks the span needs: from o / PER on (left), and up to its
-        // last element (right).
-        const int need_l = CWD - o / PER;
-        const int need_r = (o + E - (NC - 1) * CE + PER - 1) / PER;
-        const bool ok_l = lane > 0 && (m >> (lane - 1) & 1u) && tag_l + (unsigned)(D * CB) == own && need_l <= NSW;
-        const bool ok_r = lane < 31 && (m >> (lane + 1) & 1u) && tag_r == own + (unsigned)(D * CB) && need_r <= NSW;
-        if (in_l && (near & 1u)) {
-            if (ok_l) {
-#pragma unroll
-                for (int i = 0; i < NSW; ++i) cw[CWD - NSW + i] = from_l[i];
-            } else { // the repair load
-                unsigned w[CWD];
-                chunk(row + first * CE, true, fill, w);
-#pragma unroll
-                for (int i = 0; i < CWD; ++i) cw[i] = w[i];
+            const int o = ((c0 % CE) + CE) % CE;
+            // The words of the outer chunks this span needs: from o / PER on (left), and up to
+            // its last element (right); other pads than the presets' may need more.
+            const int need_l = CWD - o / PER;
+            const int need_r = (o + E - (NC - 1) * CE + PER - 1) / PER;
+            if (!(near & 4u) || o == 0 || need_l > NL || need_r > NR) {
+                load(row, c0, W, fill, x);
+                return;
             }
-        }
-        if (in_r && (near & 2u)) {
-            if (ok_r) {
+            const int first = (c0 - o) / CE;
+            const unsigned chunks = (unsigned)(W / CE);
+            const bool in_l = (unsigned)first < chunks;
+            const bool in_r = (unsigned)(first + NC - 1) < chunks && need_r > 0;
+            const T *__restrict__ at_l = row + first * CE + (CWD - NL) * PER; // the left words
+            const T *__restrict__ at_r = row + (first + NC - 1) * CE;         // the right words
+            unsigned cw[CW];
+            unsigned from_l[NL], from_r[NR];
+            // dep: 0, but for the gates' serialised variant (model/, never in the library), as in
+            // load: each load's address then waits for the one before.
+            int dep = 0;
+            words<NL>(at_l, in_l && !(near & 1u), fill, from_l);
+            bool own_last = false;
 #pragma unroll
-                for (int i = 0; i < NSW; ++i) cw[CWD * (NC - 1) + i] = from_r[i];
-            } else { // the repair load
+            for (int k = 1; k <= D; ++k) {
+                const bool inside = (unsigned)(first + k) < chunks;
+                if (k == D) own_last = inside;
+#if BP_GATE_VARIANT == 1
+                dep = (int)bp_gate_zero(__uint_as_float(k == 1 ? from_l[0] : cw[CWD * k - CWD]));
+#endif
                 unsigned w[CWD];
-                chunk(row + (first + NC - 1) * CE, true, fill, w);
+                chunk(row + (first + k) * CE + dep, inside, fill, w);
 #pragma unroll
-                for (int i = 0; i < CWD; ++i) cw[CWD * (NC - 1) + i] = w[i];
+                for (int i = 0; i < CWD; ++i) cw[CWD * k + i] = w[i];
             }
-        }
-        shift(cw, o, x);
+#if BP_GATE_VARIANT == 1
+            dep = (int)bp_gate_zero(__uint_as_float(cw[CWD * D]));
+#endif
+            words<NR>(at_r + dep, in_r && !(near & 2u), fill, from_r);
+            const unsigned lane = threadIdx.x % 32u;
+            const unsigned own = (unsigned)reinterpret_cast<unsigned long long>(row + (first + 1) * CE);
+            const unsigned tag = own_last ? own : own | 1u;
+            const unsigned m = bp_activemask();
+            const unsigned tag_l = bp_shfl_up(m, tag);   // the left lane's
+            const unsigned tag_r = bp_shfl_down(m, tag); // the right lane's
+            unsigned got_l[NL], got_r[NR];
+#pragma unroll
+            for (int i = 0; i < NL; ++i) got_l[i] = bp_shfl_up(m, cw[CWD * (D + 1) - NL + i]);
+#pragma unroll
+            for (int i = 0; i < NR; ++i) got_r[i] = bp_shfl_down(m, cw[CWD + i]);
+            const bool ok_l = lane > 0 && (m >> (lane - 1) & 1u) && tag_l + (unsigned)(D * CB) == own;
+            const bool ok_r = lane < 31 && (m >> (lane + 1) & 1u) && tag_r == own + (unsigned)(D * CB);
+            if (in_l && (near & 1u)) {
+                if (ok_l) {
+#pragma unroll
+                    for (int i = 0; i < NL; ++i) from_l[i] = got_l[i];
+                } else {
+                    words<NL>(at_l, true, fill, from_l); // the repair load
+                }
+            }
+            if (in_r && (near & 2u)) {
+                if (ok_r) {
+#pragma unroll
+                    for (int i = 0; i < NR; ++i) from_r[i] = got_r[i];
+                } else {
+                    words<NR>(at_r, true, fill, from_r); // the repair load
+                }
+            }
+            // The outer chunks: their needed words, `fill` for the rest (never read).
+#pragma unroll
+            for (int i = 0; i < CWD; ++i) {
+                const int l = i - (CWD - NL);
+                cw[i] = l >= 0 ? from_l[l >= 0 ? l : 0] : fill;
+                cw[CWD * (NC - 1) + i] = i < NR ? from_r[i < NR ? i : 0] : fill;
+            }
+            shift(cw, o, x);
         }
     }
 };

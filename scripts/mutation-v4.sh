@@ -142,12 +142,15 @@ run tc4_pack_channel_bound kernels/conv_forward.cu 'if (co < CO && ci < C) v = b
 run tc_epilogue_bias_channel kernels/conv_forward.cu 'v += bp_to_f32(bp_ld(b + (tl.co0 + nl)));' 'v += bp_to_f32(bp_ld(b + nl));'
 run tc_epilogue_partial_rows kernels/conv_forward.cu 'if (li >= tl.ni || lj >= tl.nj' 'if (li >= tl.nj || lj >= tl.nj'
 run tc_decode_first_map_row kernels/conv_forward.cu 'tl.r0 = bp_tc_first_source(tl.i0, tl.ni, taps, p.pad_top' 'tl.r0 = bp_tc_first_source(tl.i0, tl.ni, taps, p.pad_left'
-# The tenth round (bp_strip4_span::load_near, depthwise NCHW): run with
-#   MUT_TESTS=strip4_depthwise_nchw bash scripts/mutation-v4.sh near_...
+# The tenth round (bp_strip4_span::load_near: NCHW MaxBlurPool 3×3 max and depthwise): run with
+#   MUT_TESTS="strip4_nchw strip4_depthwise_nchw" bash scripts/mutation-v4.sh near_...
 # (near_tag_unchecked is caught only in the emulator's split mode, whose held-back lanes meet
-# the others an iteration later. Two mutants are equivalent in the emulator and not listed:
-# dropping the mask test (its poison never equals a tag) and expecting neighbours at the tail
-# group (its tags do not match, so it loads, only later; a speed loss, not a wrong result).)
-run near_tag_unchecked kernels/strip.cuh '&& tag_l + (unsigned)(D * CB) == own &&' '&&'
-run near_repair_dropped kernels/strip.cuh '                chunk(row + first * CE, true, fill, w);' '                chunk(row + first * CE, false, fill, w);'
-run near_words_shifted kernels/strip.cuh 'from_l[i] = bp_shfl_up(m, cw[CWD * (D + 1) - NSW + i]);' 'from_l[i] = bp_shfl_up(m, cw[CWD * (D + 1) - NSW - 1 + i]);'
+# the others an iteration later. Equivalent mutants, not listed: dropping the mask test (the
+# emulator's poison never equals a tag) and any change to bp_strip4_near's side bits, such as
+# expecting neighbours at the tail group: the tags do not match, so the lane loads, later; a
+# speed loss, not a wrong result.)
+run near_tag_unchecked kernels/strip.cuh ' && tag_l + (unsigned)(D * CB) == own;' ';'
+run near_repair_dropped kernels/strip.cuh 'words<NL>(at_l, true, fill, from_l); // the repair load' 'words<NL>(at_l, false, fill, from_l); // the repair load'
+run near_words_shifted kernels/strip.cuh 'got_l[i] = bp_shfl_up(m, cw[CWD * (D + 1) - NL + i]);' 'got_l[i] = bp_shfl_up(m, cw[CWD * (D + 1) - NL - 1 + i]);'
+run near_right_words_from_own kernels/strip.cuh 'for (int i = 0; i < NR; ++i) from_r[i] = got_r[i];' 'for (int i = 0; i < NR; ++i) from_r[i] = cw[CWD + i];'
+run near_edge_words_misplaced kernels/strip.cuh 'const T *__restrict__ at_l = row + first * CE + (CWD - NL) * PER;' 'const T *__restrict__ at_l = row + first * CE;'
