@@ -353,9 +353,10 @@ __device__ __forceinline__ void bp_strip4_pool_run(const BpParams &p, const T *_
 // where bp_strip4_fits, else (unaligned buffers) the v2 walk of the same geometry. Registers
 // capped, in warps per SM, as far as ptxas fits them without spilling on sm_80–90 (measured on
 // this code, since the walk's partial sums): 24 warps (80 registers) for BlurPool2d in NHWC and
-// for every NCHW kernel but the 3×3-max one in f16/bf16 (86–92 uncapped; at 80 it spilled 100
-// bytes), which runs 20 warps (96 registers: blocks of 128, so that 20 warps are whole blocks);
-// 16 warps (128) for NHWC MaxBlurPool, whose ring of packed maxima (94–122) does not fit 80.
+// for every NCHW kernel but the 3×3-max one (f16/bf16 spilled 100 bytes at 80; with the spans
+// from the neighbouring lanes, load_near, f32 spilled too), which runs 20 warps in NCHW (96
+// registers: blocks of 128, so that 20 warps are whole blocks); 16 warps (128) for NHWC
+// MaxBlurPool, whose ring of packed maxima (94–122) does not fit 80.
 #define BP_STRIP4_VARIANT(NAME, K, F, S, THREADS)                                                         \
     template <typename T, typename L>                                                                     \
     __device__ __forceinline__ void NAME##_impl(const BpParams p, const T *__restrict__ x, const T *, const T *, \
