@@ -444,9 +444,9 @@ __device__ __forceinline__ int bp_strip4_fits(const BpParams &p, const void *x, 
 // unique). A row's tail group and its neighbours overlap, so neither side is expected there.
 template <typename T, int S, int V>
 __device__ __forceinline__ unsigned bp_strip4_near(const BpParams &p, int q0) {
-    const unsigned long long bytes =
+    const unsigned long long elems =
         (unsigned long long)p.n * (unsigned long long)p.c * (unsigned long long)p.h * (unsigned long long)p.w;
-    if (bytes > 0xffffffffull / sizeof(T)) return 0u;
+    if (elems > 0xffffffffull / sizeof(T)) return 0u; // x's bytes must fit 32 bits
     const int j = (q0 + p.pad_left) / S;
     const unsigned lane = threadIdx.x % 32u;
     const bool group = j % V == 0; // not the tail group

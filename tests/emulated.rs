@@ -311,45 +311,38 @@ fn strip4_depthwise_nchw_kernels_emulated() {
     strip4_depthwise_in(Layout::Nchw);
 }
 
-/// The NCHW v4 MaxBlurPool strips with the 3×3 max take their spans' outer chunks from the
-/// neighbouring lanes (bp_strip4_span::load_near), as the depthwise ones do (below): in the
-/// emulator's split mode every case still matches the reference.
-#[test]
-fn strip4_nchw_kernels_emulated_with_split_warps() {
+/// Runs a v4 matrix's NCHW `cases` on Auto in the emulator's split mode (each `__activemask()`
+/// gives smaller groups: lanes alone, odd/even, two runs, lanes held back to meet the others an
+/// iteration later), where the neighbours' words are often missing and the lanes load them
+/// themselves; every case must match the reference, and more than `min_v4_runs` run on v4.
+fn strip4_nchw_with_split_warps(cases: &[(Operator, Shape4)], name: &str, min_v4_runs: usize) {
     blurpool_emu::set_warp_split(true);
-    let cases = matrix::strip4_cases(Layout::Nchw);
-    let v4 = matrix::run_layout_cases(
-        &Emu::AUTO,
-        "strip kernels v4, split warps (emulated)",
-        &cases,
-        Layout::Nchw,
-    );
+    let v4 = matrix::run_layout_cases(&Emu::AUTO, name, cases, Layout::Nchw);
     blurpool_emu::set_warp_split(false);
     assert!(
-        v4.get(&KernelVersion::V4).copied().unwrap_or(0) > 400,
+        v4.get(&KernelVersion::V4).copied().unwrap_or(0) > min_v4_runs,
         "{v4:?}"
     );
 }
 
-/// The depthwise NCHW v4 strips take their spans' outer chunks from the neighbouring lanes
-/// (bp_strip4_span::load_near) and must not assume the warp converged: with the emulator's
-/// split mode (each `__activemask()` gives smaller groups: lanes alone, odd/even, two runs)
-/// the neighbours' words are often missing and the lanes load them themselves. Every case
-/// still matches the reference.
+/// The NCHW v4 MaxBlurPool strips with the 3×3 max take their spans' outer chunks from the
+/// neighbouring lanes (bp_strip4_span::load_near) and must not assume the warp converged.
+#[test]
+fn strip4_nchw_kernels_emulated_with_split_warps() {
+    strip4_nchw_with_split_warps(
+        &matrix::strip4_cases(Layout::Nchw),
+        "strip kernels v4, split warps (emulated)",
+        400,
+    );
+}
+
+/// The depthwise NCHW v4 strips too (bp_strip4_span::load_near).
 #[test]
 fn strip4_depthwise_nchw_kernels_emulated_with_split_warps() {
-    blurpool_emu::set_warp_split(true);
-    let cases = matrix::strip4_depthwise_cases(Layout::Nchw);
-    let v4 = matrix::run_layout_cases(
-        &Emu::AUTO,
+    strip4_nchw_with_split_warps(
+        &matrix::strip4_depthwise_cases(Layout::Nchw),
         "depthwise strips v4, split warps (emulated)",
-        &cases,
-        Layout::Nchw,
-    );
-    blurpool_emu::set_warp_split(false);
-    assert!(
-        v4.get(&KernelVersion::V4).copied().unwrap_or(0) > 300,
-        "{v4:?}"
+        300,
     );
 }
 
