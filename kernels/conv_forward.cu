@@ -460,7 +460,7 @@ struct bp_strip4_nchw_dwconv_map : bp_vec_store16<T> {
 
     // The channel's taps and bias (it.c0 is the channel in NCHW), and the item's neighbours.
     __device__ __forceinline__ void begin(const bp_strip_item<T, F, int> &it, int) {
-        near = bp_strip4_near<T, S, lanes>(p, it.q0);
+        near = bp_strip4_near<T, S, lanes, CB>(p, it.q0);
         bias = has_bias ? bp_to_f32(bp_ld(b + it.c0)) : 0.f;
 #pragma unroll
         for (int a = 0; a < KC; ++a)

@@ -276,7 +276,7 @@ struct bp_strip4_nchw_max_map {
         : p(p_), mpy(K > 1 ? p_.mpy : 0), mpx(K > 1 ? p_.mpx : 0), H((int)p_.h), W((int)p_.w), hx{} {}
 
     __device__ __forceinline__ void begin(const bp_strip_item<T, F, int> &it, int) {
-        near = bp_strip4_near<T, S, lanes>(p, it.q0);
+        near = bp_strip4_near<T, S, lanes, CB>(p, it.q0);
     }
 
     // Input row yy's span (bp_strip4_span::load_near: the outer chunks from the neighbouring

@@ -438,19 +438,30 @@ __device__ __forceinline__ int bp_strip4_fits(const BpParams &p, const void *x, 
 }
 
 // load_near's `near` for an NCHW v4 item whose padded map column of tap 0 is q0 (so output
-// column j = (q0 + pad_left) / S): bit 0, the lane before holds group j − V of the same row;
-// bit 1, the lane after holds group j + V (the walk's items run along a row's groups, lane
-// after lane); bit 2, sharing at all (x spans at most 4 GiB, so the 32-bit address tags are
-// unique). A row's tail group and its neighbours overlap, so neither side is expected there.
-template <typename T, int S, int V>
+// column j = (q0 + pad_left) / S): bit 0, the lane before holds the group whose own chunks
+// hold this span's left outer chunk; bit 1, the lane after holds the one whose own chunks
+// hold its right outer chunk (the walk's items run along a row's groups, lane after lane);
+// bit 2, sharing at all (x spans at most 4 GiB, so the 32-bit address tags are unique).
+// Groups j − V and j + V are the usual neighbours. A row's tail group (WO − V, where WO is
+// not a multiple of V) overlaps the group before it; where it starts exactly one CB-byte chunk
+// after it (S·(WO mod V) elements of CB bytes), its left outer chunk is that group's first own
+// chunk and that group's right outer chunk is the tail's last own chunk, so those two share
+// too: bit 3, send the first own chunk's words right (the group before the tail); bit 4, send
+// the last own chunk's words left (the tail). Other tails expect no neighbour.
+template <typename T, int S, int V, int CB = 16>
 __device__ __forceinline__ unsigned bp_strip4_near(const BpParams &p, int q0) {
     const unsigned long long elems =
         (unsigned long long)p.n * (unsigned long long)p.c * (unsigned long long)p.h * (unsigned long long)p.w;
     if (elems > 0xffffffffull / sizeof(T)) return 0u; // x's bytes must fit 32 bits
-    const int j = (q0 + p.pad_left) / S;
+    const int j = (q0 + p.pad_left) / S, WO = (int)p.wo;
     const unsigned lane = threadIdx.x % 32u;
     const bool group = j % V == 0; // not the tail group
-    return 4u | (group && lane > 0 && j >= V ? 1u : 0u) | (group && lane < 31 && j + 2 * V <= (int)p.wo ? 2u : 0u);
+    const bool pair = S * (WO % V) * (int)sizeof(T) == CB; // a tail one chunk after its group
+    const bool tail = !group && pair;                       // a tail that shares
+    const bool before = group && pair && j + 2 * V > WO;    // the group before it
+    const bool left = lane > 0 && ((group && j >= V) || tail);
+    const bool right = lane < 31 && ((group && j + 2 * V <= WO) || before);
+    return 4u | (left ? 1u : 0u) | (right ? 2u : 0u) | (before ? 8u : 0u) | (tail ? 16u : 0u);
 }
 
 // The v4 maps' ring of K input rows' horizontal maxima (N elements of type E each, packed):
@@ -601,20 +612,21 @@ struct bp_strip4_span {
     }
 
     // As load, but the span's outer chunks come from the neighbouring lanes where they can
-    // (notes/kernels.md, tenth round). A lane's own chunks are the D after its first (its
-    // group's S·V input columns, at a chunk boundary when o > 0); the chunk before them is the
-    // left lane's last own chunk, the chunk after them the right lane's first, when those lanes
-    // hold the neighbouring groups of the same row. Of those outer chunks the span needs only
-    // the last words of the left one and the first of the right one: at most NL and NR words
-    // (1 or 2, worked out for a left reach of LP elements, the presets' pads), else this is
-    // load. `near` (bit 0 left, bit 1 right) says
-    // which side the lane expects a neighbour on; on the other sides it loads just those words
-    // (4 or 8 bytes), issued with its own chunks. Then each lane sends its first own words to
-    // the left and its last to the right, with a tag: the byte address (low 32 bits) of its own
-    // chunks, odd (matching nothing) where its last own chunk lies past the row (the first
-    // always holds a column of the row). A lane takes a neighbour's words only where that lane
-    // is in the mask and its tag is the address the lane needs; otherwise it loads them after
-    // all (the repair load). So any split of the warp gives the same span, with more loads.
+    // (notes/kernels.md, tenth and eleventh rounds). A lane's own chunks are the D after its
+    // first (its group's S·V input columns, at a chunk boundary when o > 0); the chunk before
+    // them is the left lane's last own chunk, the chunk after them the right lane's first, when
+    // those lanes hold the neighbouring groups of the same row (or, by bits 3 and 4 of `near`,
+    // the left lane's first and the right lane's last, for a tail group one chunk after the
+    // group before it: bp_strip4_near). Of those outer chunks the span needs only the last
+    // words of the left one and the first of the right one: at most NL and NR words (1 or 2,
+    // worked out for a left reach of LP elements, the presets' pads), else this is load.
+    // `near` (bit 0 left, bit 1 right) says which side the lane expects a neighbour on; on the
+    // other sides it loads just those words (4 or 8 bytes), issued with its own chunks. Then
+    // each lane sends words of one own chunk to the left and of one to the right, each with a
+    // tag: the byte address (low 32 bits) of that chunk, odd (matching nothing) where it lies
+    // past the row. A lane takes a neighbour's words only where that lane is in the mask and
+    // its tag is the address of the chunk the lane needs; otherwise it loads them after all
+    // (the repair load). So any split of the warp gives the same span, with more loads.
     // The tags are unique only while x spans at most 4 GiB: bit 2 of `near` enables the
     // sharing (bp_strip4_near); without it, or at o = 0, this is load exactly.
     template <int D, int LP>
@@ -673,18 +685,27 @@ struct bp_strip4_span {
 #endif
             words<NR>(at_r + dep, in_r && !(near & 2u), fill, from_r);
             const unsigned lane = threadIdx.x % 32u;
+            // The own chunks' first and last addresses (the tags), odd where past the row.
             const unsigned own = (unsigned)reinterpret_cast<unsigned long long>(row + (first + 1) * CE);
-            const unsigned tag = own_last ? own : own | 1u;
+            const unsigned own_end = own + (unsigned)((D - 1) * CB);
+            const unsigned tag_first = (unsigned)(first + 1) < chunks ? own : own | 1u;
+            const unsigned tag_last = own_last ? own_end : own_end | 1u;
+            // What goes right: the last own chunk's last NL words, or the first's (bit 3, the
+            // group before a sharing tail); left: the first own chunk's first NR words, or the
+            // last's (bit 4, a sharing tail); each with the address of its chunk.
+            const bool first_right = (near & 8u) != 0u, last_left = (near & 16u) != 0u;
             const unsigned m = bp_activemask();
-            const unsigned tag_l = bp_shfl_up(m, tag);   // the left lane's
-            const unsigned tag_r = bp_shfl_down(m, tag); // the right lane's
+            const unsigned tag_l = bp_shfl_up(m, first_right ? tag_first : tag_last); // from the left lane
+            const unsigned tag_r = bp_shfl_down(m, last_left ? tag_last : tag_first); // from the right lane
             unsigned got_l[NL], got_r[NR];
 #pragma unroll
-            for (int i = 0; i < NL; ++i) got_l[i] = bp_shfl_up(m, cw[CWD * (D + 1) - NL + i]);
+            for (int i = 0; i < NL; ++i)
+                got_l[i] = bp_shfl_up(m, first_right ? cw[2 * CWD - NL + i] : cw[CWD * (D + 1) - NL + i]);
 #pragma unroll
-            for (int i = 0; i < NR; ++i) got_r[i] = bp_shfl_down(m, cw[CWD + i]);
-            const bool ok_l = lane > 0 && (m >> (lane - 1) & 1u) && tag_l + (unsigned)(D * CB) == own;
-            const bool ok_r = lane < 31 && (m >> (lane + 1) & 1u) && tag_r == own + (unsigned)(D * CB);
+            for (int i = 0; i < NR; ++i) got_r[i] = bp_shfl_down(m, last_left ? cw[CWD * D + i] : cw[CWD + i]);
+            // The outer chunks this span needs are at own − CB (left) and own_end + CB (right).
+            const bool ok_l = lane > 0 && (m >> (lane - 1) & 1u) && tag_l == own - (unsigned)CB;
+            const bool ok_r = lane < 31 && (m >> (lane + 1) & 1u) && tag_r == own_end + (unsigned)CB;
             if (in_l && (near & 1u)) {
                 if (ok_l) {
 #pragma unroll
