@@ -263,10 +263,10 @@ struct bp_strip4_nchw_max_map {
     static constexpr int PER = span::PER;         // elements per 32-bit word
     static constexpr int MW = (M + PER - 1) / PER; // words of M map columns
     static constexpr int D = S * lanes * (int)sizeof(T) / CB; // a group's own chunks
-    // The spans from the neighbouring lanes only for the 3×3 max (its 20 warps per SM leave
-    // room): under the 24-warp caps (80 registers) the 2×2 max's NCHW entries spilled 34–86
-    // bytes with them (notes/kernels.md, tenth round).
-    static constexpr bool SHARE = K == 3;
+    // The spans from the neighbouring lanes for the 2×2 and 3×3 max alike, at 20 warps per SM
+    // (96 registers: under the 24-warp caps, 80, the 2×2 max spilled 34–86 bytes with them;
+    // notes/kernels.md, tenth and twelfth rounds). BlurPool's spans (D + 1 chunks) never share.
+    static constexpr bool SHARE = K >= 2;
     const BpParams &p;
     int mpy, mpx, H, W;
     unsigned near = 0;  // the item's neighbouring lanes (bp_strip4_near)
@@ -352,22 +352,22 @@ __device__ __forceinline__ void bp_strip4_pool_run(const BpParams &p, const T *_
 // Entry points NAME_<dtype>_<layout> of one v4 specialisation at blocks of THREADS: the v4 walk
 // where bp_strip4_fits, else (unaligned buffers) the v2 walk of the same geometry. Registers
 // capped, in warps per SM, as far as ptxas fits them without spilling on sm_80–90 (measured on
-// this code, since the walk's partial sums): 24 warps (80 registers) for BlurPool2d in NHWC and
-// for every NCHW kernel but the 3×3-max one (f16/bf16 spilled 100 bytes at 80; with the spans
-// from the neighbouring lanes, load_near, f32 spilled too), which runs 20 warps in NCHW (96
-// registers: blocks of 128, so that 20 warps are whole blocks); 16 warps (128) for NHWC
-// MaxBlurPool, whose ring of packed maxima (94–122) does not fit 80.
+// this code, since the walk's partial sums): 24 warps (80 registers) for BlurPool2d in both
+// layouts; MaxBlurPool, whose NCHW spans come from the neighbouring lanes (load_near: the 3×3
+// max spilled up to 100 bytes at 80, the 2×2 max 34–86), runs 20 warps in NCHW (96 registers:
+// blocks of 128, so that 20 warps are whole blocks); 16 warps (128) in NHWC, whose ring of
+// packed maxima (92–122) does not fit 80.
 #define BP_STRIP4_VARIANT(NAME, K, F, S, THREADS)                                                         \
     template <typename T, typename L>                                                                     \
     __device__ __forceinline__ void NAME##_impl(const BpParams p, const T *__restrict__ x, const T *, const T *, \
                                                 T *__restrict__ y) {                                      \
         bp_strip4_pool_run<T, L, K, F, S>(p, x, y);                                                       \
     }                                                                                                     \
-    BP_INSTANTIATE_BOUNDED_WARPS(NAME, THREADS, (K) == 3 ? 20 : 24, (K) == 3 ? 20 : 24, (K) == 1 ? 24 : 16, (K) == 1 ? 24 : 16)
+    BP_INSTANTIATE_BOUNDED_WARPS(NAME, THREADS, (K) == 1 ? 24 : 20, (K) == 1 ? 24 : 20, (K) == 1 ? 24 : 16, (K) == 1 ? 24 : 16)
 
-BP_STRIP4_VARIANT(bp_maxblurpool_k2f4s2_v4, 2, 4, 2, 256)
+BP_STRIP4_VARIANT(bp_maxblurpool_k2f4s2_v4, 2, 4, 2, 128)
 BP_STRIP4_VARIANT(bp_maxblurpool_k3f3s2_v4, 3, 3, 2, 128)
-BP_STRIP4_VARIANT(bp_maxblurpool_k2f3s2_v4, 2, 3, 2, 256)
+BP_STRIP4_VARIANT(bp_maxblurpool_k2f3s2_v4, 2, 3, 2, 128)
 BP_STRIP4_VARIANT(bp_blurpool_f3s2_v4, 1, 3, 2, 256)
 BP_STRIP4_VARIANT(bp_blurpool_f4s2_v4, 1, 4, 2, 256)
 

@@ -21,9 +21,10 @@ pub struct BenchArgs {
     /// 512×28×28, MobileNet-style depthwise 96×112×112 at N=64).
     #[arg(long, value_parser = parse_shape)]
     pub shape: Option<Shape4>,
-    /// Operators (comma-separated): max_blur_pool, blur_pool, conv_blur_pool_dw,
-    /// conv_blur_pool_dense, max_blur_pool_bwd, blur_pool_bwd, conv_blur_pool_dw_bwd.
-    #[arg(long, value_delimiter = ',', default_value = "max_blur_pool,blur_pool,conv_blur_pool_dw,conv_blur_pool_dense,max_blur_pool_bwd,blur_pool_bwd,conv_blur_pool_dw_bwd", value_parser = parse_op)]
+    /// Operators (comma-separated): max_blur_pool (timm's 3×3 max, blur 3), max_blur_pool_aa
+    /// (antialiased-cnns' 2×2 max, blur 4), blur_pool, conv_blur_pool_dw, conv_blur_pool_dense,
+    /// max_blur_pool_bwd, blur_pool_bwd, conv_blur_pool_dw_bwd.
+    #[arg(long, value_delimiter = ',', default_value = "max_blur_pool,max_blur_pool_aa,blur_pool,conv_blur_pool_dw,conv_blur_pool_dense,max_blur_pool_bwd,blur_pool_bwd,conv_blur_pool_dw_bwd", value_parser = parse_op)]
     pub ops: Vec<BenchOp>,
     /// Element types (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "f16,bf16,f32")]

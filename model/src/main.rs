@@ -34,8 +34,8 @@ struct Args {
     /// Model every workload of the benchmark suite.
     #[arg(long)]
     suite: bool,
-    /// Model one workload: an operator of the suite (max_blur_pool, blur_pool,
-    /// conv_blur_pool_dw, conv_blur_pool_dense, max_blur_pool_bwd, blur_pool_bwd,
+    /// Model one workload: an operator of the suite (max_blur_pool, max_blur_pool_aa,
+    /// blur_pool, conv_blur_pool_dw, conv_blur_pool_dense, max_blur_pool_bwd, blur_pool_bwd,
     /// conv_blur_pool_dw_bwd).
     #[arg(long, value_parser = parse_op)]
     workload: Option<BenchOp>,

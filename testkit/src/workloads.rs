@@ -3,18 +3,23 @@
 //! the performance model (`blurpool-model`) predicts them on the CPU, so the two tables line up
 //! row for row.
 
-use blurpool::presets::timm;
+use blurpool::presets::{antialiased_cnns, timm};
 use blurpool::{
     Activation, BlurPool2d, Conv2dArgs, Conv2dSpec, ConvBlurPool2d, DType, Layout, MaxBlurPool2d,
     MaxPool2d, Operator, PadMode, Shape4,
 };
 
 /// The operators the benchmarks time. Geometry is timm's anti-aliased ResNet stem (max 3×3,
-/// stride 1, pad 1 → binomial 3, stride 2, reflect), whose symmetric padding cuDNN can express.
+/// stride 1, pad 1 → binomial 3, stride 2, reflect), whose symmetric padding cuDNN can express,
+/// and antialiased-cnns' MaxBlurPool (max 2×2 → binomial 4), the other preset users run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BenchOp {
     /// Fused MaxBlurPool vs separate max + blur vs cuDNN max pooling + depthwise conv.
     MaxBlurPool,
+    /// antialiased-cnns' MaxBlurPool (max 2×2, stride 1, no padding → binomial 4, stride 2,
+    /// reflect, padded 1 before and 2 after), fused vs separate max + blur; its asymmetric
+    /// padding has no cuDNN baseline.
+    MaxBlurPoolAntialiased,
     /// BlurPool (blur 3, stride 2) vs cuDNN depthwise conv.
     BlurPool,
     /// ConvBlurPool with a depthwise 3×3 conv vs cuDNN depthwise conv + the crate's blur.
@@ -30,8 +35,9 @@ pub enum BenchOp {
 }
 
 impl BenchOp {
-    pub const ALL: [BenchOp; 7] = [
+    pub const ALL: [BenchOp; 8] = [
         BenchOp::MaxBlurPool,
+        BenchOp::MaxBlurPoolAntialiased,
         BenchOp::BlurPool,
         BenchOp::ConvBlurPoolDepthwise,
         BenchOp::ConvBlurPoolDense,
@@ -43,6 +49,7 @@ impl BenchOp {
     pub fn name(self) -> &'static str {
         match self {
             BenchOp::MaxBlurPool => "max_blur_pool",
+            BenchOp::MaxBlurPoolAntialiased => "max_blur_pool_aa",
             BenchOp::BlurPool => "blur_pool",
             BenchOp::ConvBlurPoolDepthwise => "conv_blur_pool_dw",
             BenchOp::ConvBlurPoolDense => "conv_blur_pool_dense",
@@ -72,6 +79,9 @@ impl BenchOp {
             BenchOp::MaxBlurPool | BenchOp::MaxBlurPoolBackward => {
                 Operator::MaxBlurPool(max_blur_pool_op()?)
             }
+            BenchOp::MaxBlurPoolAntialiased => {
+                Operator::MaxBlurPool(max_blur_pool_antialiased_op()?)
+            }
             BenchOp::BlurPool | BenchOp::BlurPoolBackward => {
                 Operator::BlurPool(BlurPool2d::new(blur3()?))
             }
@@ -93,6 +103,10 @@ impl BenchOp {
             }
             BenchOp::ConvBlurPoolDepthwise | BenchOp::ConvBlurPoolDepthwiseBackward => {
                 vec![Shape4::new(64, 96, 112, 112), Shape4::new(64, 256, 56, 56)]
+            }
+            // The 2×2-max preset at the stages where antialiased-cnns' ResNets pool.
+            BenchOp::MaxBlurPoolAntialiased => {
+                vec![Shape4::new(64, 64, 112, 112), Shape4::new(64, 256, 56, 56)]
             }
             _ => vec![
                 Shape4::new(64, 64, 112, 112),
@@ -185,6 +199,19 @@ pub fn max_blur_pool_op() -> blurpool::Result<MaxBlurPool2d> {
         MaxPool2d::new((3, 3), (1, 1))?,
         blur3()?,
     ))
+}
+
+/// antialiased-cnns' MaxBlurPool with the package's defaults: `MaxPool2d(kernel_size=2,
+/// stride=1)` then `BlurPool(C, filt_size=4, stride=2)` (reflect padding).
+pub fn max_blur_pool_antialiased_op() -> blurpool::Result<MaxBlurPool2d> {
+    antialiased_cnns::max_blur_pool(
+        2,
+        0,
+        PadMode::Reflect,
+        antialiased_cnns::DEFAULT_FILT_SIZE,
+        2,
+        0,
+    )
 }
 
 /// ConvBlurPool with a 3×3 conv (padding 1, no bias), `c` channels in and out, depthwise or

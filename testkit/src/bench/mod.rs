@@ -419,7 +419,7 @@ fn prepare_typed<T: BenchElement>(g: &Gpu, w: &Workload) -> Result<Prepared, Str
         )?);
     }
     match (&op, w.op) {
-        (Operator::MaxBlurPool(mbp), BenchOp::MaxBlurPool) => {
+        (Operator::MaxBlurPool(mbp), BenchOp::MaxBlurPool | BenchOp::MaxBlurPoolAntialiased) => {
             let m = mbp.max_map_shape(shape).map_err(e)?;
             let target = kernels.target(T::DTYPE, layout);
             let blur = BlurPool2d::new(mbp.blur().clone());
