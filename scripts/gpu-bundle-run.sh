@@ -7,7 +7,10 @@
 #            operator × dtype × layout × pad mode, forward and backward);
 # bench:     `blurpool bench` over the suite: OUT_DIR/bench/bench.{json,csv,svg}, host_overhead.json + bench.log;
 # criterion: the criterion benches (bench-fused.log, criterion reports in OUT_DIR/criterion).
-# Every phase appends to OUT_DIR/summary.txt.
+# Every phase appends to OUT_DIR/summary.txt. Each command runs under `timeout` (seconds, from
+# BLURPOOL_TIMEOUT_TESTS / _SANITIZE (per tool) / _BENCH / _CRITERION; defaults 300, 60, 420, 150, so
+# that "tests sanitize" and "bench criterion" each fit one 10-minute device call), and a phase
+# that runs out says so in the summary (exit 124) instead of taking the call's other phases with it.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${1:-$HERE/results}
@@ -19,6 +22,11 @@ export BLURPOOL_GOLDEN_DIR=$HERE/tests/golden
 summary=$OUT/summary.txt
 say() { echo "$*" | tee -a "$summary"; }
 want() { [[ " $PHASES " == *" $1 "* ]]; }
+T_TESTS=${BLURPOOL_TIMEOUT_TESTS:-300}
+T_SANITIZE=${BLURPOOL_TIMEOUT_SANITIZE:-60}
+T_BENCH=${BLURPOOL_TIMEOUT_BENCH:-420}
+T_CRITERION=${BLURPOOL_TIMEOUT_CRITERION:-150}
+ran_out() { [[ $1 -eq 124 ]] && echo " (TIMED OUT after $2 s)"; }
 
 # libnvrtc (for the NVRTC-path tests): the toolkit's, or the one in Python's nvidia wheels.
 nvrtc=$(ls /usr/local/cuda/lib64/libnvrtc.so* 2>/dev/null | head -1)
@@ -39,10 +47,10 @@ run_test() { # name, binary, extra env...
     local name=$1 bin=$2
     shift 2
     # --include-ignored: the GPU tests are #[ignore]d where there is no GPU; here they must run.
-    env "$@" "bin/$bin" --include-ignored --test-threads=1 --nocapture >"$OUT/$name.log" 2>&1
+    timeout "$T_TESTS" env "$@" "bin/$bin" --include-ignored --test-threads=1 --nocapture >"$OUT/$name.log" 2>&1
     local rc=$?
     [[ $rc -eq 0 ]] || status=1
-    say "== $name: exit $rc; $(grep -E '^test result' "$OUT/$name.log" | tail -1)"
+    say "== $name: exit $rc$(ran_out $rc "$T_TESTS"); $(grep -E '^test result' "$OUT/$name.log" | tail -1)"
     grep -E 'cases run|SKIPPED|passed$|agree|bitwise|matches' "$OUT/$name.log" | sed 's/^/   /' | tee -a "$summary" >/dev/null
 }
 if want tests; then
@@ -59,23 +67,23 @@ elif [[ -z $sanitizer ]]; then
     status=1
 else
     for tool in memcheck racecheck initcheck synccheck; do
-        "$sanitizer" --tool "$tool" --error-exitcode 3 bin/blurpool verify --seed 1 >"$OUT/sanitizer-$tool.log" 2>&1
+        timeout "$T_SANITIZE" "$sanitizer" --tool "$tool" --error-exitcode 3 bin/blurpool verify --seed 1 >"$OUT/sanitizer-$tool.log" 2>&1
         rc=$?
         [[ $rc -eq 0 ]] || status=1
-        say "== compute-sanitizer --tool $tool: exit $rc; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer-$tool.log" | tail -1)"
+        say "== compute-sanitizer --tool $tool: exit $rc$(ran_out $rc "$T_SANITIZE"); $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer-$tool.log" | tail -1)"
     done
 fi
 if want bench; then
-    bin/blurpool bench --quiet --out "$OUT/bench" >"$OUT/bench.log" 2>&1
+    timeout "$T_BENCH" bin/blurpool bench --quiet --out "$OUT/bench" >"$OUT/bench.log" 2>&1
     rc=$?
     [[ $rc -eq 0 ]] || status=1
-    say "== blurpool bench: exit $rc; $(grep -c . "$OUT/bench/bench.csv" 2>/dev/null) csv lines (bench.log, bench/)"
+    say "== blurpool bench: exit $rc$(ran_out $rc "$T_BENCH"); $(grep -c . "$OUT/bench/bench.csv" 2>/dev/null) csv lines (bench.log, bench/)"
 fi
 if want criterion; then
-    CRITERION_HOME=$OUT/criterion bin/bench-fused --bench >"$OUT/bench-fused.log" 2>&1
+    CRITERION_HOME=$OUT/criterion timeout "$T_CRITERION" bin/bench-fused --bench >"$OUT/bench-fused.log" 2>&1
     rc=$?
     [[ $rc -eq 0 ]] || status=1
-    say "== criterion: exit $rc; $(grep -c 'thrpt:' "$OUT/bench-fused.log") benchmarks (bench-fused.log)"
+    say "== criterion: exit $rc$(ran_out $rc "$T_CRITERION"); $(grep -c 'thrpt:' "$OUT/bench-fused.log") benchmarks (bench-fused.log)"
 fi
 say "overall ($PHASES): $([[ $status -eq 0 ]] && echo PASS || echo FAIL)"
 exit $status
