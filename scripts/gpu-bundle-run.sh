@@ -8,7 +8,7 @@
 # bench:     `blurpool bench` over the suite: OUT_DIR/bench/bench.{json,csv,svg}, host_overhead.json + bench.log;
 # criterion: the criterion benches (bench-fused.log, criterion reports in OUT_DIR/criterion).
 # Every phase appends to OUT_DIR/summary.txt. Each command runs under `timeout` (seconds, from
-# BLURPOOL_TIMEOUT_TESTS / _SANITIZE (per tool) / _BENCH / _CRITERION; defaults 300, 60, 420, 150, so
+# BLURPOOL_TIMEOUT_TESTS / _SANITIZE (per tool) / _BENCH / _CRITERION; defaults 240 a test binary, 60, 420, 150, so
 # that "tests sanitize" and "bench criterion" each fit one 10-minute device call), and a phase
 # that runs out says so in the summary (exit 124) instead of taking the call's other phases with it.
 set -uo pipefail
@@ -22,7 +22,7 @@ export BLURPOOL_GOLDEN_DIR=$HERE/tests/golden
 summary=$OUT/summary.txt
 say() { echo "$*" | tee -a "$summary"; }
 want() { [[ " $PHASES " == *" $1 "* ]]; }
-T_TESTS=${BLURPOOL_TIMEOUT_TESTS:-300}
+T_TESTS=${BLURPOOL_TIMEOUT_TESTS:-240}
 T_SANITIZE=${BLURPOOL_TIMEOUT_SANITIZE:-60}
 T_BENCH=${BLURPOOL_TIMEOUT_BENCH:-420}
 T_CRITERION=${BLURPOOL_TIMEOUT_CRITERION:-150}
