@@ -211,6 +211,16 @@ __device__ __forceinline__ long long bp_source_index(long long i, long long len,
     return i < 0 ? -i : 2 * (len - 1) - i;
 }
 
+// bp_source_index in 32 bits, for extents below 2^31 (the blur's map: Blur::output_len) and
+// padded coordinates within a filter's reach of them; the reflection of the right overhang is
+// written as (len − 1) − (i − (len − 1)) so that it does not form 2·(len − 1).
+__device__ __forceinline__ int bp_source_index32(int i, int len, int mode) {
+    if (i >= 0 && i < len) return i;
+    if (mode == BP_PAD_ZERO) return -1;
+    if (mode == BP_PAD_REPLICATE) return i < 0 ? 0 : len - 1;
+    return i < 0 ? -i : (len - 1) - (i - (len - 1));
+}
+
 __device__ __forceinline__ float bp_activate(float v, int act) {
     // Comparisons are false for NaN, so NaN passes through as in PyTorch.
     if (act == BP_ACT_RELU) return v < 0.f ? 0.f : v;

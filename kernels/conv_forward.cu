@@ -696,18 +696,6 @@ __device__ __forceinline__ void bp_tc_stage_weights(const BpParams &p, const T *
     }
 }
 
-// The conv map tile in shared memory as the map the blur reads: rows from r0, columns from c0,
-// channel nl of the block's 32 (the blur's stride is 2 here, as the plan requires).
-template <int F>
-struct bp_tc_tile_map {
-    const float *map_s;
-    int r0, c0, nl;
-    __device__ __forceinline__ float operator()(const BpParams &, long long r, long long q) const {
-        using D = bp_tc_dims<F>;
-        return bp_ld(map_s + (((int)(r - r0) * D::MH + (int)(q - c0)) * D::MAP_STRIDE + nl));
-    }
-};
-
 // One block's tile: image n, outputs (i0.., j0..) of which ni × nj lie inside the output,
 // output channels co0.. (Cout tile ct), and the first map row r0 and column c0 its blur reads.
 struct bp_tc_tile {
@@ -754,7 +742,8 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
                                                const T *__restrict__ b, T *__restrict__ y, float *map_s,
                                                const bp_tc_tile &tl) {
     using D = bp_tc_dims<F>;
-    const int CO = (int)p.cout, HO = (int)p.ho, WO = (int)p.wo;
+    const int CO = (int)p.cout, HO = (int)p.ho, WO = (int)p.wo, HM = (int)p.hm, WM = (int)p.wm;
+    const int sy = p.sy, sx = p.sx;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     __syncthreads(); // everyone is done with the staging area
 #pragma unroll
@@ -786,9 +775,29 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
         }
         if (li >= tl.ni || lj >= tl.nj || tl.co0 + nl >= CO) continue;
         const int i = tl.i0 + li, j = tl.j0 + lj;
-        const bp_tc_tile_map<F> tile{map_s, tl.r0, tl.c0, nl};
-        bp_st(y + L::offset(tl.n, tl.co0 + nl, i, j, CO, HO, WO),
-              bp_from_f32<T>(bp_blur_at<F>(p, i, j, p.hm, p.wm, tile)));
+        // The blur as bp_blur_at sums it (rows outer, columns inner, zero-padded cells skipped,
+        // ty[u]·tx[v]·map: the same bits), with each tap column's source worked out once, as
+        // its offset in the map tile, and in 32 bits: per tap in 64 it was 30 % of the
+        // kernel's instructions (notes/kernels.md).
+        int col[F];
+#pragma unroll
+        for (int v = 0; v < F; ++v) {
+            const int q = bp_source_index32(j * sx + v - p.pad_left, WM, p.mode);
+            col[v] = q < 0 ? -1 : (q - tl.c0) * D::MAP_STRIDE + nl;
+        }
+        float acc = 0.f;
+#pragma unroll
+        for (int u = 0; u < F; ++u) {
+            const int r = bp_source_index32(i * sy + u - p.pad_top, HM, p.mode);
+            if (r < 0) continue;
+            const float *row = map_s + (r - tl.r0) * D::MH * D::MAP_STRIDE;
+#pragma unroll
+            for (int v = 0; v < F; ++v) {
+                if (col[v] < 0) continue;
+                acc += p.ty[u] * p.tx[v] * bp_ld(row + col[v]);
+            }
+        }
+        bp_st(y + L::offset(tl.n, tl.co0 + nl, i, j, CO, HO, WO), bp_from_f32<T>(acc));
     }
 }
 

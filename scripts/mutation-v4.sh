@@ -141,6 +141,10 @@ run tc4_pack_channel_bound kernels/conv_forward.cu 'if (co < CO && ci < C) v = b
 # The epilogue both tensor-core forwards share (bp_tc_epilogue, bp_tc_decode_tile).
 run tc_epilogue_bias_channel kernels/conv_forward.cu 'v += bp_to_f32(bp_ld(b + (tl.co0 + nl)));' 'v += bp_to_f32(bp_ld(b + nl));'
 run tc_epilogue_partial_rows kernels/conv_forward.cu 'if (li >= tl.ni || lj >= tl.nj' 'if (li >= tl.nj || lj >= tl.nj'
+# The epilogue's blur (sources once a row and column, 32-bit reflection).
+run tc_blur_reflect_off_by_one kernels/common.cuh 'return i < 0 ? -i : (len - 1) - (i - (len - 1));' 'return i < 0 ? -i : (len - 1) - (i - len);'
+run tc_blur_column_channel kernels/conv_forward.cu 'col[v] = q < 0 ? -1 : (q - tl.c0) * D::MAP_STRIDE + nl;' 'col[v] = q < 0 ? -1 : (q - tl.c0) * D::MAP_STRIDE;'
+run tc_blur_row_origin kernels/conv_forward.cu 'const float *row = map_s + (r - tl.r0) * D::MH * D::MAP_STRIDE;' 'const float *row = map_s + (r - tl.c0) * D::MH * D::MAP_STRIDE;'
 run tc_decode_first_map_row kernels/conv_forward.cu 'tl.r0 = bp_tc_first_source(tl.i0, tl.ni, taps, p.pad_top' 'tl.r0 = bp_tc_first_source(tl.i0, tl.ni, taps, p.pad_left'
 # The tenth round (bp_strip4_span::load_near: NCHW MaxBlurPool 3×3 max and depthwise): run with
 #   MUT_TESTS="strip4_nchw strip4_depthwise_nchw" bash scripts/mutation-v4.sh near_...
