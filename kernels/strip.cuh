@@ -611,6 +611,20 @@ struct bp_strip4_span {
         }
     }
 
+    // One side of load_near where a neighbour was expected (`expected`): the neighbour's words
+    // where its tag matched (`ok`), else the repair load of the N words at `at`.
+    template <int N>
+    static __device__ __forceinline__ void take(bool expected, bool ok, const unsigned (&got)[N],
+                                                const T *__restrict__ at, unsigned fill, unsigned (&w)[N]) {
+        if (!expected) return;
+        if (ok) {
+#pragma unroll
+            for (int i = 0; i < N; ++i) w[i] = got[i];
+        } else {
+            words<N>(at, true, fill, w); // the repair load
+        }
+    }
+
     // As load, but the span's outer chunks come from the neighbouring lanes where they can
     // (notes/kernels.md, tenth and eleventh rounds). A lane's own chunks are the D after its
     // first (its group's S·V input columns, at a chunk boundary when o > 0); the chunk before
@@ -706,22 +720,8 @@ struct bp_strip4_span {
             // The outer chunks this span needs are at own − CB (left) and own_end + CB (right).
             const bool ok_l = lane > 0 && (m >> (lane - 1) & 1u) && tag_l == own - (unsigned)CB;
             const bool ok_r = lane < 31 && (m >> (lane + 1) & 1u) && tag_r == own_end + (unsigned)CB;
-            if (in_l && (near & 1u)) {
-                if (ok_l) {
-#pragma unroll
-                    for (int i = 0; i < NL; ++i) from_l[i] = got_l[i];
-                } else {
-                    words<NL>(at_l, true, fill, from_l); // the repair load
-                }
-            }
-            if (in_r && (near & 2u)) {
-                if (ok_r) {
-#pragma unroll
-                    for (int i = 0; i < NR; ++i) from_r[i] = got_r[i];
-                } else {
-                    words<NR>(at_r, true, fill, from_r); // the repair load
-                }
-            }
+            take<NL>(in_l && (near & 1u), ok_l, got_l, at_l, fill, from_l);
+            take<NR>(in_r && (near & 2u), ok_r, got_r, at_r, fill, from_r);
             // The outer chunks: their needed words, `fill` for the rest (never read).
 #pragma unroll
             for (int i = 0; i < CWD; ++i) {

@@ -154,7 +154,7 @@ run tc_decode_first_map_row kernels/conv_forward.cu 'tl.r0 = bp_tc_first_source(
 # expecting neighbours at the tail group: the tags do not match, so the lane loads, later; a
 # speed loss, not a wrong result.)
 run near_tag_unchecked kernels/strip.cuh ' && tag_l == own - (unsigned)CB;' ';'
-run near_repair_dropped kernels/strip.cuh 'words<NL>(at_l, true, fill, from_l); // the repair load' 'words<NL>(at_l, false, fill, from_l); // the repair load'
+run near_repair_dropped kernels/strip.cuh 'words<N>(at, true, fill, w); // the repair load' 'words<N>(at, false, fill, w); // the repair load'
 run near_words_shifted kernels/strip.cuh 'got_l[i] = bp_shfl_up(m, first_right ? cw[2 * CWD - NL + i] : cw[CWD * (D + 1) - NL + i]);' 'got_l[i] = bp_shfl_up(m, first_right ? cw[2 * CWD - NL + i] : cw[CWD * (D + 1) - NL - 1 + i]);'
 # The tail group and the group before it (eleventh round): the tail sends its first own chunk's
 # words left instead of its last's. Equivalent in the emulator, not listed: the group before the
@@ -163,5 +163,5 @@ run near_words_shifted kernels/strip.cuh 'got_l[i] = bp_shfl_up(m, first_right ?
 # on), and the tail's last-chunk tag left unflagged (a sharing tail's own chunks end inside the
 # row for every pad bp_strip4_fits and the presets' reach allow).
 run near_tail_sends_first kernels/strip.cuh 'bp_shfl_down(m, last_left ? cw[CWD * D + i] : cw[CWD + i]);' 'bp_shfl_down(m, cw[CWD + i]);'
-run near_right_words_from_own kernels/strip.cuh 'for (int i = 0; i < NR; ++i) from_r[i] = got_r[i];' 'for (int i = 0; i < NR; ++i) from_r[i] = cw[CWD + i];'
+run near_right_words_from_own kernels/strip.cuh 'for (int i = 0; i < NR; ++i) got_r[i] = bp_shfl_down(m, last_left ? cw[CWD * D + i] : cw[CWD + i]);' 'for (int i = 0; i < NR; ++i) got_r[i] = cw[CWD + i];'
 run near_edge_words_misplaced kernels/strip.cuh 'const T *__restrict__ at_l = row + first * CE + (CWD - NL) * PER;' 'const T *__restrict__ at_l = row + first * CE;'
