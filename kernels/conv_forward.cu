@@ -902,20 +902,27 @@ BP_TC_VARIANT(bp_convblurpool_tc_k3f4s2, 4)
 //     swapped on every other group of 4 rows (bp_tc4_at), so the 8 rows an ldmatrix reads fall
 //     in distinct banks, for any 8 consecutive rows, with no padding (v3 padded rows to 48
 //     bytes); A and B fragments come from ldmatrix.x4: per tap and warp 2 (B) + ≤ 3 (A)
-//     shared-load instructions for 12 mma, against v3's 20.
+//     shared-load instructions for 12 mma, against v3's 20;
+//   - the staged input tile's rows are BP_TC4_PITCH = 24 pixels apart (a multiple of 8), so a
+//     tap's row offset leaves the swizzle bit of a pixel unchanged: a lane works out its A
+//     addresses once a tile (one per chunk and tap column), and the 9 unrolled taps address
+//     their ldmatrix as those plus constants (a tap loop that rebuilt them was ≈ 80
+//     instructions for 12 mma; notes/kernels.md).
 // Registers: capped for 2 blocks of 256 threads per SM (≤ 128; uncapped, F = 4 in NHWC took
 // 149, one block per SM).
 // Block shape: 32 output channels keep both stage buffers and the f32 map tile inside 48 KB
-// of static shared memory (≤ 44 KB, so 4 blocks fit an SM's 228 KB where registers allow);
-// 64 channels would need 62 KB of stages and an 84 KB map tile (dynamic shared memory, 2
-// blocks per SM). notes/kernels.md has the model's figures for both.
+// of static shared memory (47,616 / 49,152 bytes for F = 3 / 4, 4 blocks an SM's 228 KB where
+// registers allow); 64 channels would need 62 KB of stages and an 84 KB map tile (dynamic
+// shared memory, 2 blocks per SM). notes/kernels.md has the model's figures for both.
 
 #define BP_TC4_ROW 16 // halves per staged pixel / weight row
 #define BP_TC4_W_HALVES (9 * BP_TC_COUT * BP_TC4_ROW) // one stage's weights (4608 halves, 9216 bytes)
+#define BP_TC4_PITCH 24 // staged input pixels a tile row: a multiple of 8 (the swizzle's period)
 
 template <int F> struct bp_tc4_dims {
     using D = bp_tc_dims<F>;
-    static constexpr int IN_HALVES = D::IH * D::IH * BP_TC4_ROW;
+    static_assert(D::IH <= BP_TC4_PITCH && BP_TC4_PITCH % 8 == 0, "a tile row fits its pitch");
+    static constexpr int IN_HALVES = D::IH * BP_TC4_PITCH * BP_TC4_ROW;
     static constexpr int STAGE_HALVES = IN_HALVES + BP_TC4_W_HALVES;
     static constexpr int STAGING_FLOATS = STAGE_HALVES; // two stages of halves
     static constexpr int SMEM_FLOATS = D::MAP_FLOATS > STAGING_FLOATS ? D::MAP_FLOATS : STAGING_FLOATS;
@@ -975,10 +982,11 @@ __device__ __forceinline__ void bp_tc4_stage(const BpParams &p, const T *__restr
         for (int k = 0; k < (X_CHUNKS + THREADS - 1) / THREADS; ++k) {
             const int u = (int)threadIdx.x + k * THREADS;
             if (u >= X_CHUNKS) break;
-            const int pix = u >> 1, half = u & 1, iy = iy0 + pix / D::IH, ix = ix0 + pix % D::IH;
-            const int ci = ci0 + 8 * half;
+            const int pix = u >> 1, half = u & 1, ty = pix / D::IH, tx = pix % D::IH;
+            const int iy = iy0 + ty, ix = ix0 + tx, ci = ci0 + 8 * half;
             const bool inside = iy >= 0 && iy < H && ix >= 0 && ix < W && ci < C;
-            bp_cp_async16(in_s + bp_tc4_at(pix, half), inside ? x + L::offset(n, ci, iy, ix, C, H, W) : x, inside);
+            bp_cp_async16(in_s + bp_tc4_at(ty * BP_TC4_PITCH + tx, half),
+                          inside ? x + L::offset(n, ci, iy, ix, C, H, W) : x, inside);
         }
     } else {
         for (int e = threadIdx.x; e < D::IH * D::IH * BP_TC_KC; e += blockDim.x) {
@@ -991,13 +999,52 @@ __device__ __forceinline__ void bp_tc4_stage(const BpParams &p, const T *__restr
                 pix = e % (D::IH * D::IH);
                 k = e / (D::IH * D::IH);
             }
-            const int iy = iy0 + pix / D::IH, ix = ix0 + pix % D::IH, ci = ci0 + k;
+            const int ty = pix / D::IH, tx = pix % D::IH, iy = iy0 + ty, ix = ix0 + tx, ci = ci0 + k;
             unsigned short v = 0;
             if (iy >= 0 && iy < H && ix >= 0 && ix < W && ci < C) v = bp_ld(x + L::offset(n, ci, iy, ix, C, H, W)).bits;
-            bp_st(in_s + bp_tc4_at(pix, k >> 3) + (k & 7), v);
+            bp_st(in_s + bp_tc4_at(ty * BP_TC4_PITCH + tx, k >> 3) + (k & 7), v);
         }
     }
     bp_cp_async_commit();
+}
+
+// The mma of one stage for a warp with NCH m16 chunks (CHUNKS or CHUNKS − 1), over the 9 taps
+// by tap column dx, then tap row dy. a_pix[ch]: the staged input pixel of the lane's ldmatrix
+// row in chunk ch at tap (0, 0), a_half its 16-byte half; a tap column's swizzled addresses are
+// worked out once for its 3 tap rows, each of which adds dy·BP_TC4_PITCH pixels (a multiple of
+// 8, so the swizzle bit stays). b_off: the lane's B row at tap 0 (tap t adds 32·t rows, q 16·q:
+// multiples of 8, ditto). Neither loop is unrolled: unrolled, ptxas spills under the register
+// cap (128) on some of sm_80–sm_90 (12–60 bytes), and the addresses are additions either way.
+template <typename T, int F, int NCH>
+__device__ __forceinline__ void bp_tc4_mma_stage(const unsigned short *in_s, const unsigned short *w_s,
+                                                 const int (&a_pix)[bp_tc_dims<F>::CHUNKS], int a_half, int b_off,
+                                                 float (&acc)[bp_tc_dims<F>::CHUNKS][4][4]) {
+#pragma unroll 1
+    for (int dx = 0; dx < 3; ++dx) {
+        const unsigned short *a_at[NCH];
+#pragma unroll
+        for (int ch = 0; ch < NCH; ++ch) a_at[ch] = in_s + bp_tc4_at(a_pix[ch] + dx, a_half);
+        const unsigned short *b_at = w_s + b_off + dx * BP_TC_COUT * BP_TC4_ROW; // tap dx
+#pragma unroll 1
+        for (int dy = 0; dy < 3; ++dy) {
+            // bq[q]: b0, b1 of n-tile 2q, then b0, b1 of n-tile 2q + 1.
+            unsigned bq[2][4];
+#pragma unroll
+            for (int q = 0; q < 2; ++q) bp_ldmatrix_x4(b_at + 16 * q * BP_TC4_ROW, bq[q]);
+#pragma unroll
+            for (int ch = 0; ch < NCH; ++ch) {
+                unsigned af[4];
+                bp_ldmatrix_x4(a_at[ch], af);
+#pragma unroll
+                for (int nt = 0; nt < 4; ++nt) {
+                    const unsigned bf[2] = {bq[nt >> 1][2 * (nt & 1)], bq[nt >> 1][2 * (nt & 1) + 1]};
+                    bp_tc_mma<T>(af, bf, acc[ch][nt]);
+                }
+                a_at[ch] += BP_TC4_PITCH * BP_TC4_ROW; // the next tap row
+            }
+            b_at += 3 * BP_TC_COUT * BP_TC4_ROW; // tap (dy + 1)·3 + dx
+        }
+    }
 }
 
 // w: the packed weights (bp_pack_tc4_weights), 16-byte aligned.
@@ -1028,11 +1075,14 @@ __device__ __forceinline__ void bp_convblurpool_tc4_run(const BpParams p, const 
     for (int ch = 0; ch < D::CHUNKS; ++ch) {
         const int m = (warp + BP_TC_WARPS * ch) * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
         const int mm = m < D::M ? m : D::M - 1;
-        a_pix[ch] = (mm / D::MH) * D::IH + mm % D::MH;
+        a_pix[ch] = (mm / D::MH) * BP_TC4_PITCH + mm % D::MH;
     }
     // The B rows (output channels) this lane addresses: n-tile 2q + lane / 16, row lane % 8,
     // 16-byte half (lane / 8) % 2.
-    const int b_row = (lane >> 4) * 8 + (lane & 7), b_half = (lane >> 3) & 1;
+    const int b_off = bp_tc4_at((lane >> 4) * 8 + (lane & 7), (lane >> 3) & 1);
+    // This warp's m16 chunks: CHUNKS or CHUNKS − 1.
+    static_assert(D::MCH > BP_TC_WARPS * (D::CHUNKS - 1) && D::CHUNKS >= 2, "every warp has CHUNKS − 1 or CHUNKS");
+    const bool all_chunks = warp + BP_TC_WARPS * (D::CHUNKS - 1) < D::MCH;
 
     BP_BLOCK_STRIDE_LOOP(tile, tiles) {
         const bp_tc_tile tl = bp_tc_decode_tile(p, tile, F);
@@ -1059,26 +1109,10 @@ __device__ __forceinline__ void bp_convblurpool_tc4_run(const BpParams p, const 
             }
             const unsigned short *in_s = stage_s + (s & 1) * D4::STAGE_HALVES;
             const unsigned short *w_s = in_s + D4::IN_HALVES;
-#pragma unroll 1
-            for (int tap = 0; tap < 9; ++tap) {
-                const int toff = (tap / 3) * D::IH + tap % 3;
-                // bq[q]: b0, b1 of n-tile 2q, then b0, b1 of n-tile 2q + 1.
-                unsigned bq[2][4];
-#pragma unroll
-                for (int q = 0; q < 2; ++q)
-                    bp_ldmatrix_x4(w_s + bp_tc4_at(tap * BP_TC_COUT + 16 * q + b_row, b_half), bq[q]);
-#pragma unroll
-                for (int ch = 0; ch < D::CHUNKS; ++ch) {
-                    if (warp + BP_TC_WARPS * ch >= D::MCH) break; // the same for the whole warp
-                    unsigned af[4];
-                    bp_ldmatrix_x4(in_s + bp_tc4_at(a_pix[ch] + toff, a_half), af);
-#pragma unroll
-                    for (int nt = 0; nt < 4; ++nt) {
-                        const unsigned bf[2] = {bq[nt >> 1][2 * (nt & 1)], bq[nt >> 1][2 * (nt & 1) + 1]};
-                        bp_tc_mma<T>(af, bf, acc[ch][nt]);
-                    }
-                }
-            }
+            if (all_chunks) // the same for the whole warp
+                bp_tc4_mma_stage<T, F, D::CHUNKS>(in_s, w_s, a_pix, a_half, b_off, acc);
+            else
+                bp_tc4_mma_stage<T, F, D::CHUNKS - 1>(in_s, w_s, a_pix, a_half, b_off, acc);
         }
 
         bp_tc_epilogue<T, L, F>(p, acc, b, y, map_s, tl);

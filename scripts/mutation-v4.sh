@@ -128,10 +128,17 @@ run dw_nchw_map_column_stride kernels/conv_forward.cu 'm[v][k] = bp_activate(acc
 # Tensor-core v4 (kernels/conv_forward.cu: bp_convblurpool_tc4_run, bp_tc4_stage,
 # bp_pack_tc4_weights); run with MUT_TESTS=tensor_core.
 run tc4_a_half_wrong kernels/conv_forward.cu 'const int a_half = lane >> 4;' 'const int a_half = (lane >> 3) & 1;'
-run tc4_b_row_wrong kernels/conv_forward.cu 'const int b_row = (lane >> 4) * 8 + (lane & 7)' 'const int b_row = (lane & 7)'
+run tc4_b_row_wrong kernels/conv_forward.cu 'const int b_off = bp_tc4_at((lane >> 4) * 8 + (lane & 7)' 'const int b_off = bp_tc4_at((lane & 7)'
 run tc4_wait_dropped kernels/conv_forward.cu '            bp_cp_async_wait_all();
             __syncthreads(); // stage s is in shared memory' '            __syncthreads(); // stage s is in shared memory'
-run tc4_unswizzled_store kernels/conv_forward.cu 'bp_st(in_s + bp_tc4_at(pix, k >> 3) + (k & 7), v);' 'bp_st(in_s + pix * BP_TC4_ROW + k, v);'
+run tc4_unswizzled_store kernels/conv_forward.cu 'bp_st(in_s + bp_tc4_at(ty * BP_TC4_PITCH + tx, k >> 3) + (k & 7), v);' 'bp_st(in_s + (ty * BP_TC4_PITCH + tx) * BP_TC4_ROW + k, v);'
+# The mma loop over constant steps (bp_tc4_mma_stage) and the 24-pixel pitch.
+run tc4_stage_pitch kernels/conv_forward.cu 'bp_cp_async16(in_s + bp_tc4_at(ty * BP_TC4_PITCH + tx, half),' 'bp_cp_async16(in_s + bp_tc4_at(ty * D::IH + tx, half),'
+run tc4_a_row_step kernels/conv_forward.cu 'a_at[ch] += BP_TC4_PITCH * BP_TC4_ROW;' 'a_at[ch] += (BP_TC4_PITCH - 1) * BP_TC4_ROW;'
+run tc4_a_column_swizzle kernels/conv_forward.cu 'a_at[ch] = in_s + bp_tc4_at(a_pix[ch] + dx, a_half);' 'a_at[ch] = in_s + bp_tc4_at(a_pix[ch], a_half) + dx * BP_TC4_ROW;'
+run tc4_b_tap_column kernels/conv_forward.cu 'b_at = w_s + b_off + dx * BP_TC_COUT * BP_TC4_ROW;' 'b_at = w_s + b_off;'
+run tc4_b_tap_row_step kernels/conv_forward.cu 'b_at += 3 * BP_TC_COUT * BP_TC4_ROW;' 'b_at += BP_TC_COUT * BP_TC4_ROW;'
+run tc4_chunk_count kernels/conv_forward.cu 'if (all_chunks) // the same' 'if (!all_chunks) // the same'
 run tc4_next_stage_weights kernels/conv_forward.cu 'wt + (long long)(s + 1) * BP_TC4_W_HALVES' 'wt + (long long)s * BP_TC4_W_HALVES'
 run tc4_last_stage_skipped kernels/conv_forward.cu 'if (s + 1 < stages) {' 'if (s + 2 < stages) {'
 run tc4_one_buffer kernels/conv_forward.cu '((s + 1) & 1) * D4::STAGE_HALVES' '(s & 1) * D4::STAGE_HALVES'
