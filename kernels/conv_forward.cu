@@ -594,7 +594,8 @@ template <int F> struct bp_tc_dims {
     static constexpr int MCH = (M + 15) / 16;          // m16 chunks
     static constexpr int CHUNKS = (MCH + BP_TC_WARPS - 1) / BP_TC_WARPS; // per warp, at most
     static constexpr int IH = MH + 2;                  // input tile rows = columns (conv halo)
-    static constexpr int MAP_STRIDE = BP_TC_COUT + 1;  // floats per map pixel
+    // Words a map pixel, at most (bp_tc_map_stride): 40, or 36 where 40 would pass 48 KB.
+    static constexpr int MAP_STRIDE = M * 40 * 4 <= 48 * 1024 ? 40 : 36;
     static constexpr int IN_HALVES = IH * IH * BP_TC_PIX;
     static constexpr int STAGE_HALVES = IN_HALVES + 9 * BP_TC_COUT * BP_TC_PIX;
     static constexpr int MAP_FLOATS = M * MAP_STRIDE;
@@ -731,73 +732,117 @@ __device__ __forceinline__ bp_tc_tile bp_tc_decode_tile(const BpParams &p, long 
     return tl;
 }
 
-// The epilogue both tensor-core forwards share: the accumulators (mma D fragments of this
-// warp's m16 chunks, rows past M dropped) + bias, activated, into the f32 map tile map_s (which
-// overwrites the staging area, hence the barrier first), then the blur + subsample of the tile
-// from it. Consecutive threads write consecutive addresses: output channels (NHWC) or columns
-// (NCHW).
+// Where map pixel (rr, qq) of the tile (row rr, column qq, both from its first) keeps channel nl
+// in the f32 map tile, in words: bp_tc_map_row(rr) + bp_tc_map_col(qq, nl), a pixel's channels
+// consecutive, bp_tc_map_stride<L, F>() words a pixel:
+//   NHWC: 8 mod 32 (40; 36 where 40 would pass 48 KB: F = 4), so that a half-warp's float2
+//   stores of the accumulators (4 consecutive pixels × 4 channel pairs) fall in distinct banks
+//   (at 36: 2-way) with the channel offsets as immediates, and the blur's reads (32 channels of
+//   one pixel) are one wavefront;
+//   NCHW: 33, so that the blur's reads (one channel of 8 × 4 outputs) spread over the banks.
+template <typename L, int F> __device__ __forceinline__ constexpr int bp_tc_map_stride() {
+    return L::channels_last ? bp_tc_dims<F>::MAP_STRIDE : BP_TC_COUT + 1;
+}
+template <typename L, int F> __device__ __forceinline__ int bp_tc_map_row(int rr) {
+    return rr * bp_tc_dims<F>::MH * bp_tc_map_stride<L, F>();
+}
+template <typename L, int F> __device__ __forceinline__ int bp_tc_map_col(int qq, int nl) {
+    return qq * bp_tc_map_stride<L, F>() + nl;
+}
+
+// The accumulators (mma D fragments of this warp's m16 chunks, rows past M dropped) + bias,
+// activated, into the f32 map tile map_s: a lane's two adjacent channels of an n-tile at a time
+// (one float2 store in NHWC), their bias loaded once for both of the chunk's rows, or −0 (which
+// adds nothing to any value, −0 included) where there is none.
+template <typename L, int F, typename T>
+__device__ __forceinline__ void bp_tc_store_map(const BpParams &p, const float (&acc)[bp_tc_dims<F>::CHUNKS][4][4],
+                                                const T *__restrict__ b, float *map_s, const bp_tc_tile &tl) {
+    using D = bp_tc_dims<F>;
+    const int CO = (int)p.cout;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+#pragma unroll
+    for (int ch = 0; ch < D::CHUNKS; ++ch) {
+        if (warp + BP_TC_WARPS * ch >= D::MCH) break;
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt) {
+            const int nl = nt * 8 + 2 * t; // this lane's channels nl, nl + 1 in n-tile nt
+            float bias[2];
+#pragma unroll
+            for (int j = 0; j < 2; ++j)
+                bias[j] = p.has_bias && tl.co0 + nl + j < CO ? bp_to_f32(bp_ld(b + (tl.co0 + nl + j))) : -0.f;
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int m = (warp + BP_TC_WARPS * ch) * 16 + g + 8 * h; // rows g, g + 8: e = 2h, 2h + 1
+                if (m >= D::M) continue;
+                const int rr = m / D::MH, qq = m % D::MH;
+                float *px = map_s + bp_tc_map_row<L, F>(rr);
+                const float v0 = bp_activate(acc[ch][nt][2 * h] + bias[0], p.act);
+                const float v1 = bp_activate(acc[ch][nt][2 * h + 1] + bias[1], p.act);
+                if constexpr (L::channels_last) {
+                    const bp_u64 pair = {{__float_as_uint(v0), __float_as_uint(v1)}};
+                    bp_store_u64(px + bp_tc_map_col<L, F>(qq, nl), pair);
+                } else {
+                    bp_st(px + bp_tc_map_col<L, F>(qq, nl), v0);
+                    bp_st(px + bp_tc_map_col<L, F>(qq, nl + 1), v1);
+                }
+            }
+        }
+    }
+}
+
+// The epilogue both tensor-core forwards share: the accumulators + bias, activated, into the f32
+// map tile map_s (bp_tc_store_map; it overwrites the staging area, hence the barrier first),
+// then the blur + subsample of the tile from it, with the sources of a thread's output column
+// (NCHW: and row) worked out once a tile, not per output (notes/kernels.md).
 template <typename T, typename L, int F>
 __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
                                                const float (&acc)[bp_tc_dims<F>::CHUNKS][4][4],
                                                const T *__restrict__ b, T *__restrict__ y, float *map_s,
                                                const bp_tc_tile &tl) {
     using D = bp_tc_dims<F>;
+    constexpr int THREADS = BP_TC_WARPS * 32; // the launch's block (src/cuda/plan.rs BLOCK)
+    static_assert(BP_TC_OUT == 8 && BP_TC_COUT == 32 && THREADS == 256, "the output ownership below");
     const int CO = (int)p.cout, HO = (int)p.ho, WO = (int)p.wo, HM = (int)p.hm, WM = (int)p.wm;
     const int sy = p.sy, sx = p.sx;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int tid = (int)threadIdx.x, warp = tid / 32, lane = tid % 32;
     __syncthreads(); // everyone is done with the staging area
-#pragma unroll
-    for (int ch = 0; ch < D::CHUNKS; ++ch) {
-        if (warp + BP_TC_WARPS * ch >= D::MCH) break;
-#pragma unroll
-        for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int m = (warp + BP_TC_WARPS * ch) * 16 + g + (e >= 2 ? 8 : 0);
-                const int nl = nt * 8 + 2 * t + (e & 1);
-                if (m >= D::M) continue;
-                float v = acc[ch][nt][e];
-                if (p.has_bias && tl.co0 + nl < CO) v += bp_to_f32(bp_ld(b + (tl.co0 + nl)));
-                bp_st(map_s + (m * D::MAP_STRIDE + nl), bp_activate(v, p.act));
-            }
-    }
+    bp_tc_store_map<L, F>(p, acc, b, map_s, tl);
     __syncthreads();
-    for (int o = threadIdx.x; o < BP_TC_OUT * BP_TC_OUT * BP_TC_COUT; o += blockDim.x) {
-        int li, lj, nl;
-        if (L::channels_last) {
-            nl = o % BP_TC_COUT;
-            lj = (o / BP_TC_COUT) % BP_TC_OUT;
-            li = o / (BP_TC_COUT * BP_TC_OUT);
-        } else {
-            lj = o % BP_TC_OUT;
-            li = (o / BP_TC_OUT) % BP_TC_OUT;
-            nl = o / (BP_TC_OUT * BP_TC_OUT);
-        }
-        if (li >= tl.ni || lj >= tl.nj || tl.co0 + nl >= CO) continue;
-        const int i = tl.i0 + li, j = tl.j0 + lj;
-        // The blur as bp_blur_at sums it (rows outer, columns inner, zero-padded cells skipped,
-        // ty[u]·tx[v]·map: the same bits), with each tap column's source worked out once, as
-        // its offset in the map tile, and in 32 bits: per tap in 64 it was 30 % of the
-        // kernel's instructions (notes/kernels.md).
-        int col[F];
+    // The blur + subsample. Thread tid owns outputs tid + 256·k of the tile (k < 8), in the
+    // order that makes consecutive threads write consecutive addresses: NHWC column
+    // (tid / 32) % 8, channel tid % 32, row k; NCHW column tid % 8, row (tid / 8) % 8, channel
+    // tid / 64 + 4·k. The blur is summed as bp_blur_at sums it (rows outer, columns inner, zero-
+    // padded cells skipped, (ty[u]·tx[v])·map: the same bits), over sources worked out in 32
+    // bits (bp_source_index in 64 bits, per tap, was 30 % of the kernel's instructions).
+    const int lj = L::channels_last ? warp % BP_TC_OUT : tid % BP_TC_OUT;
+    if (lj >= tl.nj) return; // no barrier follows in this tile
+    const int j = tl.j0 + lj;
+    const int nl0 = L::channels_last ? lane : tid / (BP_TC_OUT * BP_TC_OUT);
+    int col[F]; // the tap columns' words (NCHW: without the channel), −1 for a zero-padded cell
 #pragma unroll
-        for (int v = 0; v < F; ++v) {
-            const int q = bp_source_index32(j * sx + v - p.pad_left, WM, p.mode);
-            col[v] = q < 0 ? -1 : (q - tl.c0) * D::MAP_STRIDE + nl;
-        }
-        float acc = 0.f;
+    for (int v = 0; v < F; ++v) {
+        const int q = bp_source_index32(j * sx + v - p.pad_left, WM, p.mode);
+        col[v] = q < 0 ? -1 : bp_tc_map_col<L, F>(q - tl.c0, L::channels_last ? nl0 : 0);
+    }
+#pragma unroll 1
+    for (int k = 0; k < BP_TC_OUT * BP_TC_OUT * BP_TC_COUT / THREADS; ++k) {
+        const int li = L::channels_last ? k : (tid / BP_TC_OUT) % BP_TC_OUT;
+        const int nl = L::channels_last ? nl0 : nl0 + (THREADS / (BP_TC_OUT * BP_TC_OUT)) * k;
+        if (li >= tl.ni || tl.co0 + nl >= CO) continue;
+        const int i = tl.i0 + li;
+        float sum = 0.f;
 #pragma unroll
         for (int u = 0; u < F; ++u) {
             const int r = bp_source_index32(i * sy + u - p.pad_top, HM, p.mode);
             if (r < 0) continue;
-            const float *row = map_s + (r - tl.r0) * D::MH * D::MAP_STRIDE;
+            const float *row = map_s + bp_tc_map_row<L, F>(r - tl.r0) + (L::channels_last ? 0 : nl);
 #pragma unroll
             for (int v = 0; v < F; ++v) {
                 if (col[v] < 0) continue;
-                acc += p.ty[u] * p.tx[v] * bp_ld(row + col[v]);
+                sum += p.ty[u] * p.tx[v] * bp_ld(row + col[v]);
             }
         }
-        bp_st(y + L::offset(tl.n, tl.co0 + nl, i, j, CO, HO, WO), bp_from_f32<T>(acc));
+        bp_st(y + L::offset(tl.n, tl.co0 + nl, i, j, CO, HO, WO), bp_from_f32<T>(sum));
     }
 }
 

@@ -146,12 +146,15 @@ run tc4_zero_fill_dropped kernels/conv_forward.cu 'inside ? x + L::offset(n, ci,
 run tc4_pack_taps_flipped kernels/conv_forward.cu 'bp_ld(w + ((co * C + ci) * 9 + tap))' 'bp_ld(w + ((co * C + ci) * 9 + (8 - tap)))'
 run tc4_pack_channel_bound kernels/conv_forward.cu 'if (co < CO && ci < C) v = bp_ld(w + ((co * C + ci)' 'if (co < CO) v = bp_ld(w + ((co * C + ci)'
 # The epilogue both tensor-core forwards share (bp_tc_epilogue, bp_tc_decode_tile).
-run tc_epilogue_bias_channel kernels/conv_forward.cu 'v += bp_to_f32(bp_ld(b + (tl.co0 + nl)));' 'v += bp_to_f32(bp_ld(b + nl));'
-run tc_epilogue_partial_rows kernels/conv_forward.cu 'if (li >= tl.ni || lj >= tl.nj' 'if (li >= tl.nj || lj >= tl.nj'
+run tc_epilogue_bias_channel kernels/conv_forward.cu 'bp_ld(b + (tl.co0 + nl + j))' 'bp_ld(b + (nl + j))'
+run tc_epilogue_partial_rows kernels/conv_forward.cu 'if (li >= tl.ni ||' 'if (li >= tl.nj ||'
+run tc_epilogue_partial_columns kernels/conv_forward.cu 'if (lj >= tl.nj) return;' 'if (lj >= tl.ni) return;'
+run tc_map_store_pair kernels/conv_forward.cu '{{__float_as_uint(v0), __float_as_uint(v1)}}' '{{__float_as_uint(v0), __float_as_uint(v0)}}'
+run tc_blur_nchw_channel_step kernels/conv_forward.cu 'nl0 + (THREADS / (BP_TC_OUT * BP_TC_OUT)) * k' 'nl0 + k'
 # The epilogue's blur (sources once a row and column, 32-bit reflection).
 run tc_blur_reflect_off_by_one kernels/common.cuh 'return i < 0 ? -i : (len - 1) - (i - (len - 1));' 'return i < 0 ? -i : (len - 1) - (i - len);'
-run tc_blur_column_channel kernels/conv_forward.cu 'col[v] = q < 0 ? -1 : (q - tl.c0) * D::MAP_STRIDE + nl;' 'col[v] = q < 0 ? -1 : (q - tl.c0) * D::MAP_STRIDE;'
-run tc_blur_row_origin kernels/conv_forward.cu 'const float *row = map_s + (r - tl.r0) * D::MH * D::MAP_STRIDE;' 'const float *row = map_s + (r - tl.c0) * D::MH * D::MAP_STRIDE;'
+run tc_blur_column_channel kernels/conv_forward.cu 'bp_tc_map_col<L, F>(q - tl.c0, L::channels_last ? nl0 : 0);' 'bp_tc_map_col<L, F>(q - tl.c0, 0);'
+run tc_blur_row_origin kernels/conv_forward.cu 'bp_tc_map_row<L, F>(r - tl.r0)' 'bp_tc_map_row<L, F>(r - tl.c0)'
 run tc_decode_first_map_row kernels/conv_forward.cu 'tl.r0 = bp_tc_first_source(tl.i0, tl.ni, taps, p.pad_top' 'tl.r0 = bp_tc_first_source(tl.i0, tl.ni, taps, p.pad_left'
 # The tenth round (bp_strip4_span::load_near: NCHW MaxBlurPool 3×3 max and depthwise): run with
 #   MUT_TESTS="strip4_nchw strip4_depthwise_nchw" bash scripts/mutation-v4.sh near_...
