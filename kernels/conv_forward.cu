@@ -824,25 +824,67 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
         const int q = bp_source_index32(j * sx + v - p.pad_left, WM, p.mode);
         col[v] = q < 0 ? -1 : bp_tc_map_col<L, F>(q - tl.c0, L::channels_last ? nl0 : 0);
     }
-#pragma unroll 1
-    for (int k = 0; k < BP_TC_OUT * BP_TC_OUT * BP_TC_COUT / THREADS; ++k) {
-        const int li = L::channels_last ? k : (tid / BP_TC_OUT) % BP_TC_OUT;
-        const int nl = L::channels_last ? nl0 : nl0 + (THREADS / (BP_TC_OUT * BP_TC_OUT)) * k;
-        if (li >= tl.ni || tl.co0 + nl >= CO) continue;
-        const int i = tl.i0 + li;
-        float sum = 0.f;
+    if constexpr (L::channels_last) {
+        // NHWC: the thread's 8 outputs are rows k of one column and channel. At stride 2 (the
+        // tile's geometry) output k + 1's tap rows 0..F − 3 are output k's rows 2..F − 1 (the
+        // same padded coordinates, hence the same sources and cells): they stay in registers,
+        // and each output after the first loads 2 tap rows (F = 3: 51 loads for 8 outputs, not
+        // 72). The sums keep bp_blur_at's order and bits.
+        if (tl.co0 + nl0 >= CO) return;
+        float cell[F][F]; // output k's cells (0 where zero-padded: never summed)
+        bool row_ok[F];   // its tap rows that are not zero padding
 #pragma unroll
-        for (int u = 0; u < F; ++u) {
-            const int r = bp_source_index32(i * sy + u - p.pad_top, HM, p.mode);
-            if (r < 0) continue;
-            const float *row = map_s + bp_tc_map_row<L, F>(r - tl.r0) + (L::channels_last ? 0 : nl);
+        for (int k = 0; k < BP_TC_OUT * BP_TC_OUT * BP_TC_COUT / THREADS; ++k) {
+            if (k >= tl.ni) break; // the same for the whole block
+            const int i = tl.i0 + k;
 #pragma unroll
-            for (int v = 0; v < F; ++v) {
-                if (col[v] < 0) continue;
-                sum += p.ty[u] * p.tx[v] * bp_ld(row + col[v]);
+            for (int u = 0; u < F; ++u) {
+                if (k > 0 && u < F - 2) { // output k − 1's row u + 2
+                    row_ok[u] = row_ok[u + 2];
+#pragma unroll
+                    for (int v = 0; v < F; ++v) cell[u][v] = cell[u + 2][v];
+                    continue;
+                }
+                const int r = bp_source_index32(i * sy + u - p.pad_top, HM, p.mode);
+                row_ok[u] = r >= 0;
+                const float *row = map_s + bp_tc_map_row<L, F>(r >= 0 ? r - tl.r0 : 0);
+#pragma unroll
+                for (int v = 0; v < F; ++v) cell[u][v] = r >= 0 && col[v] >= 0 ? bp_ld(row + col[v]) : 0.f;
             }
+            float sum = 0.f;
+#pragma unroll
+            for (int u = 0; u < F; ++u) {
+                if (!row_ok[u]) continue;
+#pragma unroll
+                for (int v = 0; v < F; ++v) {
+                    if (col[v] < 0) continue;
+                    sum += p.ty[u] * p.tx[v] * cell[u][v];
+                }
+            }
+            bp_st(y + L::offset(tl.n, tl.co0 + nl0, i, j, CO, HO, WO), bp_from_f32<T>(sum));
         }
-        bp_st(y + L::offset(tl.n, tl.co0 + nl, i, j, CO, HO, WO), bp_from_f32<T>(sum));
+    } else {
+#pragma unroll 1
+        for (int k = 0; k < BP_TC_OUT * BP_TC_OUT * BP_TC_COUT / THREADS; ++k) {
+            // NCHW: the thread's 8 outputs are channels nl0 + 4·k of one row and column.
+            const int li = (tid / BP_TC_OUT) % BP_TC_OUT;
+            const int nl = nl0 + (THREADS / (BP_TC_OUT * BP_TC_OUT)) * k;
+            if (li >= tl.ni || tl.co0 + nl >= CO) continue;
+            const int i = tl.i0 + li;
+            float sum = 0.f;
+#pragma unroll
+            for (int u = 0; u < F; ++u) {
+                const int r = bp_source_index32(i * sy + u - p.pad_top, HM, p.mode);
+                if (r < 0) continue;
+                const float *row = map_s + bp_tc_map_row<L, F>(r - tl.r0) + nl;
+#pragma unroll
+                for (int v = 0; v < F; ++v) {
+                    if (col[v] < 0) continue;
+                    sum += p.ty[u] * p.tx[v] * bp_ld(row + col[v]);
+                }
+            }
+            bp_st(y + L::offset(tl.n, tl.co0 + nl, i, j, CO, HO, WO), bp_from_f32<T>(sum));
+        }
     }
 }
 
