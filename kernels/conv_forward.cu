@@ -831,8 +831,10 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
         // and each output after the first loads 2 tap rows (F = 3: 51 loads for 8 outputs, not
         // 72). The sums keep bp_blur_at's order and bits.
         if (tl.co0 + nl0 >= CO) return;
-        float cell[F][F]; // output k's cells (0 where zero-padded: never summed)
-        bool row_ok[F];   // its tap rows that are not zero padding
+        // A zero-padded cell is 0 here and summed: w·0 adds ±0, which leaves any sum but −0
+        // unchanged, and the sum, from +0, is never −0 (round to nearest); so the skips of
+        // bp_blur_at need no tests.
+        float cell[F][F]; // output k's cells
 #pragma unroll
         for (int k = 0; k < BP_TC_OUT * BP_TC_OUT * BP_TC_COUT / THREADS; ++k) {
             if (k >= tl.ni) break; // the same for the whole block
@@ -840,27 +842,20 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
 #pragma unroll
             for (int u = 0; u < F; ++u) {
                 if (k > 0 && u < F - 2) { // output k − 1's row u + 2
-                    row_ok[u] = row_ok[u + 2];
 #pragma unroll
                     for (int v = 0; v < F; ++v) cell[u][v] = cell[u + 2][v];
                     continue;
                 }
                 const int r = bp_source_index32(i * sy + u - p.pad_top, HM, p.mode);
-                row_ok[u] = r >= 0;
                 const float *row = map_s + bp_tc_map_row<L, F>(r >= 0 ? r - tl.r0 : 0);
 #pragma unroll
                 for (int v = 0; v < F; ++v) cell[u][v] = r >= 0 && col[v] >= 0 ? bp_ld(row + col[v]) : 0.f;
             }
             float sum = 0.f;
 #pragma unroll
-            for (int u = 0; u < F; ++u) {
-                if (!row_ok[u]) continue;
+            for (int u = 0; u < F; ++u)
 #pragma unroll
-                for (int v = 0; v < F; ++v) {
-                    if (col[v] < 0) continue;
-                    sum += p.ty[u] * p.tx[v] * cell[u][v];
-                }
-            }
+                for (int v = 0; v < F; ++v) sum += p.ty[u] * p.tx[v] * cell[u][v];
             bp_st(y + L::offset(tl.n, tl.co0 + nl0, i, j, CO, HO, WO), bp_from_f32<T>(sum));
         }
     } else {
@@ -992,9 +987,8 @@ BP_TC_VARIANT(bp_convblurpool_tc_k3f4s2, 4)
 //     shared-load instructions for 12 mma, against v3's 20;
 //   - the staged input tile's rows are BP_TC4_PITCH = 24 pixels apart (a multiple of 8), so a
 //     tap's row offset leaves the swizzle bit of a pixel unchanged: a lane works out its A
-//     addresses once a tile (one per chunk and tap column), and the 9 unrolled taps address
-//     their ldmatrix as those plus constants (a tap loop that rebuilt them was ≈ 80
-//     instructions for 12 mma; notes/kernels.md).
+//     addresses once a tap column, and steps them by constants over the column's tap rows
+//     (bp_tc4_mma_stage; a tap loop that rebuilt them was ≈ 80 instructions for 12 mma).
 // Registers: capped for 2 blocks of 256 threads per SM (≤ 128; uncapped, F = 4 in NHWC took
 // 149, one block per SM).
 // Block shape: 32 output channels keep both stage buffers and the f32 map tile inside 48 KB

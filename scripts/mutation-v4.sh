@@ -152,7 +152,7 @@ run tc_epilogue_partial_columns kernels/conv_forward.cu 'if (lj >= tl.nj) return
 run tc_map_store_pair kernels/conv_forward.cu '{{__float_as_uint(v0), __float_as_uint(v1)}}' '{{__float_as_uint(v0), __float_as_uint(v0)}}'
 run tc_blur_nchw_channel_step kernels/conv_forward.cu 'nl0 + (THREADS / (BP_TC_OUT * BP_TC_OUT)) * k' 'nl0 + k'
 run tc_blur_reuse_rows kernels/conv_forward.cu 'for (int v = 0; v < F; ++v) cell[u][v] = cell[u + 2][v];' 'for (int v = 0; v < F; ++v) cell[u][v] = cell[u + 1][v];'
-run tc_blur_reuse_padding kernels/conv_forward.cu 'row_ok[u] = row_ok[u + 2];' 'row_ok[u] = true;'
+run tc_blur_padded_cell_zero kernels/conv_forward.cu 'cell[u][v] = r >= 0 && col[v] >= 0 ? bp_ld(row + col[v]) : 0.f;' 'cell[u][v] = r >= 0 && col[v] >= 0 ? bp_ld(row + col[v]) : 1.f;'
 # The epilogue's blur (sources once a row and column, 32-bit reflection).
 run tc_blur_reflect_off_by_one kernels/common.cuh 'return i < 0 ? -i : (len - 1) - (i - (len - 1));' 'return i < 0 ? -i : (len - 1) - (i - len);'
 run tc_blur_column_channel kernels/conv_forward.cu 'bp_tc_map_col<L, F>(q - tl.c0, L::channels_last ? nl0 : 0);' 'bp_tc_map_col<L, F>(q - tl.c0, 0);'
