@@ -431,6 +431,18 @@ __device__ __forceinline__ unsigned bp_shfl_down(unsigned mask, unsigned v BP_SI
 #endif
 }
 
+// NAME: a 16-byte aligned `unsigned char *` to the block's dynamic shared memory, of which the
+// kernel uses BYTES; the launch must give at least that (its sharedMemBytes: src/cuda/plan.rs
+// LaunchPlan::shared_bytes). The emulator hands out the launch's buffer, poisoned, and fails a
+// launch that gave less than BYTES.
+#ifdef BP_HOST_EMULATION
+#define BP_DYNAMIC_SHARED(NAME, BYTES) unsigned char *NAME = static_cast<unsigned char *>(bp_emu_dynamic_shared(BYTES))
+#else
+#define BP_DYNAMIC_SHARED(NAME, BYTES)                                                                 \
+    extern __shared__ __align__(16) unsigned char bp_dynamic_smem[];                                   \
+    unsigned char *NAME = bp_dynamic_smem
+#endif
+
 // ---- Shared-memory staging of the tensor-core v4 kernel ----------------------------------
 // 32-bit shared-memory address of a pointer into shared memory (what ldmatrix / cp.async take).
 #ifndef BP_HOST_EMULATION

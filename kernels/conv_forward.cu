@@ -704,17 +704,18 @@ struct bp_tc_tile {
     int ct, i0, j0, co0, ni, nj, r0, c0;
 };
 
-__device__ __forceinline__ long long bp_tc_tile_count(const BpParams &p) {
+template <int CO = BP_TC_COUT> __device__ __forceinline__ long long bp_tc_tile_count(const BpParams &p) {
     const long long tiles_y = (p.ho + BP_TC_OUT - 1) / BP_TC_OUT, tiles_x = (p.wo + BP_TC_OUT - 1) / BP_TC_OUT;
-    return p.n * tiles_y * tiles_x * ((p.cout + BP_TC_COUT - 1) / BP_TC_COUT);
+    return p.n * tiles_y * tiles_x * ((p.cout + CO - 1) / CO);
 }
 
 // Tile `tile` of bp_tc_tile_count. Consecutive tiles differ in output channels first, so
-// blocks running together share their input tile in L2.
+// blocks running together share their input tile in L2. CO: output channels a block.
+template <int CO = BP_TC_COUT>
 __device__ __forceinline__ bp_tc_tile bp_tc_decode_tile(const BpParams &p, long long tile, int taps) {
     const int HO = (int)p.ho, WO = (int)p.wo;
     const long long tiles_y = (HO + BP_TC_OUT - 1) / BP_TC_OUT, tiles_x = (WO + BP_TC_OUT - 1) / BP_TC_OUT;
-    const long long cout_tiles = (p.cout + BP_TC_COUT - 1) / BP_TC_COUT;
+    const long long cout_tiles = (p.cout + CO - 1) / CO;
     bp_tc_tile tl;
     tl.ct = (int)(tile % cout_tiles);
     tile /= cout_tiles;
@@ -724,7 +725,7 @@ __device__ __forceinline__ bp_tc_tile bp_tc_decode_tile(const BpParams &p, long 
     tl.n = tile / tiles_y;
     tl.i0 = ty * BP_TC_OUT;
     tl.j0 = tx * BP_TC_OUT;
-    tl.co0 = tl.ct * BP_TC_COUT;
+    tl.co0 = tl.ct * CO;
     tl.ni = HO - tl.i0 < BP_TC_OUT ? HO - tl.i0 : BP_TC_OUT;
     tl.nj = WO - tl.j0 < BP_TC_OUT ? WO - tl.j0 : BP_TC_OUT;
     tl.r0 = bp_tc_first_source(tl.i0, tl.ni, taps, p.pad_top, p.hm, p.mode);
@@ -740,50 +741,54 @@ __device__ __forceinline__ bp_tc_tile bp_tc_decode_tile(const BpParams &p, long 
 //   (at 36: 2-way) with the channel offsets as immediates, and the blur's reads (32 channels of
 //   one pixel) are one wavefront;
 //   NCHW: 33, so that the blur's reads (one channel of 8 × 4 outputs) spread over the banks.
-template <typename L, int F> __device__ __forceinline__ constexpr int bp_tc_map_stride() {
-    return L::channels_last ? bp_tc_dims<F>::MAP_STRIDE : BP_TC_COUT + 1;
+// A block of CO = 64 channels (v4, dynamic shared memory): 72 (8 mod 32) in NHWC, 65 in NCHW.
+template <typename L, int F, int CO = BP_TC_COUT> __device__ __forceinline__ constexpr int bp_tc_map_stride() {
+    static_assert(CO % 32 == 0, "whole 32-channel groups");
+    return L::channels_last ? (CO == BP_TC_COUT ? bp_tc_dims<F>::MAP_STRIDE : CO + 8) : CO + 1;
 }
-template <typename L, int F> __device__ __forceinline__ int bp_tc_map_row(int rr) {
-    return rr * bp_tc_dims<F>::MH * bp_tc_map_stride<L, F>();
+template <typename L, int F, int CO = BP_TC_COUT> __device__ __forceinline__ int bp_tc_map_row(int rr) {
+    return rr * bp_tc_dims<F>::MH * bp_tc_map_stride<L, F, CO>();
 }
-template <typename L, int F> __device__ __forceinline__ int bp_tc_map_col(int qq, int nl) {
-    return qq * bp_tc_map_stride<L, F>() + nl;
+template <typename L, int F, int CO = BP_TC_COUT> __device__ __forceinline__ int bp_tc_map_col(int qq, int nl) {
+    return qq * bp_tc_map_stride<L, F, CO>() + nl;
 }
 
 // The accumulators (mma D fragments of this warp's m16 chunks, rows past M dropped) + bias,
 // activated, into the f32 map tile map_s: a lane's two adjacent channels of an n-tile at a time
 // (one float2 store in NHWC), their bias loaded once for both of the chunk's rows, or −0 (which
-// adds nothing to any value, −0 included) where there is none.
-template <typename L, int F, typename T>
-__device__ __forceinline__ void bp_tc_store_map(const BpParams &p, const float (&acc)[bp_tc_dims<F>::CHUNKS][4][4],
+// adds nothing to any value, −0 included) where there is none. CO: the block's output channels
+// (CO / 8 n-tiles, every warp all of them).
+template <typename L, int F, int CO, typename T>
+__device__ __forceinline__ void bp_tc_store_map(const BpParams &p,
+                                                const float (&acc)[bp_tc_dims<F>::CHUNKS][CO / 8][4],
                                                 const T *__restrict__ b, float *map_s, const bp_tc_tile &tl) {
     using D = bp_tc_dims<F>;
-    const int CO = (int)p.cout;
+    const int COUT = (int)p.cout;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
 #pragma unroll
     for (int ch = 0; ch < D::CHUNKS; ++ch) {
         if (warp + BP_TC_WARPS * ch >= D::MCH) break;
 #pragma unroll
-        for (int nt = 0; nt < 4; ++nt) {
+        for (int nt = 0; nt < CO / 8; ++nt) {
             const int nl = nt * 8 + 2 * t; // this lane's channels nl, nl + 1 in n-tile nt
             float bias[2];
 #pragma unroll
             for (int j = 0; j < 2; ++j)
-                bias[j] = p.has_bias && tl.co0 + nl + j < CO ? bp_to_f32(bp_ld(b + (tl.co0 + nl + j))) : -0.f;
+                bias[j] = p.has_bias && tl.co0 + nl + j < COUT ? bp_to_f32(bp_ld(b + (tl.co0 + nl + j))) : -0.f;
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
                 const int m = (warp + BP_TC_WARPS * ch) * 16 + g + 8 * h; // rows g, g + 8: e = 2h, 2h + 1
                 if (m >= D::M) continue;
                 const int rr = m / D::MH, qq = m % D::MH;
-                float *px = map_s + bp_tc_map_row<L, F>(rr);
+                float *px = map_s + bp_tc_map_row<L, F, CO>(rr);
                 const float v0 = bp_activate(acc[ch][nt][2 * h] + bias[0], p.act);
                 const float v1 = bp_activate(acc[ch][nt][2 * h + 1] + bias[1], p.act);
                 if constexpr (L::channels_last) {
                     const bp_u64 pair = {{__float_as_uint(v0), __float_as_uint(v1)}};
-                    bp_store_u64(px + bp_tc_map_col<L, F>(qq, nl), pair);
+                    bp_store_u64(px + bp_tc_map_col<L, F, CO>(qq, nl), pair);
                 } else {
-                    bp_st(px + bp_tc_map_col<L, F>(qq, nl), v0);
-                    bp_st(px + bp_tc_map_col<L, F>(qq, nl + 1), v1);
+                    bp_st(px + bp_tc_map_col<L, F, CO>(qq, nl), v0);
+                    bp_st(px + bp_tc_map_col<L, F, CO>(qq, nl + 1), v1);
                 }
             }
         }
@@ -793,25 +798,25 @@ __device__ __forceinline__ void bp_tc_store_map(const BpParams &p, const float (
 // The epilogue both tensor-core forwards share: the accumulators + bias, activated, into the f32
 // map tile map_s (bp_tc_store_map; it overwrites the staging area, hence the barrier first),
 // then the blur + subsample of the tile from it, with the sources of a thread's output column
-// (NCHW: and row) worked out once a tile, not per output (notes/kernels.md).
-template <typename T, typename L, int F>
+// (NCHW: and row) worked out once a tile, not per output (notes/kernels.md). CO: the block's
+// output channels (32: v3; v4: BP_TC4_COUT).
+template <typename T, typename L, int F, int CO = BP_TC_COUT>
 __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
-                                               const float (&acc)[bp_tc_dims<F>::CHUNKS][4][4],
+                                               const float (&acc)[bp_tc_dims<F>::CHUNKS][CO / 8][4],
                                                const T *__restrict__ b, T *__restrict__ y, float *map_s,
                                                const bp_tc_tile &tl) {
-    using D = bp_tc_dims<F>;
     constexpr int THREADS = BP_TC_WARPS * 32; // the launch's block (src/cuda/plan.rs BLOCK)
-    static_assert(BP_TC_OUT == 8 && BP_TC_COUT == 32 && THREADS == 256, "the output ownership below");
-    const int CO = (int)p.cout, HO = (int)p.ho, WO = (int)p.wo, HM = (int)p.hm, WM = (int)p.wm;
+    static_assert(BP_TC_OUT == 8 && CO % 32 == 0 && THREADS == 256, "the output ownership below");
+    const int COUT = (int)p.cout, HO = (int)p.ho, WO = (int)p.wo, HM = (int)p.hm, WM = (int)p.wm;
     const int sy = p.sy, sx = p.sx;
     const int tid = (int)threadIdx.x, warp = tid / 32, lane = tid % 32;
     __syncthreads(); // everyone is done with the staging area
-    bp_tc_store_map<L, F>(p, acc, b, map_s, tl);
+    bp_tc_store_map<L, F, CO>(p, acc, b, map_s, tl);
     __syncthreads();
-    // The blur + subsample. Thread tid owns outputs tid + 256·k of the tile (k < 8), in the
-    // order that makes consecutive threads write consecutive addresses: NHWC column
-    // (tid / 32) % 8, channel tid % 32, row k; NCHW column tid % 8, row (tid / 8) % 8, channel
-    // tid / 64 + 4·k. The blur is summed as bp_blur_at sums it (rows outer, columns inner, zero-
+    // The blur + subsample. Thread tid owns outputs tid + 256·k of the tile (k < CO / 4), in
+    // the order that makes consecutive threads write consecutive addresses: NHWC column
+    // (tid / 32) % 8, channel tid % 32 + 32·(k / 8), row k % 8; NCHW column tid % 8, row
+    // (tid / 8) % 8, channel tid / 64 + 4·k. The blur is summed as bp_blur_at sums it (rows outer, columns inner, zero-
     // padded cells skipped, (ty[u]·tx[v])·map: the same bits), over sources worked out in 32
     // bits (bp_source_index in 64 bits, per tap, was 30 % of the kernel's instructions).
     const int lj = L::channels_last ? warp % BP_TC_OUT : tid % BP_TC_OUT;
@@ -822,7 +827,7 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
 #pragma unroll
     for (int v = 0; v < F; ++v) {
         const int q = bp_source_index32(j * sx + v - p.pad_left, WM, p.mode);
-        col[v] = q < 0 ? -1 : bp_tc_map_col<L, F>(q - tl.c0, L::channels_last ? nl0 : 0);
+        col[v] = q < 0 ? -1 : bp_tc_map_col<L, F, CO>(q - tl.c0, L::channels_last ? nl0 : 0);
     }
     if constexpr (L::channels_last) {
         // NHWC: the thread's 8 outputs are rows k of one column and channel. At stride 2 (the
@@ -830,55 +835,60 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
         // same padded coordinates, hence the same sources and cells): they stay in registers,
         // and each output after the first loads 2 tap rows (F = 3: 51 loads for 8 outputs, not
         // 72). The sums keep bp_blur_at's order and bits.
-        if (tl.co0 + nl0 >= CO) return;
         // A zero-padded cell is 0 here and summed: w·0 adds ±0, which leaves any sum but −0
         // unchanged, and the sum, from +0, is never −0 (round to nearest); so the skips of
         // bp_blur_at need no tests.
-        float cell[F][F]; // output k's cells
+#pragma unroll 1
+        for (int cg = 0; cg < CO / 32; ++cg) { // the thread's channel in each 32-channel group
+            const int nl = nl0 + 32 * cg;
+            if (tl.co0 + nl >= COUT) break; // and in every later group
+            const float *map_c = map_s + 32 * cg;
+            float cell[F][F]; // output k's cells
 #pragma unroll
-        for (int k = 0; k < BP_TC_OUT * BP_TC_OUT * BP_TC_COUT / THREADS; ++k) {
-            if (k >= tl.ni) break; // the same for the whole block
-            const int i = tl.i0 + k;
+            for (int k = 0; k < BP_TC_OUT; ++k) {
+                if (k >= tl.ni) break; // the same for the whole block
+                const int i = tl.i0 + k;
 #pragma unroll
-            for (int u = 0; u < F; ++u) {
-                if (k > 0 && u < F - 2) { // output k − 1's row u + 2
+                for (int u = 0; u < F; ++u) {
+                    if (k > 0 && u < F - 2) { // output k − 1's row u + 2
 #pragma unroll
-                    for (int v = 0; v < F; ++v) cell[u][v] = cell[u + 2][v];
-                    continue;
+                        for (int v = 0; v < F; ++v) cell[u][v] = cell[u + 2][v];
+                        continue;
+                    }
+                    const int r = bp_source_index32(i * sy + u - p.pad_top, HM, p.mode);
+                    const float *row = map_c + bp_tc_map_row<L, F, CO>(r >= 0 ? r - tl.r0 : 0);
+#pragma unroll
+                    for (int v = 0; v < F; ++v) cell[u][v] = r >= 0 && col[v] >= 0 ? bp_ld(row + col[v]) : 0.f;
                 }
-                const int r = bp_source_index32(i * sy + u - p.pad_top, HM, p.mode);
-                const float *row = map_s + bp_tc_map_row<L, F>(r >= 0 ? r - tl.r0 : 0);
+                float sum = 0.f;
 #pragma unroll
-                for (int v = 0; v < F; ++v) cell[u][v] = r >= 0 && col[v] >= 0 ? bp_ld(row + col[v]) : 0.f;
+                for (int u = 0; u < F; ++u)
+#pragma unroll
+                    for (int v = 0; v < F; ++v) sum += p.ty[u] * p.tx[v] * cell[u][v];
+                bp_st(y + L::offset(tl.n, tl.co0 + nl, i, j, COUT, HO, WO), bp_from_f32<T>(sum));
             }
-            float sum = 0.f;
-#pragma unroll
-            for (int u = 0; u < F; ++u)
-#pragma unroll
-                for (int v = 0; v < F; ++v) sum += p.ty[u] * p.tx[v] * cell[u][v];
-            bp_st(y + L::offset(tl.n, tl.co0 + nl0, i, j, CO, HO, WO), bp_from_f32<T>(sum));
         }
     } else {
 #pragma unroll 1
-        for (int k = 0; k < BP_TC_OUT * BP_TC_OUT * BP_TC_COUT / THREADS; ++k) {
+        for (int k = 0; k < BP_TC_OUT * BP_TC_OUT * CO / THREADS; ++k) {
             // NCHW: the thread's 8 outputs are channels nl0 + 4·k of one row and column.
             const int li = (tid / BP_TC_OUT) % BP_TC_OUT;
             const int nl = nl0 + (THREADS / (BP_TC_OUT * BP_TC_OUT)) * k;
-            if (li >= tl.ni || tl.co0 + nl >= CO) continue;
+            if (li >= tl.ni || tl.co0 + nl >= COUT) continue;
             const int i = tl.i0 + li;
             float sum = 0.f;
 #pragma unroll
             for (int u = 0; u < F; ++u) {
                 const int r = bp_source_index32(i * sy + u - p.pad_top, HM, p.mode);
                 if (r < 0) continue;
-                const float *row = map_s + bp_tc_map_row<L, F>(r - tl.r0) + nl;
+                const float *row = map_s + bp_tc_map_row<L, F, CO>(r - tl.r0) + nl;
 #pragma unroll
                 for (int v = 0; v < F; ++v) {
                     if (col[v] < 0) continue;
                     sum += p.ty[u] * p.tx[v] * bp_ld(row + col[v]);
                 }
             }
-            bp_st(y + L::offset(tl.n, tl.co0 + nl, i, j, CO, HO, WO), bp_from_f32<T>(sum));
+            bp_st(y + L::offset(tl.n, tl.co0 + nl, i, j, COUT, HO, WO), bp_from_f32<T>(sum));
         }
     }
 }
@@ -969,13 +979,13 @@ BP_TC_VARIANT(bp_convblurpool_tc_k3f4s2, 4)
 
 // ---- v4: tensor cores, staged with cp.async, fragments by ldmatrix ------------------------
 //
-// The v3 tile (8×8 outputs × 32 output channels a block, the conv map under the blur footprint
-// as an implicit GEMM on mma.sync.m16n8k16, then the blur from an f32 map tile in shared
-// memory) with its staging rebuilt, because v3's staging was the bottleneck the SASS showed:
+// The v3 tile (8×8 outputs a block, the conv map under the blur footprint as an implicit GEMM
+// on mma.sync.m16n8k16, then the blur from an f32 map tile in shared memory) with its staging
+// rebuilt, because v3's staging was the bottleneck the SASS showed, and twice the channels:
 //   - weights are pre-packed by bp_pack_tc4_weights (a launch of its own, queued just before
 //     this kernel by the host into a buffer it allocates) into exactly the image a stage needs:
-//     [Cout tile][16-channel stage][tap][32 output channels][16 input channels], zero past Cout
-//     and C, so a stage's weights are 576 contiguous 16-byte chunks copied with cp.async;
+//     [Cout tile][16-channel stage][tap][64 output channels][16 input channels], zero past Cout
+//     and C, so a stage's weights are 1152 contiguous 16-byte chunks copied with cp.async;
 //   - the input tile (with its conv halo) is staged with 16-byte cp.async in NHWC when C % 8
 //     == 0 and x is 16-byte aligned (zero fill outside the image and past C), element by
 //     element otherwise (NCHW: the tile is transposed to channel-innermost on the way);
@@ -983,21 +993,24 @@ BP_TC_VARIANT(bp_convblurpool_tc_k3f4s2, 4)
 //   - a staged pixel (or weight row) is 16 halves = 32 bytes with its two 16-byte halves
 //     swapped on every other group of 4 rows (bp_tc4_at), so the 8 rows an ldmatrix reads fall
 //     in distinct banks, for any 8 consecutive rows, with no padding (v3 padded rows to 48
-//     bytes); A and B fragments come from ldmatrix.x4: per tap and warp 2 (B) + ≤ 3 (A)
-//     shared-load instructions for 12 mma, against v3's 20;
+//     bytes); A and B fragments come from ldmatrix.x4: per tap and warp 4 (B) + ≤ 3 (A)
+//     shared-load instructions for 24 mma, against v3's 20 for 12;
 //   - the staged input tile's rows are BP_TC4_PITCH = 24 pixels apart (a multiple of 8), so a
 //     tap's row offset leaves the swizzle bit of a pixel unchanged: a lane works out its A
 //     addresses once a tap column, and steps them by constants over the column's tap rows
 //     (bp_tc4_mma_stage; a tap loop that rebuilt them was ≈ 80 instructions for 12 mma).
-// Registers: capped for 2 blocks of 256 threads per SM (≤ 128; uncapped, F = 4 in NHWC took
-// 149, one block per SM).
-// Block shape: 32 output channels keep both stage buffers and the f32 map tile inside 48 KB
-// of static shared memory (47,616 / 49,152 bytes for F = 3 / 4, 4 blocks an SM's 228 KB where
-// registers allow); 64 channels would need 62 KB of stages and an 84 KB map tile (dynamic
-// shared memory, 2 blocks per SM). notes/kernels.md has the model's figures for both.
+// Block shape: 64 output channels (BP_TC4_COUT; v3 has 32), every warp all 8 n-tiles of its
+// m16 chunks, so an A fragment feeds 8 mma and a staged input tile serves 64 channels (at 32,
+// A fragments and input staging were 108 of the 199.5 µs the model's LSU bound gave, notes/
+// kernels.md). Its 96 accumulators take one block of 256 threads an SM (__launch_bounds__
+// (256, 1)); two stages (33–34 KB each) and the 64-channel f32 map tile (83 / 93 KB for F = 3
+// / 4) are dynamic shared memory: bp_tc4_dims<F>::SMEM_BYTES, which src/cuda/plan.rs computes
+// the same (the launch layer raises the kernel's limit to it).
 
+#define BP_TC4_COUT 64 // output channels per block (src/cuda/plan.rs TC4_TILE)
+#define BP_TC4_NT (BP_TC4_COUT / 8) // mma n-tiles a warp
 #define BP_TC4_ROW 16 // halves per staged pixel / weight row
-#define BP_TC4_W_HALVES (9 * BP_TC_COUT * BP_TC4_ROW) // one stage's weights (4608 halves, 9216 bytes)
+#define BP_TC4_W_HALVES (9 * BP_TC4_COUT * BP_TC4_ROW) // one stage's weights (9216 halves, 18 KB)
 #define BP_TC4_PITCH 24 // staged input pixels a tile row: a multiple of 8 (the swizzle's period)
 
 template <int F> struct bp_tc4_dims {
@@ -1006,13 +1019,13 @@ template <int F> struct bp_tc4_dims {
     static constexpr int IN_HALVES = D::IH * BP_TC4_PITCH * BP_TC4_ROW;
     static constexpr int STAGE_HALVES = IN_HALVES + BP_TC4_W_HALVES;
     static constexpr int STAGING_FLOATS = STAGE_HALVES; // two stages of halves
-    static constexpr int SMEM_FLOATS = D::MAP_FLOATS > STAGING_FLOATS ? D::MAP_FLOATS : STAGING_FLOATS;
-    static_assert(SMEM_FLOATS * 4 <= 48 * 1024, "static shared memory is limited to 48 KB");
+    // The map tile at NHWC's stride (NCHW's, CO + 1, is smaller).
+    static constexpr int MAP_FLOATS = D::M * (BP_TC4_COUT + 8);
+    static constexpr int SMEM_FLOATS = MAP_FLOATS > STAGING_FLOATS ? MAP_FLOATS : STAGING_FLOATS;
+    // The dynamic shared memory a launch gives (src/cuda/plan.rs tc4_shared_bytes: the same).
+    static constexpr int SMEM_BYTES = SMEM_FLOATS * 4;
+    static_assert(SMEM_BYTES <= 99 * 1024, "fits the opt-in shared memory of every sm_86+ SM");
     static_assert(IN_HALVES % 8 == 0, "the weights of a stage start 16-byte aligned");
-};
-
-template <int F> struct alignas(16) bp_tc4_smem {
-    float f[bp_tc4_dims<F>::SMEM_FLOATS];
 };
 
 // Offset (in halves) of 16-byte half `half` (0: elements 0–7, 1: 8–15) of staged row `row`.
@@ -1020,7 +1033,7 @@ __device__ __forceinline__ int bp_tc4_at(int row, int half) {
     return row * BP_TC4_ROW + ((half ^ (row >> 2)) & 1) * 8;
 }
 
-// The weight image (OIHW → [Cout tile][stage][tap][32][16], zeros past Cout and C): one thread
+// The weight image (OIHW → [Cout tile][stage][tap][64][16], zeros past Cout and C): one thread
 // per packed element, consecutive threads writing consecutive elements. x: the OIHW weights;
 // y: the packed buffer of bp_tc4_packed_len elements (src/cuda/plan.rs computes the same).
 template <typename T, typename L>
@@ -1028,12 +1041,12 @@ __device__ __forceinline__ void bp_pack_tc4_weights_impl(const BpParams p, const
                                                          const T *__restrict__, const T *__restrict__,
                                                          T *__restrict__ packed) {
     const long long C = p.c, CO = p.cout, stages = (C + BP_TC_KC - 1) / BP_TC_KC;
-    const long long total = (CO + BP_TC_COUT - 1) / BP_TC_COUT * stages * BP_TC4_W_HALVES;
+    const long long total = (CO + BP_TC4_COUT - 1) / BP_TC4_COUT * stages * BP_TC4_W_HALVES;
     BP_GRID_STRIDE_LOOP(e, total) {
-        const int k = (int)(e % BP_TC4_ROW), nl = (int)(e / BP_TC4_ROW % BP_TC_COUT);
-        const int tap = (int)(e / (BP_TC4_ROW * BP_TC_COUT) % 9);
+        const int k = (int)(e % BP_TC4_ROW), nl = (int)(e / BP_TC4_ROW % BP_TC4_COUT);
+        const int tap = (int)(e / (BP_TC4_ROW * BP_TC4_COUT) % 9);
         const long long blk = e / BP_TC4_W_HALVES, s = blk % stages, ct = blk / stages;
-        const long long co = ct * BP_TC_COUT + nl, ci = s * BP_TC_KC + k;
+        const long long co = ct * BP_TC4_COUT + nl, ci = s * BP_TC_KC + k;
         T v = bp_from_f32<T>(0.f);
         if (co < CO && ci < C) v = bp_ld(w + ((co * C + ci) * 9 + tap));
         bp_st(packed + e, v);
@@ -1051,7 +1064,7 @@ __device__ __forceinline__ void bp_tc4_stage(const BpParams &p, const T *__restr
     constexpr int THREADS = BP_TC_WARPS * 32; // the launch's block (src/cuda/plan.rs BLOCK)
     constexpr int W_CHUNKS = BP_TC4_W_HALVES / 8, X_CHUNKS = D::IH * D::IH * 2;
     const int C = (int)p.c, H = (int)p.h, W = (int)p.w;
-    // Unrolled at the block's size, so each thread's copies of a stage (3 of weights, 3–4 of
+    // Unrolled at the block's size, so each thread's copies of a stage (4–5 of weights, 3–4 of
     // input) issue back to back, all in flight until the wait before the next stage.
 #pragma unroll
     for (int k = 0; k < (W_CHUNKS + THREADS - 1) / THREADS; ++k) {
@@ -1090,59 +1103,61 @@ __device__ __forceinline__ void bp_tc4_stage(const BpParams &p, const T *__restr
 }
 
 // The mma of one stage for a warp with NCH m16 chunks (CHUNKS or CHUNKS − 1), over the 9 taps
-// by tap column dx, then tap row dy. a_pix[ch]: the staged input pixel of the lane's ldmatrix
-// row in chunk ch at tap (0, 0), a_half its 16-byte half; a tap column's swizzled addresses are
-// worked out once for its 3 tap rows, each of which adds dy·BP_TC4_PITCH pixels (a multiple of
-// 8, so the swizzle bit stays). b_off: the lane's B row at tap 0 (tap t adds 32·t rows, q 16·q:
-// multiples of 8, ditto). Neither loop is unrolled: unrolled, ptxas spills under the register
-// cap (128) on some of sm_80–sm_90 (12–60 bytes), and the addresses are additions either way.
+// by tap column dx, then tap row dy, each tap's 8 n-tiles (the block's 64 channels) from 4
+// ldmatrix.x4 of B, each chunk's A from one. a_pix[ch]: the staged input pixel of the lane's
+// ldmatrix row in chunk ch at tap (0, 0), a_half its 16-byte half; a tap column's swizzled
+// addresses are worked out once for its 3 tap rows, each of which adds dy·BP_TC4_PITCH pixels
+// (a multiple of 8, so the swizzle bit stays). b_off: the lane's B row at tap 0 (tap t adds
+// 64·t rows, q 16·q: multiples of 8, ditto). Neither loop is unrolled: the addresses are
+// additions either way, and the unrolled loops cost registers (notes/kernels.md).
 template <typename T, int F, int NCH>
 __device__ __forceinline__ void bp_tc4_mma_stage(const unsigned short *in_s, const unsigned short *w_s,
                                                  const int (&a_pix)[bp_tc_dims<F>::CHUNKS], int a_half, int b_off,
-                                                 float (&acc)[bp_tc_dims<F>::CHUNKS][4][4]) {
+                                                 float (&acc)[bp_tc_dims<F>::CHUNKS][BP_TC4_NT][4]) {
 #pragma unroll 1
     for (int dx = 0; dx < 3; ++dx) {
         const unsigned short *a_at[NCH];
 #pragma unroll
         for (int ch = 0; ch < NCH; ++ch) a_at[ch] = in_s + bp_tc4_at(a_pix[ch] + dx, a_half);
-        const unsigned short *b_at = w_s + b_off + dx * BP_TC_COUT * BP_TC4_ROW; // tap dx
+        const unsigned short *b_at = w_s + b_off + dx * BP_TC4_COUT * BP_TC4_ROW; // tap dx
 #pragma unroll 1
         for (int dy = 0; dy < 3; ++dy) {
             // bq[q]: b0, b1 of n-tile 2q, then b0, b1 of n-tile 2q + 1.
-            unsigned bq[2][4];
+            unsigned bq[BP_TC4_NT / 2][4];
 #pragma unroll
-            for (int q = 0; q < 2; ++q) bp_ldmatrix_x4(b_at + 16 * q * BP_TC4_ROW, bq[q]);
+            for (int q = 0; q < BP_TC4_NT / 2; ++q) bp_ldmatrix_x4(b_at + 16 * q * BP_TC4_ROW, bq[q]);
 #pragma unroll
             for (int ch = 0; ch < NCH; ++ch) {
                 unsigned af[4];
                 bp_ldmatrix_x4(a_at[ch], af);
 #pragma unroll
-                for (int nt = 0; nt < 4; ++nt) {
+                for (int nt = 0; nt < BP_TC4_NT; ++nt) {
                     const unsigned bf[2] = {bq[nt >> 1][2 * (nt & 1)], bq[nt >> 1][2 * (nt & 1) + 1]};
                     bp_tc_mma<T>(af, bf, acc[ch][nt]);
                 }
                 a_at[ch] += BP_TC4_PITCH * BP_TC4_ROW; // the next tap row
             }
-            b_at += 3 * BP_TC_COUT * BP_TC4_ROW; // tap (dy + 1)·3 + dx
+            b_at += 3 * BP_TC4_COUT * BP_TC4_ROW; // tap (dy + 1)·3 + dx
         }
     }
 }
 
-// w: the packed weights (bp_pack_tc4_weights), 16-byte aligned.
+// w: the packed weights (bp_pack_tc4_weights), 16-byte aligned. The launch gives
+// bp_tc4_dims<F>::SMEM_BYTES of dynamic shared memory.
 template <typename T, typename L, int F>
 __device__ __forceinline__ void bp_convblurpool_tc4_run(const BpParams p, const T *__restrict__ x,
                                                         const T *__restrict__ w, const T *__restrict__ b,
                                                         T *__restrict__ y) {
     using D = bp_tc_dims<F>;
     using D4 = bp_tc4_dims<F>;
-    __shared__ bp_tc4_smem<F> smem;
-    unsigned short *stage_s = reinterpret_cast<unsigned short *>(smem.f); // two stages of D4::STAGE_HALVES
-    float *map_s = smem.f; // reuses the staging area once the conv is done
+    BP_DYNAMIC_SHARED(smem, D4::SMEM_BYTES);
+    unsigned short *stage_s = reinterpret_cast<unsigned short *>(smem); // two stages of D4::STAGE_HALVES
+    float *map_s = reinterpret_cast<float *>(smem); // reuses the staging area once the conv is done
     const unsigned short *wp = reinterpret_cast<const unsigned short *>(w);
 
     const int C = (int)p.c;
     const int stages = (C + BP_TC_KC - 1) / BP_TC_KC;
-    const long long tiles = bp_tc_tile_count(p);
+    const long long tiles = bp_tc_tile_count<BP_TC4_COUT>(p);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const bool async_x = C % 8 == 0 && (reinterpret_cast<unsigned long long>(x) & 15) == 0;
 
@@ -1166,15 +1181,15 @@ __device__ __forceinline__ void bp_convblurpool_tc4_run(const BpParams p, const 
     const bool all_chunks = warp + BP_TC_WARPS * (D::CHUNKS - 1) < D::MCH;
 
     BP_BLOCK_STRIDE_LOOP(tile, tiles) {
-        const bp_tc_tile tl = bp_tc_decode_tile(p, tile, F);
+        const bp_tc_tile tl = bp_tc_decode_tile<BP_TC4_COUT>(p, tile, F);
         const int iy0 = tl.r0 - p.cpy, ix0 = tl.c0 - p.cpx;
         const unsigned short *wt = wp + (long long)tl.ct * stages * BP_TC4_W_HALVES;
 
-        float acc[D::CHUNKS][4][4];
+        float acc[D::CHUNKS][BP_TC4_NT][4];
 #pragma unroll
         for (int ch = 0; ch < D::CHUNKS; ++ch)
 #pragma unroll
-            for (int nt = 0; nt < 4; ++nt)
+            for (int nt = 0; nt < BP_TC4_NT; ++nt)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) acc[ch][nt][e] = 0.f;
 
@@ -1196,7 +1211,7 @@ __device__ __forceinline__ void bp_convblurpool_tc4_run(const BpParams p, const 
                 bp_tc4_mma_stage<T, F, D::CHUNKS - 1>(in_s, w_s, a_pix, a_half, b_off, acc);
         }
 
-        bp_tc_epilogue<T, L, F>(p, acc, b, y, map_s, tl);
+        bp_tc_epilogue<T, L, F, BP_TC4_COUT>(p, acc, b, y, map_s, tl);
     }
 }
 
@@ -1207,7 +1222,7 @@ __device__ __forceinline__ void bp_convblurpool_tc4_run(const BpParams p, const 
                                                 T *__restrict__ y) {                                       \
         bp_convblurpool_tc4_run<T, L, F>(p, x, w, b, y);                                                   \
     }                                                                                                      \
-    BP_INSTANTIATE_HALF_TYPES_BOUNDED(NAME, 2)
+    BP_INSTANTIATE_HALF_TYPES_BOUNDED(NAME, 1)
 
 BP_TC4_VARIANT(bp_convblurpool_tc_k3f3s2_v4, 3)
 BP_TC4_VARIANT(bp_convblurpool_tc_k3f4s2_v4, 4)

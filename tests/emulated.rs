@@ -38,6 +38,7 @@ fn unknown_kernel_is_an_error() {
             "bp_nothing",
             1,
             32,
+            0,
             std::ptr::null(),
             std::ptr::null(),
             std::ptr::null(),

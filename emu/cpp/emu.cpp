@@ -91,6 +91,12 @@ struct Launch {
     const void *a = nullptr, *b = nullptr, *c = nullptr, *d = nullptr;
     void *out = nullptr;
     Trace *trace = nullptr; // non-null in trace mode
+    unsigned shared_bytes = 0; // the launch's dynamic shared memory
+    // Its buffer (16-byte units), kept per OS thread and reused by later launches.
+    struct alignas(16) Unit {
+        unsigned char b[16];
+    };
+    std::vector<Unit> dynamic_shared;
 };
 thread_local Launch launch_state;
 
@@ -130,6 +136,19 @@ __attribute__((noinline)) void resume(Fiber &f) {
 }
 
 } // namespace
+
+void *bp_emu_dynamic_shared(unsigned long long bytes) {
+    Launch &L = launch_state;
+    if (bytes > L.shared_bytes) {
+        bp_emu_fault("the kernel uses more dynamic shared memory than the launch gave");
+        // The launch fails; until it ends the kernel runs on a buffer of the size it asked for
+        // (its own, so that the launch's buffer never moves under a thread's pointer).
+        thread_local std::vector<Launch::Unit> overflow;
+        if (overflow.size() * 16 < bytes) overflow.resize((bytes + 15) / 16);
+        return overflow.data();
+    }
+    return L.dynamic_shared.data();
+}
 
 bp_emu_registrar::bp_emu_registrar(const char *name, bp_emu_entry entry) { registry()[name] = entry; }
 
@@ -369,8 +388,9 @@ void bp_emu_variant_serialised_anchor();   // variant_serialised.cpp
 namespace {
 // Runs kernel `name` over grid × block threads (1-D), traced when `trace` is non-null. Returns
 // 0, or writes why not into err.
-int run_launch(const char *name, unsigned grid, unsigned block, const void *params, const void *a, const void *b,
-               const void *c, const void *d, void *out, Trace *trace, char *err, size_t err_len) {
+int run_launch(const char *name, unsigned grid, unsigned block, unsigned shared_bytes, const void *params,
+               const void *a, const void *b, const void *c, const void *d, void *out, Trace *trace, char *err,
+               size_t err_len) {
     auto fail = [&](const std::string &msg) {
         bp_emu_tracing = false;
         launch_state.trace = nullptr;
@@ -395,6 +415,8 @@ int run_launch(const char *name, unsigned grid, unsigned block, const void *para
     L.d = d;
     L.out = out;
     L.trace = trace;
+    L.shared_bytes = shared_bytes;
+    if (L.dynamic_shared.size() * 16 < shared_bytes) L.dynamic_shared.resize((shared_bytes + 15) / 16);
     bp_emu_tracing = trace != nullptr;
     gridDim = {grid, 1, 1};
     blockDim = {block, 1, 1};
@@ -411,6 +433,7 @@ int run_launch(const char *name, unsigned grid, unsigned block, const void *para
     } fibers{fibers_begin, fibers_begin + block};
     for (unsigned bx = 0; bx < grid; ++bx) {
         blockIdx = {bx, 0, 0};
+        if (shared_bytes) std::memset(L.dynamic_shared.data(), 0xff, shared_bytes);
         for (unsigned t = 0; t < block; ++t) {
             Fiber &f = fibers.b[t];
             f.tid = t;
@@ -531,9 +554,9 @@ void bp_emu_set_warp_split(int on) {
     split_turn = 0;
 }
 
-int bp_emu_launch(const char *name, unsigned grid, unsigned block, const void *params, const void *a,
-                  const void *b, const void *c, const void *d, void *out, char *err, size_t err_len) {
-    return run_launch(name, grid, block, params, a, b, c, d, out, nullptr, err, err_len);
+int bp_emu_launch(const char *name, unsigned grid, unsigned block, unsigned shared_bytes, const void *params,
+                  const void *a, const void *b, const void *c, const void *d, void *out, char *err, size_t err_len) {
+    return run_launch(name, grid, block, shared_bytes, params, a, b, c, d, out, nullptr, err, err_len);
 }
 
 // The traced launch: as bp_emu_launch, with every hooked access recorded. After each block,
@@ -543,8 +566,8 @@ int bp_emu_launch(const char *name, unsigned grid, unsigned block, const void *p
 // loop's item count and the items the traced threads (per-block loops: blocks) ran,
 // `warp_iterations` the iterations each warp's lane 0 ran (summed), and `blocks_run` the blocks. Accesses inside a `redirects` range land at the same offset of
 // its `real` range.
-int bp_emu_launch_traced(const char *name, unsigned grid, unsigned block, const void *params, const void *a,
-                         const void *b, const void *c, const void *d, void *out, unsigned max_iters,
+int bp_emu_launch_traced(const char *name, unsigned grid, unsigned block, unsigned shared_bytes, const void *params,
+                         const void *a, const void *b, const void *c, const void *d, void *out, unsigned max_iters,
                          const Redirect *redirects, size_t n_redirects, BlockCallback on_block, void *ctx,
                          long long *items_total, unsigned long long *items_sampled,
                          unsigned long long *warp_iterations, unsigned *blocks_run, char *err, size_t err_len) {
@@ -558,7 +581,7 @@ int bp_emu_launch_traced(const char *name, unsigned grid, unsigned block, const 
     t.n_redirects = n_redirects;
     t.on_block = on_block;
     t.ctx = ctx;
-    const int rc = run_launch(name, grid, block, params, a, b, c, d, out, &t, err, err_len);
+    const int rc = run_launch(name, grid, block, shared_bytes, params, a, b, c, d, out, &t, err, err_len);
     *items_total = t.items_total;
     *items_sampled = t.items_sampled;
     *warp_iterations = t.warp_iterations;
@@ -578,6 +601,18 @@ void emu_selftest_reverse(const void *, const void *a, const void *, const void 
     tile[threadIdx.x] = in[threadIdx.x];
     __syncthreads();
     o[threadIdx.x] = tile[blockDim.x - 1 - threadIdx.x];
+}
+// The block's dynamic shared memory as 256 floats: out[0..256) gets what each thread found in
+// its float before writing it (the poison), out[256..512) the reversal through it.
+void emu_selftest_dynamic(const void *, const void *a, const void *, const void *, const void *, void *out) {
+    float *tile = static_cast<float *>(bp_emu_dynamic_shared(256 * sizeof(float)));
+    const float *in = (const float *)a;
+    float *o = (float *)out;
+    o[threadIdx.x] = tile[threadIdx.x];
+    __syncthreads();
+    tile[threadIdx.x] = in[threadIdx.x];
+    __syncthreads();
+    o[256 + threadIdx.x] = tile[blockDim.x - 1 - threadIdx.x];
 }
 void emu_selftest_divergent(const void *, const void *, const void *, const void *, const void *, void *) {
     if (threadIdx.x % 2 == 0) __syncthreads();
@@ -636,6 +671,7 @@ bp_emu_registrar shfl_registrar("emu_selftest_shfl", emu_selftest_shfl);
 bp_emu_registrar shfl_missing_registrar("emu_selftest_shfl_missing", emu_selftest_shfl_missing);
 bp_emu_registrar shfl_outside_registrar("emu_selftest_shfl_outside", emu_selftest_shfl_outside);
 bp_emu_registrar reverse_registrar("emu_selftest_reverse", emu_selftest_reverse);
+bp_emu_registrar dynamic_registrar("emu_selftest_dynamic", emu_selftest_dynamic);
 bp_emu_registrar mma_registrar("emu_selftest_mma", emu_selftest_mma);
 bp_emu_registrar partial_warp_registrar("emu_selftest_partial_warp", emu_selftest_partial_warp);
 bp_emu_registrar divergent_registrar("emu_selftest_divergent", emu_selftest_divergent);

@@ -24,6 +24,12 @@ extern thread_local bp_emu_dim3 threadIdx, blockIdx, blockDim, gridDim;
 // launch whose threads diverge at one (on a GPU that is undefined behaviour).
 void __syncthreads();
 
+// The launch's dynamic shared memory (`extern __shared__` on a GPU; BP_DYNAMIC_SHARED in
+// kernels/common.cuh): 16-byte aligned, per block, poisoned (0xff bytes: NaN in every float
+// type) before each block. A kernel that needs more bytes than the launch gave gets a fault
+// (a GPU would read past the block's shared memory).
+void *bp_emu_dynamic_shared(unsigned long long bytes);
+
 inline float __uint_as_float(unsigned u) {
     float f;
     std::memcpy(&f, &u, 4);

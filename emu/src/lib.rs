@@ -22,6 +22,7 @@ extern "C" {
         name: *const c_char,
         grid: u32,
         block: u32,
+        shared_bytes: u32,
         params: *const c_void,
         a: *const c_void,
         b: *const c_void,
@@ -36,6 +37,7 @@ extern "C" {
         name: *const c_char,
         grid: u32,
         block: u32,
+        shared_bytes: u32,
         params: *const c_void,
         a: *const c_void,
         b: *const c_void,
@@ -195,6 +197,7 @@ pub unsafe fn launch_traced(
     name: &str,
     grid: u32,
     block: u32,
+    shared_bytes: u32,
     params: *const c_void,
     inputs: [*const c_void; 4],
     out: *mut c_void,
@@ -217,6 +220,7 @@ pub unsafe fn launch_traced(
             cname.as_ptr(),
             grid,
             block,
+            shared_bytes,
             params,
             a,
             b,
@@ -266,7 +270,9 @@ pub fn kernel_names() -> Vec<String> {
     }
 }
 
-/// Runs kernel `name` over `grid` blocks of `block` threads.
+/// Runs kernel `name` over `grid` blocks of `block` threads with `shared_bytes` of dynamic
+/// shared memory (as a launch's `sharedMemBytes`; 0 for a kernel that declares none): a kernel
+/// that uses more than that fails the launch.
 ///
 /// # Safety
 /// `params` must point to the kernel's parameter block (`BpParams`), and `a`, `b`, `c`, `d`, `out`
@@ -278,6 +284,7 @@ pub unsafe fn launch(
     name: &str,
     grid: u32,
     block: u32,
+    shared_bytes: u32,
     params: *const c_void,
     a: *const c_void,
     b: *const c_void,
@@ -294,6 +301,7 @@ pub unsafe fn launch(
             cname.as_ptr(),
             grid,
             block,
+            shared_bytes,
             params,
             a,
             b,

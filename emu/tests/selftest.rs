@@ -15,6 +15,7 @@ unsafe fn launch_without_buffers(name: &str, grid: u32, block: u32) -> Result<()
             name,
             grid,
             block,
+            0,
             null(),
             null(),
             null(),
@@ -37,6 +38,7 @@ fn barrier_orders_shared_memory() {
             "emu_selftest_reverse",
             grid,
             block,
+            0,
             null(),
             x.as_ptr() as *const c_void,
             null(),
@@ -87,6 +89,7 @@ fn mma_collective_multiplies_fragments() {
             "emu_selftest_mma",
             1,
             64,
+            0,
             null(),
             a.as_ptr() as *const c_void,
             b.as_ptr() as *const c_void,
@@ -126,6 +129,7 @@ fn run_shfl() -> Vec<[u32; 4]> {
             "emu_selftest_shfl",
             2,
             64,
+            0,
             null(),
             null(),
             null(),
@@ -214,4 +218,53 @@ fn shuffle_a_lane_of_its_mask_never_reaches_is_reported() {
     // SAFETY: as above.
     let e = unsafe { launch_without_buffers("emu_selftest_shfl_outside", 1, 32) }.unwrap_err();
     assert!(e.contains("not in its mask"), "{e}");
+}
+
+/// Runs `emu_selftest_dynamic` (one block of 256 threads) with `shared` bytes of dynamic shared
+/// memory: what each thread first read there, then the reversal through it.
+fn run_dynamic(shared: u32) -> Result<Vec<f32>, String> {
+    let x: Vec<f32> = (0..256).map(|i| i as f32 + 0.5).collect();
+    let mut y = vec![0f32; 512];
+    // SAFETY: the self-test kernel reads 256 floats of x and writes 512 of y.
+    unsafe {
+        blurpool_emu::launch(
+            "emu_selftest_dynamic",
+            1,
+            256,
+            shared,
+            null(),
+            x.as_ptr() as *const c_void,
+            null(),
+            null(),
+            null(),
+            y.as_mut_ptr() as *mut c_void,
+        )
+    }?;
+    Ok(y)
+}
+
+#[test]
+fn dynamic_shared_memory_is_the_launchs_and_poisoned() {
+    let y = run_dynamic(1024).unwrap();
+    // Before any store, every float of the buffer is the poison (0xff bytes: a NaN).
+    assert!(
+        y[..256].iter().all(|v| v.to_bits() == u32::MAX),
+        "{:?}",
+        &y[..4]
+    );
+    // The block sees one buffer: the reversal through it is right.
+    for (i, v) in y[256..].iter().enumerate() {
+        assert_eq!(*v, (255 - i) as f32 + 0.5);
+    }
+    // A second launch finds the poison again, not the first launch's floats.
+    let again = run_dynamic(1024).unwrap();
+    assert!(again[..256].iter().all(|v| v.to_bits() == u32::MAX));
+}
+
+#[test]
+fn dynamic_shared_memory_short_of_the_kernels_need_fails_the_launch() {
+    let err = run_dynamic(1020).unwrap_err();
+    assert!(err.contains("dynamic shared memory"), "{err}");
+    let err = run_dynamic(0).unwrap_err();
+    assert!(err.contains("dynamic shared memory"), "{err}");
 }

@@ -55,6 +55,8 @@ pub struct LaunchSpec {
     pub version: String,
     pub grid: u32,
     pub block: u32,
+    /// Bytes of dynamic shared memory the launch gives each block.
+    pub shared: u32,
     pub params: Vec<u8>,
     pub inputs: [Option<Role>; 4],
     pub output: Role,
@@ -116,6 +118,7 @@ pub fn forward_launches(
             version: plan.version().name().to_string(),
             grid: pack.grid_dim(max_blocks),
             block: pack.block_dim(),
+            shared: 0,
             params: plan.params_bytes().to_vec(),
             inputs: [Some(Role::Weight), None, None, None],
             output: Role::PackedWeight,
@@ -127,6 +130,7 @@ pub fn forward_launches(
         version: plan.version().name().to_string(),
         grid: plan.grid_dim(max_blocks),
         block: plan.block_dim(),
+        shared: plan.shared_bytes(),
         params: plan.params_bytes().to_vec(),
         inputs: if conv {
             [Some(input), Some(weight), Some(Role::Bias), None]
@@ -207,6 +211,7 @@ pub fn spec(w: &Workload) -> Result<WorkloadSpec, String> {
                 version: "v1".into(),
                 grid: s.grid_dim(mb),
                 block: s.block_dim(),
+                shared: 0,
                 params: plan.params_bytes().to_vec(),
                 inputs: s.inputs().map(|b| b.map(Role::of)),
                 output: Role::of(s.output()),
@@ -466,6 +471,7 @@ pub fn trace_path(
                 symbol: &symbol,
                 grid: l.grid,
                 block: l.block,
+                shared: l.shared,
                 params: &l.params,
                 inputs,
                 out,
@@ -512,7 +518,10 @@ pub fn run_path(
     let mut launches = Vec::new();
     for (l, t) in p.launches.iter().zip(&traces) {
         let f = sass.function(&l.symbol)?;
-        let code = code_figures(f, t);
+        let mut code = code_figures(f, t);
+        // Occupancy counts the block's shared memory: the cubin's static bytes and the launch's
+        // dynamic ones (the tensor-core v4 kernel's stages and map tile).
+        code.shared_bytes += l.shared;
         let predictions = ALL
             .iter()
             .map(|g| predict(g, f, t, &code, l.grid, l.block))

@@ -202,6 +202,8 @@ pub struct TraceLaunch<'a> {
     pub symbol: &'a str,
     pub grid: u32,
     pub block: u32,
+    /// Bytes of dynamic shared memory (the launch's sharedMemBytes).
+    pub shared: u32,
     pub params: &'a [u8],
     pub inputs: [*const c_void; 4],
     pub out: *mut c_void,
@@ -247,6 +249,7 @@ pub unsafe fn trace_launch(
             l.symbol,
             l.grid,
             l.block,
+            l.shared,
             l.params.as_ptr() as *const c_void,
             l.inputs,
             l.out,

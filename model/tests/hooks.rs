@@ -72,6 +72,7 @@ fn check(op: &Operator, shape: Shape4, dtype: DType, layout: Layout, choice: Ker
                     &pack.symbol(),
                     pack.grid_dim(64),
                     pack.block_dim(),
+                    0,
                     plan.params_bytes().as_ptr() as *const c_void,
                     w.as_ptr() as *const c_void,
                     std::ptr::null(),
@@ -85,7 +86,7 @@ fn check(op: &Operator, shape: Shape4, dtype: DType, layout: Layout, choice: Ker
         }
     };
     let out_len = plan.output().numel().unwrap() * sz;
-    let (grid, block) = (plan.grid_dim(64), plan.block_dim());
+    let (grid, block, shared) = (plan.grid_dim(64), plan.block_dim(), plan.shared_bytes());
     let params = plan.params_bytes().to_vec();
 
     // Untraced.
@@ -97,6 +98,7 @@ fn check(op: &Operator, shape: Shape4, dtype: DType, layout: Layout, choice: Ker
             &symbol,
             grid,
             block,
+            shared,
             params.as_ptr() as *const c_void,
             x.as_ptr() as *const c_void,
             w.as_ptr() as *const c_void,
@@ -167,6 +169,7 @@ fn check(op: &Operator, shape: Shape4, dtype: DType, layout: Layout, choice: Ker
             &symbol,
             grid,
             block,
+            shared,
             params.as_ptr() as *const c_void,
             [
                 dx.as_ptr() as *const c_void,

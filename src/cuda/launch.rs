@@ -295,7 +295,8 @@ impl<'a> Launch<'a> {
         let cfg = LaunchConfig {
             grid_dim: (grid, 1, 1),
             block_dim: (kind.block_threads(), 1, 1),
-            shared_mem_bytes: 0,
+            // The kernel's dynamic shared memory (its limit raised at load: Kernels::load).
+            shared_mem_bytes: kind.dynamic_shared_bytes(),
         };
         let [a, b, c, d, out] = ptrs;
         let mut builder = self.stream.launch_builder(func);

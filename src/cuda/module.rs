@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cudarc::driver::sys::{CUdevice_attribute, CUstream};
+use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute, CUstream};
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
 use cudarc::nvrtc::Ptx;
 
@@ -217,6 +217,7 @@ impl Kernels {
             },
             source: e,
         })?;
+        let (major, _) = ctx.compute_capability()?;
         let mut functions = HashMap::new();
         for (kind, dtype, layout) in KernelKind::entry_points() {
             let symbol = kind.symbol(dtype, layout);
@@ -226,9 +227,24 @@ impl Kernels {
                     detail: format!("symbol {symbol}"),
                     source: e,
                 })?;
+            // A launch may give a kernel more than 48 KB of dynamic shared memory only once the
+            // kernel's limit is raised to it (the tensor-core v4 kernel: 83–93 KB, within every
+            // sm_80+ SM's opt-in; it never runs below sm_80, see `tensor_cores`).
+            let shared = kind.dynamic_shared_bytes();
+            if shared > 48 * 1024 && major >= 8 {
+                f.set_attribute(
+                    CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    shared as i32,
+                )
+                .map_err(|e| Error::KernelLoad {
+                    detail: format!(
+                        "symbol {symbol}: allowing {shared} bytes of dynamic shared memory"
+                    ),
+                    source: e,
+                })?;
+            }
             functions.insert((kind, dtype, layout), f);
         }
-        let (major, _) = ctx.compute_capability()?;
         let sms = ctx
             .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?
             .max(1) as u32;

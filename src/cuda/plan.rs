@@ -20,9 +20,27 @@ pub(crate) const BLOCK: u32 = 256;
 /// Output rows per thread of the strip kernels (`BP_STRIP_ROWS` in kernels/strip.cuh).
 const STRIP_ROWS: i64 = 8;
 
-/// Output tile of the tensor-core kernel: `BP_TC_OUT` × `BP_TC_OUT` pixels × `BP_TC_COUT`
+/// Output tile of the tensor-core kernel (v3): `BP_TC_OUT` × `BP_TC_OUT` pixels × `BP_TC_COUT`
 /// channels (kernels/conv_forward.cu).
 const TC_TILE: (i64, i64) = (8, 32);
+
+/// Output tile of the tensor-core v4 kernel: `BP_TC_OUT` × `BP_TC_OUT` pixels × `BP_TC4_COUT`
+/// channels (kernels/conv_forward.cu).
+const TC4_TILE: (i64, i64) = (8, 64);
+
+/// Bytes of dynamic shared memory the tensor-core v4 kernel with a blur of `filter` taps uses
+/// (`bp_tc4_dims<F>::SMEM_BYTES` in kernels/conv_forward.cu): the larger of its two stages (an
+/// input tile of (7·2 + F + 2) rows at a pitch of 24 pixels × 16 halves, and 9 taps × 64 × 16
+/// halves of weights, each stage in halves, so both together in floats) and its f32 map tile
+/// ((7·2 + F)² pixels × 72 words). F = 3: 83,232 bytes; F = 4: 93,312.
+fn tc4_shared_bytes(filter: usize) -> u32 {
+    let (px, ch) = (TC4_TILE.0 as usize, TC4_TILE.1 as usize);
+    let mh = (px - 1) * 2 + filter;
+    let staging_floats = (mh + 2) * 24 * 16 + 9 * ch * 16;
+    let map_floats = mh * mh * (ch + 8);
+    // At most 4 · 23,328 for the two filter sizes the kernel is built for: no overflow.
+    (4 * staging_floats.max(map_floats)) as u32
+}
 
 /// Generations of the forward kernels (notes/kernels.md has each one's design and figures).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -337,6 +355,17 @@ impl KernelKind {
         }
     }
 
+    /// Bytes of dynamic shared memory every launch of this kind gives (the tensor-core v4
+    /// kernel's; every other kernel declares its shared memory statically, if any).
+    pub(crate) fn dynamic_shared_bytes(self) -> u32 {
+        match self {
+            KernelKind::Special(s) if s.family == Family::TensorCoreWide => {
+                tc4_shared_bytes(s.filter)
+            }
+            _ => 0,
+        }
+    }
+
     /// The `extern "C"` symbol for a dtype and layout, e.g. `bp_maxblurpool_f16_nhwc`.
     pub(crate) fn symbol(self, dtype: DType, layout: Layout) -> String {
         format!("{}_{}_{}", self.stem(), dtype.name(), layout.name())
@@ -512,8 +541,9 @@ pub struct LaunchPlan {
 /// assert_eq!(plan.version(), KernelVersion::V4);
 /// let pack = plan.weight_pack().expect("the v4 tensor-core kernel reads packed weights");
 /// assert_eq!(pack.symbol(), "bp_pack_tc4_weights_f16_nhwc");
-/// // 2 tiles of 32 output channels × 4 stages of 16 input channels × 9 taps × 32 × 16
-/// assert_eq!(pack.len(), 2 * 4 * 9 * 32 * 16);
+/// // 1 tile of 64 output channels × 4 stages of 16 input channels × 9 taps × 64 × 16
+/// assert_eq!(pack.len(), 4 * 9 * 64 * 16);
+/// assert_eq!(plan.shared_bytes(), 83_232); // dynamic shared memory: stages, then the map tile
 /// # Ok::<(), blurpool::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -579,6 +609,13 @@ impl LaunchPlan {
     /// Threads per block.
     pub fn block_dim(&self) -> u32 {
         self.kind.block_threads()
+    }
+    /// Bytes of dynamic shared memory the launch gives its blocks (the launch's
+    /// `sharedMemBytes`): 0 but for the tensor-core v4 kernel, which keeps its stages and map
+    /// tile there (83,232 bytes for a 3-tap blur, 93,312 for 4; past the 48 KB default, so the
+    /// launch layer raises the kernel's limit).
+    pub fn shared_bytes(&self) -> u32 {
+        self.kind.dynamic_shared_bytes()
     }
     /// Blocks of the grid on a device that keeps `max_blocks` resident (the kernels' loops
     /// cover any remaining work).
@@ -930,13 +967,18 @@ impl ConvBlurPool2d {
                 } else {
                     None
                 };
+                let tile = if s.family == Family::TensorCoreWide {
+                    TC4_TILE
+                } else {
+                    TC_TILE
+                };
                 return Ok(LaunchPlan {
                     kind: KernelKind::Special(s),
                     dtype: target.dtype,
                     layout: target.layout,
                     output,
                     params,
-                    work: Work::Blocks(tensor_core_tiles(&params)),
+                    work: Work::Blocks(tensor_core_tiles(&params, tile)),
                     weight_pack,
                 });
             }
@@ -979,15 +1021,15 @@ fn tensor_core_kernel(params: &BpParams, target: Target) -> Option<Specialisatio
     v4.or_else(|| Specialisation::find(Family::TensorCore, 3, params.fy as usize, 2))
 }
 
-/// Elements of the tensor-core v4 kernel's packed weights: ⌈Cout / 32⌉ × ⌈C / 16⌉ stages × 9
-/// taps × 32 × 16 (`bp_pack_tc4_weights` in kernels/conv_forward.cu), in checked arithmetic.
+/// Elements of the tensor-core v4 kernel's packed weights: ⌈Cout / 64⌉ × ⌈C / 16⌉ stages × 9
+/// taps × 64 × 16 (`bp_pack_tc4_weights` in kernels/conv_forward.cu), in checked arithmetic.
 fn tc4_packed_len(params: &BpParams) -> Result<usize> {
-    let (_, cout_tile) = TC_TILE;
+    let (_, cout_tile) = TC4_TILE;
     let stages = (params.c + 15) / 16;
     let tiles = (params.cout + cout_tile - 1) / cout_tile;
     tiles
         .checked_mul(stages)
-        .and_then(|v| v.checked_mul(9 * 32 * 16))
+        .and_then(|v| v.checked_mul(9 * cout_tile * 16))
         .and_then(|v| usize::try_from(v).ok())
         .ok_or_else(|| {
             Error::ShapeOverflow(format!(
@@ -997,9 +1039,9 @@ fn tc4_packed_len(params: &BpParams) -> Result<usize> {
         })
 }
 
-/// Blocks' worth of work of the tensor-core kernel: N × output tiles × channel tiles.
-fn tensor_core_tiles(params: &BpParams) -> i64 {
-    let (px, ch) = TC_TILE;
+/// Blocks' worth of work of a tensor-core kernel with output tile `(px, ch)`: N × output tiles
+/// × channel tiles.
+fn tensor_core_tiles(params: &BpParams, (px, ch): (i64, i64)) -> i64 {
     params.n
         * ((params.ho + px - 1) / px)
         * ((params.wo + px - 1) / px)

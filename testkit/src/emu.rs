@@ -106,8 +106,7 @@ impl Emu {
                 unsafe {
                     launch(
                         &pack.symbol(),
-                        pack.grid_dim(self.max_blocks),
-                        pack.block_dim(),
+                        (pack.grid_dim(self.max_blocks), pack.block_dim(), 0),
                         plan.params_bytes(),
                         [
                             w.ptr(),
@@ -129,8 +128,11 @@ impl Emu {
             unsafe {
                 launch(
                     &plan.symbol(),
-                    plan.grid_dim(self.max_blocks),
-                    plan.block_dim(),
+                    (
+                        plan.grid_dim(self.max_blocks),
+                        plan.block_dim(),
+                        plan.shared_bytes(),
+                    ),
                     plan.params_bytes(),
                     [x.ptr(), weights, b.ptr(), std::ptr::null()],
                     y.ptr_mut(),
@@ -197,7 +199,8 @@ impl<E: bytemuck::Pod> Guarded<E> {
     }
 }
 
-/// Runs kernel `symbol` with its parameter block and five pointers (four inputs, one output).
+/// Runs kernel `symbol` over (grid, block, dynamic shared bytes) with its parameter block and
+/// five pointers (four inputs, one output).
 ///
 /// # Safety
 /// `params` must be the kernel's parameter block and each pointer must address host memory
@@ -205,8 +208,7 @@ impl<E: bytemuck::Pod> Guarded<E> {
 /// it reads nothing); `out` must not alias the inputs.
 unsafe fn launch(
     symbol: &str,
-    grid: u32,
-    block: u32,
+    (grid, block, shared): (u32, u32, u32),
     params: &[u8],
     inputs: [*const c_void; 4],
     out: *mut c_void,
@@ -218,6 +220,7 @@ unsafe fn launch(
             symbol,
             grid,
             block,
+            shared,
             params.as_ptr() as *const c_void,
             a,
             b,
@@ -293,8 +296,7 @@ impl Runner for Emu {
             unsafe {
                 launch(
                     &step.symbol(),
-                    step.grid_dim(self.max_blocks),
-                    step.block_dim(),
+                    (step.grid_dim(self.max_blocks), step.block_dim(), 0),
                     plan.params_bytes(),
                     inputs,
                     out,
