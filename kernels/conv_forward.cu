@@ -822,7 +822,11 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
     const int lj = L::channels_last ? warp % BP_TC_OUT : tid % BP_TC_OUT;
     if (lj >= tl.nj) return; // no barrier follows in this tile
     const int j = tl.j0 + lj;
-    const int nl0 = L::channels_last ? lane : tid / (BP_TC_OUT * BP_TC_OUT);
+    // NHWC: CPL = CO / 32 channels a lane, consecutive (2: read as one float2, one request for
+    // 2 wavefronts where two float loads would be two requests of one).
+    constexpr int CPL = CO / 32;
+    static_assert(CPL == 1 || CPL == 2, "a float or a float2 a tap");
+    const int nl0 = L::channels_last ? CPL * lane : tid / (BP_TC_OUT * BP_TC_OUT);
     int col[F]; // the tap columns' words (NCHW: without the channel), −1 for a zero-padded cell
 #pragma unroll
     for (int v = 0; v < F; ++v) {
@@ -830,43 +834,65 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
         col[v] = q < 0 ? -1 : bp_tc_map_col<L, F, CO>(q - tl.c0, L::channels_last ? nl0 : 0);
     }
     if constexpr (L::channels_last) {
-        // NHWC: the thread's 8 outputs are rows k of one column and channel. At stride 2 (the
-        // tile's geometry) output k + 1's tap rows 0..F − 3 are output k's rows 2..F − 1 (the
-        // same padded coordinates, hence the same sources and cells): they stay in registers,
-        // and each output after the first loads 2 tap rows (F = 3: 51 loads for 8 outputs, not
-        // 72). The sums keep bp_blur_at's order and bits.
-        // A zero-padded cell is 0 here and summed: w·0 adds ±0, which leaves any sum but −0
-        // unchanged, and the sum, from +0, is never −0 (round to nearest); so the skips of
-        // bp_blur_at need no tests.
-#pragma unroll 1
-        for (int cg = 0; cg < CO / 32; ++cg) { // the thread's channel in each 32-channel group
-            const int nl = nl0 + 32 * cg;
-            if (tl.co0 + nl >= COUT) break; // and in every later group
-            const float *map_c = map_s + 32 * cg;
-            float cell[F][F]; // output k's cells
+        // NHWC: the thread's 8 × CPL outputs are rows k of one column, channels nl0.. nl0 +
+        // CPL − 1. At stride 2 (the tile's geometry) output k + 1's tap rows 0..F − 3 are output
+        // k's rows 2..F − 1 (the same padded coordinates, hence the same sources and cells):
+        // they stay in registers, and each output after the first loads 2 tap rows (F = 3: 51
+        // loads for 8 outputs, not 72). The sums keep bp_blur_at's order and bits, a channel
+        // at a time. A zero-padded cell is 0 here and summed: w·0 adds ±0, which leaves any sum
+        // but −0 unchanged, and the sum, from +0, is never −0 (round to nearest); so the skips
+        // of bp_blur_at need no tests. Channels past Cout read the map's zero-weight channels
+        // (inside the tile) and are not stored.
+        if (tl.co0 + nl0 >= COUT) return;
+        const bool second = CPL == 2 && tl.co0 + nl0 + 1 < COUT;
+        // Both channels in one 4-byte store where y's pairs are 4-byte aligned.
+        const bool pair_store = second && COUT % 2 == 0 && (reinterpret_cast<unsigned long long>(y) & 3) == 0;
+        float cell[F][F][CPL]; // output k's cells
 #pragma unroll
-            for (int k = 0; k < BP_TC_OUT; ++k) {
-                if (k >= tl.ni) break; // the same for the whole block
-                const int i = tl.i0 + k;
+        for (int k = 0; k < BP_TC_OUT; ++k) {
+            if (k >= tl.ni) break; // the same for the whole block
+            const int i = tl.i0 + k;
 #pragma unroll
-                for (int u = 0; u < F; ++u) {
-                    if (k > 0 && u < F - 2) { // output k − 1's row u + 2
+            for (int u = 0; u < F; ++u) {
+                if (k > 0 && u < F - 2) { // output k − 1's row u + 2
 #pragma unroll
-                        for (int v = 0; v < F; ++v) cell[u][v] = cell[u + 2][v];
-                        continue;
-                    }
-                    const int r = bp_source_index32(i * sy + u - p.pad_top, HM, p.mode);
-                    const float *row = map_c + bp_tc_map_row<L, F, CO>(r >= 0 ? r - tl.r0 : 0);
+                    for (int v = 0; v < F; ++v)
 #pragma unroll
-                    for (int v = 0; v < F; ++v) cell[u][v] = r >= 0 && col[v] >= 0 ? bp_ld(row + col[v]) : 0.f;
+                        for (int c = 0; c < CPL; ++c) cell[u][v][c] = cell[u + 2][v][c];
+                    continue;
                 }
-                float sum = 0.f;
+                const int r = bp_source_index32(i * sy + u - p.pad_top, HM, p.mode);
+                const float *row = map_s + bp_tc_map_row<L, F, CO>(r >= 0 ? r - tl.r0 : 0);
+#pragma unroll
+                for (int v = 0; v < F; ++v) {
+                    const bool inside = r >= 0 && col[v] >= 0;
+                    if constexpr (CPL == 2) {
+                        const bp_u64 q = inside ? bp_load_u64(row + col[v]) : bp_u64{{0u, 0u}};
+                        cell[u][v][0] = __uint_as_float(q.v[0]);
+                        cell[u][v][1] = __uint_as_float(q.v[1]);
+                    } else {
+                        cell[u][v][0] = inside ? bp_ld(row + col[v]) : 0.f;
+                    }
+                }
+            }
+            float sum[CPL];
+#pragma unroll
+            for (int c = 0; c < CPL; ++c) {
+                sum[c] = 0.f;
 #pragma unroll
                 for (int u = 0; u < F; ++u)
 #pragma unroll
-                    for (int v = 0; v < F; ++v) sum += p.ty[u] * p.tx[v] * cell[u][v];
-                bp_st(y + L::offset(tl.n, tl.co0 + nl, i, j, COUT, HO, WO), bp_from_f32<T>(sum));
+                    for (int v = 0; v < F; ++v) sum[c] += p.ty[u] * p.tx[v] * cell[u][v][c];
             }
+            T *at = y + L::offset(tl.n, tl.co0 + nl0, i, j, COUT, HO, WO);
+            if constexpr (CPL == 2) {
+                if (pair_store) {
+                    bp_store_u32(at, (unsigned)bp_from_f32<T>(sum[0]).bits | (unsigned)bp_from_f32<T>(sum[1]).bits << 16);
+                    continue;
+                }
+            }
+            bp_st(at, bp_from_f32<T>(sum[0]));
+            if (second) bp_st(at + 1, bp_from_f32<T>(sum[CPL - 1]));
         }
     } else {
 #pragma unroll 1

@@ -148,8 +148,11 @@ run tc4_pack_taps_flipped kernels/conv_forward.cu 'bp_ld(w + ((co * C + ci) * 9 
 # the tile decode's channel tiles, and the host's dynamic shared memory (the emulator fails a
 # launch that gives less than the kernel uses).
 run tc4_b_upper_ntiles kernels/conv_forward.cu 'bp_ldmatrix_x4(b_at + 16 * q * BP_TC4_ROW, bq[q]);' 'bp_ldmatrix_x4(b_at + 16 * (q & 1) * BP_TC4_ROW, bq[q]);'
-run tc4_epilogue_one_group kernels/conv_forward.cu 'for (int cg = 0; cg < CO / 32; ++cg) {' 'for (int cg = 0; cg < 1; ++cg) {'
-run tc4_epilogue_group_map kernels/conv_forward.cu 'const float *map_c = map_s + 32 * cg;' 'const float *map_c = map_s;'
+run tc4_epilogue_second_channel kernels/conv_forward.cu 'cell[u][v][1] = __uint_as_float(q.v[1]);' 'cell[u][v][1] = __uint_as_float(q.v[0]);'
+run tc4_epilogue_lane_channels kernels/conv_forward.cu 'const int nl0 = L::channels_last ? CPL * lane :' 'const int nl0 = L::channels_last ? lane :'
+run tc4_epilogue_pair_store_halves kernels/conv_forward.cu '(unsigned)bp_from_f32<T>(sum[1]).bits << 16' '(unsigned)bp_from_f32<T>(sum[0]).bits << 16'
+run tc4_epilogue_pair_store_aligned kernels/conv_forward.cu 'COUT % 2 == 0 && (reinterpret_cast<unsigned long long>(y) & 3) == 0;' 'COUT % 2 == 0;'
+run tc4_epilogue_last_channel kernels/conv_forward.cu 'const bool second = CPL == 2 && tl.co0 + nl0 + 1 < COUT;' 'const bool second = CPL == 2;'
 run tc4_decode_channel_tiles kernels/conv_forward.cu 'bp_tc_decode_tile<BP_TC4_COUT>(p, tile, F)' 'bp_tc_decode_tile<>(p, tile, F)'
 run tc4_host_shared_bytes src/cuda/plan.rs 'let map_floats = mh * mh * (ch + 8);' 'let map_floats = mh * mh * ch;'
 run tc4_pack_channel_bound kernels/conv_forward.cu 'if (co < CO && ci < C) v = bp_ld(w + ((co * C + ci)' 'if (co < CO) v = bp_ld(w + ((co * C + ci)'
@@ -159,8 +162,9 @@ run tc_epilogue_partial_rows kernels/conv_forward.cu 'if (li >= tl.ni ||' 'if (l
 run tc_epilogue_partial_columns kernels/conv_forward.cu 'if (lj >= tl.nj) return;' 'if (lj >= tl.ni) return;'
 run tc_map_store_pair kernels/conv_forward.cu '{{__float_as_uint(v0), __float_as_uint(v1)}}' '{{__float_as_uint(v0), __float_as_uint(v0)}}'
 run tc_blur_nchw_channel_step kernels/conv_forward.cu 'nl0 + (THREADS / (BP_TC_OUT * BP_TC_OUT)) * k' 'nl0 + k'
-run tc_blur_reuse_rows kernels/conv_forward.cu 'for (int v = 0; v < F; ++v) cell[u][v] = cell[u + 2][v];' 'for (int v = 0; v < F; ++v) cell[u][v] = cell[u + 1][v];'
-run tc_blur_padded_cell_zero kernels/conv_forward.cu 'cell[u][v] = r >= 0 && col[v] >= 0 ? bp_ld(row + col[v]) : 0.f;' 'cell[u][v] = r >= 0 && col[v] >= 0 ? bp_ld(row + col[v]) : 1.f;'
+run tc_blur_reuse_rows kernels/conv_forward.cu 'for (int c = 0; c < CPL; ++c) cell[u][v][c] = cell[u + 2][v][c];' 'for (int c = 0; c < CPL; ++c) cell[u][v][c] = cell[u + 1][v][c];'
+run tc_blur_padded_cell_zero kernels/conv_forward.cu 'cell[u][v][0] = inside ? bp_ld(row + col[v]) : 0.f;' 'cell[u][v][0] = inside ? bp_ld(row + col[v]) : 1.f;'
+run tc4_blur_padded_cell_zero kernels/conv_forward.cu 'inside ? bp_load_u64(row + col[v]) : bp_u64{{0u, 0u}};' 'inside ? bp_load_u64(row + col[v]) : bp_u64{{0u, 0x3f800000u}};'
 # The epilogue's blur (sources once a row and column, 32-bit reflection).
 run tc_blur_reflect_off_by_one kernels/common.cuh 'return i < 0 ? -i : (len - 1) - (i - (len - 1));' 'return i < 0 ? -i : (len - 1) - (i - len);'
 run tc_blur_column_channel kernels/conv_forward.cu 'bp_tc_map_col<L, F, CO>(q - tl.c0, L::channels_last ? nl0 : 0);' 'bp_tc_map_col<L, F, CO>(q - tl.c0, 0);'
