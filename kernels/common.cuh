@@ -203,22 +203,22 @@ struct bp_nhwc {
 };
 
 // Maps a padded coordinate into 0..len, or -1 for a zero-padded cell. Reflect assumes the
-// overhang is < len (validated on the host, as PyTorch's ReflectionPad2d requires).
-__device__ __forceinline__ long long bp_source_index(long long i, long long len, int mode) {
+// overhang is < len (validated on the host, as PyTorch's ReflectionPad2d requires). I: long
+// long, or int where the host has checked the extent below 2^30 (then 2·(len − 1) and every
+// padded coordinate within a filter's reach fit 32 bits: the tensor-core kernels' map).
+template <typename I> __device__ __forceinline__ I bp_source_index_in(I i, I len, int mode) {
     if (i >= 0 && i < len) return i;
     if (mode == BP_PAD_ZERO) return -1;
     if (mode == BP_PAD_REPLICATE) return i < 0 ? 0 : len - 1;
     return i < 0 ? -i : 2 * (len - 1) - i;
 }
-
-// bp_source_index in 32 bits, for extents below 2^31 (the blur's map: Blur::output_len) and
-// padded coordinates within a filter's reach of them; the reflection of the right overhang is
-// written as (len − 1) − (i − (len − 1)) so that it does not form 2·(len − 1).
+__device__ __forceinline__ long long bp_source_index(long long i, long long len, int mode) {
+    return bp_source_index_in<long long>(i, len, mode);
+}
+// In 32 bits: the tensor-core epilogue (src/cuda/plan.rs tensor_core_kernel checks its map's
+// extents below 2^30).
 __device__ __forceinline__ int bp_source_index32(int i, int len, int mode) {
-    if (i >= 0 && i < len) return i;
-    if (mode == BP_PAD_ZERO) return -1;
-    if (mode == BP_PAD_REPLICATE) return i < 0 ? 0 : len - 1;
-    return i < 0 ? -i : (len - 1) - (i - (len - 1));
+    return bp_source_index_in<int>(i, len, mode);
 }
 
 __device__ __forceinline__ float bp_activate(float v, int act) {

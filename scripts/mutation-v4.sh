@@ -166,7 +166,7 @@ run tc_blur_reuse_rows kernels/conv_forward.cu 'for (int c = 0; c < CPL; ++c) ce
 run tc_blur_padded_cell_zero kernels/conv_forward.cu 'cell[u][v][0] = inside ? bp_ld(row + col[v]) : 0.f;' 'cell[u][v][0] = inside ? bp_ld(row + col[v]) : 1.f;'
 run tc4_blur_padded_cell_zero kernels/conv_forward.cu 'inside ? bp_load_u64(row + col[v]) : bp_u64{{0u, 0u}};' 'inside ? bp_load_u64(row + col[v]) : bp_u64{{0u, 0x3f800000u}};'
 # The epilogue's blur (sources once a row and column, 32-bit reflection).
-run tc_blur_reflect_off_by_one kernels/common.cuh 'return i < 0 ? -i : (len - 1) - (i - (len - 1));' 'return i < 0 ? -i : (len - 1) - (i - len);'
+run tc_blur_reflect_off_by_one kernels/common.cuh 'return i < 0 ? -i : 2 * (len - 1) - i;' 'return i < 0 ? -i : 2 * len - 1 - i;'
 run tc_blur_column_channel kernels/conv_forward.cu 'bp_tc_map_col<L, F, CO>(q - tl.c0, L::channels_last ? nl0 : 0);' 'bp_tc_map_col<L, F, CO>(q - tl.c0, 0);'
 run tc_blur_row_origin kernels/conv_forward.cu 'bp_tc_map_row<L, F, CO>(r - tl.r0)' 'bp_tc_map_row<L, F, CO>(r - tl.c0)'
 run tc_decode_first_map_row kernels/conv_forward.cu 'tl.r0 = bp_tc_first_source(tl.i0, tl.ni, taps, p.pad_top' 'tl.r0 = bp_tc_first_source(tl.i0, tl.ni, taps, p.pad_left'
