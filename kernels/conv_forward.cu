@@ -813,12 +813,12 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
     __syncthreads(); // everyone is done with the staging area
     bp_tc_store_map<L, F, CO>(p, acc, b, map_s, tl);
     __syncthreads();
-    // The blur + subsample. Thread tid owns outputs tid + 256·k of the tile (k < CO / 4), in
-    // the order that makes consecutive threads write consecutive addresses: NHWC column
-    // (tid / 32) % 8, channel tid % 32 + 32·(k / 8), row k % 8; NCHW column tid % 8, row
-    // (tid / 8) % 8, channel tid / 64 + 4·k. The blur is summed as bp_blur_at sums it (rows outer, columns inner, zero-
-    // padded cells skipped, (ty[u]·tx[v])·map: the same bits), over sources worked out in 32
-    // bits (bp_source_index in 64 bits, per tap, was 30 % of the kernel's instructions).
+    // The blur + subsample. Thread tid owns CO / 4 outputs of the tile, in an order that makes
+    // consecutive threads write consecutive addresses: NHWC column tid / 32, channels
+    // CPL·(tid % 32).. (below), rows 0..7; NCHW row tid / 32, column tid % 8, a channel a turn
+    // (below). The blur is summed as bp_blur_at sums it (rows outer, columns inner, zero-padded
+    // cells skipped, (ty[u]·tx[v])·map: the same bits), over sources worked out in 32 bits
+    // (bp_source_index in 64 bits, per tap, was 30 % of the kernel's instructions).
     const int lj = L::channels_last ? warp % BP_TC_OUT : tid % BP_TC_OUT;
     if (lj >= tl.nj) return; // no barrier follows in this tile
     const int j = tl.j0 + lj;
@@ -826,7 +826,7 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
     // 2 wavefronts where two float loads would be two requests of one).
     constexpr int CPL = CO / 32;
     static_assert(CPL == 1 || CPL == 2, "a float or a float2 a tap");
-    const int nl0 = L::channels_last ? CPL * lane : tid / (BP_TC_OUT * BP_TC_OUT);
+    const int nl0 = CPL * lane; // NHWC
     int col[F]; // the tap columns' words (NCHW: without the channel), −1 for a zero-padded cell
 #pragma unroll
     for (int v = 0; v < F; ++v) {
@@ -895,19 +895,30 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
             if (second) bp_st(at + 1, bp_from_f32<T>(sum[CPL - 1]));
         }
     } else {
+        // NCHW: warp w owns output row w; in turn k (CO / 4 of them) lane (lj, q) owns channel
+        // 2·(k % 8) + 32·(k / 8) + (q % 2) + 16·(q / 2), q = lane / 8: a warp's blur read is 8
+        // map columns × channels {c, c + 1, c + 16, c + 17}, 32 distinct banks at the map's
+        // stride of 1 mod 32 (4 rows × 8 columns of one channel took 3.9 wavefronts), and its
+        // store 4 runs of 8 outputs, as before. The row's sources are worked out once.
+        static_assert(BP_TC_WARPS == BP_TC_OUT, "a warp a tile row");
+        if (warp >= tl.ni) return; // the same for the whole warp; no barrier follows in this tile
+        const int i = tl.i0 + warp;
+        const int q = lane / BP_TC_OUT, qoff = (q & 1) + 16 * (q >> 1);
+        int rows[F]; // the tap rows' words, −1 for a zero-padded row
+#pragma unroll
+        for (int u = 0; u < F; ++u) {
+            const int r = bp_source_index32(i * sy + u - p.pad_top, HM, p.mode);
+            rows[u] = r < 0 ? -1 : bp_tc_map_row<L, F, CO>(r - tl.r0);
+        }
 #pragma unroll 1
-        for (int k = 0; k < BP_TC_OUT * BP_TC_OUT * CO / THREADS; ++k) {
-            // NCHW: the thread's 8 outputs are channels nl0 + 4·k of one row and column.
-            const int li = (tid / BP_TC_OUT) % BP_TC_OUT;
-            const int nl = nl0 + (THREADS / (BP_TC_OUT * BP_TC_OUT)) * k;
-            if (li >= tl.ni || tl.co0 + nl >= COUT) continue;
-            const int i = tl.i0 + li;
+        for (int k = 0; k < CO / 4; ++k) {
+            const int nl = 2 * (k % 8) + 32 * (k / 8) + qoff;
+            if (tl.co0 + nl >= COUT) continue;
             float sum = 0.f;
 #pragma unroll
             for (int u = 0; u < F; ++u) {
-                const int r = bp_source_index32(i * sy + u - p.pad_top, HM, p.mode);
-                if (r < 0) continue;
-                const float *row = map_s + bp_tc_map_row<L, F, CO>(r - tl.r0) + nl;
+                if (rows[u] < 0) continue;
+                const float *row = map_s + rows[u] + nl;
 #pragma unroll
                 for (int v = 0; v < F; ++v) {
                     if (col[v] < 0) continue;
@@ -1108,17 +1119,29 @@ __device__ __forceinline__ void bp_tc4_stage(const BpParams &p, const T *__restr
             bp_cp_async16(in_s + bp_tc4_at(ty * BP_TC4_PITCH + tx, half),
                           inside ? x + L::offset(n, ci, iy, ix, C, H, W) : x, inside);
         }
+    } else if constexpr (!L::channels_last) {
+        // NCHW: a thread stages 8 channels of one pixel, consecutive threads consecutive pixels
+        // (each of its 8 loads is a row segment across the warp), and stores them as one 16-byte
+        // half (an element at a time, the transposition cost 5.2 wavefronts a 2-byte store).
+        for (int u = threadIdx.x; u < X_CHUNKS; u += blockDim.x) {
+            const int pix = u % (D::IH * D::IH), half = u / (D::IH * D::IH);
+            const int ty = pix / D::IH, tx = pix % D::IH, iy = iy0 + ty, ix = ix0 + tx, c8 = ci0 + 8 * half;
+            const bool inside = iy >= 0 && iy < H && ix >= 0 && ix < W;
+            const T *at = x + L::offset(n, inside ? c8 : 0, inside ? iy : 0, inside ? ix : 0, C, H, W);
+            const long long plane = (long long)H * W;
+            unsigned short v[8];
+#pragma unroll
+            for (int e = 0; e < 8; ++e) v[e] = inside && c8 + e < C ? bp_ld(at + e * plane).bits : (unsigned short)0;
+            bp_u128 q;
+#pragma unroll
+            for (int e = 0; e < 4; ++e) q.v[e] = (unsigned)v[2 * e] | (unsigned)v[2 * e + 1] << 16;
+            bp_store_u128(in_s + bp_tc4_at(ty * BP_TC4_PITCH + tx, half), q);
+        }
     } else {
+        // NHWC where 16-byte copies do not apply (C % 8 ≠ 0 or x not 16-byte aligned): an
+        // element at a time, consecutive threads consecutive channels.
         for (int e = threadIdx.x; e < D::IH * D::IH * BP_TC_KC; e += blockDim.x) {
-            // Consecutive threads read consecutive addresses: channels (NHWC) or columns (NCHW).
-            int pix, k;
-            if (L::channels_last) {
-                pix = e / BP_TC_KC;
-                k = e % BP_TC_KC;
-            } else {
-                pix = e % (D::IH * D::IH);
-                k = e / (D::IH * D::IH);
-            }
+            const int pix = e / BP_TC_KC, k = e % BP_TC_KC;
             const int ty = pix / D::IH, tx = pix % D::IH, iy = iy0 + ty, ix = ix0 + tx, ci = ci0 + k;
             unsigned short v = 0;
             if (iy >= 0 && iy < H && ix >= 0 && ix < W && ci < C) v = bp_ld(x + L::offset(n, ci, iy, ix, C, H, W)).bits;

@@ -143,6 +143,11 @@ run tc4_next_stage_weights kernels/conv_forward.cu 'wt + (long long)(s + 1) * BP
 run tc4_last_stage_skipped kernels/conv_forward.cu 'if (s + 1 < stages) {' 'if (s + 2 < stages) {'
 run tc4_one_buffer kernels/conv_forward.cu '((s + 1) & 1) * D4::STAGE_HALVES' '(s & 1) * D4::STAGE_HALVES'
 run tc4_zero_fill_dropped kernels/conv_forward.cu 'inside ? x + L::offset(n, ci, iy, ix, C, H, W) : x, inside);' 'inside ? x + L::offset(n, ci, iy, ix, C, H, W) : x, true);'
+# The NCHW staging: 8 channels of a pixel a thread, one 16-byte store.
+run tc4_nchw_stage_channel kernels/conv_forward.cu 'bp_ld(at + e * plane).bits' 'bp_ld(at + e).bits'
+run tc4_nchw_stage_pack kernels/conv_forward.cu '(unsigned)v[2 * e] | (unsigned)v[2 * e + 1] << 16' '(unsigned)v[2 * e + 1] | (unsigned)v[2 * e] << 16'
+run tc4_nchw_stage_channel_bound kernels/conv_forward.cu 'inside && c8 + e < C ? bp_ld' 'inside ? bp_ld'
+run tc4_nchw_stage_half kernels/conv_forward.cu 'bp_store_u128(in_s + bp_tc4_at(ty * BP_TC4_PITCH + tx, half), q);' 'bp_store_u128(in_s + bp_tc4_at(ty * BP_TC4_PITCH + tx, 0), q);'
 run tc4_pack_taps_flipped kernels/conv_forward.cu 'bp_ld(w + ((co * C + ci) * 9 + tap))' 'bp_ld(w + ((co * C + ci) * 9 + (8 - tap)))'
 # The 64-channel block: the B fragments of n-tiles 4–7, the epilogue's second 32-channel group,
 # the tile decode's channel tiles, and the host's dynamic shared memory (the emulator fails a
@@ -158,10 +163,13 @@ run tc4_host_shared_bytes src/cuda/plan.rs 'let map_floats = mh * mh * (ch + 8);
 run tc4_pack_channel_bound kernels/conv_forward.cu 'if (co < CO && ci < C) v = bp_ld(w + ((co * C + ci)' 'if (co < CO) v = bp_ld(w + ((co * C + ci)'
 # The epilogue both tensor-core forwards share (bp_tc_epilogue, bp_tc_decode_tile).
 run tc_epilogue_bias_channel kernels/conv_forward.cu 'bp_ld(b + (tl.co0 + nl + j))' 'bp_ld(b + (nl + j))'
-run tc_epilogue_partial_rows kernels/conv_forward.cu 'if (li >= tl.ni ||' 'if (li >= tl.nj ||'
+run tc_epilogue_partial_rows kernels/conv_forward.cu 'if (warp >= tl.ni) return;' 'if (warp >= tl.nj) return;'
 run tc_epilogue_partial_columns kernels/conv_forward.cu 'if (lj >= tl.nj) return;' 'if (lj >= tl.ni) return;'
 run tc_map_store_pair kernels/conv_forward.cu '{{__float_as_uint(v0), __float_as_uint(v1)}}' '{{__float_as_uint(v0), __float_as_uint(v0)}}'
-run tc_blur_nchw_channel_step kernels/conv_forward.cu 'nl0 + (THREADS / (BP_TC_OUT * BP_TC_OUT)) * k' 'nl0 + k'
+run tc_blur_nchw_channel_quad kernels/conv_forward.cu 'qoff = (q & 1) + 16 * (q >> 1);' 'qoff = (q & 1) + 2 * (q >> 1);'
+run tc_blur_nchw_turn_channels kernels/conv_forward.cu 'const int nl = 2 * (k % 8) + 32 * (k / 8) + qoff;' 'const int nl = 2 * (k % 8) + 16 * (k / 8) + qoff;'
+run tc_blur_nchw_padded_row kernels/conv_forward.cu '                if (rows[u] < 0) continue;
+' ''
 run tc_blur_reuse_rows kernels/conv_forward.cu 'for (int c = 0; c < CPL; ++c) cell[u][v][c] = cell[u + 2][v][c];' 'for (int c = 0; c < CPL; ++c) cell[u][v][c] = cell[u + 1][v][c];'
 run tc_blur_padded_cell_zero kernels/conv_forward.cu 'cell[u][v][0] = inside ? bp_ld(row + col[v]) : 0.f;' 'cell[u][v][0] = inside ? bp_ld(row + col[v]) : 1.f;'
 run tc4_blur_padded_cell_zero kernels/conv_forward.cu 'inside ? bp_load_u64(row + col[v]) : bp_u64{{0u, 0u}};' 'inside ? bp_load_u64(row + col[v]) : bp_u64{{0u, 0x3f800000u}};'
