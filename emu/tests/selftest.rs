@@ -26,19 +26,24 @@ unsafe fn launch_without_buffers(name: &str, grid: u32, block: u32) -> Result<()
     }
 }
 
-#[test]
-fn barrier_orders_shared_memory() {
-    let (grid, block) = (3u32, 128u32);
-    let n = (grid * block) as usize;
-    let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
-    let mut y = vec![f32::NAN; n];
-    // SAFETY: the self-test kernel reads and writes grid × block floats.
+/// Launches `name` over (grid, block, dynamic shared bytes) with `x` as its first input and `y`
+/// as its output, every other pointer null.
+///
+/// # Safety
+/// The kernel must read no more of `x` and write no more of `y` than they hold.
+unsafe fn launch_f32(
+    name: &str,
+    (grid, block, shared): (u32, u32, u32),
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<(), String> {
+    // SAFETY: the caller's contract (above).
     unsafe {
         blurpool_emu::launch(
-            "emu_selftest_reverse",
+            name,
             grid,
             block,
-            0,
+            shared,
             null(),
             x.as_ptr() as *const c_void,
             null(),
@@ -47,7 +52,16 @@ fn barrier_orders_shared_memory() {
             y.as_mut_ptr() as *mut c_void,
         )
     }
-    .unwrap();
+}
+
+#[test]
+fn barrier_orders_shared_memory() {
+    let (grid, block) = (3u32, 128u32);
+    let n = (grid * block) as usize;
+    let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let mut y = vec![f32::NAN; n];
+    // SAFETY: the self-test kernel reads and writes grid × block floats.
+    unsafe { launch_f32("emu_selftest_reverse", (grid, block, 0), &x, &mut y) }.unwrap();
     for b in 0..grid as usize {
         for t in 0..block as usize {
             assert_eq!(y[b * 128 + t], x[b * 128 + 127 - t]);
@@ -226,20 +240,7 @@ fn run_dynamic(shared: u32) -> Result<Vec<f32>, String> {
     let x: Vec<f32> = (0..256).map(|i| i as f32 + 0.5).collect();
     let mut y = vec![0f32; 512];
     // SAFETY: the self-test kernel reads 256 floats of x and writes 512 of y.
-    unsafe {
-        blurpool_emu::launch(
-            "emu_selftest_dynamic",
-            1,
-            256,
-            shared,
-            null(),
-            x.as_ptr() as *const c_void,
-            null(),
-            null(),
-            null(),
-            y.as_mut_ptr() as *mut c_void,
-        )
-    }?;
+    unsafe { launch_f32("emu_selftest_dynamic", (1, 256, shared), &x, &mut y) }?;
     Ok(y)
 }
 

@@ -957,20 +957,17 @@ impl ConvBlurPool2d {
         }
         if target.tensor_core_kernels() {
             if let Some(s) = tensor_core_kernel(&params, target) {
-                let weight_pack = if s.family == Family::TensorCoreWide {
-                    Some(WeightPack {
+                // v4: 64-channel tiles over weights packed by a launch of their own.
+                let (tile, weight_pack) = if s.family == Family::TensorCoreWide {
+                    let pack = WeightPack {
                         kind: KernelKind::PackTc4Weights,
                         dtype: target.dtype,
                         layout: target.layout,
                         len: tc4_packed_len(&params)?,
-                    })
+                    };
+                    (TC4_TILE, Some(pack))
                 } else {
-                    None
-                };
-                let tile = if s.family == Family::TensorCoreWide {
-                    TC4_TILE
-                } else {
-                    TC_TILE
+                    (TC_TILE, None)
                 };
                 return Ok(LaunchPlan {
                     kind: KernelKind::Special(s),
