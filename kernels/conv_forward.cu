@@ -588,8 +588,11 @@ BP_STRIP4_DW_VARIANT(bp_convblurpool_dw3f4s2_v4, 3, 4, 2, 256, 1)
 #define BP_TC_PIX 24  // halves per staged pixel / weight row: 16 + 8 of padding (48 bytes)
 #define BP_TC_WARPS 8 // 256 threads (the launch layer's BLOCK)
 
-template <int F> struct bp_tc_dims {
-    static constexpr int MH = (BP_TC_OUT - 1) * 2 + F; // map tile rows = columns
+// TO: the output tile's side (8: v3 and v4; v4 also 7, which the host picks where it computes
+// fewer GEMM rows, e.g. outputs of 28 or 14: src/cuda/plan.rs tc4_tile_side).
+template <int F, int TO = BP_TC_OUT> struct bp_tc_dims {
+    static_assert(TO >= 1 && TO <= BP_TC_OUT, "the epilogue's ownership is an 8 × 8 tile");
+    static constexpr int MH = (TO - 1) * 2 + F;        // map tile rows = columns
     static constexpr int M = MH * MH;                  // map tile pixels (GEMM rows)
     static constexpr int MCH = (M + 15) / 16;          // m16 chunks
     static constexpr int CHUNKS = (MCH + BP_TC_WARPS - 1) / BP_TC_WARPS; // per warp, at most
@@ -704,17 +707,19 @@ struct bp_tc_tile {
     int ct, i0, j0, co0, ni, nj, r0, c0;
 };
 
-template <int CO = BP_TC_COUT> __device__ __forceinline__ long long bp_tc_tile_count(const BpParams &p) {
-    const long long tiles_y = (p.ho + BP_TC_OUT - 1) / BP_TC_OUT, tiles_x = (p.wo + BP_TC_OUT - 1) / BP_TC_OUT;
+template <int CO = BP_TC_COUT, int TO = BP_TC_OUT>
+__device__ __forceinline__ long long bp_tc_tile_count(const BpParams &p) {
+    const long long tiles_y = (p.ho + TO - 1) / TO, tiles_x = (p.wo + TO - 1) / TO;
     return p.n * tiles_y * tiles_x * ((p.cout + CO - 1) / CO);
 }
 
 // Tile `tile` of bp_tc_tile_count. Consecutive tiles differ in output channels first, so
-// blocks running together share their input tile in L2. CO: output channels a block.
-template <int CO = BP_TC_COUT>
+// blocks running together share their input tile in L2. CO: output channels a block; TO: the
+// tile's side in outputs.
+template <int CO = BP_TC_COUT, int TO = BP_TC_OUT>
 __device__ __forceinline__ bp_tc_tile bp_tc_decode_tile(const BpParams &p, long long tile, int taps) {
     const int HO = (int)p.ho, WO = (int)p.wo;
-    const long long tiles_y = (HO + BP_TC_OUT - 1) / BP_TC_OUT, tiles_x = (WO + BP_TC_OUT - 1) / BP_TC_OUT;
+    const long long tiles_y = (HO + TO - 1) / TO, tiles_x = (WO + TO - 1) / TO;
     const long long cout_tiles = (p.cout + CO - 1) / CO;
     bp_tc_tile tl;
     tl.ct = (int)(tile % cout_tiles);
@@ -723,11 +728,11 @@ __device__ __forceinline__ bp_tc_tile bp_tc_decode_tile(const BpParams &p, long 
     tile /= tiles_x;
     const int ty = (int)(tile % tiles_y);
     tl.n = tile / tiles_y;
-    tl.i0 = ty * BP_TC_OUT;
-    tl.j0 = tx * BP_TC_OUT;
+    tl.i0 = ty * TO;
+    tl.j0 = tx * TO;
     tl.co0 = tl.ct * CO;
-    tl.ni = HO - tl.i0 < BP_TC_OUT ? HO - tl.i0 : BP_TC_OUT;
-    tl.nj = WO - tl.j0 < BP_TC_OUT ? WO - tl.j0 : BP_TC_OUT;
+    tl.ni = HO - tl.i0 < TO ? HO - tl.i0 : TO;
+    tl.nj = WO - tl.j0 < TO ? WO - tl.j0 : TO;
     tl.r0 = bp_tc_first_source(tl.i0, tl.ni, taps, p.pad_top, p.hm, p.mode);
     tl.c0 = bp_tc_first_source(tl.j0, tl.nj, taps, p.pad_left, p.wm, p.mode);
     return tl;
@@ -746,8 +751,9 @@ template <typename L, int F, int CO = BP_TC_COUT> __device__ __forceinline__ con
     static_assert(CO % 32 == 0, "whole 32-channel groups");
     return L::channels_last ? (CO == BP_TC_COUT ? bp_tc_dims<F>::MAP_STRIDE : CO + 8) : CO + 1;
 }
-template <typename L, int F, int CO = BP_TC_COUT> __device__ __forceinline__ int bp_tc_map_row(int rr) {
-    return rr * bp_tc_dims<F>::MH * bp_tc_map_stride<L, F, CO>();
+template <typename L, int F, int CO = BP_TC_COUT, int TO = BP_TC_OUT>
+__device__ __forceinline__ int bp_tc_map_row(int rr) {
+    return rr * bp_tc_dims<F, TO>::MH * bp_tc_map_stride<L, F, CO>();
 }
 template <typename L, int F, int CO = BP_TC_COUT> __device__ __forceinline__ int bp_tc_map_col(int qq, int nl) {
     return qq * bp_tc_map_stride<L, F, CO>() + nl;
@@ -757,12 +763,12 @@ template <typename L, int F, int CO = BP_TC_COUT> __device__ __forceinline__ int
 // activated, into the f32 map tile map_s: a lane's two adjacent channels of an n-tile at a time
 // (one float2 store in NHWC), their bias loaded once for both of the chunk's rows, or −0 (which
 // adds nothing to any value, −0 included) where there is none. CO: the block's output channels
-// (CO / 8 n-tiles, every warp all of them).
-template <typename L, int F, int CO, typename T>
+// (CO / 8 n-tiles, every warp all of them); TO: the tile's side in outputs.
+template <typename L, int F, int CO, int TO, typename T>
 __device__ __forceinline__ void bp_tc_store_map(const BpParams &p,
-                                                const float (&acc)[bp_tc_dims<F>::CHUNKS][CO / 8][4],
+                                                const float (&acc)[bp_tc_dims<F, TO>::CHUNKS][CO / 8][4],
                                                 const T *__restrict__ b, float *map_s, const bp_tc_tile &tl) {
-    using D = bp_tc_dims<F>;
+    using D = bp_tc_dims<F, TO>;
     const int COUT = (int)p.cout;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
 #pragma unroll
@@ -780,7 +786,7 @@ __device__ __forceinline__ void bp_tc_store_map(const BpParams &p,
                 const int m = (warp + BP_TC_WARPS * ch) * 16 + g + 8 * h; // rows g, g + 8: e = 2h, 2h + 1
                 if (m >= D::M) continue;
                 const int rr = m / D::MH, qq = m % D::MH;
-                float *px = map_s + bp_tc_map_row<L, F, CO>(rr);
+                float *px = map_s + bp_tc_map_row<L, F, CO, TO>(rr);
                 const float v0 = bp_activate(acc[ch][nt][2 * h] + bias[0], p.act);
                 const float v1 = bp_activate(acc[ch][nt][2 * h + 1] + bias[1], p.act);
                 if constexpr (L::channels_last) {
@@ -799,19 +805,20 @@ __device__ __forceinline__ void bp_tc_store_map(const BpParams &p,
 // map tile map_s (bp_tc_store_map; it overwrites the staging area, hence the barrier first),
 // then the blur + subsample of the tile from it, with the sources of a thread's output column
 // (NCHW: and row) worked out once a tile, not per output (notes/kernels.md). CO: the block's
-// output channels (32: v3; v4: BP_TC4_COUT).
-template <typename T, typename L, int F, int CO = BP_TC_COUT>
+// output channels (32: v3; v4: BP_TC4_COUT); TO: the tile's side in outputs (8, or 7 in v4: the
+// threads of the 8th row and column own no output then, as at the image's last tiles).
+template <typename T, typename L, int F, int CO = BP_TC_COUT, int TO = BP_TC_OUT>
 __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
-                                               const float (&acc)[bp_tc_dims<F>::CHUNKS][CO / 8][4],
+                                               const float (&acc)[bp_tc_dims<F, TO>::CHUNKS][CO / 8][4],
                                                const T *__restrict__ b, T *__restrict__ y, float *map_s,
                                                const bp_tc_tile &tl) {
     constexpr int THREADS = BP_TC_WARPS * 32; // the launch's block (src/cuda/plan.rs BLOCK)
-    static_assert(BP_TC_OUT == 8 && CO % 32 == 0 && THREADS == 256, "the output ownership below");
+    static_assert(BP_TC_OUT == 8 && TO <= BP_TC_OUT && CO % 32 == 0 && THREADS == 256, "the output ownership below");
     const int COUT = (int)p.cout, HO = (int)p.ho, WO = (int)p.wo, HM = (int)p.hm, WM = (int)p.wm;
     const int sy = p.sy, sx = p.sx;
     const int tid = (int)threadIdx.x, warp = tid / 32, lane = tid % 32;
     __syncthreads(); // everyone is done with the staging area
-    bp_tc_store_map<L, F, CO>(p, acc, b, map_s, tl);
+    bp_tc_store_map<L, F, CO, TO>(p, acc, b, map_s, tl);
     __syncthreads();
     // The blur + subsample. Thread tid owns CO / 4 outputs of the tile, in an order that makes
     // consecutive threads write consecutive addresses: NHWC column tid / 32, channels
@@ -862,7 +869,7 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
                     continue;
                 }
                 const int r = bp_source_index32(i * sy + u - p.pad_top, HM, p.mode);
-                const float *row = map_s + bp_tc_map_row<L, F, CO>(r >= 0 ? r - tl.r0 : 0);
+                const float *row = map_s + bp_tc_map_row<L, F, CO, TO>(r >= 0 ? r - tl.r0 : 0);
 #pragma unroll
                 for (int v = 0; v < F; ++v) {
                     const bool inside = r >= 0 && col[v] >= 0;
@@ -908,7 +915,7 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
 #pragma unroll
         for (int u = 0; u < F; ++u) {
             const int r = bp_source_index32(i * sy + u - p.pad_top, HM, p.mode);
-            rows[u] = r < 0 ? -1 : bp_tc_map_row<L, F, CO>(r - tl.r0);
+            rows[u] = r < 0 ? -1 : bp_tc_map_row<L, F, CO, TO>(r - tl.r0);
         }
 #pragma unroll 1
         for (int k = 0; k < CO / 4; ++k) {
@@ -1041,17 +1048,21 @@ BP_TC_VARIANT(bp_convblurpool_tc_k3f4s2, 4)
 // A fragments and input staging were 108 of the 199.5 µs the model's LSU bound gave, notes/
 // kernels.md). Its 96 accumulators take one block of 256 threads an SM (__launch_bounds__
 // (256, 1)); two stages (33–34 KB each) and the 64-channel f32 map tile (83 / 93 KB for F = 3
-// / 4) are dynamic shared memory: bp_tc4_dims<F>::SMEM_BYTES, which src/cuda/plan.rs computes
-// the same (the launch layer raises the kernel's limit to it).
+// / 4) are dynamic shared memory: bp_tc4_dims<F, TO>::SMEM_BYTES, which src/cuda/plan.rs
+// computes the same (the launch layer raises the kernel's limit to it).
+// Output tiles of 8 × 8 or 7 × 7 (TO): 7 where it covers the output in as few tiles (outputs of
+// 28, 14, 7), so that no GEMM rows go to a partial tile's outside (8 × 8 tiles over 28 outputs
+// compute 31 % of theirs there); a side-7 tile has 15–16 m16 chunks (2 a warp, 64 accumulators)
+// and needs 65 / 74 KB.
 
-#define BP_TC4_COUT 64 // output channels per block (src/cuda/plan.rs TC4_TILE)
+#define BP_TC4_COUT 64 // output channels per block (src/cuda/plan.rs TC4_COUT)
 #define BP_TC4_NT (BP_TC4_COUT / 8) // mma n-tiles a warp
 #define BP_TC4_ROW 16 // halves per staged pixel / weight row
 #define BP_TC4_W_HALVES (9 * BP_TC4_COUT * BP_TC4_ROW) // one stage's weights (9216 halves, 18 KB)
 #define BP_TC4_PITCH 24 // staged input pixels a tile row: a multiple of 8 (the swizzle's period)
 
-template <int F> struct bp_tc4_dims {
-    using D = bp_tc_dims<F>;
+template <int F, int TO> struct bp_tc4_dims {
+    using D = bp_tc_dims<F, TO>;
     static_assert(D::IH <= BP_TC4_PITCH && BP_TC4_PITCH % 8 == 0, "a tile row fits its pitch");
     static constexpr int IN_HALVES = D::IH * BP_TC4_PITCH * BP_TC4_ROW;
     static constexpr int STAGE_HALVES = IN_HALVES + BP_TC4_W_HALVES;
@@ -1093,11 +1104,11 @@ BP_INSTANTIATE_HALF_TYPES(bp_pack_tc4_weights)
 
 // Issues the copies of stage `ci0` (input channels ci0..ci0+15) into one stage buffer: the
 // input tile whose top-left input pixel is (iy0, ix0) and the stage's packed weights `ws`.
-template <typename T, typename L, int F>
+template <typename T, typename L, int F, int TO>
 __device__ __forceinline__ void bp_tc4_stage(const BpParams &p, const T *__restrict__ x, long long n, int iy0,
                                              int ix0, int ci0, bool async_x, const unsigned short *__restrict__ ws,
                                              unsigned short *in_s, unsigned short *w_s) {
-    using D = bp_tc_dims<F>;
+    using D = bp_tc_dims<F, TO>;
     constexpr int THREADS = BP_TC_WARPS * 32; // the launch's block (src/cuda/plan.rs BLOCK)
     constexpr int W_CHUNKS = BP_TC4_W_HALVES / 8, X_CHUNKS = D::IH * D::IH * 2;
     const int C = (int)p.c, H = (int)p.h, W = (int)p.w;
@@ -1159,10 +1170,10 @@ __device__ __forceinline__ void bp_tc4_stage(const BpParams &p, const T *__restr
 // (a multiple of 8, so the swizzle bit stays). b_off: the lane's B row at tap 0 (tap t adds
 // 64·t rows, q 16·q: multiples of 8, ditto). Neither loop is unrolled: the addresses are
 // additions either way, and the unrolled loops cost registers (notes/kernels.md).
-template <typename T, int F, int NCH>
+template <typename T, int F, int TO, int NCH>
 __device__ __forceinline__ void bp_tc4_mma_stage(const unsigned short *in_s, const unsigned short *w_s,
-                                                 const int (&a_pix)[bp_tc_dims<F>::CHUNKS], int a_half, int b_off,
-                                                 float (&acc)[bp_tc_dims<F>::CHUNKS][BP_TC4_NT][4]) {
+                                                 const int (&a_pix)[bp_tc_dims<F, TO>::CHUNKS], int a_half,
+                                                 int b_off, float (&acc)[bp_tc_dims<F, TO>::CHUNKS][BP_TC4_NT][4]) {
 #pragma unroll 1
     for (int dx = 0; dx < 3; ++dx) {
         const unsigned short *a_at[NCH];
@@ -1192,13 +1203,13 @@ __device__ __forceinline__ void bp_tc4_mma_stage(const unsigned short *in_s, con
 }
 
 // w: the packed weights (bp_pack_tc4_weights), 16-byte aligned. The launch gives
-// bp_tc4_dims<F>::SMEM_BYTES of dynamic shared memory.
-template <typename T, typename L, int F>
+// bp_tc4_dims<F, TO>::SMEM_BYTES of dynamic shared memory. TO: the output tile's side (8 or 7).
+template <typename T, typename L, int F, int TO>
 __device__ __forceinline__ void bp_convblurpool_tc4_run(const BpParams p, const T *__restrict__ x,
                                                         const T *__restrict__ w, const T *__restrict__ b,
                                                         T *__restrict__ y) {
-    using D = bp_tc_dims<F>;
-    using D4 = bp_tc4_dims<F>;
+    using D = bp_tc_dims<F, TO>;
+    using D4 = bp_tc4_dims<F, TO>;
     BP_DYNAMIC_SHARED(smem, D4::SMEM_BYTES);
     unsigned short *stage_s = reinterpret_cast<unsigned short *>(smem); // two stages of D4::STAGE_HALVES
     float *map_s = reinterpret_cast<float *>(smem); // reuses the staging area once the conv is done
@@ -1206,7 +1217,7 @@ __device__ __forceinline__ void bp_convblurpool_tc4_run(const BpParams p, const 
 
     const int C = (int)p.c;
     const int stages = (C + BP_TC_KC - 1) / BP_TC_KC;
-    const long long tiles = bp_tc_tile_count<BP_TC4_COUT>(p);
+    const long long tiles = bp_tc_tile_count<BP_TC4_COUT, TO>(p);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const bool async_x = C % 8 == 0 && (reinterpret_cast<unsigned long long>(x) & 15) == 0;
 
@@ -1230,7 +1241,7 @@ __device__ __forceinline__ void bp_convblurpool_tc4_run(const BpParams p, const 
     const bool all_chunks = warp + BP_TC_WARPS * (D::CHUNKS - 1) < D::MCH;
 
     BP_BLOCK_STRIDE_LOOP(tile, tiles) {
-        const bp_tc_tile tl = bp_tc_decode_tile<BP_TC4_COUT>(p, tile, F);
+        const bp_tc_tile tl = bp_tc_decode_tile<BP_TC4_COUT, TO>(p, tile, F);
         const int iy0 = tl.r0 - p.cpy, ix0 = tl.c0 - p.cpx;
         const unsigned short *wt = wp + (long long)tl.ct * stages * BP_TC4_W_HALVES;
 
@@ -1243,35 +1254,40 @@ __device__ __forceinline__ void bp_convblurpool_tc4_run(const BpParams p, const 
                 for (int e = 0; e < 4; ++e) acc[ch][nt][e] = 0.f;
 
         __syncthreads(); // the previous tile's blur is done with the map (it shares the buffers)
-        bp_tc4_stage<T, L, F>(p, x, tl.n, iy0, ix0, 0, async_x, wt, stage_s, stage_s + D4::IN_HALVES);
+        bp_tc4_stage<T, L, F, TO>(p, x, tl.n, iy0, ix0, 0, async_x, wt, stage_s, stage_s + D4::IN_HALVES);
         for (int s = 0; s < stages; ++s) {
             bp_cp_async_wait_all();
             __syncthreads(); // stage s is in shared memory; everyone is done with stage s − 1
             if (s + 1 < stages) {
                 unsigned short *next = stage_s + ((s + 1) & 1) * D4::STAGE_HALVES;
-                bp_tc4_stage<T, L, F>(p, x, tl.n, iy0, ix0, (s + 1) * BP_TC_KC, async_x,
+                bp_tc4_stage<T, L, F, TO>(p, x, tl.n, iy0, ix0, (s + 1) * BP_TC_KC, async_x,
                                       wt + (long long)(s + 1) * BP_TC4_W_HALVES, next, next + D4::IN_HALVES);
             }
             const unsigned short *in_s = stage_s + (s & 1) * D4::STAGE_HALVES;
             const unsigned short *w_s = in_s + D4::IN_HALVES;
             if (all_chunks) // the same for the whole warp
-                bp_tc4_mma_stage<T, F, D::CHUNKS>(in_s, w_s, a_pix, a_half, b_off, acc);
+                bp_tc4_mma_stage<T, F, TO, D::CHUNKS>(in_s, w_s, a_pix, a_half, b_off, acc);
             else
-                bp_tc4_mma_stage<T, F, D::CHUNKS - 1>(in_s, w_s, a_pix, a_half, b_off, acc);
+                bp_tc4_mma_stage<T, F, TO, D::CHUNKS - 1>(in_s, w_s, a_pix, a_half, b_off, acc);
         }
 
-        bp_tc_epilogue<T, L, F, BP_TC4_COUT>(p, acc, b, y, map_s, tl);
+        bp_tc_epilogue<T, L, F, BP_TC4_COUT, TO>(p, acc, b, y, map_s, tl);
     }
 }
 
-#define BP_TC4_VARIANT(NAME, F)                                                                            \
+// NAME, filter, output tile side.
+#define BP_TC4_VARIANT(NAME, F, TO)                                                                        \
     template <typename T, typename L>                                                                      \
     __device__ __forceinline__ void NAME##_impl(const BpParams p, const T *__restrict__ x,                 \
                                                 const T *__restrict__ w, const T *__restrict__ b,          \
                                                 T *__restrict__ y) {                                       \
-        bp_convblurpool_tc4_run<T, L, F>(p, x, w, b, y);                                                   \
+        bp_convblurpool_tc4_run<T, L, F, TO>(p, x, w, b, y);                                               \
     }                                                                                                      \
     BP_INSTANTIATE_HALF_TYPES_BOUNDED(NAME, 1)
 
-BP_TC4_VARIANT(bp_convblurpool_tc_k3f3s2_v4, 3)
-BP_TC4_VARIANT(bp_convblurpool_tc_k3f4s2_v4, 4)
+// 8 × 8 output tiles, and 7 × 7 for outputs that 7 divides and 8 does not (28, 14, 7: the
+// ResNet stages after the stem; at 28, 8 × 8 tiles leave 31 % of their GEMM rows idle).
+BP_TC4_VARIANT(bp_convblurpool_tc_k3f3s2_v4, 3, 8)
+BP_TC4_VARIANT(bp_convblurpool_tc_k3f4s2_v4, 4, 8)
+BP_TC4_VARIANT(bp_convblurpool_tc_k3f3s2t7_v4, 3, 7)
+BP_TC4_VARIANT(bp_convblurpool_tc_k3f4s2t7_v4, 4, 7)

@@ -57,9 +57,9 @@ run edge_path_ignores_bounds kernels/pool_forward.cu '                if (col < 
                 h[v] = bp_vec_max_nan<T>' '                if (col < 0) continue;
                 h[v] = bp_vec_max_nan<T>'
 run neg_inf_bf16_as_f16 kernels/common.cuh '(bp_is_bf16<T>::value ? 0xff80ff80u : 0xfc00fc00u)' '0xfc00fc00u'
-run group_split_wrong kernels/strip.cuh '            c0 = g * V;
-            bp_divmod(rest, WO' '            c0 = g * 2;
-            bp_divmod(rest, WO'
+run group_split_wrong kernels/strip.cuh '                c0 = g * V;
+                bp_divmod(rest, WO' '                c0 = g * 2;
+                bp_divmod(rest, WO'
 # NCHW v4 (bp_strip4_nchw_max_map, the column-group walk)
 run nchw_shift_drops_odd_start kernels/strip.cuh 'const unsigned half = PER == 2 ? 16u * (unsigned)(o % 2) : 0u;' 'const unsigned half = 0u;'
 run nchw_shift_two_words_dropped kernels/strip.cuh 't[i] = (CWD > 2 && (wq & 2)) ? by2 : by0;' 't[i] = by0;'
@@ -72,7 +72,7 @@ run nchw_map_column_stride kernels/pool_forward.cu 'const int e = S * k + v;' 'c
 run nchw_chunk_past_row_loaded kernels/strip.cuh 'const bool inside = (unsigned)(first + k) < chunks;' 'const bool inside = first + k >= 0;'
 run nchw_chunk_left_of_row_loaded kernels/strip.cuh 'const bool inside = (unsigned)(first + k) < chunks;' 'const bool inside = first + k < (int)chunks;'
 run nchw_max_fill_zero kernels/pool_forward.cu 'W, bp_word_neg_inf<T>(), x);' 'W, 0u, x);'
-run nchw_dw_fill_neg_inf kernels/conv_forward.cu 'span::load(it.plane + yy * it.row_stride, it.q0 - cpx, W, 0u, x);' 'span::load(it.plane + yy * it.row_stride, it.q0 - cpx, W, 0xff800000u, x);'
+run nchw_dw_fill_neg_inf kernels/conv_forward.cu '(it.plane + yy * it.row_stride, it.q0 - cpx, W, 0u, near, x);' '(it.plane + yy * it.row_stride, it.q0 - cpx, W, 0xff800000u, near, x);'
 run nchw_pad_left_reflect_off kernels/strip.cuh 'bp_strip4_entry<F, S, V>(m, 2 * P - e);' 'bp_strip4_entry<F, S, V>(m, 2 * P - e - 1);'
 run nchw_pad_left_replicate_off kernels/strip.cuh 'const float replicate = bp_strip4_entry<F, S, V>(m, P);' 'const float replicate = bp_strip4_entry<F, S, V>(m, P + 1);'
 run nchw_pad_left_zero_kept kernels/strip.cuh '            if (e >= P) continue;
@@ -97,7 +97,7 @@ run nchw_chunk8_words_swapped kernels/strip.cuh 'for (int i = 0; i < 2; ++i) w[i
 run nchw_chunk8_any_alignment kernels/strip.cuh 'if (p.w % (V / 2) == 0 && (xa & 7) == 0) return 8;' 'if (p.w % (V / 2) == 0) return 8;'
 run nchw_chunk16_on_8_byte_rows kernels/strip.cuh 'if (p.w % V == 0 && (xa & 15) == 0) return 16;' 'if ((xa & 15) == 0) return 16;'
 run nchw_plan_16_byte_rows_only src/cuda/plan.rs '            params.w % (lanes / 2) == 0' '            params.w % lanes == 0'
-run dw_block_from_default src/cuda/plan.rs '(*k as usize, *f as usize, *s as usize, *threads)' '(*k as usize, *f as usize, *s as usize, BLOCK)'
+run dw_block_from_default src/cuda/plan.rs '(*k as usize, *f as usize, *s as usize, 0, *threads)' '(*k as usize, *f as usize, *s as usize, 0, BLOCK)'
 run dw_grid_in_default_blocks src/cuda/plan.rs '.div_ceil(block.max(1) as u64)' '.div_ceil(BLOCK as u64)'
 # The pooling v4 block (ninth round): the 3×3-max MaxBlurPool's 128 threads.
 run pool_block_from_default src/cuda/plan.rs '(Family::StripPoolWide, [k, f, s, threads])
@@ -154,11 +154,20 @@ run tc4_pack_taps_flipped kernels/conv_forward.cu 'bp_ld(w + ((co * C + ci) * 9 
 # launch that gives less than the kernel uses).
 run tc4_b_upper_ntiles kernels/conv_forward.cu 'bp_ldmatrix_x4(b_at + 16 * q * BP_TC4_ROW, bq[q]);' 'bp_ldmatrix_x4(b_at + 16 * (q & 1) * BP_TC4_ROW, bq[q]);'
 run tc4_epilogue_second_channel kernels/conv_forward.cu 'cell[u][v][1] = __uint_as_float(q.v[1]);' 'cell[u][v][1] = __uint_as_float(q.v[0]);'
-run tc4_epilogue_lane_channels kernels/conv_forward.cu 'const int nl0 = L::channels_last ? CPL * lane :' 'const int nl0 = L::channels_last ? lane :'
+run tc4_epilogue_lane_channels kernels/conv_forward.cu 'const int nl0 = CPL * lane; // NHWC' 'const int nl0 = lane; // NHWC'
 run tc4_epilogue_pair_store_halves kernels/conv_forward.cu '(unsigned)bp_from_f32<T>(sum[1]).bits << 16' '(unsigned)bp_from_f32<T>(sum[0]).bits << 16'
 run tc4_epilogue_pair_store_aligned kernels/conv_forward.cu 'COUT % 2 == 0 && (reinterpret_cast<unsigned long long>(y) & 3) == 0;' 'COUT % 2 == 0;'
 run tc4_epilogue_last_channel kernels/conv_forward.cu 'const bool second = CPL == 2 && tl.co0 + nl0 + 1 < COUT;' 'const bool second = CPL == 2;'
-run tc4_decode_channel_tiles kernels/conv_forward.cu 'bp_tc_decode_tile<BP_TC4_COUT>(p, tile, F)' 'bp_tc_decode_tile<>(p, tile, F)'
+run tc4_decode_channel_tiles kernels/conv_forward.cu 'bp_tc_decode_tile<BP_TC4_COUT, TO>(p, tile, F)' 'bp_tc_decode_tile<BP_TC_COUT, TO>(p, tile, F)'
+# 7 × 7 output tiles (tc4_tile_side): the tile's side in the decode, the count, the map tile and
+# the host's shared bytes. (The host's block count only sizes the grid: the kernel's
+# block-stride loop counts its own tiles, so a wrong host count is not a wrong result; and the
+# kernel's tile count at side 8 instead of 7 is an equivalent mutant, since the host takes 7
+# only where both sides need the same number of tiles.)
+run tc4_side_decode kernels/conv_forward.cu 'bp_tc_decode_tile<BP_TC4_COUT, TO>(p, tile, F)' 'bp_tc_decode_tile<BP_TC4_COUT>(p, tile, F)'
+run tc4_side_map_rows kernels/conv_forward.cu 'float *px = map_s + bp_tc_map_row<L, F, CO, TO>(rr);' 'float *px = map_s + bp_tc_map_row<L, F, CO>(rr);'
+run tc4_side_last_row kernels/conv_forward.cu 'tl.ni = HO - tl.i0 < TO ? HO - tl.i0 : TO;' 'tl.ni = HO - tl.i0 < BP_TC_OUT ? HO - tl.i0 : BP_TC_OUT;'
+run tc4_side_host_shared src/cuda/plan.rs 'tc4_shared_bytes(s.filter, s.tile)' 'tc4_shared_bytes(s.filter, 7)'
 run tc4_host_shared_bytes src/cuda/plan.rs 'let map_floats = mh * mh * (ch + 8);' 'let map_floats = mh * mh * ch;'
 run tc4_pack_channel_bound kernels/conv_forward.cu 'if (co < CO && ci < C) v = bp_ld(w + ((co * C + ci)' 'if (co < CO) v = bp_ld(w + ((co * C + ci)'
 # The epilogue both tensor-core forwards share (bp_tc_epilogue, bp_tc_decode_tile).
@@ -176,7 +185,7 @@ run tc4_blur_padded_cell_zero kernels/conv_forward.cu 'inside ? bp_load_u64(row 
 # The epilogue's blur (sources once a row and column, 32-bit reflection).
 run tc_blur_reflect_off_by_one kernels/common.cuh 'return i < 0 ? -i : 2 * (len - 1) - i;' 'return i < 0 ? -i : 2 * len - 1 - i;'
 run tc_blur_column_channel kernels/conv_forward.cu 'bp_tc_map_col<L, F, CO>(q - tl.c0, L::channels_last ? nl0 : 0);' 'bp_tc_map_col<L, F, CO>(q - tl.c0, 0);'
-run tc_blur_row_origin kernels/conv_forward.cu 'bp_tc_map_row<L, F, CO>(r - tl.r0)' 'bp_tc_map_row<L, F, CO>(r - tl.c0)'
+run tc_blur_row_origin kernels/conv_forward.cu 'bp_tc_map_row<L, F, CO, TO>(r - tl.r0)' 'bp_tc_map_row<L, F, CO, TO>(r - tl.c0)'
 run tc_decode_first_map_row kernels/conv_forward.cu 'tl.r0 = bp_tc_first_source(tl.i0, tl.ni, taps, p.pad_top' 'tl.r0 = bp_tc_first_source(tl.i0, tl.ni, taps, p.pad_left'
 # The tenth round (bp_strip4_span::load_near: NCHW MaxBlurPool 3×3 max and depthwise): run with
 #   MUT_TESTS="strip4_nchw strip4_depthwise_nchw" bash scripts/mutation-v4.sh near_...

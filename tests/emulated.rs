@@ -374,6 +374,8 @@ fn strip_cases_on_general_kernels_emulated() {
 #[test]
 fn tensor_core_cases_plan_tensor_core_kernels() {
     let (mut tc, mut invalid) = (0, 0);
+    // Cases planned on each v4 output tile side (7: where its tiles compute fewer GEMM rows).
+    let (mut side7, mut side8) = (0, 0);
     for (op, shape) in matrix::tensor_core_cases() {
         let target = Target::new(DType::F16, Layout::Nchw);
         let Ok(auto) = op.plan(shape, target) else {
@@ -387,6 +389,11 @@ fn tensor_core_cases_plan_tensor_core_kernels() {
             auto.symbol()
         );
         assert!(auto.weight_pack().is_some(), "v4 reads packed weights");
+        if auto.symbol().contains("t7_v4") {
+            side7 += 1;
+        } else {
+            side8 += 1;
+        }
         let bf16 = op
             .plan(shape, Target::new(DType::BF16, Layout::Nchw))
             .unwrap();
@@ -418,8 +425,15 @@ fn tensor_core_cases_plan_tensor_core_kernels() {
         }
         tc += 1;
     }
-    println!("{tc} tensor-core plans, {invalid} cases invalid for their size (refused alike)");
+    println!(
+        "{tc} tensor-core plans ({side7} on 7 × 7 output tiles, {side8} on 8 × 8), {invalid} cases \
+         invalid for their size (refused alike)"
+    );
     assert!(tc > 200 && invalid < tc / 3, "{tc} / {invalid}");
+    assert!(
+        side7 > 50 && side8 > 50,
+        "both tile sides run: {side7} / {side8}"
+    );
 }
 
 /// (f32 takes v1 on these cases; tests/gpu.rs also runs the half types on v1, which the

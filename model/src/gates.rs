@@ -143,7 +143,7 @@ fn operator_for(s: Specialised) -> blurpool::Result<Operator> {
                 blur(filter, stride)?,
             ))
         }
-        Specialised::TensorCoreConv { filter } | Specialised::TensorCoreConvV4 { filter } => {
+        Specialised::TensorCoreConv { filter } | Specialised::TensorCoreConvV4 { filter, .. } => {
             let c = 32;
             let b = if filter == 3 {
                 timm::blur(3, 2, PadMode::Reflect)?
@@ -181,6 +181,8 @@ pub fn gate_cases() -> Result<Vec<GateCase>, String> {
             Specialised::PoolingV4 { .. } | Specialised::DepthwiseConvV4 { .. } => {
                 Shape4::new(2, 32, 40, 48)
             }
+            // 14 × 14 outputs: the plan takes 7 × 7 tiles (tc4_tile_side).
+            Specialised::TensorCoreConvV4 { tile: 7, .. } => Shape4::new(2, 32, 28, 28),
             _ => Shape4::new(2, 32, 40, 44),
         };
         let dtypes: &[DType] = match s {

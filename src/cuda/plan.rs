@@ -24,22 +24,41 @@ const STRIP_ROWS: i64 = 8;
 /// channels (kernels/conv_forward.cu).
 const TC_TILE: (i64, i64) = (8, 32);
 
-/// Output tile of the tensor-core v4 kernel: `BP_TC_OUT` × `BP_TC_OUT` pixels × `BP_TC4_COUT`
-/// channels (kernels/conv_forward.cu).
-const TC4_TILE: (i64, i64) = (8, 64);
+/// Output channels a block of the tensor-core v4 kernel (`BP_TC4_COUT` in
+/// kernels/conv_forward.cu); its output tile is `side` × `side` pixels, 8 or 7 (the kernel's
+/// last `BP_TC4_VARIANT` argument; [`tc4_tile_side`] picks one).
+const TC4_COUT: i64 = 64;
 
-/// Bytes of dynamic shared memory the tensor-core v4 kernel with a blur of `filter` taps uses
-/// (`bp_tc4_dims<F>::SMEM_BYTES` in kernels/conv_forward.cu): the larger of its two stages (an
-/// input tile of (7·2 + F + 2) rows at a pitch of 24 pixels × 16 halves, and 9 taps × 64 × 16
-/// halves of weights, each stage in halves, so both together in floats) and its f32 map tile
-/// ((7·2 + F)² pixels × 72 words). F = 3: 83,232 bytes; F = 4: 93,312.
-fn tc4_shared_bytes(filter: usize) -> u32 {
-    let (px, ch) = (TC4_TILE.0 as usize, TC4_TILE.1 as usize);
-    let mh = (px - 1) * 2 + filter;
+/// Bytes of dynamic shared memory the tensor-core v4 kernel with a blur of `filter` taps and
+/// output tiles of `side` × `side` uses (`bp_tc4_dims<F, TO>::SMEM_BYTES` in
+/// kernels/conv_forward.cu): the larger of its two stages (an input tile of
+/// (side − 1)·2 + F + 2 rows at a pitch of 24 pixels × 16 halves, and 9 taps × 64 × 16 halves
+/// of weights, each stage in halves, so both together in floats) and its f32 map tile
+/// (((side − 1)·2 + F)² pixels × 72 words). Side 8: 83,232 bytes for F = 3, 93,312 for F = 4;
+/// side 7: 64,800 and 73,728.
+fn tc4_shared_bytes(filter: usize, side: usize) -> u32 {
+    let ch = TC4_COUT as usize;
+    let mh = (side - 1) * 2 + filter;
     let staging_floats = (mh + 2) * 24 * 16 + 9 * ch * 16;
     let map_floats = mh * mh * (ch + 8);
-    // At most 4 · 23,328 for the two filter sizes the kernel is built for: no overflow.
+    // At most 4 · 23,328 for the filter sizes and sides the kernel is built for: no overflow.
     (4 * staging_floats.max(map_floats)) as u32
+}
+
+/// The output tile side of the tensor-core v4 kernel for `params`: 7 where 7 × 7 tiles cover
+/// the output in no more tiles than 8 × 8 ones (outputs of 28, 14, 7, and any size where
+/// ⌈size / 7⌉ = ⌈size / 8⌉), else 8. At the same number of tiles a 7 × 7 one does less of
+/// everything a block does: fewer GEMM rows (its map tile, ((side − 1)·2 + F)² pixels: 225
+/// against 289 for F = 3), a smaller input tile and map, the same weights and B fragments. With
+/// more tiles the B fragments and weights, read per tile, grow with the count (64 / 49 at
+/// outputs of 56), more than the rows save (notes/kernels.md).
+fn tc4_tile_side(params: &BpParams) -> usize {
+    let tiles = |side: i64| ((params.ho + side - 1) / side) * ((params.wo + side - 1) / side);
+    if tiles(7) <= tiles(8) {
+        7
+    } else {
+        8
+    }
 }
 
 /// Generations of the forward kernels (notes/kernels.md has each one's design and figures).
@@ -189,6 +208,8 @@ pub(crate) struct Specialisation {
     window: usize,
     filter: usize,
     stride: usize,
+    /// The output tile's side of a tensor-core kernel (8; v4 also 7), 0 for a strip kernel.
+    tile: usize,
     /// Threads per block: the kernel's `__launch_bounds__` (BP_STRIP4_VARIANT and
     /// BP_STRIP4_DW_VARIANT name it; every other specialisation runs blocks of [`BLOCK`]).
     threads: u32,
@@ -220,13 +241,14 @@ impl Specialisation {
                 "BP_STRIP4_DW_VARIANT" => Family::StripDepthwiseWide,
                 other => unreachable!("build.rs only lists known macros, not {other}"),
             };
-            let (window, filter, stride, threads) = match (family, dims) {
-                (Family::TensorCore | Family::TensorCoreWide, [f]) => (3, *f as usize, 2, BLOCK),
+            let (window, filter, stride, tile, threads) = match (family, dims) {
+                (Family::TensorCore, [f]) => (3, *f as usize, 2, 8, BLOCK),
+                (Family::TensorCoreWide, [f, side]) => (3, *f as usize, 2, *side as usize, BLOCK),
                 (Family::StripPoolWide, [k, f, s, threads])
                 | (Family::StripDepthwiseWide, [k, f, s, threads, _]) => {
-                    (*k as usize, *f as usize, *s as usize, *threads)
+                    (*k as usize, *f as usize, *s as usize, 0, *threads)
                 }
-                (_, [k, f, s]) => (*k as usize, *f as usize, *s as usize, BLOCK),
+                (_, [k, f, s]) => (*k as usize, *f as usize, *s as usize, 0, BLOCK),
                 _ => unreachable!("build.rs checks each macro's argument count"),
             };
             Specialisation {
@@ -235,6 +257,7 @@ impl Specialisation {
                 window,
                 filter,
                 stride,
+                tile,
                 threads,
             }
         })
@@ -360,7 +383,7 @@ impl KernelKind {
     pub(crate) fn dynamic_shared_bytes(self) -> u32 {
         match self {
             KernelKind::Special(s) if s.family == Family::TensorCoreWide => {
-                tc4_shared_bytes(s.filter)
+                tc4_shared_bytes(s.filter, s.tile)
             }
             _ => 0,
         }
@@ -414,6 +437,9 @@ pub enum Specialised {
     TensorCoreConvV4 {
         /// Blur taps per axis.
         filter: usize,
+        /// Output tile side: 8, or 7 (planned where 7 × 7 tiles cover the output in as few
+        /// tiles as 8 × 8 ones, e.g. outputs of 28, 14, 7: fewer GEMM rows outside it).
+        tile: usize,
     },
     /// The v4 strip kernel of a [`Specialised::Pooling`] geometry over 16-byte vectors: NHWC
     /// with channels a multiple of 8 (f16/bf16) or 4 (f32), one vector of channels per pixel;
@@ -452,7 +478,10 @@ pub fn specialised_kernels() -> impl Iterator<Item = Specialised> {
             stride: s.stride,
         },
         Family::TensorCore => Specialised::TensorCoreConv { filter: s.filter },
-        Family::TensorCoreWide => Specialised::TensorCoreConvV4 { filter: s.filter },
+        Family::TensorCoreWide => Specialised::TensorCoreConvV4 {
+            filter: s.filter,
+            tile: s.tile,
+        },
         Family::StripPoolWide => Specialised::PoolingV4 {
             window: s.window,
             filter: s.filter,
@@ -543,7 +572,9 @@ pub struct LaunchPlan {
 /// assert_eq!(pack.symbol(), "bp_pack_tc4_weights_f16_nhwc");
 /// // 1 tile of 64 output channels × 4 stages of 16 input channels × 9 taps × 64 × 16
 /// assert_eq!(pack.len(), 4 * 9 * 64 * 16);
-/// assert_eq!(plan.shared_bytes(), 83_232); // dynamic shared memory: stages, then the map tile
+/// // 28 × 28 outputs: 7 × 7 output tiles (8 × 8 ones would leave 31 % of their rows idle)
+/// assert_eq!(plan.symbol(), "bp_convblurpool_tc_k3f3s2t7_v4_f16_nhwc");
+/// assert_eq!(plan.shared_bytes(), 64_800); // dynamic shared memory: stages, then the map tile
 /// # Ok::<(), blurpool::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -612,8 +643,9 @@ impl LaunchPlan {
     }
     /// Bytes of dynamic shared memory the launch gives its blocks (the launch's
     /// `sharedMemBytes`): 0 but for the tensor-core v4 kernel, which keeps its stages and map
-    /// tile there (83,232 bytes for a 3-tap blur, 93,312 for 4; past the 48 KB default, so the
-    /// launch layer raises the kernel's limit).
+    /// tile there (83,232 bytes for a 3-tap blur, 93,312 for 4, at 8 × 8 output tiles; 64,800
+    /// and 73,728 at 7 × 7; past the 48 KB default, so the launch layer raises the kernel's
+    /// limit).
     pub fn shared_bytes(&self) -> u32 {
         self.kind.dynamic_shared_bytes()
     }
@@ -957,7 +989,7 @@ impl ConvBlurPool2d {
         }
         if target.tensor_core_kernels() {
             if let Some(s) = tensor_core_kernel(&params, target) {
-                // v4: 64-channel tiles over weights packed by a launch of their own.
+                // v4: 64-channel tiles of side 8 or 7 over weights packed by a launch of their own.
                 let (tile, weight_pack) = if s.family == Family::TensorCoreWide {
                     let pack = WeightPack {
                         kind: KernelKind::PackTc4Weights,
@@ -965,7 +997,7 @@ impl ConvBlurPool2d {
                         layout: target.layout,
                         len: tc4_packed_len(&params)?,
                     };
-                    (TC4_TILE, Some(pack))
+                    ((s.tile as i64, TC4_COUT), Some(pack))
                 } else {
                     (TC_TILE, None)
                 };
@@ -1010,10 +1042,17 @@ fn tensor_core_kernel(params: &BpParams, target: Target) -> Option<Specialisatio
     if !(conv && blur && small) {
         return None;
     }
+    let side = tc4_tile_side(params);
     let v4 = target
         .choice
         .allows(KernelVersion::V4)
-        .then(|| Specialisation::find(Family::TensorCoreWide, 3, params.fy as usize, 2))
+        .then(|| {
+            Specialisation::all().find(|s| {
+                s.family == Family::TensorCoreWide
+                    && s.filter == params.fy as usize
+                    && s.tile == side
+            })
+        })
         .flatten();
     v4.or_else(|| Specialisation::find(Family::TensorCore, 3, params.fy as usize, 2))
 }
@@ -1021,7 +1060,7 @@ fn tensor_core_kernel(params: &BpParams, target: Target) -> Option<Specialisatio
 /// Elements of the tensor-core v4 kernel's packed weights: ⌈Cout / 64⌉ × ⌈C / 16⌉ stages × 9
 /// taps × 64 × 16 (`bp_pack_tc4_weights` in kernels/conv_forward.cu), in checked arithmetic.
 fn tc4_packed_len(params: &BpParams) -> Result<usize> {
-    let (_, cout_tile) = TC4_TILE;
+    let cout_tile = TC4_COUT;
     let stages = (params.c + 15) / 16;
     let tiles = (params.cout + cout_tile - 1) / cout_tile;
     tiles
