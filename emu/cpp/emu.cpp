@@ -11,6 +11,7 @@
 #include <ucontext.h>
 
 #include <cstdio>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -25,6 +26,9 @@ std::map<std::string, bp_emu_entry> &registry() {
     return r;
 }
 
+// A warpgroup collective's op: the 128 threads' data in thread order.
+typedef void (*WarpgroupOp)(void *const lanes[128]);
+
 struct Fiber {
     ucontext_t ctx;
     jmp_buf jmp; // where the thread waits at a barrier
@@ -37,6 +41,9 @@ struct Fiber {
     bp_emu_warp_op warp_op = nullptr;
     void *warp_data = nullptr;
     unsigned warp_mask = 0; // the lanes the collective waits for (all 32 but for shuffles)
+    // Waiting at a warpgroup collective (wgmma): its op and this thread's data.
+    WarpgroupOp wg_op = nullptr;
+    void *wg_data = nullptr;
     // Waiting at an __activemask() (its call site), and the mask it returns.
     const char *mask_file = nullptr;
     unsigned mask_line = 0;
@@ -97,6 +104,20 @@ struct Launch {
         unsigned char b[16];
     };
     std::vector<Unit> dynamic_shared;
+    // wgmma of each warpgroup of the block in progress (bp_emu_wgmma_*).
+    struct Wgmma {
+        bool bf16;
+        unsigned n;
+        unsigned long long desc_a, desc_b;
+        bool scale_d;
+        float *d[128];
+    };
+    struct Warpgroup {
+        bool fenced = false;
+        std::vector<Wgmma> queued;                // since the last commit
+        std::deque<std::vector<Wgmma>> committed; // groups not yet completed, oldest first
+    };
+    std::vector<Warpgroup> warpgroups;
 };
 thread_local Launch launch_state;
 
@@ -364,6 +385,138 @@ void bp_emu_fault(const char *what) {
     if (launch_fault.empty()) launch_fault = what;
 }
 
+unsigned bp_emu_shared_address(const void *p) {
+    Launch &L = launch_state;
+    const char *base = reinterpret_cast<const char *>(L.dynamic_shared.data());
+    const char *at = static_cast<const char *>(p);
+    if (at < base || at >= base + L.shared_bytes) {
+        bp_emu_fault("shared address: not in the launch's dynamic shared memory");
+        return 0;
+    }
+    return (unsigned)(at - base);
+}
+
+namespace {
+// Waits at a collective of the caller's warpgroup.
+void warpgroup_collective(void *data, WarpgroupOp op) {
+    Launch &L = launch_state;
+    if (blockDim.x % 128 != 0) {
+        bp_emu_fault("wgmma: the block is not a whole number of warpgroups (128 threads)");
+        return;
+    }
+    L.current->wg_op = op;
+    L.current->wg_data = data;
+    if (_setjmp(L.current->jmp) == 0) _longjmp(L.scheduler_jmp, 1);
+}
+
+Launch::Warpgroup &my_warpgroup() { return launch_state.warpgroups[launch_state.current->tid / 128]; }
+
+void wgmma_fence_op(void *const[128]) { my_warpgroup().fenced = true; }
+
+void wgmma_commit_op(void *const[128]) {
+    Launch::Warpgroup &g = my_warpgroup();
+    g.committed.push_back(std::move(g.queued));
+    g.queued.clear();
+}
+
+void wgmma_queue_op(void *const lanes[128]) {
+    Launch::Warpgroup &g = my_warpgroup();
+    const Launch::Wgmma &w0 = *static_cast<Launch::Wgmma *>(lanes[0]);
+    for (unsigned t = 1; t < 128; ++t) {
+        const Launch::Wgmma &w = *static_cast<Launch::Wgmma *>(lanes[t]);
+        if (w.bf16 != w0.bf16 || w.n != w0.n || w.desc_a != w0.desc_a || w.desc_b != w0.desc_b ||
+            w.scale_d != w0.scale_d) {
+            bp_emu_fault("wgmma: the threads of a warpgroup disagree on its operands");
+            return;
+        }
+    }
+    if (!g.fenced) {
+        bp_emu_fault("wgmma: no wgmma.fence since the warpgroup's last wait (or start)");
+        return;
+    }
+    Launch::Wgmma q = w0;
+    for (unsigned t = 0; t < 128; ++t) q.d[t] = static_cast<Launch::Wgmma *>(lanes[t])->d[0];
+    g.queued.push_back(q);
+}
+
+// Element (r, k) of a K-major operand of `rows` rows × 16 in the no-swizzle canonical layout of
+// descriptor `desc`, as f32; false (and a fault) where the descriptor or the element is bad.
+bool wgmma_operand(unsigned long long desc, unsigned rows, bool bf16, float (*out)[16]) {
+    Launch &L = launch_state;
+    if ((desc >> 62) != 0 || ((desc >> 49) & 7) != 0) {
+        bp_emu_fault("wgmma: only the no-swizzle layout with base offset 0 is emulated");
+        return false;
+    }
+    const unsigned long long start = (desc & 0x3fff) << 4, lbo = ((desc >> 16) & 0x3fff) << 4,
+                             sbo = ((desc >> 32) & 0x3fff) << 4;
+    const unsigned char *base = reinterpret_cast<const unsigned char *>(L.dynamic_shared.data());
+    for (unsigned r = 0; r < rows; ++r)
+        for (unsigned k = 0; k < 16; ++k) {
+            const unsigned long long at = start + (r / 8) * sbo + (k / 8) * lbo + (r % 8) * 16 + (k % 8) * 2;
+            if (at + 2 > L.shared_bytes) {
+                bp_emu_fault("wgmma: an operand reaches past the launch's dynamic shared memory");
+                return false;
+            }
+            unsigned short bits;
+            std::memcpy(&bits, base + at, 2);
+            out[r][k] = half_bits_to_f32(bits, bf16);
+        }
+    return true;
+}
+
+void wgmma_run(const Launch::Wgmma &w) {
+    static thread_local float A[64][16], B[256][16];
+    if (!wgmma_operand(w.desc_a, 64, w.bf16, A) || !wgmma_operand(w.desc_b, w.n, w.bf16, B)) return;
+    for (unsigned t = 0; t < 128; ++t) {
+        const unsigned warp = t / 32, lane = t % 32, g = lane / 4, q = lane % 4;
+        float *d = w.d[t];
+        for (unsigned j = 0; j < w.n / 8; ++j)
+            for (unsigned e = 0; e < 4; ++e) {
+                const unsigned m = 16 * warp + g + 8 * (e / 2), n = 8 * j + 2 * q + e % 2;
+                float acc = w.scale_d ? d[4 * j + e] : 0.f;
+                for (unsigned k = 0; k < 16; ++k) acc += A[m][k] * B[n][k];
+                d[4 * j + e] = acc;
+            }
+    }
+}
+
+// Runs every committed group but the newest `pending` (passed through the first thread's data).
+void wgmma_wait_op(void *const lanes[128]) {
+    Launch::Warpgroup &g = my_warpgroup();
+    const unsigned pending = *static_cast<unsigned *>(lanes[0]);
+    for (unsigned t = 1; t < 128; ++t)
+        if (*static_cast<unsigned *>(lanes[t]) != pending) {
+            bp_emu_fault("wgmma.wait_group: the threads of a warpgroup disagree on its count");
+            return;
+        }
+    while (g.committed.size() > pending) {
+        for (const Launch::Wgmma &w : g.committed.front()) wgmma_run(w);
+        g.committed.pop_front();
+    }
+    g.fenced = false;
+}
+} // namespace
+
+void bp_emu_wgmma_fence() { warpgroup_collective(nullptr, wgmma_fence_op); }
+
+void bp_emu_wgmma_m64k16(bool bf16, unsigned n, unsigned long long desc_a, unsigned long long desc_b, float *d,
+                         bool scale_d) {
+    if (bp_emu_tracing) {
+        bp_emu_fault("wgmma: trace mode does not count wgmma yet");
+        return;
+    }
+    if (n == 0 || n > 256 || n % 8 != 0) {
+        bp_emu_fault("wgmma: N must be a multiple of 8 from 8 to 256");
+        return;
+    }
+    Launch::Wgmma me{bf16, n, desc_a, desc_b, scale_d, {d}};
+    warpgroup_collective(&me, wgmma_queue_op);
+}
+
+void bp_emu_wgmma_commit() { warpgroup_collective(nullptr, wgmma_commit_op); }
+
+void bp_emu_wgmma_wait(unsigned pending) { warpgroup_collective(&pending, wgmma_wait_op); }
+
 extern "C" {
 
 // Number of registered kernels; names via bp_emu_kernel_name.
@@ -434,6 +587,7 @@ int run_launch(const char *name, unsigned grid, unsigned block, unsigned shared_
     for (unsigned bx = 0; bx < grid; ++bx) {
         blockIdx = {bx, 0, 0};
         if (shared_bytes) std::memset(L.dynamic_shared.data(), 0xff, shared_bytes);
+        L.warpgroups.assign(block / 128, Launch::Warpgroup{});
         for (unsigned t = 0; t < block; ++t) {
             Fiber &f = fibers.b[t];
             f.tid = t;
@@ -441,6 +595,7 @@ int run_launch(const char *name, unsigned grid, unsigned block, unsigned shared_
             f.started = false;
             f.at_barrier = false;
             f.warp_op = nullptr;
+            f.wg_op = nullptr;
             f.mask_file = nullptr;
             f.loop_iters = 0;
             f.copies.clear();
@@ -451,7 +606,7 @@ int run_launch(const char *name, unsigned grid, unsigned block, unsigned shared_
         // when nothing can run, release a barrier that every thread has reached.
         for (;;) {
             for (auto &f : fibers) {
-                if (f.done || f.at_barrier || f.warp_op || f.mask_file) continue;
+                if (f.done || f.at_barrier || f.warp_op || f.wg_op || f.mask_file) continue;
                 resume(f);
             }
             bool warp_ran = false;
@@ -475,6 +630,21 @@ int run_launch(const char *name, unsigned grid, unsigned block, unsigned shared_
                         if (mask >> l & 1u) lanes[l].warp_op = nullptr;
                     warp_ran = true;
                 }
+            }
+            if (warp_ran) continue;
+            // A warpgroup collective whose 128 threads have all arrived at it runs once.
+            for (unsigned g = 0; (g + 1) * 128 <= block; ++g) {
+                Fiber *threads = fibers.b + g * 128;
+                WarpgroupOp op = threads[0].wg_op;
+                bool all = op != nullptr;
+                for (unsigned t = 1; all && t < 128; ++t) all = threads[t].wg_op == op;
+                if (!all) continue;
+                void *data[128];
+                for (unsigned t = 0; t < 128; ++t) data[t] = threads[t].wg_data;
+                L.current = &threads[0]; // the op's faults and state are the warpgroup's
+                op(data);
+                for (unsigned t = 0; t < 128; ++t) threads[t].wg_op = nullptr;
+                warp_ran = true;
             }
             if (warp_ran) continue;
             // Nothing can run: the lanes waiting at an __activemask() get their masks.
@@ -513,13 +683,24 @@ int run_launch(const char *name, unsigned grid, unsigned block, unsigned shared_
                 }
             }
             if (mask_given) continue;
-            unsigned waiting = 0, finished = 0, at_warp = 0;
+            unsigned waiting = 0, finished = 0, at_warp = 0, at_group = 0;
             for (auto &f : fibers) {
                 waiting += f.at_barrier;
                 finished += f.done;
                 at_warp += f.warp_op != nullptr;
+                at_group += f.wg_op != nullptr;
             }
-            if (finished == block) break;
+            if (finished == block) {
+                for (auto &g : L.warpgroups)
+                    if (!g.queued.empty() || !g.committed.empty())
+                        bp_emu_fault("a warpgroup ended with wgmma it never waited for");
+                break;
+            }
+            if (at_group) {
+                return fail(std::string(name) + ": block " + std::to_string(bx) + ": " + std::to_string(at_group) +
+                            " threads wait at a warpgroup collective (wgmma) that the rest of their warpgroup "
+                            "(of 128) never reaches");
+            }
             if (at_warp) {
                 return fail(std::string(name) + ": block " + std::to_string(bx) + ": " + std::to_string(at_warp) +
                             " threads wait at a warp collective that the rest of their warp (of 32) never reaches");
@@ -667,6 +848,84 @@ void emu_selftest_shfl_missing(const void *, const void *, const void *, const v
 void emu_selftest_shfl_outside(const void *, const void *, const void *, const void *, const void *, void *) {
     (void)__shfl_down_sync(1u, threadIdx.x, 1);
 }
+// wgmma: two warpgroups (256 threads), each with its own operands in dynamic shared memory
+// (5632 bytes) in a layout of its own: warpgroup 0 with A's k-halves 1024 bytes apart and its
+// row groups 128 (B: 384, 128), warpgroup 1 with the k-halves 128 apart and the row groups 256
+// (B alike). a = A (64×16 f16 bits, row-major), b = Bᵀ (24×16 f16 bits: row n, column k). Each
+// warpgroup queues D = A·Bᵀ (scale_d false) and D += A·Bᵀ as one group, stores what its
+// accumulators hold before the wait (out[2·64·24 + g·64·24..], row-major 64×24: the 100s they
+// started with), waits, and stores D (out[g·64·24..]: 2·A·Bᵀ).
+unsigned long long emu_desc(const void *p, unsigned lbo, unsigned sbo) {
+    return (bp_emu_shared_address(p) >> 4 & 0x3fffull) | (unsigned long long)(lbo >> 4 & 0x3fff) << 16 |
+           (unsigned long long)(sbo >> 4 & 0x3fff) << 32;
+}
+void emu_selftest_wgmma(const void *, const void *a, const void *b, const void *, const void *, void *out) {
+    constexpr unsigned N = 24;
+    const unsigned short *A = (const unsigned short *)a, *B = (const unsigned short *)b;
+    unsigned char *smem = static_cast<unsigned char *>(bp_emu_dynamic_shared(5632));
+    const unsigned g = threadIdx.x / 128, t = threadIdx.x % 128;
+    unsigned char *sa = smem + g * 2816, *sb = sa + 2048;
+    const unsigned a_lbo = g == 0 ? 1024 : 128, a_sbo = g == 0 ? 128 : 256;
+    const unsigned b_lbo = g == 0 ? 384 : 128, b_sbo = g == 0 ? 128 : 256;
+    for (unsigned i = t; i < 64 * 16; i += 128) {
+        const unsigned r = i / 16, k = i % 16;
+        std::memcpy(sa + (r / 8) * a_sbo + (k / 8) * a_lbo + (r % 8) * 16 + (k % 8) * 2, &A[i], 2);
+    }
+    for (unsigned i = t; i < N * 16; i += 128) {
+        const unsigned n = i / 16, k = i % 16;
+        std::memcpy(sb + (n / 8) * b_sbo + (k / 8) * b_lbo + (n % 8) * 16 + (k % 8) * 2, &B[i], 2);
+    }
+    __syncthreads();
+    float d[N / 2];
+    for (float &v : d) v = 100.f; // what scale_d false must discard
+    bp_emu_wgmma_fence();
+    bp_emu_wgmma_m64k16(false, N, emu_desc(sa, a_lbo, a_sbo), emu_desc(sb, b_lbo, b_sbo), d, false);
+    bp_emu_wgmma_m64k16(false, N, emu_desc(sa, a_lbo, a_sbo), emu_desc(sb, b_lbo, b_sbo), d, true);
+    bp_emu_wgmma_commit();
+    float *o = (float *)out;
+    const unsigned warp = t / 32, lane = t % 32;
+    auto store = [&](float *D) {
+        for (unsigned j = 0; j < N / 8; ++j)
+            for (unsigned e = 0; e < 4; ++e)
+                D[(16 * warp + lane / 4 + 8 * (e / 2)) * N + 8 * j + 2 * (lane % 4) + e % 2] = d[4 * j + e];
+    };
+    store(o + 2 * 64 * N + g * 64 * N);
+    bp_emu_wgmma_wait(0);
+    store(o + g * 64 * N);
+}
+// Misuse that must be reported: a wgmma with no fence before it; a group never waited for; a
+// fence that a quarter of the warpgroup never reaches; a swizzled descriptor; a second wgmma
+// after a wait with no fence between.
+void emu_selftest_wgmma_misuse(const void *params, const void *, const void *, const void *, const void *, void *) {
+    const int which = *static_cast<const int *>(params);
+    unsigned char *smem = static_cast<unsigned char *>(bp_emu_dynamic_shared(4096));
+    float d[8] = {};
+    const unsigned long long desc = emu_desc(smem, 128, 256);
+    if (which == 0) {
+        bp_emu_wgmma_m64k16(false, 16, desc, desc, d, false);
+    } else if (which == 1) {
+        bp_emu_wgmma_fence();
+        bp_emu_wgmma_m64k16(false, 16, desc, desc, d, false);
+        bp_emu_wgmma_commit();
+    } else if (which == 2) {
+        if (threadIdx.x < 96) bp_emu_wgmma_fence();
+    } else if (which == 3) {
+        bp_emu_wgmma_fence();
+        bp_emu_wgmma_m64k16(false, 16, desc | 1ull << 62, desc, d, false);
+        bp_emu_wgmma_commit();
+        bp_emu_wgmma_wait(0);
+    } else {
+        bp_emu_wgmma_fence();
+        bp_emu_wgmma_m64k16(false, 16, desc, desc, d, false);
+        bp_emu_wgmma_commit();
+        bp_emu_wgmma_wait(0);
+        bp_emu_wgmma_m64k16(false, 16, desc, desc, d, true);
+        bp_emu_wgmma_commit();
+        bp_emu_wgmma_wait(0);
+    }
+}
+bp_emu_registrar wgmma_registrar("emu_selftest_wgmma", emu_selftest_wgmma);
+bp_emu_registrar wgmma_misuse_registrar("emu_selftest_wgmma_misuse", emu_selftest_wgmma_misuse);
 bp_emu_registrar shfl_registrar("emu_selftest_shfl", emu_selftest_shfl);
 bp_emu_registrar shfl_missing_registrar("emu_selftest_shfl_missing", emu_selftest_shfl_missing);
 bp_emu_registrar shfl_outside_registrar("emu_selftest_shfl_outside", emu_selftest_shfl_outside);

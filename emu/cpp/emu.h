@@ -161,6 +161,43 @@ void bp_emu_cp_async16(void *dst, const void *src, bool valid, unsigned line = _
                        const char *file = __builtin_FILE());
 void bp_emu_cp_async_wait_all();
 
+// Warpgroup-level matrix multiply (wgmma, sm_90a), as a GPU may run it. A warpgroup is 4
+// consecutive warps from a warp index divisible by 4; each call below is a collective of its
+// 128 threads (every one must reach the same call, as with .sync.aligned on a GPU; a launch
+// whose block is not a whole number of warpgroups cannot run one).
+//   bp_emu_wgmma_fence()  wgmma.fence: required before a warpgroup's first wgmma and again
+//                         after each wait (the accumulators may have been touched); a wgmma
+//                         without one is reported;
+//   bp_emu_wgmma_m64k16   wgmma.mma_async.sync.aligned.m64nNk16.f32.{f16,bf16}: D (64 × N, f32,
+//                         in registers) = A · B (+ D where scale_d), A (64 × 16) and B (N × 16)
+//                         both K-major in shared memory, each given by a matrix descriptor (bits
+//                         0–13 start address >> 4, 16–29 leading-dimension byte offset >> 4,
+//                         32–45 stride-dimension byte offset >> 4, 49–51 base offset, 62–63
+//                         swizzle): the no-swizzle canonical layout only (base offset and swizzle
+//                         0, else reported), in which element (r, k) of an operand lies at start
+//                         + (r / 8)·SBO + (k / 8)·LBO + (r % 8)·16 + (k % 8)·2 bytes (core
+//                         matrices of 8 rows × 16 bytes). `d`: the thread's N / 2 accumulators,
+//                         lane l of warp w of the group holding, for each n8 block j, rows
+//                         16w + l / 4 (d[4j], d[4j + 1]) and + 8 (d[4j + 2], d[4j + 3]), columns
+//                         8j + 2(l % 4) and the next. It is only queued: nothing is read or
+//                         written until the wait that completes its group;
+//   bp_emu_wgmma_commit() wgmma.commit_group: the queued wgmma become a group;
+//   bp_emu_wgmma_wait(n)  wgmma.wait_group n: every group but the newest n completes now,
+//                         oldest first: its operands are read from shared memory at this
+//                         point (so a store over them before the wait changes the product, as
+//                         it may on a GPU) and its accumulators written (so reading them
+//                         before the wait sees the old values).
+// A block that ends with a wgmma not completed is reported. Descriptors address the launch's
+// dynamic shared memory (bp_emu_shared_address: the offset there; `__cvta_generic_to_shared`
+// on a GPU, where the kernels keep nothing else in shared memory). Trace mode does not count
+// wgmma (the model has no figures for it yet): a traced launch that runs one fails.
+unsigned bp_emu_shared_address(const void *p);
+void bp_emu_wgmma_fence();
+void bp_emu_wgmma_m64k16(bool bf16, unsigned n, unsigned long long desc_a, unsigned long long desc_b, float *d,
+                         bool scale_d);
+void bp_emu_wgmma_commit();
+void bp_emu_wgmma_wait(unsigned pending);
+
 // Kernel registry: the instantiation macros in common.cuh register every entry point by its
 // symbol name, with its pointer arguments type-erased.
 typedef void (*bp_emu_entry)(const void *params, const void *a, const void *b, const void *c, const void *d,

@@ -269,3 +269,88 @@ fn dynamic_shared_memory_short_of_the_kernels_need_fails_the_launch() {
     let err = run_dynamic(0).unwrap_err();
     assert!(err.contains("dynamic shared memory"), "{err}");
 }
+
+/// wgmma (emu.h): two warpgroups, each with its operands in a shared-memory layout of its own
+/// (other leading and stride byte offsets), each queueing D = A·Bᵀ (over accumulators of 100,
+/// which scale_d false drops) then D += A·Bᵀ as one group: before the wait the accumulators
+/// still hold their 100s, after it 2·A·Bᵀ in the PTX
+/// accumulator layout (values small multiples of 1/4: exact in any order). This checks the
+/// emulator against its own reading of the PTX ISA (descriptor bits, canonical layout, fragment
+/// layout); whether that reading is the hardware's only a GPU run can say.
+#[test]
+fn wgmma_reads_descriptors_and_completes_at_the_wait() {
+    use half::f16;
+    const N: usize = 24;
+    let a: Vec<f16> = (0..64 * 16)
+        .map(|i| f16::from_f32(((i * 7 % 11) as f32 - 5.0) * 0.25))
+        .collect();
+    let b: Vec<f16> = (0..N * 16)
+        .map(|i| f16::from_f32(((i * 5 % 9) as f32 - 4.0) * 0.5))
+        .collect();
+    let mut out = vec![f32::NAN; 4 * 64 * N];
+    // SAFETY: the self-test kernel reads 64·16 + 24·16 f16 and writes 4·64·24 f32, and uses the
+    // 5632 bytes of dynamic shared memory the launch gives.
+    unsafe {
+        blurpool_emu::launch(
+            "emu_selftest_wgmma",
+            1,
+            256,
+            5632,
+            null(),
+            a.as_ptr() as *const c_void,
+            b.as_ptr() as *const c_void,
+            null(),
+            null(),
+            out.as_mut_ptr() as *mut c_void,
+        )
+    }
+    .unwrap();
+    for g in 0..2 {
+        for m in 0..64 {
+            for n in 0..N {
+                let ab: f32 = (0..16)
+                    .map(|k| a[m * 16 + k].to_f32() * b[n * 16 + k].to_f32())
+                    .sum();
+                let at = g * 64 * N + m * N + n;
+                assert_eq!(out[at], 2.0 * ab, "warpgroup {g} ({m}, {n})");
+                assert_eq!(
+                    out[2 * 64 * N + at],
+                    100.0,
+                    "before the wait: warpgroup {g} ({m}, {n})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn wgmma_misuse_is_reported() {
+    let expect = [
+        (0i32, "no wgmma.fence"),
+        (1, "never waited for"),
+        (2, "rest of their warpgroup"),
+        (3, "no-swizzle"),
+        (4, "no wgmma.fence"),
+    ];
+    for (which, what) in expect {
+        let params = [which];
+        // SAFETY: the self-test kernel reads its i32 parameter and at most the 4096 bytes of
+        // dynamic shared memory the launch gives; it touches no other buffer.
+        let r = unsafe {
+            blurpool_emu::launch(
+                "emu_selftest_wgmma_misuse",
+                1,
+                128,
+                4096,
+                params.as_ptr() as *const c_void,
+                null(),
+                null(),
+                null(),
+                null(),
+                null_mut(),
+            )
+        };
+        let e = r.unwrap_err();
+        assert!(e.contains(what), "case {which}: {e}");
+    }
+}
