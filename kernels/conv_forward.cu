@@ -746,10 +746,14 @@ __device__ __forceinline__ bp_tc_tile bp_tc_decode_tile(const BpParams &p, long 
 //   (at 36: 2-way) with the channel offsets as immediates, and the blur's reads (32 channels of
 //   one pixel) are one wavefront;
 //   NCHW: 33, so that the blur's reads (one channel of 8 × 4 outputs) spread over the banks.
-// A block of CO = 64 channels (v4, dynamic shared memory): 72 (8 mod 32) in NHWC, 65 in NCHW.
+// A block of CO = 64 channels (v4, dynamic shared memory): 72 (8 mod 32) in NHWC, 67 in NCHW:
+// odd, so the blur's reads (8 columns 2 apart × channels {c, c + 1, c + 16, c + 17}) take 32
+// banks, and 3 mod 32, so the accumulators' stores (8 pixels × 4 channel pairs a warp) take 2
+// wavefronts (at 65, 1 mod 32, they took 3.9; no stride gives 1 to both).
 template <typename L, int F, int CO = BP_TC_COUT> __device__ __forceinline__ constexpr int bp_tc_map_stride() {
     static_assert(CO % 32 == 0, "whole 32-channel groups");
-    return L::channels_last ? (CO == BP_TC_COUT ? bp_tc_dims<F>::MAP_STRIDE : CO + 8) : CO + 1;
+    return L::channels_last ? (CO == BP_TC_COUT ? bp_tc_dims<F>::MAP_STRIDE : CO + 8)
+                            : (CO == BP_TC_COUT ? CO + 1 : CO + 3);
 }
 template <typename L, int F, int CO = BP_TC_COUT, int TO = BP_TC_OUT>
 __device__ __forceinline__ int bp_tc_map_row(int rr) {
@@ -1067,7 +1071,7 @@ template <int F, int TO> struct bp_tc4_dims {
     static constexpr int IN_HALVES = D::IH * BP_TC4_PITCH * BP_TC4_ROW;
     static constexpr int STAGE_HALVES = IN_HALVES + BP_TC4_W_HALVES;
     static constexpr int STAGING_FLOATS = STAGE_HALVES; // two stages of halves
-    // The map tile at NHWC's stride (NCHW's, CO + 1, is smaller).
+    // The map tile at NHWC's stride (NCHW's, CO + 3, is smaller).
     static constexpr int MAP_FLOATS = D::M * (BP_TC4_COUT + 8);
     static constexpr int SMEM_FLOATS = MAP_FLOATS > STAGING_FLOATS ? MAP_FLOATS : STAGING_FLOATS;
     // The dynamic shared memory a launch gives (src/cuda/plan.rs tc4_shared_bytes: the same).

@@ -185,6 +185,8 @@ run tc4_blur_padded_cell_zero kernels/conv_forward.cu 'inside ? bp_load_u64(row 
 # The epilogue's blur (sources once a row and column, 32-bit reflection).
 run tc_blur_reflect_off_by_one kernels/common.cuh 'return i < 0 ? -i : 2 * (len - 1) - i;' 'return i < 0 ? -i : 2 * len - 1 - i;'
 run tc_blur_column_channel kernels/conv_forward.cu 'bp_tc_map_col<L, F, CO>(q - tl.c0, L::channels_last ? nl0 : 0);' 'bp_tc_map_col<L, F, CO>(q - tl.c0, 0);'
+# The NCHW map stride at 64 channels (67): one that overlaps the next pixel's channels.
+run tc4_nchw_map_stride_overlap kernels/conv_forward.cu ': (CO == BP_TC_COUT ? CO + 1 : CO + 3);' ': (CO == BP_TC_COUT ? CO + 1 : CO - 1);'
 run tc_blur_row_origin kernels/conv_forward.cu 'bp_tc_map_row<L, F, CO, TO>(r - tl.r0)' 'bp_tc_map_row<L, F, CO, TO>(r - tl.c0)'
 run tc_decode_first_map_row kernels/conv_forward.cu 'tl.r0 = bp_tc_first_source(tl.i0, tl.ni, taps, p.pad_top' 'tl.r0 = bp_tc_first_source(tl.i0, tl.ni, taps, p.pad_left'
 # The tenth round (bp_strip4_span::load_near: NCHW MaxBlurPool 3×3 max and depthwise): run with
