@@ -588,8 +588,8 @@ BP_STRIP4_DW_VARIANT(bp_convblurpool_dw3f4s2_v4, 3, 4, 2, 256, 1)
 #define BP_TC_PIX 24  // halves per staged pixel / weight row: 16 + 8 of padding (48 bytes)
 #define BP_TC_WARPS 8 // 256 threads (the launch layer's BLOCK)
 
-// TO: the output tile's side (8: v3 and v4; v4 also 7, which the host picks where it computes
-// fewer GEMM rows, e.g. outputs of 28 or 14: src/cuda/plan.rs tc4_tile_side).
+// TO: the output tile's side (8: v3 and v4; v4 also 7, which the host picks where 7 × 7 tiles
+// cover the output in as few tiles, e.g. outputs of 28 or 14: src/cuda/plan.rs tc4_tile_side).
 template <int F, int TO = BP_TC_OUT> struct bp_tc_dims {
     static_assert(TO >= 1 && TO <= BP_TC_OUT, "the epilogue's ownership is an 8 × 8 tile");
     static constexpr int MH = (TO - 1) * 2 + F;        // map tile rows = columns
@@ -817,7 +817,8 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
                                                const T *__restrict__ b, T *__restrict__ y, float *map_s,
                                                const bp_tc_tile &tl) {
     constexpr int THREADS = BP_TC_WARPS * 32; // the launch's block (src/cuda/plan.rs BLOCK)
-    static_assert(BP_TC_OUT == 8 && TO <= BP_TC_OUT && CO % 32 == 0 && THREADS == 256, "the output ownership below");
+    static_assert(BP_TC_OUT == 8 && TO <= BP_TC_OUT && CO % 32 == 0 && THREADS == 256,
+                  "the output ownership below");
     const int COUT = (int)p.cout, HO = (int)p.ho, WO = (int)p.wo, HM = (int)p.hm, WM = (int)p.wm;
     const int sy = p.sy, sx = p.sx;
     const int tid = (int)threadIdx.x, warp = tid / 32, lane = tid % 32;
