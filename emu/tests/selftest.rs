@@ -54,6 +54,35 @@ unsafe fn launch_f32(
     }
 }
 
+/// Launches `name` over (grid, block, dynamic shared bytes) with `a` and `b` as its two f16
+/// inputs and `out` as its f32 output, every other pointer null.
+///
+/// # Safety
+/// The kernel must read no more of `a` and `b` and write no more of `out` than they hold.
+unsafe fn launch_f16_pair(
+    name: &str,
+    (grid, block, shared): (u32, u32, u32),
+    a: &[half::f16],
+    b: &[half::f16],
+    out: &mut [f32],
+) -> Result<(), String> {
+    // SAFETY: the caller's contract (above).
+    unsafe {
+        blurpool_emu::launch(
+            name,
+            grid,
+            block,
+            shared,
+            null(),
+            a.as_ptr() as *const c_void,
+            b.as_ptr() as *const c_void,
+            null(),
+            null(),
+            out.as_mut_ptr() as *mut c_void,
+        )
+    }
+}
+
 #[test]
 fn barrier_orders_shared_memory() {
     let (grid, block) = (3u32, 128u32);
@@ -98,21 +127,7 @@ fn mma_collective_multiplies_fragments() {
         .collect();
     let mut d = vec![f32::NAN; 2 * 128];
     // SAFETY: the self-test kernel reads 256 + 128 f16 and writes 128 f32 per warp (2 warps).
-    unsafe {
-        blurpool_emu::launch(
-            "emu_selftest_mma",
-            1,
-            64,
-            0,
-            null(),
-            a.as_ptr() as *const c_void,
-            b.as_ptr() as *const c_void,
-            null(),
-            null(),
-            d.as_mut_ptr() as *mut c_void,
-        )
-    }
-    .unwrap();
+    unsafe { launch_f16_pair("emu_selftest_mma", (1, 64, 0), &a, &b, &mut d) }.unwrap();
     for warp in 0..2 {
         for m in 0..16 {
             for n in 0..8 {
@@ -290,21 +305,7 @@ fn wgmma_reads_descriptors_and_completes_at_the_wait() {
     let mut out = vec![f32::NAN; 4 * 64 * N];
     // SAFETY: the self-test kernel reads 64·16 + 24·16 f16 and writes 4·64·24 f32, and uses the
     // 5632 bytes of dynamic shared memory the launch gives.
-    unsafe {
-        blurpool_emu::launch(
-            "emu_selftest_wgmma",
-            1,
-            256,
-            5632,
-            null(),
-            a.as_ptr() as *const c_void,
-            b.as_ptr() as *const c_void,
-            null(),
-            null(),
-            out.as_mut_ptr() as *mut c_void,
-        )
-    }
-    .unwrap();
+    unsafe { launch_f16_pair("emu_selftest_wgmma", (1, 256, 5632), &a, &b, &mut out) }.unwrap();
     for g in 0..2 {
         for m in 0..64 {
             for n in 0..N {
