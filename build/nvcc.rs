@@ -175,15 +175,27 @@ fn check_archs_supported(nvcc: &Nvcc, archs: &[u32], origin: &str) {
 pub struct Fatbin {
     /// `$OUT_DIR/blurpool.fatbin`.
     pub path: PathBuf,
-    /// e.g. `sm_80,sm_86,sm_89,sm_90+compute_80`.
+    /// e.g. `sm_80,sm_86,sm_89,sm_90a+compute_80`.
     pub archs: String,
     /// nvcc's stderr.
     pub log: String,
 }
 
+/// The SASS target nvcc builds for arch `a`: `sm_90a` for 90 (H100, H200: the same machine code
+/// as sm_90, plus `wgmma`, which the dense tensor-core conv's sm_90a kernel needs; it runs on
+/// compute capability 9.0 only, as sm_90 SASS does), else `sm_{a}`. One image per arch, so
+/// which of two the driver would pick is never a question.
+pub fn sass_target(a: u32) -> String {
+    if a == 90 {
+        "sm_90a".to_string()
+    } else {
+        format!("sm_{a}")
+    }
+}
+
 /// Compiles every `.cu` in `sources` into `$OUT_DIR/blurpool.fatbin` with one nvcc call (one
-/// translation unit: one ptxas run and one module to load), SASS for each requested arch plus
-/// PTX for the lowest.
+/// translation unit: one ptxas run and one module to load), SASS for each requested arch
+/// ([`sass_target`]) plus PTX for the lowest.
 pub fn compile_fatbin(
     nvcc: &Nvcc,
     kernels_dir: &Path,
@@ -222,8 +234,9 @@ pub fn compile_fatbin(
     }
     let lowest = archs[0];
     for a in &archs {
-        cmd.arg("-gencode")
-            .arg(format!("arch=compute_{a},code=sm_{a}"));
+        let sm = sass_target(*a);
+        let compute = sm.replacen("sm_", "compute_", 1);
+        cmd.arg("-gencode").arg(format!("arch={compute},code={sm}"));
     }
     cmd.arg("-gencode")
         .arg(format!("arch=compute_{lowest},code=compute_{lowest}"));
@@ -244,7 +257,7 @@ pub fn compile_fatbin(
             out.status
         );
     }
-    let arch_list: Vec<String> = archs.iter().map(|a| format!("sm_{a}")).collect();
+    let arch_list: Vec<String> = archs.iter().map(|&a| sass_target(a)).collect();
     Fatbin {
         path: fatbin,
         archs: format!("{}+compute_{lowest}", arch_list.join(",")),

@@ -48,14 +48,15 @@ pub fn path_str(path: &Path) -> &str {
 /// takes after the kernel's name: strip kernels, v2 and v4 (max window or depthwise conv kernel,
 /// filter, stride; the v4 pooling one also its block's threads, the v4 depthwise one its block's
 /// threads and the blocks per SM its registers must allow) and tensor-core conv kernels, v3 and
-/// v4 (filter; v4 also the output tile's side).
-pub const SPECIALISATION_MACROS: [(&str, usize); 6] = [
+/// v4 (filter; v4 also the output tile's side; its sm_90a `wgmma` kernel the same).
+pub const SPECIALISATION_MACROS: [(&str, usize); 7] = [
     ("BP_STRIP_VARIANT", 3),
     ("BP_STRIP_DW_VARIANT", 3),
     ("BP_STRIP4_VARIANT", 4),
     ("BP_STRIP4_DW_VARIANT", 5),
     ("BP_TC_VARIANT", 1),
     ("BP_TC4_VARIANT", 2),
+    ("BP_TCW_VARIANT", 2),
 ];
 
 /// One specialised kernel found in the sources: its macro, its name (the symbol stem) and its

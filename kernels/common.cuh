@@ -228,6 +228,22 @@ __device__ __forceinline__ float bp_activate(float v, int act) {
     return v;
 }
 
+// bp_activate as two clamps worked out once for many values (no branch on `act` per value, so
+// the tensor-core epilogue's 128 accumulators a thread stay straight-line code): lo = 0 for
+// ReLU and ReLU6, else −inf; hi = 6 for ReLU6, else +inf. The same results: a comparison with
+// NaN is false (NaN passes), −0 < 0 is false (−0 stays), and ±inf never passes ∓inf.
+struct bp_act_clamp {
+    float lo, hi;
+};
+__device__ __forceinline__ bp_act_clamp bp_act_bounds(int act) {
+    const float inf = __int_as_float(0x7f800000);
+    return {act == BP_ACT_RELU || act == BP_ACT_RELU6 ? 0.f : -inf, act == BP_ACT_RELU6 ? 6.f : inf};
+}
+__device__ __forceinline__ float bp_activate(float v, bp_act_clamp c) {
+    v = v < c.lo ? c.lo : v;
+    return v > c.hi ? c.hi : v;
+}
+
 // PyTorch's max_pool2d step: `v > best || isnan(v)` (a NaN wins, and among equal maxima the first
 // one scanned stays).
 __device__ __forceinline__ float bp_max_step(float best, float v) { return (v > best || v != v) ? v : best; }
@@ -495,6 +511,118 @@ __device__ __forceinline__ void bp_cp_async_wait_all() {
     asm volatile("cp.async.wait_all;" ::: "memory");
 #endif
 }
+
+// ---- wgmma (sm_90a): the warpgroup mma of the tensor-core v4 wgmma kernel ----------------
+// Built only where nvcc compiles for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL: the fatbin's arch 90
+// image, build/nvcc.rs); elsewhere they trap, and the host plans the kernel only on a module
+// that has them (src/cuda/module.rs). In host emulation they go to the emulator (emu/cpp/emu.h
+// has their semantics: operands read at the wait, misuse reported).
+#if !defined(BP_HOST_EMULATION) && defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define BP_WGMMA 1
+#else
+#define BP_WGMMA 0
+#endif
+
+// The matrix descriptor of an operand in shared memory in the no-swizzle canonical layout:
+// element (r, k) at `at` + (r / 8)·sbo + (k / 8)·lbo + (r % 8)·16 + (k % 8)·2 bytes (`at` and
+// both offsets multiples of 16 bytes, the address below 256 KB).
+__device__ __forceinline__ unsigned long long bp_wgmma_desc(const void *at, unsigned lbo, unsigned sbo) {
+#if defined(BP_HOST_EMULATION)
+    const unsigned addr = bp_emu_shared_address(at);
+#else
+    const unsigned addr = bp_shared_addr(at);
+#endif
+    return (unsigned long long)(addr >> 4 & 0x3fffu) | (unsigned long long)(lbo >> 4 & 0x3fffu) << 16 |
+           (unsigned long long)(sbo >> 4 & 0x3fffu) << 32;
+}
+
+// Orders this thread's earlier shared-memory writes (stores, landed cp.async) before later
+// reads of the async proxy (wgmma's operand reads): each writing thread runs it, then a
+// barrier. The emulator has no proxies (nothing to order).
+__device__ __forceinline__ void bp_fence_proxy_async() {
+#if BP_WGMMA
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#endif
+}
+
+// wgmma.fence: before a warpgroup's first wgmma and after touching its accumulators.
+__device__ __forceinline__ void bp_wgmma_fence() {
+#if defined(BP_HOST_EMULATION)
+    bp_emu_wgmma_fence();
+#elif BP_WGMMA
+    asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#else
+    __trap();
+#endif
+}
+
+// wgmma.commit_group: the wgmma issued so far become a group.
+__device__ __forceinline__ void bp_wgmma_commit() {
+#if defined(BP_HOST_EMULATION)
+    bp_emu_wgmma_commit();
+#elif BP_WGMMA
+    asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+#else
+    __trap();
+#endif
+}
+
+// wgmma.wait_group 0: every group issued so far has completed (its accumulators written).
+__device__ __forceinline__ void bp_wgmma_wait_all() {
+#if defined(BP_HOST_EMULATION)
+    bp_emu_wgmma_wait(0);
+#elif BP_WGMMA
+    asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+#else
+    __trap();
+#endif
+}
+
+// Keeps the compiler from moving reads or writes of the accumulators across the wgmma calls
+// around it (the asm statements above do not name them): an empty volatile asm that "changes"
+// each one, as CUTLASS's warpgroup_fence_operand does.
+__device__ __forceinline__ void bp_wgmma_fence_operands(float (&d)[16][4]) {
+#if !defined(BP_HOST_EMULATION)
+#pragma unroll
+    for (int j = 0; j < 16; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[j][e])::"memory");
+#endif
+}
+
+// d (64 × 128, f32: this thread's 64 accumulators as 16 n8 blocks × 4, the layout of mma.sync's
+// D fragments: emu/cpp/emu.h) += A (64 × 16) · B (128 × 16)ᵀ, both K-major f16 or bf16 in shared
+// memory (descriptors: bp_wgmma_desc). Asynchronous: it completes at a bp_wgmma_wait_all after
+// the bp_wgmma_commit that closes its group.
+#define BP_WGMMA_D4(j) "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])
+#define BP_WGMMA_ASM(TY)                                                                                   \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                              \
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY "\n"                             \
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,\n"                                                                                  \
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63},\n"                                                                                 \
+                 "%64, %65, p, 1, 1, 0, 0;\n}\n"                                                          \
+                 : BP_WGMMA_D4(0), BP_WGMMA_D4(1), BP_WGMMA_D4(2), BP_WGMMA_D4(3), BP_WGMMA_D4(4),          \
+                   BP_WGMMA_D4(5), BP_WGMMA_D4(6), BP_WGMMA_D4(7), BP_WGMMA_D4(8), BP_WGMMA_D4(9),          \
+                   BP_WGMMA_D4(10), BP_WGMMA_D4(11), BP_WGMMA_D4(12), BP_WGMMA_D4(13), BP_WGMMA_D4(14),     \
+                   BP_WGMMA_D4(15)                                                                         \
+                 : "l"(da), "l"(db)                                                                        \
+                 : "memory")
+template <typename T>
+__device__ __forceinline__ void bp_wgmma_m64n128k16(float (&d)[16][4], unsigned long long da,
+                                                    unsigned long long db BP_SITE) {
+#if defined(BP_HOST_EMULATION)
+    bp_emu_wgmma_m64k16(bp_is_bf16<T>::value, 128, da, db, &d[0][0], true, bp_line, bp_file);
+#elif BP_WGMMA
+    if constexpr (bp_is_bf16<T>::value)
+        BP_WGMMA_ASM("bf16");
+    else
+        BP_WGMMA_ASM("f16");
+#else
+    __trap();
+#endif
+}
+#undef BP_WGMMA_ASM
+#undef BP_WGMMA_D4
 
 // ---- 16-byte element vectors (the v4 kernels) ---------------------------------------------
 // A bp_u128 holds bp_vec_elems<T> elements: 8 f16/bf16 or 4 f32, in memory order (element k of

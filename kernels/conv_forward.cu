@@ -637,15 +637,34 @@ __device__ __forceinline__ void bp_tc_mma(const unsigned (&a)[4], const unsigned
 }
 
 // Smallest source index any of the tile's n outputs from o0 read along one axis (0 if all of
-// them read only zero padding).
-__device__ __forceinline__ int bp_tc_first_source(int o0, int n, int taps, int pad, long long len, int mode) {
-    long long first = len;
-    for (int l = 0; l < n; ++l)
-        for (int u = 0; u < taps; ++u) {
-            const long long s = bp_source_index(2LL * (o0 + l) + u - pad, len, mode);
-            if (s >= 0 && s < first) first = s;
+// them read only zero padding). At stride 2 with taps ≥ 2 (the kernels' filters 3 and 4) the
+// padded coordinates they read are every one of a..b (callers pass taps = F ≥ 3: the
+// specialisations' filters, build.rs), so the smallest source is in closed
+// form: the interval's part inside 0..len starts at max(a, 0); reflect maps a part below 0 to
+// 1.. −a (smallest −min(b, −1)) and one past the end to 2(len − 1) − b.. len − 2; replicate
+// maps them to 0 and len − 1; zero padding reads nothing there. (A loop over the n × taps
+// reads, in 64 bits, took ≈ 20 % of the wgmma kernel's instructions, modeled.) In 32 bits:
+// the host checks the extents below 2^30 and the pads below 2^20 (src/cuda/plan.rs
+// tensor_core_kernel).
+__device__ __forceinline__ int bp_tc_first_source(int o0, int n, int taps, int pad, long long len_, int mode) {
+    const int len = (int)len_;
+    const int a = 2 * o0 - pad, b = 2 * (o0 + n - 1) + taps - 1 - pad;
+    int first = len;
+    if (a < len && b >= 0) first = a > 0 ? a : 0;
+    if (mode == BP_PAD_REFLECT) {
+        if (a < 0) {
+            const int r = b < -1 ? -b : 1;
+            first = r < first ? r : first;
         }
-    return first == len ? 0 : (int)first;
+        if (b >= len) {
+            const int r = 2 * (len - 1) - b;
+            first = r < first ? r : first;
+        }
+    } else if (mode == BP_PAD_REPLICATE) {
+        if (a < 0) first = 0;
+        if (b >= len) first = len - 1 < first ? len - 1 : first;
+    }
+    return first == len ? 0 : first;
 }
 
 // Stages input channels ci0..ci0+15 of the tile whose top-left input pixel is (iy0, ix0) as
@@ -767,17 +786,22 @@ template <typename L, int F, int CO = BP_TC_COUT> __device__ __forceinline__ int
 // activated, into the f32 map tile map_s: a lane's two adjacent channels of an n-tile at a time
 // (one float2 store in NHWC), their bias loaded once for both of the chunk's rows, or −0 (which
 // adds nothing to any value, −0 included) where there is none. CO: the block's output channels
-// (CO / 8 n-tiles, every warp all of them); TO: the tile's side in outputs.
-template <typename L, int F, int CO, int TO, typename T>
+// (CO / 8 n-tiles, every warp all of them); TO: the tile's side in outputs; PITCH: GEMM rows a
+// map row (MH: row m is map pixel (m / MH, m % MH); the wgmma kernel's rows run over the input
+// tile's pitch, and its rows of columns ≥ MH are dropped).
+template <typename L, int F, int CO, int TO, int PITCH, typename T>
 __device__ __forceinline__ void bp_tc_store_map(const BpParams &p,
                                                 const float (&acc)[bp_tc_dims<F, TO>::CHUNKS][CO / 8][4],
                                                 const T *__restrict__ b, float *map_s, const bp_tc_tile &tl) {
     using D = bp_tc_dims<F, TO>;
+    static_assert(PITCH >= D::MH, "a map row fits its pitch");
+    constexpr int ROWS = (D::MH - 1) * PITCH + D::MH, MCH = (ROWS + 15) / 16; // GEMM rows, m16 chunks
     const int COUT = (int)p.cout;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const bp_act_clamp act = bp_act_bounds(p.act);
 #pragma unroll
     for (int ch = 0; ch < D::CHUNKS; ++ch) {
-        if (warp + BP_TC_WARPS * ch >= D::MCH) break;
+        if (warp + BP_TC_WARPS * ch >= MCH) break;
 #pragma unroll
         for (int nt = 0; nt < CO / 8; ++nt) {
             const int nl = nt * 8 + 2 * t; // this lane's channels nl, nl + 1 in n-tile nt
@@ -788,11 +812,11 @@ __device__ __forceinline__ void bp_tc_store_map(const BpParams &p,
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
                 const int m = (warp + BP_TC_WARPS * ch) * 16 + g + 8 * h; // rows g, g + 8: e = 2h, 2h + 1
-                if (m >= D::M) continue;
-                const int rr = m / D::MH, qq = m % D::MH;
+                const int rr = m / PITCH, qq = m % PITCH;
+                if (m >= ROWS || qq >= D::MH) continue;
                 float *px = map_s + bp_tc_map_row<L, F, CO, TO>(rr);
-                const float v0 = bp_activate(acc[ch][nt][2 * h] + bias[0], p.act);
-                const float v1 = bp_activate(acc[ch][nt][2 * h + 1] + bias[1], p.act);
+                const float v0 = bp_activate(acc[ch][nt][2 * h] + bias[0], act);
+                const float v1 = bp_activate(acc[ch][nt][2 * h + 1] + bias[1], act);
                 if constexpr (L::channels_last) {
                     const bp_u64 pair = {{__float_as_uint(v0), __float_as_uint(v1)}};
                     bp_store_u64(px + bp_tc_map_col<L, F, CO>(qq, nl), pair);
@@ -809,9 +833,11 @@ __device__ __forceinline__ void bp_tc_store_map(const BpParams &p,
 // map tile map_s (bp_tc_store_map; it overwrites the staging area, hence the barrier first),
 // then the blur + subsample of the tile from it, with the sources of a thread's output column
 // (NCHW: and row) worked out once a tile, not per output (notes/kernels.md). CO: the block's
-// output channels (32: v3; v4: BP_TC4_COUT); TO: the tile's side in outputs (8, or 7 in v4: the
-// threads of the 8th row and column own no output then, as at the image's last tiles).
-template <typename T, typename L, int F, int CO = BP_TC_COUT, int TO = BP_TC_OUT>
+// output channels (32: v3; v4: BP_TC4_COUT; its wgmma kernel BP_TCW_COUT); TO: the tile's side
+// in outputs (8, or 7 in v4: the threads of the 8th row and column own no output then, as at the
+// image's last tiles); PITCH: the GEMM rows a map row (bp_tc_store_map).
+template <typename T, typename L, int F, int CO = BP_TC_COUT, int TO = BP_TC_OUT,
+          int PITCH = bp_tc_dims<F, TO>::MH>
 __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
                                                const float (&acc)[bp_tc_dims<F, TO>::CHUNKS][CO / 8][4],
                                                const T *__restrict__ b, T *__restrict__ y, float *map_s,
@@ -823,7 +849,7 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
     const int sy = p.sy, sx = p.sx;
     const int tid = (int)threadIdx.x, warp = tid / 32, lane = tid % 32;
     __syncthreads(); // everyone is done with the staging area
-    bp_tc_store_map<L, F, CO, TO>(p, acc, b, map_s, tl);
+    bp_tc_store_map<L, F, CO, TO, PITCH>(p, acc, b, map_s, tl);
     __syncthreads();
     // The blur + subsample. Thread tid owns CO / 4 outputs of the tile, in an order that makes
     // consecutive threads write consecutive addresses: NHWC column tid / 32, channels
@@ -834,10 +860,10 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
     const int lj = L::channels_last ? warp % BP_TC_OUT : tid % BP_TC_OUT;
     if (lj >= tl.nj) return; // no barrier follows in this tile
     const int j = tl.j0 + lj;
-    // NHWC: CPL = CO / 32 channels a lane, consecutive (2: read as one float2, one request for
-    // 2 wavefronts where two float loads would be two requests of one).
+    // NHWC: CPL = CO / 32 channels a lane, consecutive (2, 4: read as one float2 or float4, one
+    // request for 2 or 4 wavefronts where single float loads would be that many requests of one).
     constexpr int CPL = CO / 32;
-    static_assert(CPL == 1 || CPL == 2, "a float or a float2 a tap");
+    static_assert(CPL == 1 || CPL == 2 || CPL == 4, "a float, float2 or float4 a tap");
     const int nl0 = CPL * lane; // NHWC
     int col[F]; // the tap columns' words (NCHW: without the channel), −1 for a zero-padded cell
 #pragma unroll
@@ -856,9 +882,11 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
         // of bp_blur_at need no tests. Channels past Cout read the map's zero-weight channels
         // (inside the tile) and are not stored.
         if (tl.co0 + nl0 >= COUT) return;
-        const bool second = CPL == 2 && tl.co0 + nl0 + 1 < COUT;
-        // Both channels in one 4-byte store where y's pairs are 4-byte aligned.
-        const bool pair_store = second && COUT % 2 == 0 && (reinterpret_cast<unsigned long long>(y) & 3) == 0;
+        // The lane's channels inside Cout (1..CPL), and its CPL channels in one 4- or 8-byte store
+        // where they all are and y's groups of CPL are that aligned.
+        const int own = COUT - (tl.co0 + nl0) < CPL ? COUT - (tl.co0 + nl0) : CPL;
+        const bool group_store = CPL > 1 && own == CPL && COUT % CPL == 0 &&
+                                 (reinterpret_cast<unsigned long long>(y) & (2 * CPL - 1)) == 0;
         float cell[F][F][CPL]; // output k's cells
 #pragma unroll
         for (int k = 0; k < BP_TC_OUT; ++k) {
@@ -878,7 +906,11 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
 #pragma unroll
                 for (int v = 0; v < F; ++v) {
                     const bool inside = r >= 0 && col[v] >= 0;
-                    if constexpr (CPL == 2) {
+                    if constexpr (CPL == 4) {
+                        const bp_u128 q = inside ? bp_load_u128(row + col[v]) : bp_u128{{0u, 0u, 0u, 0u}};
+#pragma unroll
+                        for (int c = 0; c < 4; ++c) cell[u][v][c] = __uint_as_float(q.v[c]);
+                    } else if constexpr (CPL == 2) {
                         const bp_u64 q = inside ? bp_load_u64(row + col[v]) : bp_u64{{0u, 0u}};
                         cell[u][v][0] = __uint_as_float(q.v[0]);
                         cell[u][v][1] = __uint_as_float(q.v[1]);
@@ -897,14 +929,23 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
                     for (int v = 0; v < F; ++v) sum[c] += p.ty[u] * p.tx[v] * cell[u][v][c];
             }
             T *at = y + L::offset(tl.n, tl.co0 + nl0, i, j, COUT, HO, WO);
-            if constexpr (CPL == 2) {
-                if (pair_store) {
-                    bp_store_u32(at, (unsigned)bp_from_f32<T>(sum[0]).bits | (unsigned)bp_from_f32<T>(sum[1]).bits << 16);
+            if constexpr (CPL > 1) {
+                if (group_store) {
+                    unsigned word[CPL / 2];
+#pragma unroll
+                    for (int c = 0; c < CPL / 2; ++c)
+                        word[c] = (unsigned)bp_from_f32<T>(sum[2 * c]).bits |
+                                  (unsigned)bp_from_f32<T>(sum[2 * c + 1]).bits << 16;
+                    if constexpr (CPL == 4)
+                        bp_store_u64(at, bp_u64{{word[0], word[1]}});
+                    else
+                        bp_store_u32(at, word[0]);
                     continue;
                 }
             }
-            bp_st(at, bp_from_f32<T>(sum[0]));
-            if (second) bp_st(at + 1, bp_from_f32<T>(sum[CPL - 1]));
+#pragma unroll
+            for (int c = 0; c < CPL; ++c)
+                if (c < own) bp_st(at + c, bp_from_f32<T>(sum[c]));
         }
     } else {
         // NCHW: warp w owns output row w; in turn k (CO / 4 of them) lane (lj, q) owns channel
@@ -1296,3 +1337,215 @@ BP_TC4_VARIANT(bp_convblurpool_tc_k3f3s2_v4, 3, 8)
 BP_TC4_VARIANT(bp_convblurpool_tc_k3f4s2_v4, 4, 8)
 BP_TC4_VARIANT(bp_convblurpool_tc_k3f3s2t7_v4, 3, 7)
 BP_TC4_VARIANT(bp_convblurpool_tc_k3f4s2t7_v4, 4, 7)
+
+// ---- v4 on sm_90a: the dense tensor-core conv on wgmma ---------------------------------------
+//
+// Why: on mma.sync every operand passes the LSU as an ldmatrix, and at C = 256 (56 × 56 inputs)
+// the B fragments alone, read by each of the 8 warps for each tap, bind the v4 kernel above
+// (notes/kernels.md, "what wgmma would change"). Here a block is 2 warpgroups × 128 output
+// channels, and each warpgroup's wgmma.m64n128k16 reads its A and B tiles from shared memory
+// itself (descriptors, no ldmatrix, no fragments in registers).
+// The GEMM: row m is map pixel (m / P, m % P) with P = the input tile's width IH (the rows of
+// columns ≥ MH are computed and dropped), so tap (dy, dx) of rows m.. m + 63 is the 64
+// consecutive staged pixels from m + dy·P + dx: A's core matrices (8 pixels × 8 channels, 128
+// bytes) lie 128 bytes apart along M and one channel plane apart along K, for any tap, with no
+// copy per tap. (MH − 1)·P + MH rows (253 at F = 3, side 7) are 4 m64 chunks: chunk j to
+// warpgroup j % 2, so warp w's m16 rows are chunk w + 8·ch as in the mma.sync kernels, whose
+// epilogue this one shares (bp_tc_epilogue at PITCH = P, 4 channels a lane).
+// Shared memory: two stages of [16-channel half][pixel][8] input (BP_TCW_NPIX pixels: the tile
+// and the pixels the last chunk's taps reach past it, zero) and [tap][half][128][8] weights,
+// staged with 16-byte cp.async (the weights from the v4 packing, two 64-channel tiles), then the
+// 128-channel f32 map tile: 122 KB at F = 3, one block an SM (sm_90: 227 KB).
+// Built for F = 3 at side 7 (2 m64 chunks a warpgroup: 128 accumulators a thread); other
+// geometries would need 3 chunks (192 accumulators) and take the mma.sync kernel.
+
+#define BP_TCW_COUT 128 // output channels a block (src/cuda/plan.rs TCW_COUT)
+
+template <int F, int TO> struct bp_tcw_dims {
+    using D = bp_tc_dims<F, TO>;
+    static constexpr int P = D::IH;                                  // GEMM rows a map row
+    static constexpr int ROWS = (D::MH - 1) * P + D::MH;             // GEMM rows
+    static constexpr int CHUNKS = (ROWS + 63) / 64;                  // m64 chunks, 2 a warpgroup
+    static_assert(CHUNKS == 2 * D::CHUNKS, "the m16 chunks of the mma.sync epilogue");
+    static_assert(D::CHUNKS == 2, "2 m64 chunks a warpgroup (128 accumulators)");
+    // Staged pixels a channel half: up to the last chunk's last row at tap (2, 2), in 16s.
+    static constexpr int NPIX = (64 * CHUNKS + 2 * P + 2 + 15) / 16 * 16;
+    static constexpr int IN_HALVES = 2 * NPIX * 8;
+    static constexpr int W_HALVES = 9 * 2 * BP_TCW_COUT * 8;
+    static constexpr int STAGE_HALVES = IN_HALVES + W_HALVES;
+    static constexpr int MAP_FLOATS = D::M * (BP_TCW_COUT + 8); // NHWC's stride (NCHW's is smaller)
+    static constexpr int SMEM_FLOATS = MAP_FLOATS > STAGE_HALVES ? MAP_FLOATS : STAGE_HALVES;
+    // The dynamic shared memory a launch gives (src/cuda/plan.rs tcw_shared_bytes: the same).
+    static constexpr int SMEM_BYTES = SMEM_FLOATS * 4;
+    static_assert(SMEM_BYTES <= 227 * 1024, "fits an sm_90 SM's opt-in shared memory");
+};
+
+// Staged row `r` of a [half][rows][8] plane set (16 bytes a row) for 16-byte chunk u of a
+// stage's copies: consecutive lanes take consecutive rows of one half, 16 at a time, then the
+// same 16 rows' other half, so a warp reads whole 32-byte lines from global memory (a pixel's
+// 16 channels, a weight row's 16 inputs) and writes 256 consecutive bytes of each plane.
+__device__ __forceinline__ void bp_tcw_chunk(int u, int &row, int &half) {
+    row = (u >> 5) * 16 + (u & 15);
+    half = (u >> 4) & 1;
+}
+
+// Issues the copies of stage `s` (input channels 16s..16s+15) into one stage buffer: the input
+// tile whose top-left input pixel is (iy0, ix0) as [half][pixel ty·P + tx][8], and the weights
+// of output channels co0..co0+127 as [tap][half][channel][8] from the v4 packing (wt: the first
+// of the block's two 64-channel tiles; zeros for a tile past Cout).
+template <typename T, typename L, int F, int TO>
+__device__ __forceinline__ void bp_tcw_stage(const BpParams &p, const T *__restrict__ x, long long n, int iy0,
+                                             int ix0, int s, int stages, bool async_x, bool second_tile,
+                                             const unsigned short *__restrict__ wt, unsigned short *in_s,
+                                             unsigned short *w_s) {
+    using D = bp_tc_dims<F, TO>;
+    using DW = bp_tcw_dims<F, TO>;
+    constexpr int THREADS = BP_TC_WARPS * 32; // the launch's block (src/cuda/plan.rs BLOCK)
+    constexpr int W_CHUNKS = DW::W_HALVES / 8, X_CHUNKS = DW::IN_HALVES / 8;
+    static_assert(W_CHUNKS % THREADS == 0 && X_CHUNKS % 32 == 0, "whole rounds of the chunk order");
+    const int C = (int)p.c, H = (int)p.h, W = (int)p.w, ci0 = s * BP_TC_KC;
+#pragma unroll
+    for (int k = 0; k < W_CHUNKS / THREADS; ++k) {
+        int row, half;
+        bp_tcw_chunk((int)threadIdx.x + k * THREADS, row, half);
+        const int tap = row / BP_TCW_COUT, co = row % BP_TCW_COUT, hi = co / BP_TC4_COUT;
+        const unsigned short *src = wt + ((long long)hi * stages + s) * BP_TC4_W_HALVES +
+                                    (tap * BP_TC4_COUT + co % BP_TC4_COUT) * BP_TC4_ROW + 8 * half;
+        const bool valid = hi == 0 || second_tile;
+        bp_cp_async16(w_s + ((tap * 2 + half) * BP_TCW_COUT + co) * 8, valid ? src : wt, valid);
+    }
+    if (L::channels_last && async_x) {
+#pragma unroll
+        for (int k = 0; k < (X_CHUNKS + THREADS - 1) / THREADS; ++k) {
+            const int u = (int)threadIdx.x + k * THREADS;
+            if (u >= X_CHUNKS) break;
+            int pix, half;
+            bp_tcw_chunk(u, pix, half);
+            const int ty = pix / DW::P, tx = pix % DW::P;
+            const int iy = iy0 + ty, ix = ix0 + tx, ci = ci0 + 8 * half;
+            const bool inside = ty < D::IH && iy >= 0 && iy < H && ix >= 0 && ix < W && ci < C;
+            bp_cp_async16(in_s + (half * DW::NPIX + pix) * 8, inside ? x + L::offset(n, ci, iy, ix, C, H, W) : x,
+                          inside);
+        }
+    } else if constexpr (!L::channels_last) {
+        // NCHW: a thread stages 8 channels of one pixel (8 loads a plane apart, each a row
+        // segment across the warp) and stores them as one 16-byte row, consecutive threads
+        // consecutive pixels of one half.
+        const long long plane = (long long)H * W;
+        for (int u = threadIdx.x; u < X_CHUNKS; u += blockDim.x) {
+            const int half = u / DW::NPIX, pix = u % DW::NPIX;
+            const int ty = pix / DW::P, tx = pix % DW::P, iy = iy0 + ty, ix = ix0 + tx, c8 = ci0 + 8 * half;
+            const bool inside = ty < D::IH && iy >= 0 && iy < H && ix >= 0 && ix < W;
+            const T *at = x + L::offset(n, inside ? c8 : 0, inside ? iy : 0, inside ? ix : 0, C, H, W);
+            unsigned short v[8];
+#pragma unroll
+            for (int e = 0; e < 8; ++e) v[e] = inside && c8 + e < C ? bp_ld(at + e * plane).bits : (unsigned short)0;
+            bp_u128 q;
+#pragma unroll
+            for (int e = 0; e < 4; ++e) q.v[e] = (unsigned)v[2 * e] | (unsigned)v[2 * e + 1] << 16;
+            bp_store_u128(in_s + (half * DW::NPIX + pix) * 8, q);
+        }
+    } else {
+        // NHWC where 16-byte copies do not apply (C % 8 ≠ 0 or x not 16-byte aligned): an
+        // element at a time, consecutive threads consecutive channels.
+        for (int e = threadIdx.x; e < DW::NPIX * BP_TC_KC; e += blockDim.x) {
+            const int pix = e / BP_TC_KC, k = e % BP_TC_KC;
+            const int ty = pix / DW::P, tx = pix % DW::P, iy = iy0 + ty, ix = ix0 + tx, ci = ci0 + k;
+            unsigned short v = 0;
+            if (ty < D::IH && iy >= 0 && iy < H && ix >= 0 && ix < W && ci < C)
+                v = bp_ld(x + L::offset(n, ci, iy, ix, C, H, W)).bits;
+            bp_st(in_s + ((k >> 3) * DW::NPIX + pix) * 8 + (k & 7), v);
+        }
+    }
+    bp_cp_async_commit();
+}
+
+// w: the v4 packed weights (bp_pack_tc4_weights), 16-byte aligned. The launch gives
+// bp_tcw_dims<F, TO>::SMEM_BYTES of dynamic shared memory and runs on sm_90a only.
+template <typename T, typename L, int F, int TO>
+__device__ __forceinline__ void bp_convblurpool_tcw_run(const BpParams p, const T *__restrict__ x,
+                                                        const T *__restrict__ w, const T *__restrict__ b,
+                                                        T *__restrict__ y) {
+    using D = bp_tc_dims<F, TO>;
+    using DW = bp_tcw_dims<F, TO>;
+    BP_DYNAMIC_SHARED(smem, DW::SMEM_BYTES);
+    unsigned short *stage_s = reinterpret_cast<unsigned short *>(smem); // two stages of DW::STAGE_HALVES
+    float *map_s = reinterpret_cast<float *>(smem); // reuses the staging area once the conv is done
+    const unsigned short *wp = reinterpret_cast<const unsigned short *>(w);
+
+    const int C = (int)p.c;
+    const int stages = (C + BP_TC_KC - 1) / BP_TC_KC;
+    const long long tiles = bp_tc_tile_count<BP_TCW_COUT, TO>(p);
+    const int wg = (int)threadIdx.x / 128; // this thread's warpgroup: m64 chunks wg, wg + 2
+    const bool async_x = C % 8 == 0 && (reinterpret_cast<unsigned long long>(x) & 15) == 0;
+    // The descriptors' strides: A's core matrices 8 pixels (128 bytes) apart along M, a channel
+    // plane apart along K; B's 8 channels apart along N, a tap-half plane along K. Offsets added
+    // to a descriptor are in 16-byte units (its address field): a pixel, or a weight row.
+    constexpr unsigned A_LBO = DW::NPIX * 16, A_SBO = 128, B_LBO = BP_TCW_COUT * 16, B_SBO = 128;
+
+    BP_BLOCK_STRIDE_LOOP(tile, tiles) {
+        const bp_tc_tile tl = bp_tc_decode_tile<BP_TCW_COUT, TO>(p, tile, F);
+        const int iy0 = tl.r0 - p.cpy, ix0 = tl.c0 - p.cpx;
+        // The block's two 64-channel tiles of the packing; the second may lie past Cout.
+        const unsigned short *wt = wp + (long long)(2 * tl.ct) * stages * BP_TC4_W_HALVES;
+        const bool second_tile = tl.co0 + BP_TC4_COUT < (int)p.cout;
+
+        float acc[D::CHUNKS][BP_TCW_COUT / 8][4];
+#pragma unroll
+        for (int ch = 0; ch < D::CHUNKS; ++ch)
+#pragma unroll
+            for (int nt = 0; nt < BP_TCW_COUT / 8; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[ch][nt][e] = 0.f;
+
+        __syncthreads(); // the previous tile's blur is done with the map (it shares the buffers)
+        bp_tcw_stage<T, L, F, TO>(p, x, tl.n, iy0, ix0, 0, stages, async_x, second_tile, wt, stage_s,
+                                  stage_s + DW::IN_HALVES);
+        for (int s = 0; s < stages; ++s) {
+            bp_cp_async_wait_all();
+            bp_fence_proxy_async(); // this thread's stage-s writes, before the wgmma reads them
+            __syncthreads(); // stage s is in shared memory; everyone is done with stage s − 1
+            if (s + 1 < stages) {
+                unsigned short *next = stage_s + ((s + 1) & 1) * DW::STAGE_HALVES;
+                bp_tcw_stage<T, L, F, TO>(p, x, tl.n, iy0, ix0, s + 1, stages, async_x, second_tile, wt, next,
+                                          next + DW::IN_HALVES);
+            }
+            const unsigned short *in_s = stage_s + (s & 1) * DW::STAGE_HALVES;
+            const unsigned short *w_s = in_s + DW::IN_HALVES;
+            const unsigned long long a0 = bp_wgmma_desc(in_s + 64 * wg * 8, A_LBO, A_SBO);
+            const unsigned long long b0 = bp_wgmma_desc(w_s, B_LBO, B_SBO);
+#pragma unroll
+            for (int ch = 0; ch < D::CHUNKS; ++ch) bp_wgmma_fence_operands(acc[ch]);
+            bp_wgmma_fence();
+#pragma unroll
+            for (int tap = 0; tap < 9; ++tap) {
+                // Tap (dy, dx): rows shift by dy·P + dx pixels (16 bytes each); the weights by a
+                // tap's 2 × 128 rows.
+                const unsigned a_tap = (tap / 3) * DW::P + tap % 3;
+                const unsigned b_tap = tap * 2 * BP_TCW_COUT;
+#pragma unroll
+                for (int ch = 0; ch < D::CHUNKS; ++ch) // chunk 2·ch + wg: 128·ch pixels on
+                    bp_wgmma_m64n128k16<T>(acc[ch], a0 + a_tap + 128 * ch, b0 + b_tap);
+            }
+            bp_wgmma_commit();
+            bp_wgmma_wait_all();
+#pragma unroll
+            for (int ch = 0; ch < D::CHUNKS; ++ch) bp_wgmma_fence_operands(acc[ch]);
+        }
+
+        bp_tc_epilogue<T, L, F, BP_TCW_COUT, TO, DW::P>(p, acc, b, y, map_s, tl);
+    }
+}
+
+// NAME, filter, output tile side.
+#define BP_TCW_VARIANT(NAME, F, TO)                                                                        \
+    template <typename T, typename L>                                                                      \
+    __device__ __forceinline__ void NAME##_impl(const BpParams p, const T *__restrict__ x,                 \
+                                                const T *__restrict__ w, const T *__restrict__ b,          \
+                                                T *__restrict__ y) {                                       \
+        bp_convblurpool_tcw_run<T, L, F, TO>(p, x, w, b, y);                                               \
+    }                                                                                                      \
+    BP_INSTANTIATE_HALF_TYPES_BOUNDED(NAME, 1)
+
+// Outputs of 28, 14, 7 (as bp_convblurpool_tc_k3f3s2t7_v4) with 128 output channels a block.
+BP_TCW_VARIANT(bp_convblurpool_tc_k3f3s2t7_wgmma, 3, 7)

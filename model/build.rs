@@ -1,4 +1,5 @@
-//! Compiles every kernel in ../kernels for sm_90 with line tables (`-lineinfo`, which does not
+//! Compiles every kernel in ../kernels for sm_90a (the library's arch 90 image: build/nvcc.rs
+//! sass_target; the same code as sm_90 plus the wgmma kernel's) with line tables (`-lineinfo`, which does not
 //! change the code), one cubin per .cu, plus the gates' serialised variant of the pooling family
 //! (BP_GATE_VARIANT=1), for the model's SASS reader. Same nvcc search as the library's build
 //! (build/nvcc.rs). Without nvcc the tool still builds; its SASS-based figures then say why
@@ -107,7 +108,7 @@ fn compile(
     defines: &[String],
 ) -> Result<(), String> {
     let mut cmd = Command::new(nvcc);
-    cmd.args(["-cubin", "-O3", "-std=c++17", "-lineinfo", "-arch=sm_90"]);
+    cmd.args(["-cubin", "-O3", "-std=c++17", "-lineinfo", "-arch=sm_90a"]);
     if let Some(ccbin) = nvcc::env_nonempty("NVCC_CCBIN") {
         cmd.arg("-ccbin").arg(ccbin);
     }

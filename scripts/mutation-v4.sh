@@ -208,3 +208,22 @@ run near_words_shifted kernels/strip.cuh 'got_l[i] = bp_shfl_up(m, first_right ?
 run near_tail_sends_first kernels/strip.cuh 'bp_shfl_down(m, last_left ? cw[CWD * D + i] : cw[CWD + i]);' 'bp_shfl_down(m, cw[CWD + i]);'
 run near_right_words_from_own kernels/strip.cuh 'for (int i = 0; i < NR; ++i) got_r[i] = bp_shfl_down(m, last_left ? cw[CWD * D + i] : cw[CWD + i]);' 'for (int i = 0; i < NR; ++i) got_r[i] = cw[CWD + i];'
 run near_edge_words_misplaced kernels/strip.cuh 'const T *__restrict__ at_l = row + first * CE + (CWD - NL) * PER;' 'const T *__restrict__ at_l = row + first * CE;'
+# The sm_90a wgmma kernel (MUT_TESTS=wgmma): its GEMM rows over the input tile's pitch, the
+# descriptors' offsets and strides, the second 64-channel weight tile, the dropped rows, the
+# epilogue's 4-channel stores, and the wgmma protocol (the emulator reports misuse).
+run tcw_tap_row_pitch kernels/conv_forward.cu 'const unsigned a_tap = (tap / 3) * DW::P + tap % 3;' 'const unsigned a_tap = (tap / 3) * (DW::P - 1) + tap % 3;'
+run tcw_chunk_offset kernels/conv_forward.cu 'bp_wgmma_m64n128k16<T>(acc[ch], a0 + a_tap + 128 * ch, b0 + b_tap);' 'bp_wgmma_m64n128k16<T>(acc[ch], a0 + a_tap + 64 * ch, b0 + b_tap);'
+run tcw_a_plane_stride kernels/conv_forward.cu 'A_LBO = DW::NPIX * 16,' 'A_LBO = (DW::NPIX - 16) * 16,'
+run tcw_b_tap_offset kernels/conv_forward.cu 'const unsigned b_tap = tap * 2 * BP_TCW_COUT;' 'const unsigned b_tap = tap * BP_TCW_COUT;'
+# (Copying the second 64-channel weight tile where it lies past Cout, `valid = true`, reads past
+# the packed buffer into channels no output stores: the results are the same, and the emulator
+# does not bound cp.async reads, so it is not here; compute-sanitizer's memcheck in the GPU
+# bundle is what sees it.)
+run tcw_pitch_rows_kept kernels/conv_forward.cu 'if (m >= ROWS || qq >= D::MH) continue;' 'if (m >= ROWS) continue;'
+run tcw_group_store_order kernels/conv_forward.cu '(unsigned)bp_from_f32<T>(sum[2 * c + 1]).bits << 16;' '(unsigned)bp_from_f32<T>(sum[2 * c]).bits << 16;'
+run tcw_wait_dropped kernels/conv_forward.cu '            bp_wgmma_commit();
+            bp_wgmma_wait_all();' '            bp_wgmma_commit();'
+run tcw_fence_dropped kernels/conv_forward.cu '            bp_wgmma_fence();
+#pragma unroll
+            for (int tap = 0; tap < 9; ++tap) {' '#pragma unroll
+            for (int tap = 0; tap < 9; ++tap) {'

@@ -206,3 +206,12 @@ fn arch_tokens_parse_in_every_spelling() {
         assert_eq!(nvcc::parse_arch(token), want, "{token}");
     }
 }
+
+#[test]
+fn arch_90_builds_sm_90a_and_the_others_their_own() {
+    // sm_90a: H100 / H200 code with wgmma (the dense conv's sm_90a kernel); one image per arch.
+    assert_eq!(nvcc::sass_target(90), "sm_90a");
+    for a in [80, 86, 89, 100, 120] {
+        assert_eq!(nvcc::sass_target(a), format!("sm_{a}"));
+    }
+}

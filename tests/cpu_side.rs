@@ -220,17 +220,23 @@ fn build_script_records_what_it_built() {
 #[test]
 #[ignore = "needs libnvrtc on LD_LIBRARY_PATH (CI: cargo test --test cpu_side -- --ignored)"]
 fn nvrtc_compiles_the_embedded_sources() {
-    let ptx = compile_nvrtc("compute_80").expect("NVRTC compiles the kernels");
-    let text = ptx.to_src();
-    let symbols = kernel_symbols();
-    for sym in &symbols {
-        assert!(text.contains(&format!(".entry {sym}(")), "PTX lacks {sym}");
+    // compute_80: what an A100 (and any device but compute capability 9.0) gets; compute_90a:
+    // an H100 / H200 (Kernels::load), the only one with the wgmma kernel's instructions.
+    for arch in ["compute_80", "compute_90a"] {
+        let ptx = compile_nvrtc(arch).expect("NVRTC compiles the kernels");
+        let text = ptx.to_src();
+        let symbols = kernel_symbols();
+        for sym in &symbols {
+            assert!(text.contains(&format!(".entry {sym}(")), "{arch} PTX lacks {sym}");
+        }
+        let wgmma = text.contains("wgmma.mma_async.sync.aligned.m64n128k16");
+        assert_eq!(wgmma, arch == "compute_90a", "{arch}: wgmma in its PTX");
+        println!(
+            "NVRTC {arch}: {} bytes of PTX with all {} entry points (wgmma: {wgmma})",
+            text.len(),
+            symbols.len()
+        );
     }
-    println!(
-        "NVRTC: {} bytes of PTX with all {} entry points",
-        text.len(),
-        symbols.len()
-    );
 }
 
 /// No kernel keeps anything in local memory: no spills (build.rs fails on those) and no stack

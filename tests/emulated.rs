@@ -375,7 +375,7 @@ fn strip_cases_on_general_kernels_emulated() {
 fn tensor_core_cases_plan_tensor_core_kernels() {
     let (mut tc, mut invalid) = (0, 0);
     // Cases planned on each v4 output tile side (7: where its tiles compute fewer GEMM rows).
-    let (mut side7, mut side8) = (0, 0);
+    let (mut side7, mut side8, mut wgmma) = (0, 0, 0);
     for (op, shape) in matrix::tensor_core_cases() {
         let target = Target::new(DType::F16, Layout::Nchw);
         let Ok(auto) = op.plan(shape, target) else {
@@ -389,7 +389,14 @@ fn tensor_core_cases_plan_tensor_core_kernels() {
             auto.symbol()
         );
         assert!(auto.weight_pack().is_some(), "v4 reads packed weights");
-        if auto.symbol().contains("t7_v4") {
+        if auto.symbol().contains("wgmma") {
+            // Cout > 64 at 7 × 7 tiles: the sm_90a kernel; without wgmma, the mma.sync one
+            // on the same packed weights.
+            let mma = op.plan(shape, target.with_wgmma(false)).unwrap();
+            assert!(mma.symbol().contains("t7_v4"), "{}", mma.symbol());
+            assert_eq!(mma.weight_pack(), auto.weight_pack());
+            wgmma += 1;
+        } else if auto.symbol().contains("t7_v4") {
             side7 += 1;
         } else {
             side8 += 1;
@@ -426,8 +433,8 @@ fn tensor_core_cases_plan_tensor_core_kernels() {
         tc += 1;
     }
     println!(
-        "{tc} tensor-core plans ({side7} on 7 × 7 output tiles, {side8} on 8 × 8), {invalid} cases \
-         invalid for their size (refused alike)"
+        "{tc} tensor-core plans ({side7} on 7 × 7 output tiles, {side8} on 8 × 8, {wgmma} on \
+         wgmma), {invalid} cases invalid for their size (refused alike)"
     );
     assert!(tc > 200 && invalid < tc / 3, "{tc} / {invalid}");
     assert!(
@@ -445,6 +452,53 @@ fn tensor_core_kernels_emulated() {
         &Emu::AUTO,
         "tensor-core conv kernels, v4 (emulated)",
         &cases,
+    );
+}
+
+/// The wgmma cases plan the sm_90a kernel wherever their tiles are 7 × 7 (most of them), and
+/// the mma.sync v4 kernel without wgmma.
+#[test]
+fn wgmma_cases_plan_the_wgmma_kernel() {
+    let (mut wgmma, mut side8) = (0, 0);
+    for (op, shape) in matrix::wgmma_cases() {
+        for dtype in [DType::F16, DType::BF16] {
+            for layout in Layout::ALL {
+                let target = Target::new(dtype, layout);
+                let plan = op.plan(shape, target).unwrap();
+                let mma = op.plan(shape, target.with_wgmma(false)).unwrap();
+                assert_eq!(plan.version(), KernelVersion::V4);
+                assert!(!mma.symbol().contains("wgmma"), "{}", mma.symbol());
+                if plan.symbol().contains("wgmma") {
+                    assert!(mma.symbol().contains("t7_v4"), "{}", mma.symbol());
+                    wgmma += 1;
+                } else {
+                    assert_eq!(plan.symbol(), mma.symbol(), "only side 8 leaves wgmma");
+                    side8 += 1;
+                }
+            }
+        }
+    }
+    println!("{wgmma} plans on wgmma, {side8} on 8 × 8 tiles");
+    assert!(wgmma > 250 && side8 > 0, "{wgmma} / {side8}");
+}
+
+/// The sm_90a wgmma kernel (as the emulator runs wgmma: operands read at the wait).
+#[test]
+fn tensor_core_wgmma_kernels_emulated() {
+    matrix::run_matrix(
+        &Emu::AUTO,
+        "tensor-core conv kernels, v4 wgmma (emulated)",
+        &matrix::wgmma_cases(),
+    );
+}
+
+/// The same cases on a device without wgmma: the mma.sync v4 kernel at 64 channels a block.
+#[test]
+fn tensor_core_wgmma_cases_without_wgmma_emulated() {
+    matrix::run_matrix(
+        &Emu::NO_WGMMA,
+        "tensor-core conv kernels, v4 mma.sync on the wgmma cases (emulated)",
+        &matrix::wgmma_cases(),
     );
 }
 

@@ -790,6 +790,7 @@ fn emulated_case(
     let emu = Emu {
         max_blocks: 2,
         choice,
+        wgmma: true, // f32 only: no tensor-core kernel plans
     };
     let d = format!("{desc}; emulated on {shape} {layout:?} {choice:?}");
     EMULATED.fetch_add(1, Ordering::Relaxed);

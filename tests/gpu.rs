@@ -115,10 +115,14 @@ fn tensor_core_kernels_match_reference() {
     let target = g.kernels.target(DType::F16, Layout::Nhwc);
     let planned = cases[2].0.plan(cases[2].1, target).unwrap().symbol();
     println!(
-        "tensor cores: {} (a case plans {planned})",
-        target.tensor_cores()
+        "tensor cores: {}, wgmma: {} (a case plans {planned})",
+        target.tensor_cores(),
+        target.wgmma()
     );
     full(&g, "tensor-core conv kernels (v4)", &cases);
+    // More than 64 output channels at 7 × 7 tiles: the sm_90a wgmma kernel on an H100 / H200
+    // whose module has sm_90a code, the mma.sync v4 kernel elsewhere.
+    full(&g, "tensor-core wgmma cases (v4)", &matrix::wgmma_cases());
     let v3 = g.with_choice(KernelChoice::AtMost(KernelVersion::V3));
     full(&v3, "tensor-core conv kernels (v3)", &cases);
     let general = g.with_choice(KernelChoice::GENERAL);

@@ -500,15 +500,12 @@ void wgmma_wait_op(void *const lanes[128]) {
 void bp_emu_wgmma_fence() { warpgroup_collective(nullptr, wgmma_fence_op); }
 
 void bp_emu_wgmma_m64k16(bool bf16, unsigned n, unsigned long long desc_a, unsigned long long desc_b, float *d,
-                         bool scale_d) {
-    if (bp_emu_tracing) {
-        bp_emu_fault("wgmma: trace mode does not count wgmma yet");
-        return;
-    }
+                         bool scale_d, unsigned line, const char *file) {
     if (n == 0 || n > 256 || n % 8 != 0) {
         bp_emu_fault("wgmma: N must be a multiple of 8 from 8 to 256");
         return;
     }
+    if (bp_emu_tracing) bp_emu_trace(nullptr, n / 8, BP_EMU_WGMMA, file, line);
     Launch::Wgmma me{bf16, n, desc_a, desc_b, scale_d, {d}};
     warpgroup_collective(&me, wgmma_queue_op);
 }

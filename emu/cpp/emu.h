@@ -77,8 +77,9 @@ inline void bp_emu_check_aligned(const void *at, unsigned long long align) {
 // source line, each thread runs at most a set number of iterations of its work loop
 // (BP_GRID_STRIDE_LOOP / BP_BLOCK_STRIDE_LOOP call bp_emu_loop_admit), and buffers may be
 // redirected: the kernel sees one address range, the access lands in another (the hook test).
-// BP_EMU_MARK: no access, a code path taken (bp_mark in kernels/common.cuh).
-enum { BP_EMU_LOAD = 0, BP_EMU_STORE = 1, BP_EMU_MMA = 2, BP_EMU_MARK = 3 };
+// BP_EMU_MARK: no access, a code path taken (bp_mark in kernels/common.cuh). BP_EMU_WGMMA: a
+// lane's part of a wgmma, its size N / 8 (the model counts the operands' shared reads).
+enum { BP_EMU_LOAD = 0, BP_EMU_STORE = 1, BP_EMU_MMA = 2, BP_EMU_MARK = 3, BP_EMU_WGMMA = 4 };
 extern thread_local bool bp_emu_tracing;
 // Records an access of `size` bytes at `at` and returns where it really goes.
 const void *bp_emu_trace(const void *at, unsigned size, unsigned kind, const char *file, unsigned line);
@@ -189,12 +190,13 @@ void bp_emu_cp_async_wait_all();
 //                         before the wait sees the old values).
 // A block that ends with a wgmma not completed is reported. Descriptors address the launch's
 // dynamic shared memory (bp_emu_shared_address: the offset there; `__cvta_generic_to_shared`
-// on a GPU, where the kernels keep nothing else in shared memory). Trace mode does not count
-// wgmma (the model has no figures for it yet): a traced launch that runs one fails.
+// on a GPU, where the kernels keep nothing else in shared memory). In trace mode each lane's
+// wgmma is one BP_EMU_WGMMA event at the caller's line (one per warp, as the SASS has one
+// HGMMA), and runs as in any other mode.
 unsigned bp_emu_shared_address(const void *p);
 void bp_emu_wgmma_fence();
 void bp_emu_wgmma_m64k16(bool bf16, unsigned n, unsigned long long desc_a, unsigned long long desc_b, float *d,
-                         bool scale_d);
+                         bool scale_d, unsigned line = __builtin_LINE(), const char *file = __builtin_FILE());
 void bp_emu_wgmma_commit();
 void bp_emu_wgmma_wait(unsigned pending);
 

@@ -68,6 +68,10 @@ pub enum AccessKind {
     /// No access: the lane took a code path that holds none (`bp_mark` in kernels/common.cuh),
     /// so that the performance model can count how often that path's machine code runs.
     Mark,
+    /// One lane's part of a warpgroup's `wgmma.mma_async.m64nNk16` (operands from shared
+    /// memory by descriptor): the event's `size` is N / 8, the m16n8k16 products of its warp's
+    /// 16 rows, and the operands' shared-memory reads are the model's to count (model/src/cache.rs).
+    Wgmma,
 }
 
 /// One recorded access, as the emulator writes it (`TraceEvent` in cpp/emu.cpp).
@@ -81,7 +85,7 @@ pub struct TraceEvent {
     pub line: u32,
     /// `threadIdx.x`.
     pub thread: u16,
-    /// Bytes accessed (0 for an mma).
+    /// Bytes accessed (0 for an mma; N / 8 for a wgmma of N columns).
     pub size: u8,
     kind: u8,
 }
@@ -101,15 +105,17 @@ impl TraceEvent {
                 AccessKind::Store => 1,
                 AccessKind::Mma => 2,
                 AccessKind::Mark => 3,
+                AccessKind::Wgmma => 4,
             },
         }
     }
-    /// Load, store, mma or mark.
+    /// Load, store, mma, mark or wgmma.
     pub fn kind(&self) -> AccessKind {
         match self.kind {
             0 => AccessKind::Load,
             1 => AccessKind::Store,
             3 => AccessKind::Mark,
+            4 => AccessKind::Wgmma,
             _ => AccessKind::Mma,
         }
     }

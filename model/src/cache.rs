@@ -45,7 +45,7 @@ pub struct MemStats {
     pub sh_requests: f64,
     pub sh_wavefronts: f64,
     pub sh_bytes: f64,
-    /// Warp mma.sync instructions (m16n8k16).
+    /// Warp mma.sync instructions (m16n8k16), and wgmma's products in m16n8k16 units.
     pub mma: f64,
     /// Load sectors that hit in L1; sectors L1 asked of L2 (its load misses); of those, L2
     /// hits; DRAM sectors read and written.
@@ -188,6 +188,16 @@ pub fn simulate(t: &LaunchTrace, cfg: &CacheConfig) -> MemStats {
                 [r.first_sector as usize..(r.first_sector as usize + r.n_sectors as usize)];
             match (r.kind, r.space) {
                 (AccessKind::Mma, _) => s.mma += 1.0,
+                // A warp's share of a wgmma: N / 8 m16n8k16 products, and its operands'
+                // shared-memory reads (trace.rs wgmma_wavefronts_per_warp), which pass the
+                // shared-memory pipe like any other wavefronts.
+                (AccessKind::Wgmma, _) => {
+                    s.mma += r.size as f64;
+                    s.sh_requests += 1.0;
+                    s.sh_wavefronts += r.wavefronts as f64;
+                    s.sh_bytes += r.wavefronts as f64 * 128.0;
+                    s.lsu_cycles += r.wavefronts as f64 / cfg.smem_wavefronts_per_clk;
+                }
                 (_, Space::None) => {}
                 (_, Space::Shared) => {
                     s.sh_requests += 1.0;

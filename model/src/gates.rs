@@ -143,8 +143,16 @@ fn operator_for(s: Specialised) -> blurpool::Result<Operator> {
                 blur(filter, stride)?,
             ))
         }
-        Specialised::TensorCoreConv { filter } | Specialised::TensorCoreConvV4 { filter, .. } => {
+        Specialised::TensorCoreConv { filter }
+        | Specialised::TensorCoreConvV4 { filter, .. }
+        | Specialised::TensorCoreConvWgmma { filter, .. } => {
             let c = 32;
+            // The wgmma kernel is planned for more than 64 output channels.
+            let cout = if matches!(s, Specialised::TensorCoreConvWgmma { .. }) {
+                128
+            } else {
+                c
+            };
             let b = if filter == 3 {
                 timm::blur(3, 2, PadMode::Reflect)?
             } else {
@@ -153,7 +161,7 @@ fn operator_for(s: Specialised) -> blurpool::Result<Operator> {
             Operator::ConvBlurPool(ConvBlurPool2d::new(
                 Conv2dSpec::new(Conv2dArgs {
                     in_channels: c,
-                    out_channels: c,
+                    out_channels: cout,
                     kernel: (3, 3),
                     padding: (1, 1),
                     groups: 1,
@@ -182,13 +190,14 @@ pub fn gate_cases() -> Result<Vec<GateCase>, String> {
                 Shape4::new(2, 32, 40, 48)
             }
             // 14 × 14 outputs: the plan takes 7 × 7 tiles (tc4_tile_side).
-            Specialised::TensorCoreConvV4 { tile: 7, .. } => Shape4::new(2, 32, 28, 28),
+            Specialised::TensorCoreConvV4 { tile: 7, .. }
+            | Specialised::TensorCoreConvWgmma { tile: 7, .. } => Shape4::new(2, 32, 28, 28),
             _ => Shape4::new(2, 32, 40, 44),
         };
         let dtypes: &[DType] = match s {
-            Specialised::TensorCoreConv { .. } | Specialised::TensorCoreConvV4 { .. } => {
-                &[DType::F16, DType::BF16]
-            }
+            Specialised::TensorCoreConv { .. }
+            | Specialised::TensorCoreConvV4 { .. }
+            | Specialised::TensorCoreConvWgmma { .. } => &[DType::F16, DType::BF16],
             _ => &DType::ALL,
         };
         let (layouts, choice): (&[Layout], _) = match s {
@@ -198,7 +207,9 @@ pub fn gate_cases() -> Result<Vec<GateCase>, String> {
             Specialised::TensorCoreConv { .. } => {
                 (&Layout::ALL, KernelChoice::AtMost(KernelVersion::V3))
             }
-            Specialised::TensorCoreConvV4 { .. } => (&Layout::ALL, KernelChoice::Auto),
+            Specialised::TensorCoreConvV4 { .. } | Specialised::TensorCoreConvWgmma { .. } => {
+                (&Layout::ALL, KernelChoice::Auto)
+            }
             _ => (&Layout::ALL, KernelChoice::AtMost(KernelVersion::V2)),
         };
         for &d in dtypes {

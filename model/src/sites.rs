@@ -34,6 +34,7 @@ pub fn per_site(t: &LaunchTrace, g: &Gpu) -> Vec<SiteFigures> {
         for r in block {
             let kind = match (r.kind, r.space) {
                 (AccessKind::Mark, _) => "mark",
+                (AccessKind::Wgmma, _) => "wgmma",
                 (AccessKind::Mma, _) | (_, Space::None) => "mma",
                 (AccessKind::Load, Space::Shared) => "ld.shared",
                 (_, Space::Shared) => "st.shared",
@@ -41,6 +42,7 @@ pub fn per_site(t: &LaunchTrace, g: &Gpu) -> Vec<SiteFigures> {
                 (_, Space::Global(_)) => "st",
             };
             let cycles = match r.space {
+                _ if r.kind == AccessKind::Wgmma => r.wavefronts as f64 / g.smem_wavefronts_per_clk,
                 Space::None => 0.0,
                 Space::Shared => g
                     .lsu_clk_per_request

@@ -367,6 +367,15 @@ pub(crate) fn group_block(
     out
 }
 
+/// Shared-memory wavefronts (128 bytes) a warp's share of one `wgmma.m64nNk16` reads, `n8` = N
+/// / 8 (the event's size): the warpgroup's A tile (64 × 16 halves, 2 KB) and B tile (N × 16
+/// halves) each read once for its 4 warps, a quarter to each: 4 + N / 16 (12 at N = 128). That
+/// B is read once for the warpgroup, not once per warp, is the assumption the wgmma design rests
+/// on (notes/kernels.md); read per warp it would be 4 + N / 4.
+pub fn wgmma_wavefronts_per_warp(n8: u8) -> u16 {
+    (2048 + 256 * n8 as u16) / 128 / 4
+}
+
 fn measure(p: Pending, map: &AddressMap, sectors: &mut Vec<u64>, touched: &mut [u64]) -> Request {
     let lanes = p.lanes.len().min(32) as u8;
     let mut r = Request {
@@ -382,6 +391,11 @@ fn measure(p: Pending, map: &AddressMap, sectors: &mut Vec<u64>, touched: &mut [
         unique_bytes: 0,
     };
     if matches!(p.kind, AccessKind::Mma | AccessKind::Mark) || p.size == 0 {
+        return r;
+    }
+    if p.kind == AccessKind::Wgmma {
+        r.space = Space::Shared;
+        r.wavefronts = wgmma_wavefronts_per_warp(p.size);
         return r;
     }
     let size = p.size as u64;

@@ -113,6 +113,7 @@ pub struct Kernels {
     max_blocks: u32,
     choice: KernelChoice,
     tensor_cores: bool,
+    wgmma: bool,
 }
 
 impl std::fmt::Debug for Kernels {
@@ -122,6 +123,7 @@ impl std::fmt::Debug for Kernels {
             .field("source", &self.source)
             .field("choice", &self.choice)
             .field("tensor_cores", &self.tensor_cores)
+            .field("wgmma", &self.wgmma)
             .finish()
     }
 }
@@ -193,6 +195,11 @@ impl Kernels {
     /// Loads a fresh, uncached module. Prefer [`Kernels::for_context`]; this exists to compare
     /// the fatbin and NVRTC paths.
     pub fn load(ctx: &Arc<CudaContext>, from: LoadFrom) -> Result<Kernels> {
+        let (major, minor) = ctx.compute_capability()?;
+        // The wgmma kernel runs on sm_90a code only: a compute capability 9.0 device (H100,
+        // H200), and the fatbin's arch 90 image (build/nvcc.rs builds it as sm_90a) or NVRTC
+        // for compute_90a. Anywhere else its entry points exist but trap, and are never planned.
+        let sm90a = (major, minor) == (9, 0);
         let (ptx, source) = match build::FATBIN {
             Some(fatbin) if from == LoadFrom::Build => (
                 Ptx::from_binary(fatbin.to_vec()),
@@ -202,8 +209,8 @@ impl Kernels {
                 },
             ),
             _ => {
-                let (major, minor) = ctx.compute_capability()?;
-                let arch = format!("compute_{major}{minor}");
+                let suffix = if sm90a { "a" } else { "" };
+                let arch = format!("compute_{major}{minor}{suffix}");
                 (compile_nvrtc(&arch)?, KernelSource::Nvrtc { arch })
             }
         };
@@ -217,7 +224,13 @@ impl Kernels {
             },
             source: e,
         })?;
-        let (major, _) = ctx.compute_capability()?;
+        let wgmma = sm90a
+            && match &source {
+                KernelSource::Fatbin { archs, .. } => {
+                    archs.split([',', '+']).any(|a| a == "sm_90a")
+                }
+                KernelSource::Nvrtc { .. } => true,
+            };
         let mut functions = HashMap::new();
         for (kind, dtype, layout) in KernelKind::entry_points() {
             let symbol = kind.symbol(dtype, layout);
@@ -228,10 +241,11 @@ impl Kernels {
                     source: e,
                 })?;
             // A launch may give a kernel more than 48 KB of dynamic shared memory only once the
-            // kernel's limit is raised to it (the tensor-core v4 kernel: 83–93 KB, within every
-            // sm_80+ SM's opt-in; it never runs below sm_80, see `tensor_cores`).
+            // kernel's limit is raised to it (the tensor-core v4 kernel: 65–93 KB, within every
+            // sm_80+ SM's opt-in; it never runs below sm_80, see `tensor_cores`; the wgmma
+            // kernel's 122 KB only where it runs).
             let shared = kind.dynamic_shared_bytes();
-            if shared > 48 * 1024 && major >= 8 {
+            if shared > 48 * 1024 && major >= 8 && (wgmma || !kind.needs_wgmma()) {
                 f.set_attribute(
                     CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                     shared as i32,
@@ -261,6 +275,7 @@ impl Kernels {
             choice,
             // mma.sync.m16n8k16 with f16/bf16 inputs needs sm_80.
             tensor_cores: major >= 8,
+            wgmma,
         })
     }
 
@@ -275,6 +290,7 @@ impl Kernels {
             max_blocks: self.max_blocks,
             choice,
             tensor_cores: self.tensor_cores,
+            wgmma: self.wgmma,
         })
     }
 
@@ -289,6 +305,7 @@ impl Kernels {
         Target::new(dtype, layout)
             .with_choice(self.choice)
             .with_tensor_cores(self.tensor_cores)
+            .with_wgmma(self.wgmma)
     }
 
     /// The context these kernels belong to.

@@ -45,6 +45,27 @@ fn tc4_shared_bytes(filter: usize, side: usize) -> u32 {
     (4 * staging_floats.max(map_floats)) as u32
 }
 
+/// Output channels a block of the tensor-core v4 `wgmma` kernel (`BP_TCW_COUT` in
+/// kernels/conv_forward.cu): two warpgroups, each over all 128.
+const TCW_COUT: i64 = 128;
+
+/// Bytes of dynamic shared memory the `wgmma` kernel with a blur of `filter` taps and output
+/// tiles of `side` × `side` uses (`bp_tcw_dims<F, TO>::SMEM_BYTES`): the larger of two stages
+/// (input as 2 channel halves × `npix` pixels × 16 bytes, `npix` reaching the last m64 chunk's
+/// taps at the input tile's pitch, and 9 taps × 2 halves × 128 × 16 bytes of weights) and its
+/// f32 map tile (((side − 1)·2 + F)² pixels × 136 words): 122,400 bytes for F = 3 at side 7.
+fn tcw_shared_bytes(filter: usize, side: usize) -> u32 {
+    let mh = (side - 1) * 2 + filter;
+    let pitch = mh + 2;
+    let rows = (mh - 1) * pitch + mh;
+    let chunks = rows.div_ceil(64);
+    let npix = (64 * chunks + 2 * pitch + 2).div_ceil(16) * 16;
+    let stage_bytes = 2 * npix * 16 + 9 * 2 * TCW_COUT as usize * 16;
+    let map_bytes = mh * mh * (TCW_COUT as usize + 8) * 4;
+    // At most a few hundred KB for the filter sizes and sides the kernel is built for.
+    (2 * stage_bytes).max(map_bytes) as u32
+}
+
 /// The output tile side of the tensor-core v4 kernel for `params`: 7 where 7 × 7 tiles cover
 /// the output in no more tiles than 8 × 8 ones (outputs of 28, 14, 7, and any size where
 /// ⌈size / 7⌉ = ⌈size / 8⌉), else 8. At the same number of tiles a 7 × 7 one does less of
@@ -150,17 +171,20 @@ pub struct Target {
     layout: Layout,
     choice: KernelChoice,
     tensor_cores: bool,
+    wgmma: bool,
 }
 
 impl Target {
-    /// `dtype` in `layout` with [`KernelChoice::Auto`] on a device with tensor cores (the host
-    /// emulator has them too).
+    /// `dtype` in `layout` with [`KernelChoice::Auto`] on a device with tensor cores and
+    /// sm_90a's `wgmma` (an H100 or H200 with a module built for it; the host emulator has
+    /// both too). [`super::Kernels::target`] says what a loaded module on a real device has.
     pub fn new(dtype: DType, layout: Layout) -> Target {
         Target {
             dtype,
             layout,
             choice: KernelChoice::Auto,
             tensor_cores: true,
+            wgmma: true,
         }
     }
 
@@ -175,6 +199,40 @@ impl Target {
             tensor_cores,
             ..self
         }
+    }
+
+    /// The same target where the sm_90a `wgmma` kernel may (`true`) or may not run: it needs a
+    /// compute capability 9.0 device and a module with sm_90a code (the fatbin's arch 90, or
+    /// NVRTC for `compute_90a`). Without it the dense tensor-core conv takes its `mma.sync` v4.
+    ///
+    /// ```
+    /// use blurpool::cuda::{KernelVersion, Target};
+    /// use blurpool::{presets::timm, Activation, Conv2dArgs, Conv2dSpec, ConvBlurPool2d, DType, Layout, PadMode, Shape4};
+    /// let conv = Conv2dSpec::new(Conv2dArgs {
+    ///     in_channels: 256,
+    ///     out_channels: 256,
+    ///     kernel: (3, 3),
+    ///     padding: (1, 1),
+    ///     groups: 1,
+    ///     bias: false,
+    ///     activation: Activation::Identity,
+    /// })?;
+    /// let op = ConvBlurPool2d::new(conv, timm::blur(3, 2, PadMode::Reflect)?);
+    /// let input = Shape4::new(8, 256, 56, 56); // outputs of 28: 7 × 7 tiles
+    /// let h100 = op.plan(input, Target::new(DType::F16, Layout::Nhwc))?;
+    /// assert!(h100.symbol().contains("wgmma"));
+    /// let a100 = op.plan(input, Target::new(DType::F16, Layout::Nhwc).with_wgmma(false))?;
+    /// assert_eq!(a100.version(), KernelVersion::V4);
+    /// assert!(!a100.symbol().contains("wgmma"));
+    /// # Ok::<(), blurpool::Error>(())
+    /// ```
+    pub fn with_wgmma(self, wgmma: bool) -> Target {
+        Target { wgmma, ..self }
+    }
+
+    /// Whether the sm_90a `wgmma` kernel may run.
+    pub fn wgmma(&self) -> bool {
+        self.wgmma
     }
 
     /// Element type.
@@ -222,6 +280,8 @@ enum Family {
     TensorCore,
     /// v4 tensor-core dense conv: cp.async staging of pre-packed weights, ldmatrix fragments.
     TensorCoreWide,
+    /// v4 tensor-core dense conv on sm_90a: `wgmma` over 128 output channels a block.
+    TensorCoreWgmma,
     /// v4 pooling strips over 16-byte vectors.
     StripPoolWide,
     /// v4 depthwise strips over 16-byte vectors.
@@ -237,13 +297,16 @@ impl Specialisation {
                 "BP_STRIP_DW_VARIANT" => Family::StripDepthwise,
                 "BP_TC_VARIANT" => Family::TensorCore,
                 "BP_TC4_VARIANT" => Family::TensorCoreWide,
+                "BP_TCW_VARIANT" => Family::TensorCoreWgmma,
                 "BP_STRIP4_VARIANT" => Family::StripPoolWide,
                 "BP_STRIP4_DW_VARIANT" => Family::StripDepthwiseWide,
                 other => unreachable!("build.rs only lists known macros, not {other}"),
             };
             let (window, filter, stride, tile, threads) = match (family, dims) {
                 (Family::TensorCore, [f]) => (3, *f as usize, 2, 8, BLOCK),
-                (Family::TensorCoreWide, [f, side]) => (3, *f as usize, 2, *side as usize, BLOCK),
+                (Family::TensorCoreWide | Family::TensorCoreWgmma, [f, side]) => {
+                    (3, *f as usize, 2, *side as usize, BLOCK)
+                }
                 (Family::StripPoolWide, [k, f, s, threads])
                 | (Family::StripDepthwiseWide, [k, f, s, threads, _]) => {
                     (*k as usize, *f as usize, *s as usize, 0, *threads)
@@ -273,9 +336,10 @@ impl Specialisation {
         match self.family {
             Family::StripPool | Family::StripDepthwise => KernelVersion::V2,
             Family::TensorCore => KernelVersion::V3,
-            Family::StripPoolWide | Family::StripDepthwiseWide | Family::TensorCoreWide => {
-                KernelVersion::V4
-            }
+            Family::StripPoolWide
+            | Family::StripDepthwiseWide
+            | Family::TensorCoreWide
+            | Family::TensorCoreWgmma => KernelVersion::V4,
         }
     }
 }
@@ -329,7 +393,7 @@ impl KernelKind {
     fn has_dtype(self, dtype: DType) -> bool {
         let halves_only = matches!(self, KernelKind::PackTc4Weights)
             || matches!(self, KernelKind::Special(s)
-                if matches!(s.family, Family::TensorCore | Family::TensorCoreWide));
+                if matches!(s.family, Family::TensorCore | Family::TensorCoreWide | Family::TensorCoreWgmma));
         !halves_only || dtype != DType::F32
     }
 
@@ -385,8 +449,17 @@ impl KernelKind {
             KernelKind::Special(s) if s.family == Family::TensorCoreWide => {
                 tc4_shared_bytes(s.filter, s.tile)
             }
+            KernelKind::Special(s) if s.family == Family::TensorCoreWgmma => {
+                tcw_shared_bytes(s.filter, s.tile)
+            }
             _ => 0,
         }
+    }
+
+    /// Whether this kind runs only on sm_90a code (`wgmma`): a module without it, or a device
+    /// other than compute capability 9.0, never launches it (nor raises its shared memory).
+    pub(crate) fn needs_wgmma(self) -> bool {
+        matches!(self, KernelKind::Special(s) if s.family == Family::TensorCoreWgmma)
     }
 
     /// The `extern "C"` symbol for a dtype and layout, e.g. `bp_maxblurpool_f16_nhwc`.
@@ -441,6 +514,16 @@ pub enum Specialised {
         /// tiles as 8 × 8 ones, e.g. outputs of 28, 14, 7: fewer GEMM rows outside it).
         tile: usize,
     },
+    /// The v4 tensor-core kernel on sm_90a (H100, H200): `wgmma.m64n128k16` with both operands
+    /// read from shared memory, 128 output channels a block, the same packed weights as
+    /// [`Specialised::TensorCoreConvV4`]; planned where the target has `wgmma`
+    /// ([`Target::with_wgmma`]) and Cout > 64.
+    TensorCoreConvWgmma {
+        /// Blur taps per axis.
+        filter: usize,
+        /// Output tile side.
+        tile: usize,
+    },
     /// The v4 strip kernel of a [`Specialised::Pooling`] geometry over 16-byte vectors: NHWC
     /// with channels a multiple of 8 (f16/bf16) or 4 (f32), one vector of channels per pixel;
     /// NCHW with W a multiple of 8 or 4, 8 or 4 output columns per thread from row chunks.
@@ -479,6 +562,10 @@ pub fn specialised_kernels() -> impl Iterator<Item = Specialised> {
         },
         Family::TensorCore => Specialised::TensorCoreConv { filter: s.filter },
         Family::TensorCoreWide => Specialised::TensorCoreConvV4 {
+            filter: s.filter,
+            tile: s.tile,
+        },
+        Family::TensorCoreWgmma => Specialised::TensorCoreConvWgmma {
             filter: s.filter,
             tile: s.tile,
         },
@@ -989,15 +1076,21 @@ impl ConvBlurPool2d {
         }
         if target.tensor_core_kernels() {
             if let Some(s) = tensor_core_kernel(&params, target) {
-                // v4: 64-channel tiles of side 8 or 7 over weights packed by a launch of their own.
-                let (tile, weight_pack) = if s.family == Family::TensorCoreWide {
+                // v4: 64-channel tiles of side 8 or 7 (wgmma: 128-channel tiles) over weights
+                // packed by a launch of their own.
+                let wide = match s.family {
+                    Family::TensorCoreWide => Some(TC4_COUT),
+                    Family::TensorCoreWgmma => Some(TCW_COUT),
+                    _ => None,
+                };
+                let (tile, weight_pack) = if let Some(channels) = wide {
                     let pack = WeightPack {
                         kind: KernelKind::PackTc4Weights,
                         dtype: target.dtype,
                         layout: target.layout,
                         len: tc4_packed_len(&params)?,
                     };
-                    ((s.tile as i64, TC4_COUT), Some(pack))
+                    ((s.tile as i64, channels), Some(pack))
                 } else {
                     (TC_TILE, None)
                 };
@@ -1043,17 +1136,20 @@ fn tensor_core_kernel(params: &BpParams, target: Target) -> Option<Specialisatio
         return None;
     }
     let side = tc4_tile_side(params);
-    let v4 = target
-        .choice
-        .allows(KernelVersion::V4)
-        .then(|| {
-            Specialisation::all().find(|s| {
-                s.family == Family::TensorCoreWide
-                    && s.filter == params.fy as usize
-                    && s.tile == side
-            })
-        })
-        .flatten();
+    let v4_of = |family: Family| {
+        Specialisation::all()
+            .find(|s| s.family == family && s.filter == params.fy as usize && s.tile == side)
+    };
+    let v4 = if target.choice.allows(KernelVersion::V4) {
+        // wgmma where the device has it and a block's 128 channels are more than half used
+        // (at Cout ≤ 64 the mma.sync kernel's 64-channel blocks waste nothing).
+        let wgmma = (target.wgmma && params.cout > TC4_COUT)
+            .then(|| v4_of(Family::TensorCoreWgmma))
+            .flatten();
+        wgmma.or_else(|| v4_of(Family::TensorCoreWide))
+    } else {
+        None
+    };
     v4.or_else(|| Specialisation::find(Family::TensorCore, 3, params.fy as usize, 2))
 }
 

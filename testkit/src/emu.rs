@@ -16,13 +16,16 @@ use crate::data::{CaseData, TestElement, POISON};
 
 /// The emulator as a [`Runner`]. `max_blocks` stands in for the GPU's SMs × 32: small, so every
 /// launch of more than a few hundred outputs exercises the grid-stride loops. `choice` picks
-/// the forward kernels as `Kernels::with_choice` does on a GPU.
+/// the forward kernels as `Kernels::with_choice` does on a GPU; `wgmma` whether the device has
+/// sm_90a's wgmma (an H100 or H200; an A100 or L4 has not, and takes the mma.sync kernels).
 #[derive(Debug, Clone, Copy)]
 pub struct Emu {
     /// Grid size cap.
     pub max_blocks: u32,
     /// Which forward kernels.
     pub choice: KernelChoice,
+    /// Whether the wgmma kernel may run ([`Target::with_wgmma`]).
+    pub wgmma: bool,
 }
 
 impl Emu {
@@ -30,21 +33,31 @@ impl Emu {
     pub const AUTO: Emu = Emu {
         max_blocks: 3,
         choice: KernelChoice::Auto,
+        wgmma: true,
+    };
+    /// The newest kernels of a device without wgmma (the tensor-core conv's mma.sync v4).
+    pub const NO_WGMMA: Emu = Emu {
+        max_blocks: 3,
+        choice: KernelChoice::Auto,
+        wgmma: false,
     };
     /// The kernels up to v2 (the strip kernels v4 is compared with), 3 blocks at most.
     pub const V2: Emu = Emu {
         max_blocks: 3,
         choice: KernelChoice::AtMost(KernelVersion::V2),
+        wgmma: true,
     };
     /// The kernels up to v3 (the tensor-core kernels v4 is compared with), 3 blocks at most.
     pub const V3: Emu = Emu {
         max_blocks: 3,
         choice: KernelChoice::AtMost(KernelVersion::V3),
+        wgmma: true,
     };
     /// The general (v1) kernels, 3 blocks at most.
     pub const GENERAL: Emu = Emu {
         max_blocks: 3,
         choice: KernelChoice::GENERAL,
+        wgmma: true,
     };
 
     /// The plan this runner launches for `op` on `shape`.
@@ -56,7 +69,9 @@ impl Emu {
     ) -> blurpool::Result<LaunchPlan> {
         op.plan(
             shape,
-            Target::new(T::DTYPE, layout).with_choice(self.choice),
+            Target::new(T::DTYPE, layout)
+                .with_choice(self.choice)
+                .with_wgmma(self.wgmma),
         )
     }
 

@@ -664,6 +664,47 @@ pub fn tensor_core_cases() -> Vec<(Operator, Shape4)> {
     cases
 }
 
+/// Sizes and output channels of the `wgmma` cases: more than 64 output channels (one or two
+/// 128-channel blocks, the last partly or wholly past Cout: 65, 96, 130, 200), inputs whose
+/// channels take the 16-byte copies (16, 40, 24, 8) or the element path (33, 3), outputs of 13,
+/// 14 or at most 7 a side (7 × 7 tiles) and some of 15 (8 × 8 tiles: the mma.sync kernel).
+pub const WGMMA_SIZES: [(Shape4, usize); 6] = [
+    (Shape4::new(1, 16, 28, 28), 128),
+    (Shape4::new(1, 33, 27, 13), 130),
+    (Shape4::new(2, 8, 14, 12), 65),
+    (Shape4::new(1, 40, 12, 29), 200),
+    (Shape4::new(1, 3, 9, 9), 256),
+    (Shape4::new(1, 24, 28, 27), 96),
+];
+
+/// Cases for the sm_90a `wgmma` kernel (dense 3×3 conv, filter 3 at stride 2, Cout > 64, 7 × 7
+/// output tiles): the grid of [`tensor_core_cases`] for filter 3 (pad modes × conv paddings ×
+/// bias and activation × two blur paddings × binomial and skewed taps) over [`WGMMA_SIZES`].
+pub fn wgmma_cases() -> Vec<(Operator, Shape4)> {
+    let filters = binomial_and_skewed(3, [0.6, -0.15, 0.35, 0.2]);
+    conv_blur_grid(&filters, &[(1, 1), (0, 1)], 2)
+        .into_iter()
+        .enumerate()
+        .map(|(turn, (blur, conv_pad, bias, act))| {
+            let (size, cout) = WGMMA_SIZES[turn % WGMMA_SIZES.len()];
+            let conv = Conv2dSpec::new(Conv2dArgs {
+                in_channels: size.c,
+                out_channels: cout,
+                kernel: (3, 3),
+                padding: (conv_pad, conv_pad),
+                groups: 1,
+                bias,
+                activation: act,
+            })
+            .unwrap();
+            (
+                Operator::ConvBlurPool(ConvBlurPool2d::new(conv, blur)),
+                size,
+            )
+        })
+        .collect()
+}
+
 /// MaxBlurPool on inputs holding NaN, +inf and −inf (strip and general geometries): the result
 /// must be the reference's exactly where it is not finite, and within f32 rounding elsewhere.
 /// Returns the number of cases run.
