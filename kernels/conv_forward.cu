@@ -765,14 +765,16 @@ __device__ __forceinline__ bp_tc_tile bp_tc_decode_tile(const BpParams &p, long 
 //   (at 36: 2-way) with the channel offsets as immediates, and the blur's reads (32 channels of
 //   one pixel) are one wavefront;
 //   NCHW: 33, so that the blur's reads (one channel of 8 × 4 outputs) spread over the banks.
-// A block of CO = 64 channels (v4, dynamic shared memory): 72 (8 mod 32) in NHWC, 67 in NCHW:
-// odd, so the blur's reads (8 columns 2 apart × channels {c, c + 1, c + 16, c + 17}) take 32
-// banks, and 3 mod 32, so the accumulators' stores (8 pixels × 4 channel pairs a warp) take 2
-// wavefronts (at 65, 1 mod 32, they took 3.9; no stride gives 1 to both).
+// A block of CO = 64 or 128 channels (v4, dynamic shared memory): CO + 8 (8 mod 32) in NHWC,
+// CO + 4 (4 mod 32) in NCHW: even, so that both the accumulators' stores and the blur's reads
+// go two channels at a time as float2 (8 pixels 4 words apart × 4 channel pairs, and 8 columns
+// 2 pixels = 8 words apart × 4 pairs: every bank twice, 2 wavefronts for 256 bytes, the
+// least). (With one float a lane the stride was odd, 67: the reads took 1 wavefront, but as
+// many requests as floats.)
 template <typename L, int F, int CO = BP_TC_COUT> __device__ __forceinline__ constexpr int bp_tc_map_stride() {
     static_assert(CO % 32 == 0, "whole 32-channel groups");
     return L::channels_last ? (CO == BP_TC_COUT ? bp_tc_dims<F>::MAP_STRIDE : CO + 8)
-                            : (CO == BP_TC_COUT ? CO + 1 : CO + 3);
+                            : (CO == BP_TC_COUT ? CO + 1 : CO + 4);
 }
 template <typename L, int F, int CO = BP_TC_COUT, int TO = BP_TC_OUT>
 __device__ __forceinline__ int bp_tc_map_row(int rr) {
@@ -817,7 +819,7 @@ __device__ __forceinline__ void bp_tc_store_map(const BpParams &p,
                 float *px = map_s + bp_tc_map_row<L, F, CO, TO>(rr);
                 const float v0 = bp_activate(acc[ch][nt][2 * h] + bias[0], act);
                 const float v1 = bp_activate(acc[ch][nt][2 * h + 1] + bias[1], act);
-                if constexpr (L::channels_last) {
+                if constexpr (L::channels_last || CO != BP_TC_COUT) { // an even stride: float2
                     const bp_u64 pair = {{__float_as_uint(v0), __float_as_uint(v1)}};
                     bp_store_u64(px + bp_tc_map_col<L, F, CO>(qq, nl), pair);
                 } else {
@@ -948,11 +950,13 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
                 if (c < own) bp_st(at + c, bp_from_f32<T>(sum[c]));
         }
     } else {
-        // NCHW: warp w owns output row w; in turn k (CO / 4 of them) lane (lj, q) owns channel
-        // 2·(k % 8) + 32·(k / 8) + (q % 2) + 16·(q / 2), q = lane / 8: a warp's blur read is 8
-        // map columns × channels {c, c + 1, c + 16, c + 17}, 32 distinct banks at the map's
-        // stride of 1 mod 32 (4 rows × 8 columns of one channel took 3.9 wavefronts), and its
-        // store 4 runs of 8 outputs, as before. The row's sources are worked out once.
+        // NCHW: warp w owns output row w, lane (lj, q = lane / 8) column lj; the row's sources
+        // are worked out once. v4 (CO 64, 128): two channels a lane and turn (below). v3 (CO =
+        // 32, an odd stride): in turn k (CO / 4 of them) lane (lj, q) owns channel
+        // 2·(k % 8) + 32·(k / 8) + (q % 2) + 16·(q / 2): a warp's blur read is 8 map columns ×
+        // channels {c, c + 1, c + 16, c + 17}, 32 distinct banks at the map's stride of 1 mod 32
+        // (4 rows × 8 columns of one channel took 3.9 wavefronts), and its store 4 runs of 8
+        // outputs.
         static_assert(BP_TC_WARPS == BP_TC_OUT, "a warp a tile row");
         if (warp >= tl.ni) return; // the same for the whole warp; no barrier follows in this tile
         const int i = tl.i0 + warp;
@@ -962,6 +966,34 @@ __device__ __forceinline__ void bp_tc_epilogue(const BpParams &p,
         for (int u = 0; u < F; ++u) {
             const int r = bp_source_index32(i * sy + u - p.pad_top, HM, p.mode);
             rows[u] = r < 0 ? -1 : bp_tc_map_row<L, F, CO, TO>(r - tl.r0);
+        }
+        if constexpr (CO != BP_TC_COUT) {
+            // v4 (an even stride): in turn k lane (lj, q) owns channels nl = 8k + 2q and nl + 1
+            // of column lj and reads both per tap as one float2; the sums are bp_blur_at's, a
+            // channel at a time. Each channel's stores are 4 runs of 8 outputs, as below.
+#pragma unroll 1
+            for (int k = 0; k < CO / 8; ++k) {
+                const int nl = 8 * k + 2 * q;
+                if (tl.co0 + nl >= COUT) continue;
+                float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+                for (int u = 0; u < F; ++u) {
+                    if (rows[u] < 0) continue;
+                    const float *row = map_s + rows[u] + nl;
+#pragma unroll
+                    for (int v = 0; v < F; ++v) {
+                        if (col[v] < 0) continue;
+                        const bp_u64 pair = bp_load_u64(row + col[v]);
+                        const float w = p.ty[u] * p.tx[v];
+                        sum0 += w * __uint_as_float(pair.v[0]);
+                        sum1 += w * __uint_as_float(pair.v[1]);
+                    }
+                }
+                T *at = y + L::offset(tl.n, tl.co0 + nl, i, j, COUT, HO, WO);
+                bp_st(at, bp_from_f32<T>(sum0));
+                if (tl.co0 + nl + 1 < COUT) bp_st(at + (long long)HO * WO, bp_from_f32<T>(sum1));
+            }
+            return;
         }
 #pragma unroll 1
         for (int k = 0; k < CO / 4; ++k) {

@@ -155,9 +155,9 @@ run tc4_pack_taps_flipped kernels/conv_forward.cu 'bp_ld(w + ((co * C + ci) * 9 
 run tc4_b_upper_ntiles kernels/conv_forward.cu 'bp_ldmatrix_x4(b_at + 16 * q * BP_TC4_ROW, bq[q]);' 'bp_ldmatrix_x4(b_at + 16 * (q & 1) * BP_TC4_ROW, bq[q]);'
 run tc4_epilogue_second_channel kernels/conv_forward.cu 'cell[u][v][1] = __uint_as_float(q.v[1]);' 'cell[u][v][1] = __uint_as_float(q.v[0]);'
 run tc4_epilogue_lane_channels kernels/conv_forward.cu 'const int nl0 = CPL * lane; // NHWC' 'const int nl0 = lane; // NHWC'
-run tc4_epilogue_pair_store_halves kernels/conv_forward.cu '(unsigned)bp_from_f32<T>(sum[1]).bits << 16' '(unsigned)bp_from_f32<T>(sum[0]).bits << 16'
-run tc4_epilogue_pair_store_aligned kernels/conv_forward.cu 'COUT % 2 == 0 && (reinterpret_cast<unsigned long long>(y) & 3) == 0;' 'COUT % 2 == 0;'
-run tc4_epilogue_last_channel kernels/conv_forward.cu 'const bool second = CPL == 2 && tl.co0 + nl0 + 1 < COUT;' 'const bool second = CPL == 2;'
+run tc4_epilogue_pair_store_halves kernels/conv_forward.cu 'bp_store_u64(at, bp_u64{{word[0], word[1]}});' 'bp_store_u64(at, bp_u64{{word[1], word[0]}});'
+run tc4_epilogue_pair_store_aligned kernels/conv_forward.cu '(reinterpret_cast<unsigned long long>(y) & (2 * CPL - 1)) == 0;' 'true;'
+run tc4_epilogue_last_channel kernels/conv_forward.cu 'const int own = COUT - (tl.co0 + nl0) < CPL ? COUT - (tl.co0 + nl0) : CPL;' 'const int own = CPL;'
 run tc4_decode_channel_tiles kernels/conv_forward.cu 'bp_tc_decode_tile<BP_TC4_COUT, TO>(p, tile, F)' 'bp_tc_decode_tile<BP_TC_COUT, TO>(p, tile, F)'
 # 7 × 7 output tiles (tc4_tile_side): the tile's side in the decode, the count, the map tile and
 # the host's shared bytes. (The host's block count only sizes the grid: the kernel's
@@ -186,7 +186,7 @@ run tc4_blur_padded_cell_zero kernels/conv_forward.cu 'inside ? bp_load_u64(row 
 run tc_blur_reflect_off_by_one kernels/common.cuh 'return i < 0 ? -i : 2 * (len - 1) - i;' 'return i < 0 ? -i : 2 * len - 1 - i;'
 run tc_blur_column_channel kernels/conv_forward.cu 'bp_tc_map_col<L, F, CO>(q - tl.c0, L::channels_last ? nl0 : 0);' 'bp_tc_map_col<L, F, CO>(q - tl.c0, 0);'
 # The NCHW map stride at 64 channels (67): one that overlaps the next pixel's channels.
-run tc4_nchw_map_stride_overlap kernels/conv_forward.cu ': (CO == BP_TC_COUT ? CO + 1 : CO + 3);' ': (CO == BP_TC_COUT ? CO + 1 : CO - 1);'
+run tc4_nchw_map_stride_overlap kernels/conv_forward.cu ': (CO == BP_TC_COUT ? CO + 1 : CO + 4);' ': (CO == BP_TC_COUT ? CO + 1 : CO - 2);'
 run tc_blur_row_origin kernels/conv_forward.cu 'bp_tc_map_row<L, F, CO, TO>(r - tl.r0)' 'bp_tc_map_row<L, F, CO, TO>(r - tl.c0)'
 run tc_decode_first_map_row kernels/conv_forward.cu 'tl.r0 = bp_tc_first_source(tl.i0, tl.ni, taps, p.pad_top' 'tl.r0 = bp_tc_first_source(tl.i0, tl.ni, taps, p.pad_left'
 # The tenth round (bp_strip4_span::load_near: NCHW MaxBlurPool 3×3 max and depthwise): run with
@@ -227,3 +227,7 @@ run tcw_fence_dropped kernels/conv_forward.cu '            bp_wgmma_fence();
 #pragma unroll
             for (int tap = 0; tap < 9; ++tap) {' '#pragma unroll
             for (int tap = 0; tap < 9; ++tap) {'
+# The NCHW epilogue's channel pairs (v4: float2 reads of an even map stride; MUT_TESTS=tensor_core).
+run tc4_nchw_pair_second_value kernels/conv_forward.cu 'sum1 += w * __uint_as_float(pair.v[1]);' 'sum1 += w * __uint_as_float(pair.v[0]);'
+run tc4_nchw_pair_channels kernels/conv_forward.cu 'const int nl = 8 * k + 2 * q;' 'const int nl = 8 * k + q;'
+run tc4_nchw_pair_store_plane kernels/conv_forward.cu 'bp_st(at + (long long)HO * WO, bp_from_f32<T>(sum1));' 'bp_st(at + (long long)WO, bp_from_f32<T>(sum1));'
