@@ -1180,6 +1180,24 @@ __device__ __forceinline__ void bp_pack_tc4_weights_impl(const BpParams p, const
 }
 BP_INSTANTIATE_HALF_TYPES(bp_pack_tc4_weights)
 
+// Channels c8..c8+7 of input pixel (iy, ix) of image n in NCHW as one 16-byte staged row (8
+// loads a plane apart, each a row segment across a warp whose lanes take consecutive pixels;
+// zeros outside the image, `inside` false, and past C): the v4 kernels' NCHW staging.
+template <typename T, typename L>
+__device__ __forceinline__ bp_u128 bp_tc_gather8_nchw(const BpParams &p, const T *__restrict__ x, long long n,
+                                                      int c8, int iy, int ix, bool inside) {
+    const int C = (int)p.c, H = (int)p.h, W = (int)p.w;
+    const T *at = x + L::offset(n, inside ? c8 : 0, inside ? iy : 0, inside ? ix : 0, C, H, W);
+    const long long plane = (long long)H * W;
+    unsigned short v[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) v[e] = inside && c8 + e < C ? bp_ld(at + e * plane).bits : (unsigned short)0;
+    bp_u128 q;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) q.v[e] = (unsigned)v[2 * e] | (unsigned)v[2 * e + 1] << 16;
+    return q;
+}
+
 // Issues the copies of stage `ci0` (input channels ci0..ci0+15) into one stage buffer: the
 // input tile whose top-left input pixel is (iy0, ix0) and the stage's packed weights `ws`.
 template <typename T, typename L, int F, int TO>
@@ -1214,17 +1232,10 @@ __device__ __forceinline__ void bp_tc4_stage(const BpParams &p, const T *__restr
         // half (an element at a time, the transposition cost 5.2 wavefronts a 2-byte store).
         for (int u = threadIdx.x; u < X_CHUNKS; u += blockDim.x) {
             const int pix = u % (D::IH * D::IH), half = u / (D::IH * D::IH);
-            const int ty = pix / D::IH, tx = pix % D::IH, iy = iy0 + ty, ix = ix0 + tx, c8 = ci0 + 8 * half;
+            const int ty = pix / D::IH, tx = pix % D::IH, iy = iy0 + ty, ix = ix0 + tx;
             const bool inside = iy >= 0 && iy < H && ix >= 0 && ix < W;
-            const T *at = x + L::offset(n, inside ? c8 : 0, inside ? iy : 0, inside ? ix : 0, C, H, W);
-            const long long plane = (long long)H * W;
-            unsigned short v[8];
-#pragma unroll
-            for (int e = 0; e < 8; ++e) v[e] = inside && c8 + e < C ? bp_ld(at + e * plane).bits : (unsigned short)0;
-            bp_u128 q;
-#pragma unroll
-            for (int e = 0; e < 4; ++e) q.v[e] = (unsigned)v[2 * e] | (unsigned)v[2 * e + 1] << 16;
-            bp_store_u128(in_s + bp_tc4_at(ty * BP_TC4_PITCH + tx, half), q);
+            bp_store_u128(in_s + bp_tc4_at(ty * BP_TC4_PITCH + tx, half),
+                          bp_tc_gather8_nchw<T, L>(p, x, n, ci0 + 8 * half, iy, ix, inside));
         }
     } else {
         // NHWC where 16-byte copies do not apply (C % 8 ≠ 0 or x not 16-byte aligned): an
@@ -1463,19 +1474,12 @@ __device__ __forceinline__ void bp_tcw_stage(const BpParams &p, const T *__restr
         // NCHW: a thread stages 8 channels of one pixel (8 loads a plane apart, each a row
         // segment across the warp) and stores them as one 16-byte row, consecutive threads
         // consecutive pixels of one half.
-        const long long plane = (long long)H * W;
         for (int u = threadIdx.x; u < X_CHUNKS; u += blockDim.x) {
             const int half = u / DW::NPIX, pix = u % DW::NPIX;
-            const int ty = pix / DW::P, tx = pix % DW::P, iy = iy0 + ty, ix = ix0 + tx, c8 = ci0 + 8 * half;
+            const int ty = pix / DW::P, tx = pix % DW::P, iy = iy0 + ty, ix = ix0 + tx;
             const bool inside = ty < D::IH && iy >= 0 && iy < H && ix >= 0 && ix < W;
-            const T *at = x + L::offset(n, inside ? c8 : 0, inside ? iy : 0, inside ? ix : 0, C, H, W);
-            unsigned short v[8];
-#pragma unroll
-            for (int e = 0; e < 8; ++e) v[e] = inside && c8 + e < C ? bp_ld(at + e * plane).bits : (unsigned short)0;
-            bp_u128 q;
-#pragma unroll
-            for (int e = 0; e < 4; ++e) q.v[e] = (unsigned)v[2 * e] | (unsigned)v[2 * e + 1] << 16;
-            bp_store_u128(in_s + (half * DW::NPIX + pix) * 8, q);
+            bp_store_u128(in_s + (half * DW::NPIX + pix) * 8,
+                          bp_tc_gather8_nchw<T, L>(p, x, n, ci0 + 8 * half, iy, ix, inside));
         }
     } else {
         // NHWC where 16-byte copies do not apply (C % 8 ≠ 0 or x not 16-byte aligned): an

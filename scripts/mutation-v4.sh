@@ -147,7 +147,8 @@ run tc4_zero_fill_dropped kernels/conv_forward.cu 'inside ? x + L::offset(n, ci,
 run tc4_nchw_stage_channel kernels/conv_forward.cu 'bp_ld(at + e * plane).bits' 'bp_ld(at + e).bits'
 run tc4_nchw_stage_pack kernels/conv_forward.cu '(unsigned)v[2 * e] | (unsigned)v[2 * e + 1] << 16' '(unsigned)v[2 * e + 1] | (unsigned)v[2 * e] << 16'
 run tc4_nchw_stage_channel_bound kernels/conv_forward.cu 'inside && c8 + e < C ? bp_ld' 'inside ? bp_ld'
-run tc4_nchw_stage_half kernels/conv_forward.cu 'bp_store_u128(in_s + bp_tc4_at(ty * BP_TC4_PITCH + tx, half), q);' 'bp_store_u128(in_s + bp_tc4_at(ty * BP_TC4_PITCH + tx, 0), q);'
+run tc4_nchw_stage_half kernels/conv_forward.cu 'bp_store_u128(in_s + bp_tc4_at(ty * BP_TC4_PITCH + tx, half),' 'bp_store_u128(in_s + bp_tc4_at(ty * BP_TC4_PITCH + tx, 0),'
+run tcw_nchw_stage_half kernels/conv_forward.cu 'bp_store_u128(in_s + (half * DW::NPIX + pix) * 8,' 'bp_store_u128(in_s + pix * 8,'
 run tc4_pack_taps_flipped kernels/conv_forward.cu 'bp_ld(w + ((co * C + ci) * 9 + tap))' 'bp_ld(w + ((co * C + ci) * 9 + (8 - tap)))'
 # The 64-channel block: the B fragments of n-tiles 4–7, the epilogue's second 32-channel group,
 # the tile decode's channel tiles, and the host's dynamic shared memory (the emulator fails a

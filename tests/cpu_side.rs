@@ -227,7 +227,10 @@ fn nvrtc_compiles_the_embedded_sources() {
         let text = ptx.to_src();
         let symbols = kernel_symbols();
         for sym in &symbols {
-            assert!(text.contains(&format!(".entry {sym}(")), "{arch} PTX lacks {sym}");
+            assert!(
+                text.contains(&format!(".entry {sym}(")),
+                "{arch} PTX lacks {sym}"
+            );
         }
         let wgmma = text.contains("wgmma.mma_async.sync.aligned.m64n128k16");
         assert_eq!(wgmma, arch == "compute_90a", "{arch}: wgmma in its PTX");

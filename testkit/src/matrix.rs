@@ -596,6 +596,20 @@ pub const TENSOR_CORE_SIZES: [(Shape4, usize); 8] = [
     (Shape4::new(1, 40, 9, 10), 70),
 ];
 
+/// A dense (groups 1) 3×3 conv of `cin` → `cout` channels with zero padding `pad`.
+fn dense3x3(cin: usize, cout: usize, pad: usize, bias: bool, act: Activation) -> Conv2dSpec {
+    Conv2dSpec::new(Conv2dArgs {
+        in_channels: cin,
+        out_channels: cout,
+        kernel: (3, 3),
+        padding: (pad, pad),
+        groups: 1,
+        bias,
+        activation: act,
+    })
+    .unwrap()
+}
+
 /// Cases for the tensor-core ConvBlurPool kernels (dense 3×3 conv, filters 3 and 4, stride
 /// 2): each pad mode × conv padding 0/1/2 × (no bias, identity), (bias, relu), (bias, relu6) ×
 /// blur paddings (antialiased-cnns, timm, wider than the filter) × binomial and custom taps
@@ -614,16 +628,7 @@ pub fn tensor_core_cases() -> Vec<(Operator, Shape4)> {
         for (blur, conv_pad, bias, act) in conv_blur_grid(&filters, &pads, 2) {
             let (size, cout) = TENSOR_CORE_SIZES[turn % TENSOR_CORE_SIZES.len()];
             turn += 1;
-            let conv = Conv2dSpec::new(Conv2dArgs {
-                in_channels: size.c,
-                out_channels: cout,
-                kernel: (3, 3),
-                padding: (conv_pad, conv_pad),
-                groups: 1,
-                bias,
-                activation: act,
-            })
-            .unwrap();
+            let conv = dense3x3(size.c, cout, conv_pad, bias, act);
             cases.push((
                 Operator::ConvBlurPool(ConvBlurPool2d::new(conv, blur)),
                 size,
@@ -645,16 +650,7 @@ pub fn tensor_core_cases() -> Vec<(Operator, Shape4)> {
                 right: (f - 1) / 2,
             };
             let blur = Blur::new(Filter::binomial(f).unwrap(), (2, 2), pad, mode).unwrap();
-            let conv = Conv2dSpec::new(Conv2dArgs {
-                in_channels: size.c,
-                out_channels: cout,
-                kernel: (3, 3),
-                padding: (1, 1),
-                groups: 1,
-                bias: true,
-                activation: Activation::Relu,
-            })
-            .unwrap();
+            let conv = dense3x3(size.c, cout, 1, true, Activation::Relu);
             cases.push((
                 Operator::ConvBlurPool(ConvBlurPool2d::new(conv, blur)),
                 size,
@@ -687,16 +683,7 @@ pub fn wgmma_cases() -> Vec<(Operator, Shape4)> {
         .enumerate()
         .map(|(turn, (blur, conv_pad, bias, act))| {
             let (size, cout) = WGMMA_SIZES[turn % WGMMA_SIZES.len()];
-            let conv = Conv2dSpec::new(Conv2dArgs {
-                in_channels: size.c,
-                out_channels: cout,
-                kernel: (3, 3),
-                padding: (conv_pad, conv_pad),
-                groups: 1,
-                bias,
-                activation: act,
-            })
-            .unwrap();
+            let conv = dense3x3(size.c, cout, conv_pad, bias, act);
             (
                 Operator::ConvBlurPool(ConvBlurPool2d::new(conv, blur)),
                 size,
