@@ -6,7 +6,11 @@
 # sanitize:  the four compute-sanitizer tools over a reduced matrix (`blurpool verify`: every
 #            operator × dtype × layout × pad mode, forward and backward);
 # bench:     `blurpool bench` over the suite: OUT_DIR/bench/bench.{json,csv,svg}, host_overhead.json + bench.log;
-# criterion: the criterion benches (bench-fused.log, criterion reports in OUT_DIR/criterion).
+# criterion: the criterion benches (bench-fused.log, criterion reports in OUT_DIR/criterion);
+# ncu:       (not in the default) Nsight Compute's full set on one launch of the sm_90a wgmma
+#            dense conv, f16 NHWC 64×256×56×56 (ncu-wgmma.csv, raw page): its shared-memory
+#            wavefronts settle the model's assumption that a warpgroup's wgmma reads B once
+#            (notes/kernels.md); ≤ BLURPOOL_TIMEOUT_NCU s (150), e.g. `./run.sh OUT ncu`.
 # Every phase appends to OUT_DIR/summary.txt. Each command runs under `timeout` (seconds, from
 # BLURPOOL_TIMEOUT_TESTS / _SANITIZE (per tool) / _BENCH / _CRITERION; defaults 240 a test binary, 60, 420, 150, so
 # that "tests sanitize" and "bench criterion" each fit one 10-minute device call), and a phase
@@ -26,6 +30,7 @@ T_TESTS=${BLURPOOL_TIMEOUT_TESTS:-240}
 T_SANITIZE=${BLURPOOL_TIMEOUT_SANITIZE:-60}
 T_BENCH=${BLURPOOL_TIMEOUT_BENCH:-420}
 T_CRITERION=${BLURPOOL_TIMEOUT_CRITERION:-150}
+T_NCU=${BLURPOOL_TIMEOUT_NCU:-150}
 ran_out() { [[ $1 -eq 124 ]] && echo " (TIMED OUT after $2 s)"; }
 
 # libnvrtc (for the NVRTC-path tests): the toolkit's, or the one in Python's nvidia wheels.
@@ -84,6 +89,21 @@ if want criterion; then
     rc=$?
     [[ $rc -eq 0 ]] || status=1
     say "== criterion: exit $rc$(ran_out $rc "$T_CRITERION"); $(grep -c 'thrpt:' "$OUT/bench-fused.log") benchmarks (bench-fused.log)"
+fi
+if want ncu; then
+    ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+    if [[ -z $ncu ]]; then
+        say "== ncu: NOT FOUND"
+        status=1
+    else
+        timeout "$T_NCU" "$ncu" --kernel-name regex:wgmma --launch-count 1 --set full --csv --page raw \
+            --log-file "$OUT/ncu-wgmma.csv" \
+            bin/blurpool bench --quiet --shape 64,256,56,56 --ops conv_blur_pool_dense --dtypes f16 \
+            --layouts nhwc --min-samples 1 --max-samples 1 --out "$OUT/ncu-bench" >"$OUT/ncu-wgmma.log" 2>&1
+        rc=$?
+        [[ $rc -eq 0 ]] || status=1
+        say "== ncu (wgmma conv): exit $rc$(ran_out $rc "$T_NCU"); $(grep -c wgmma "$OUT/ncu-wgmma.csv") rows naming the kernel (ncu-wgmma.csv, ncu-wgmma.log)"
+    fi
 fi
 say "overall ($PHASES): $([[ $status -eq 0 ]] && echo PASS || echo FAIL)"
 exit $status

@@ -4,7 +4,7 @@
 #
 #   scripts/gpu-bundle.sh            # build (release) and collect
 #   gpu-bundle/run.sh [OUT_DIR] [PHASE...]   # on the GPU host (phases: tests sanitize bench
-#                                            # criterion; default all): summary in OUT_DIR
+#                                            # criterion, default; and ncu): summary in OUT_DIR
 #
 # The bundle holds the release test binaries (gpu, cpu_side, golden + the golden files they
 # read), the criterion bench binary and the `blurpool` CLI, each with the fatbin embedded and
