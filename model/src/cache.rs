@@ -188,21 +188,20 @@ pub fn simulate(t: &LaunchTrace, cfg: &CacheConfig) -> MemStats {
                 [r.first_sector as usize..(r.first_sector as usize + r.n_sectors as usize)];
             match (r.kind, r.space) {
                 (AccessKind::Mma, _) => s.mma += 1.0,
-                // A warp's share of a wgmma: N / 8 m16n8k16 products, and its operands'
-                // shared-memory reads (trace.rs wgmma_wavefronts_per_warp), which pass the
-                // shared-memory pipe like any other wavefronts.
-                (AccessKind::Wgmma, _) => {
-                    s.mma += r.size as f64;
-                    s.sh_requests += 1.0;
-                    s.sh_wavefronts += r.wavefronts as f64;
-                    s.sh_bytes += r.wavefronts as f64 * 128.0;
-                    s.lsu_cycles += r.wavefronts as f64 / cfg.smem_wavefronts_per_clk;
-                }
                 (_, Space::None) => {}
                 (_, Space::Shared) => {
+                    // A warp's share of a wgmma (size N / 8) is N / 8 m16n8k16 products, and a
+                    // shared request of its operands' wavefronts (trace.rs
+                    // wgmma_wavefronts_per_warp) like any other.
+                    let bytes = if r.kind == AccessKind::Wgmma {
+                        s.mma += r.size as f64;
+                        r.wavefronts as f64 * 128.0
+                    } else {
+                        r.lanes as f64 * r.size as f64
+                    };
                     s.sh_requests += 1.0;
                     s.sh_wavefronts += r.wavefronts as f64;
-                    s.sh_bytes += r.lanes as f64 * r.size as f64;
+                    s.sh_bytes += bytes;
                     s.lsu_cycles += cfg
                         .lsu_clk_per_request
                         .max(r.wavefronts as f64 / cfg.smem_wavefronts_per_clk);

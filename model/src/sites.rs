@@ -42,7 +42,6 @@ pub fn per_site(t: &LaunchTrace, g: &Gpu) -> Vec<SiteFigures> {
                 (_, Space::Global(_)) => "st",
             };
             let cycles = match r.space {
-                _ if r.kind == AccessKind::Wgmma => r.wavefronts as f64 / g.smem_wavefronts_per_clk,
                 Space::None => 0.0,
                 Space::Shared => g
                     .lsu_clk_per_request
